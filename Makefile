@@ -1,0 +1,85 @@
+# saga — top-level targets.  `make up` and `make test` work on a fresh clone:
+# each installs what it needs first (tools/deps.sh, idempotent).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV    := .venv
+PY      := $(VENV)/bin/python
+PYTEST  := PYTHONDONTWRITEBYTECODE=1 $(PY) -m pytest -p no:cacheprovider
+BPF_DIR := src/saga/drivers/ebpf
+BPF_OBJ := $(BPF_DIR)/saga.bpf.o
+# Kernels the module is tested on (Debian's 6.1, 6.1 PREEMPT_RT and 6.12).
+TEST_KERNELS = $(shell tools/kernels.sh)
+
+.PHONY: help up down deps build kmod bpf uapi syscalls test test-unit test-host test-vm test-pkg bench deb clean
+
+help:
+	@echo "make up      install what is needed, build, start saga (module or eBPF) and mount /sagafs"
+	@echo "make down    stop saga and unmount /sagafs"
+	@echo "make test    install what is needed and run every test (host, VMs, packages)"
+	@echo "make bench   run the benchmarks (docs/benchmarks.md)"
+	@echo "make deb     build the Debian packages into dist/"
+	@echo "make build   build the BPF object and, where headers exist, the module"
+
+up:
+	tools/deps.sh base bpf
+	$(MAKE) --no-print-directory build
+	tools/up.sh
+
+down:
+	tools/down.sh
+
+deps:
+	tools/deps.sh base bpf
+
+build: bpf
+	@if [ -d /lib/modules/$$(uname -r)/build ]; then $(MAKE) --no-print-directory kmod KDIR=/lib/modules/$$(uname -r)/build; \
+	 else echo "build: no headers for $$(uname -r): module not built here (the eBPF driver needs none)"; fi
+
+# The module for one kernel: make kmod KDIR=/lib/modules/<release>/build
+kmod:
+	$(MAKE) -C kmod KDIR=$(KDIR)
+
+bpf: $(BPF_OBJ)
+
+$(BPF_OBJ): bpf/saga.bpf.c bpf/*.h kmod/include/uapi/linux/saga.h kmod/saga_syscalls.h
+	tools/build-bpf.sh $@
+
+# Regenerate the committed generated files (tests fail when they are stale).
+uapi:
+	$(PY) tools/gen_uapi.py
+
+syscalls:
+	$(PY) tools/gen_syscalls.py
+
+test:
+	tools/deps.sh base bpf vm pkg pg bench
+	$(MAKE) --no-print-directory build
+	$(MAKE) --no-print-directory test-unit test-host test-vm test-pkg
+
+test-unit:
+	$(PYTEST) tests/unit
+
+# eBPF and FUSE on this machine's kernel (root).
+test-host:
+	$(PYTEST) tests/ebpf tests/fuse
+
+# One VM boot per kernel: build saga.ko against its headers, run tests/kernel inside.
+test-vm:
+	tools/vmtest $(TEST_KERNELS)
+
+test-pkg:
+	$(PYTEST) tests/pkg
+
+bench:
+	tools/deps.sh base bpf vm bench
+	$(MAKE) --no-print-directory build
+	tools/bench.sh
+
+deb:
+	tools/deps.sh base bpf pkg
+	packaging/build.sh
+
+clean:
+	$(MAKE) -C kmod clean KDIR=$(firstword $(wildcard /lib/modules/*/build)) || true
+	rm -rf build dist $(BPF_OBJ)

@@ -1,0 +1,3 @@
+"""saga: syscall logging for Linux."""
+
+__version__ = "0.1.0"

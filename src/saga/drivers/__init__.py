@@ -1,0 +1,48 @@
+"""Capture drivers and the choice between them.
+
+`auto` prefers the kernel module (cheapest, works on any kernel Debian
+ships) and falls back to eBPF where modules cannot be loaded (Secure
+Boot, lockdown, CONFIG_MODULES=n).  Each driver module exposes a class
+with `open()` that raises DriverUnavailable with the reason it cannot run.
+"""
+from __future__ import annotations
+
+from saga.drivers.base import Driver, DriverInfo, Stats
+from saga.errors import DriverUnavailable, UsageError
+
+KINDS = ("auto", "kmod", "ebpf", "replay")
+
+
+def _open_kmod() -> Driver:
+    from saga.drivers.kmod import KmodDriver
+    return KmodDriver.open()
+
+
+def _open_ebpf() -> Driver:
+    from saga.drivers.ebpf import EbpfDriver
+    return EbpfDriver.open()
+
+
+def open_driver(kind: str = "auto", *, replay_path: str | None = None) -> Driver:
+    """Open the named driver; `auto` tries kmod, then ebpf, and explains both failures."""
+    if kind == "kmod":
+        return _open_kmod()
+    if kind == "ebpf":
+        return _open_ebpf()
+    if kind == "replay":
+        if not replay_path:
+            raise UsageError("the replay driver needs a recording (--replay FILE)")
+        from saga.drivers.replay import ReplayDriver
+        return ReplayDriver.open(replay_path)
+    if kind != "auto":
+        raise UsageError(f"unknown driver {kind!r}: one of {', '.join(KINDS)}")
+    reasons = []
+    for opener in (_open_kmod, _open_ebpf):
+        try:
+            return opener()
+        except DriverUnavailable as exc:
+            reasons.append(str(exc))
+    raise DriverUnavailable("no capture driver can run here: " + "; ".join(reasons))
+
+
+__all__ = ["Driver", "DriverInfo", "Stats", "open_driver", "KINDS"]

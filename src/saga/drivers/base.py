@@ -1,0 +1,104 @@
+"""The driver interface: one capture backend behind one set of operations.
+
+A driver is the live state of capture on this machine: counters, rules,
+the enabled flag and the event stream.  `kmod` talks to /dev/saga, `ebpf`
+to saga's pinned BPF maps and ring buffer, `replay` to a file of recorded
+records (tests and demos).  Every method raises only SagaError subclasses
+(saga.errors); OSError is translated at this boundary.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from saga.rules.model import Rule
+
+
+@dataclass(frozen=True)
+class DriverInfo:
+    driver: str              # "kmod", "ebpf" or "replay"
+    version: str             # of the kernel side (module or BPF object)
+    abi_version: int
+    features: int            # SAGA_FEAT_*
+    ring_bytes: int          # event buffer per CPU (kmod) or in all (ebpf)
+    nr_cpus: int
+    enabled: bool
+    locked: bool
+    nr_rules: int
+    default_action: str      # log | count | ignore
+
+
+@dataclass(frozen=True)
+class Stats:
+    per_slot: dict[int, tuple[int, int]] = field(default_factory=dict)  # slot -> (calls, errors), nonzero only
+    calls: int = 0
+    errors: int = 0
+    events: int = 0          # records produced
+    drops: int = 0           # records lost to a full buffer
+    read: int = 0            # records handed to readers
+    no_enter: int = 0        # records without enter state
+    path_faults: int = 0
+    reset_ns: int = 0        # CLOCK_REALTIME of the last reset or load
+
+
+class Driver(ABC):
+    name: ClassVar[str]
+
+    # -- state -------------------------------------------------------------
+    @abstractmethod
+    def info(self) -> DriverInfo: ...
+
+    @abstractmethod
+    def stats(self) -> Stats: ...
+
+    @abstractmethod
+    def reset_stats(self) -> None: ...
+
+    @abstractmethod
+    def set_enabled(self, enabled: bool) -> None: ...
+
+    # -- rules (ordered; first match wins; ids are unique) ------------------
+    @abstractmethod
+    def list_rules(self) -> list[Rule]:
+        """Rules in force, in order, with ids; syscall tokens rebuilt from the slot set."""
+
+    @abstractmethod
+    def add_rule(self, rule: Rule, position: int | None = None) -> int:
+        """Insert before index `position` (None: append); keeps rule.id if set. Returns the id."""
+
+    @abstractmethod
+    def remove_rule(self, rule_id: int) -> None: ...
+
+    @abstractmethod
+    def remove_key(self, key: str) -> int:
+        """Remove every rule tagged `key`; returns how many."""
+
+    @abstractmethod
+    def replace_rules(self, rules: list[Rule]) -> None:
+        """Install exactly these rules, ids kept, in one atomic step."""
+
+    @abstractmethod
+    def clear_rules(self) -> None: ...
+
+    @abstractmethod
+    def lock_rules(self) -> None: ...
+
+    # -- events --------------------------------------------------------------
+    @abstractmethod
+    def fileno(self) -> int:
+        """A descriptor that polls readable when records are waiting."""
+
+    @abstractmethod
+    def read_raw(self, max_bytes: int = 1 << 20, timeout: float | None = 0.0) -> bytes:
+        """Whole records (saga.events format), at most max_bytes; b"" if none came within timeout
+        (None waits indefinitely).  The calling process is excluded from capture while it reads."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Driver:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

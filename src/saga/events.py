@@ -1,0 +1,123 @@
+"""Event records: the binary format of docs/kernel-abi.md, parsed.
+
+Both drivers deliver the same bytes (a run of `struct saga_event` records,
+each followed by its paths).  The hot path keeps each record as a plain
+tuple (see the index constants below), because building an object per
+event costs more than parsing it; `Event` is the named view for code that
+handles few events at a time.
+"""
+from __future__ import annotations
+
+import struct
+from typing import NamedTuple
+
+from saga import _uapi
+
+_RECORD = _uapi.SAGA_EVENT_STRUCT
+FIXED = _uapi.SAGA_EVENT.size
+
+# Indexes into a raw record tuple, as returned by parse().
+SIZE, FLAGS, NR, ORIG_NR, CPU, PID, TID, PPID, UID, GID, TS, DURATION, RET = range(13)
+ARG0 = 13  # ARG0 .. ARG0 + 5
+COMM, PATH_LEN0, PATH_LEN1 = 19, 20, 21
+PATHS = 23  # tuple of decoded paths (empty when the call took none)
+
+_NO_PATHS: tuple[tuple[str, ...]] = ((),)
+
+
+class RecordError(ValueError):
+    """The bytes are not a run of whole, well-formed records."""
+
+
+def parse(buf: bytes | bytearray | memoryview) -> list[tuple]:
+    """Parse a run of whole records into raw tuples (fields + paths)."""
+    out: list[tuple] = []
+    append = out.append
+    unpack = _RECORD.unpack_from
+    off, end = 0, len(buf)
+    try:
+        while off < end:
+            rec = unpack(buf, off)
+            size = rec[0]
+            if size == FIXED:  # the common case: a call without paths
+                append(rec + _NO_PATHS)
+            elif size < FIXED or size & 7 or off + size > end:
+                raise RecordError(f"bad record size {size} at byte {off}")
+            else:
+                append(rec + (_paths(buf, off + FIXED, off + size, rec[PATH_LEN0], rec[PATH_LEN1]),))
+            off += size
+    except struct.error:
+        raise RecordError(f"truncated record at byte {off}: {end - off} bytes left, {FIXED} needed") from None
+    return out
+
+
+def _paths(buf, start: int, end: int, len0: int, len1: int) -> tuple[str, ...]:
+    paths = []
+    for n in (len0, len1):
+        if not n:
+            continue
+        if start + n >= end:
+            raise RecordError(f"path of {n} bytes overruns its record")
+        paths.append(bytes(buf[start:start + n]).decode("utf-8", "surrogateescape"))
+        start += n + 1
+    return tuple(paths)
+
+
+def pack(fields: dict) -> bytes:
+    """Build one record (for tests, the replay driver and benchmarks)."""
+    paths = [p.encode("utf-8", "surrogateescape") for p in fields.get("paths", ())]
+    tail = b"".join(p + b"\0" for p in paths)
+    size = (FIXED + len(tail) + 7) & ~7
+    lens = [len(p) for p in paths] + [0] * (2 - len(paths))
+    args = list(fields.get("args", ())) + [0] * (6 - len(fields.get("args", ())))
+    comm = fields.get("comm", "")
+    comm_b = comm.encode() if isinstance(comm, str) else comm
+    head = _RECORD.pack(size, fields.get("flags", 0), fields["nr"], fields.get("orig_nr", fields["nr"]),
+                        fields.get("cpu", 0), fields.get("pid", 0), fields.get("tid", fields.get("pid", 0)),
+                        fields.get("ppid", 0), fields.get("uid", 0), fields.get("gid", 0),
+                        fields.get("ts_ns", 0), fields.get("duration_ns", 0), fields.get("ret", 0),
+                        *args, comm_b[:15], lens[0], lens[1], 0)
+    return head + tail + b"\0" * (size - FIXED - len(tail))
+
+
+class Event(NamedTuple):
+    """A record with names, for code that is not on the hot path."""
+
+    flags: int
+    nr: int
+    orig_nr: int
+    cpu: int
+    pid: int
+    tid: int
+    ppid: int
+    uid: int
+    gid: int
+    ts_ns: int
+    duration_ns: int
+    ret: int
+    args: tuple[int, ...]
+    comm: str
+    paths: tuple[str, ...]
+
+    @classmethod
+    def from_raw(cls, r: tuple) -> Event:
+        return cls(r[FLAGS], r[NR], r[ORIG_NR], r[CPU], r[PID], r[TID], r[PPID], r[UID], r[GID],
+                   r[TS], r[DURATION], r[RET], r[ARG0:ARG0 + 6], comm_str(r[COMM]), r[PATHS])
+
+    def to_fields(self) -> dict:
+        d = self._asdict()
+        d["comm"] = self.comm
+        return d
+
+
+_COMM_CACHE: dict[bytes, str] = {}
+
+
+def comm_str(raw: bytes) -> str:
+    """Decode a NUL-padded task name (cached: few distinct names recur)."""
+    s = _COMM_CACHE.get(raw)
+    if s is None:
+        if len(_COMM_CACHE) > 4096:
+            _COMM_CACHE.clear()
+        s = _COMM_CACHE[raw] = raw.rstrip(b"\0").decode("utf-8", "replace")
+    return s

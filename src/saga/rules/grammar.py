@@ -1,0 +1,99 @@
+"""The one rule grammar: `ACTION SYSCALLS [field=value ...]`.
+
+Used by the CLI, rule files, /sagafs/rules, /proc/saga/rules and the
+daemon.  See docs/rules.md.  format() and parse() are inverses:
+parse(format(rule)) == rule.
+"""
+from __future__ import annotations
+
+import pwd
+import re
+import shlex
+
+from saga.errors import RuleError
+from saga.rules.model import Rule
+
+_ID_PREFIX = re.compile(r"^\s*(\d+):\s*")
+_SAFE = re.compile(r"^[A-Za-z0-9_.:@+/%-]+$")
+
+
+def _quote(value: str) -> str:
+    return value if _SAFE.match(value) else shlex.quote(value)
+
+
+def format(rule: Rule, *, with_id: bool = False) -> str:  # noqa: A001 - the grammar's verb
+    parts = [rule.action, ",".join(rule.syscalls)]
+    if rule.pid is not None:
+        parts.append(f"pid={rule.pid}")
+    if rule.uid is not None:
+        parts.append(f"uid={rule.uid}")
+    if rule.comm is not None:
+        parts.append(f"comm={_quote(rule.comm)}")
+    if rule.errors:
+        parts.append("errors")
+    if rule.key is not None:
+        parts.append(f"key={_quote(rule.key)}")
+    text = " ".join(parts)
+    return f"{rule.id}: {text}" if with_id and rule.id is not None else text
+
+
+def _int_field(name: str, value: str) -> int:
+    try:
+        return int(value, 10)
+    except ValueError:
+        raise RuleError(f"{name}= needs a number, not {value!r}") from None
+
+
+def _uid(value: str) -> int:
+    if value.isdigit():
+        return int(value)
+    try:
+        return pwd.getpwnam(value).pw_uid
+    except KeyError:
+        raise RuleError(f"uid={value}: no such user") from None
+
+
+def parse(text: str) -> Rule:
+    """One rule; an optional `ID:` prefix (as /proc/saga/rules prints) sets its id."""
+    rule_id = None
+    m = _ID_PREFIX.match(text)
+    if m:
+        rule_id, text = int(m.group(1)), text[m.end():]
+    try:
+        words = shlex.split(text, comments=False)
+    except ValueError as exc:
+        raise RuleError(f"cannot split rule: {exc}") from None
+    if len(words) < 2:
+        raise RuleError("a rule is ACTION SYSCALLS [pid=N] [uid=N] [comm=NAME] [errors] [key=K]")
+    action, calls, fields = words[0], words[1], words[2:]
+    tokens = tuple(t for t in calls.split(",") if t)
+    kw: dict = {}
+    for field in fields:
+        name, eq, value = field.partition("=")
+        if name in kw:
+            raise RuleError(f"{name} given twice")
+        if name == "errors" and not eq:
+            kw["errors"] = True
+        elif name == "pid" and eq:
+            kw["pid"] = _int_field("pid", value)
+        elif name == "uid" and eq:
+            kw["uid"] = _uid(value)
+        elif name in ("comm", "key") and eq:
+            kw[name] = value
+        else:
+            raise RuleError(f"unknown field {field!r}: use pid=N, uid=N, comm=NAME, errors or key=K")
+    return Rule(action, tokens, id=rule_id, **kw)
+
+
+def parse_lines(text: str, source: str = "<rules>") -> list[Rule]:
+    """A rule file: one rule a line, `#` comments, blank lines ignored."""
+    rules = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        try:
+            rules.append(parse(line))
+        except RuleError as exc:
+            raise RuleError(f"{source}:{lineno}: {exc}") from None
+    return rules

@@ -1,0 +1,114 @@
+"""The rule model: what a rule says, independent of how it is written or applied."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from functools import cached_property
+
+from saga import _uapi, syscalls
+from saga.errors import RuleError
+
+ACTIONS = {"log": _uapi.SAGA_ACT_LOG, "count": _uapi.SAGA_ACT_COUNT, "ignore": _uapi.SAGA_ACT_IGNORE}
+ACTION_NAMES = {v: k for k, v in ACTIONS.items()}
+COMM_MAX = _uapi.SAGA_COMM_LEN - 1
+KEY_MAX = _uapi.SAGA_KEY_LEN - 1
+
+# Legacy calls that glibc no longer makes, with what it calls instead.
+LEGACY = {
+    "open": ("openat", "open*"), "creat": ("openat", "open*"), "stat": ("newfstatat", "*stat*"),
+    "lstat": ("newfstatat", "*stat*"), "access": ("faccessat", "*access*"),
+    "unlink": ("unlinkat", "unlink*"), "rename": ("renameat2", "rename*"), "mkdir": ("mkdirat", "mkdir*"),
+    "chmod": ("fchmodat", "*chmod*"), "chown": ("fchownat", "*chown*"), "readlink": ("readlinkat", "readlink*"),
+    "fork": ("clone", "clone*,fork,vfork"), "dup2": ("dup3", "dup*"), "pipe": ("pipe2", "pipe*"),
+    "select": ("pselect6", "*select*"), "poll": ("ppoll", "*poll"), "epoll_wait": ("epoll_pwait", "epoll_*wait*"),
+}
+
+
+def expand(token: str) -> frozenset[int]:
+    """Slots named by one syscall token: a name, a glob, a %class or `all`."""
+    if token == "all":
+        return frozenset(syscalls.BY_SLOT)
+    if token.startswith("%"):
+        names = syscalls.CLASSES.get(token[1:])
+        if names is None:
+            raise RuleError(f"unknown class {token!r}: one of " + ", ".join("%" + c for c in sorted(syscalls.CLASSES)))
+        return frozenset(syscalls.BY_NAME[n].slot for n in names)
+    if any(c in token for c in "*?["):
+        found = syscalls.glob(token)
+        if not found:
+            raise RuleError(f"{token!r} matches no syscall")
+        return frozenset(s.slot for s in found)
+    call = syscalls.lookup(token)
+    if call is None:
+        hint = syscalls.suggest(token)
+        raise RuleError(f"unknown syscall {token!r}" + (f"; did you mean {', '.join(hint)}?" if hint else ""))
+    return frozenset((call.slot,))
+
+
+@dataclass(frozen=True)
+class Rule:
+    """ACTION SYSCALLS [pid=N] [uid=N] [comm=NAME] [errors] [key=K], with an id once stored."""
+
+    action: str
+    syscalls: tuple[str, ...]
+    pid: int | None = None
+    uid: int | None = None
+    comm: str | None = None
+    errors: bool = False
+    key: str | None = None
+    id: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.action not in ACTIONS:
+            raise RuleError(f"unknown action {self.action!r}: one of log, count, ignore")
+        if not self.syscalls:
+            raise RuleError("a rule names at least one syscall (or `all`)")
+        for name, value in (("pid", self.pid), ("uid", self.uid)):
+            if value is not None and not 0 <= value <= 0xFFFFFFFE:
+                raise RuleError(f"{name}={value} is out of range")
+        if self.comm is not None and not 0 < len(self.comm.encode()) <= COMM_MAX:
+            raise RuleError(f"comm must be 1 to {COMM_MAX} bytes (the kernel keeps {COMM_MAX} of a task name)")
+        if self.key is not None and not 0 < len(self.key.encode()) <= KEY_MAX:
+            raise RuleError(f"key must be 1 to {KEY_MAX} bytes")
+        self.slots  # noqa: B018 - validates every syscall token now, not at apply time
+
+    @cached_property
+    def slots(self) -> frozenset[int]:
+        out: frozenset[int] = frozenset()
+        for token in self.syscalls:
+            out |= expand(token)
+        return out
+
+    def with_id(self, rule_id: int | None) -> Rule:
+        return replace(self, id=rule_id)
+
+    def same_rule(self, other: Rule) -> bool:
+        """Equal apart from the id."""
+        return self.with_id(None) == other.with_id(None)
+
+    def warnings(self) -> list[str]:
+        """Advice about rules that probably do not do what was meant."""
+        out = []
+        for token in self.syscalls:
+            if token in LEGACY:
+                modern, glob = LEGACY[token]
+                out.append(f"glibc calls {modern} rather than {token}; "
+                           f"'{self.action} {glob}' would also cover it")
+        return out
+
+    def bitmap(self) -> tuple[int, ...]:
+        """The syscall set as SAGA_SYSCALL_WORDS 64-bit words (bit n = slot n)."""
+        words = [0] * _uapi.SAGA_SYSCALL_WORDS
+        for slot in self.slots:
+            words[slot >> 6] |= 1 << (slot & 63)
+        return tuple(words)
+
+
+def slots_from_bitmap(words) -> frozenset[int]:
+    return frozenset(w * 64 + b for w, word in enumerate(words) for b in range(64) if word >> b & 1)
+
+
+def tokens_for_slots(slots: frozenset[int]) -> tuple[str, ...]:
+    """Names for a slot set read back from a driver: `all`, else the names in slot order."""
+    if slots == frozenset(syscalls.BY_SLOT):
+        return ("all",)
+    return tuple(syscalls.name_of(s) for s in sorted(slots))

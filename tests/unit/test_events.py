@@ -1,0 +1,36 @@
+import pytest
+
+from saga import events
+
+
+def test_pack_parse_round_trip_with_paths():
+    raw = events.pack(dict(nr=316, pid=7, tid=8, ppid=1, uid=1000, comm="mv", ret=-2, ts_ns=123,
+                           duration_ns=9, args=(1, 2, 3, 4, 5, 6), paths=("/a", "/b/ü")))
+    assert len(raw) % 8 == 0
+    (rec,) = events.parse(raw)
+    ev = events.Event.from_raw(rec)
+    assert (ev.nr, ev.pid, ev.tid, ev.ppid, ev.uid, ev.ret, ev.comm) == (316, 7, 8, 1, 1000, -2, "mv")
+    assert ev.args == (1, 2, 3, 4, 5, 6)
+    assert ev.paths == ("/a", "/b/ü")
+
+
+def test_parse_steps_by_size_over_mixed_records():
+    raw = b"".join(events.pack(dict(nr=n, pid=n, paths=("/x" * n,) if n % 2 else ())) for n in range(1, 50))
+    recs = events.parse(raw)
+    assert [r[events.NR] for r in recs] == list(range(1, 50))
+    assert recs[2][events.PATHS] == ("/x" * 3,)
+    assert recs[1][events.PATHS] == ()
+
+
+@pytest.mark.parametrize("cut", [1, 8, 100, 127])
+def test_truncated_input_is_an_error(cut):
+    raw = events.pack(dict(nr=1)) * 2
+    with pytest.raises(events.RecordError):
+        events.parse(raw[:-cut])
+
+
+def test_bad_size_is_an_error():
+    raw = bytearray(events.pack(dict(nr=1)))
+    raw[0] = 12  # size 12 < fixed part
+    with pytest.raises(events.RecordError, match="bad record size"):
+        events.parse(bytes(raw))
