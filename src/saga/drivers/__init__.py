@@ -3,7 +3,11 @@
 `auto` prefers the kernel module (cheapest, works on any kernel Debian
 ships) and falls back to eBPF where modules cannot be loaded (Secure
 Boot, lockdown, CONFIG_MODULES=n).  Each driver module exposes a class
-with `open()` that raises DriverUnavailable with the reason it cannot run.
+with `open(load=False)` that raises DriverUnavailable with the reason it
+cannot run.  Only the daemon (and `make up`) passes load=True: loading the
+module (modprobe) or the BPF program is a deliberate act, never a side
+effect of `saga stats`.  Without load, open() attaches to what is already
+loaded and says how to load it when nothing is.
 """
 from __future__ import annotations
 
@@ -13,22 +17,22 @@ from saga.errors import DriverUnavailable, UsageError
 KINDS = ("auto", "kmod", "ebpf", "replay")
 
 
-def _open_kmod() -> Driver:
+def _open_kmod(load: bool) -> Driver:
     from saga.drivers.kmod import KmodDriver
-    return KmodDriver.open()
+    return KmodDriver.open(load=load)
 
 
-def _open_ebpf() -> Driver:
+def _open_ebpf(load: bool) -> Driver:
     from saga.drivers.ebpf import EbpfDriver
-    return EbpfDriver.open()
+    return EbpfDriver.open(load=load)
 
 
-def open_driver(kind: str = "auto", *, replay_path: str | None = None) -> Driver:
+def open_driver(kind: str = "auto", *, load: bool = False, replay_path: str | None = None) -> Driver:
     """Open the named driver; `auto` tries kmod, then ebpf, and explains both failures."""
     if kind == "kmod":
-        return _open_kmod()
+        return _open_kmod(load)
     if kind == "ebpf":
-        return _open_ebpf()
+        return _open_ebpf(load)
     if kind == "replay":
         if not replay_path:
             raise UsageError("the replay driver needs a recording (--replay FILE)")
@@ -39,7 +43,7 @@ def open_driver(kind: str = "auto", *, replay_path: str | None = None) -> Driver
     reasons = []
     for opener in (_open_kmod, _open_ebpf):
         try:
-            return opener()
+            return opener(load)
         except DriverUnavailable as exc:
             reasons.append(str(exc))
     raise DriverUnavailable("no capture driver can run here: " + "; ".join(reasons))
