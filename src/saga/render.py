@@ -1,0 +1,198 @@
+"""Events as text lines and as JSON objects (docs/log-format.md).
+
+    2026-11-21T21:30:01.123456789Z cpu=1 pid=812 tid=812 uid=0 comm=sshd openat(AT_FDCWD, "/etc/passwd", O_RDONLY|O_CLOEXEC) = 3 <12us>
+
+This is the format of /sagafs/log, /sagafs/pipe and `saga log`.  Rendering
+is on the ingest path, so each slot's argument formatters are built once
+and cached, and the date part of the timestamp is reused within a second.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from functools import lru_cache
+
+from saga import _uapi, decode, events, syscalls
+from saga.events import (ARG0, COMM, CPU, DURATION, FLAGS, GID, NR, ORIG_NR, PATHS, PID, PPID, RET, TID, TS,
+                         UID, comm_str)
+
+_EVF_NAMES = ((_uapi.SAGA_EVF_COMPAT, "ia32"), (_uapi.SAGA_EVF_PATH_TRUNC, "path-truncated"),
+              (_uapi.SAGA_EVF_PATH_FAULT, "path-fault"), (_uapi.SAGA_EVF_NO_ENTER, "no-enter"),
+              (_uapi.SAGA_EVF_NORETURN, "noreturn"))
+_ESCAPES = {ord("\\"): "\\\\", ord('"'): '\\"', ord("\n"): "\\n", ord("\t"): "\\t", ord("\r"): "\\r"}
+
+
+@lru_cache(maxsize=8192)
+def quote(s: str) -> str:
+    """A C-style quoted string; control characters escaped, so one event is one line."""
+    if s.isprintable() and '"' not in s and "\\" not in s:
+        return f'"{s}"'
+    s = s.translate(_ESCAPES)
+    if any(ord(c) < 32 or ord(c) == 127 for c in s):
+        s = "".join(c if 32 <= ord(c) != 127 else f"\\x{ord(c):02x}" for c in s)
+    return f'"{s}"'
+
+
+def _comm_token(comm: str) -> str:
+    return comm if comm and all(33 <= ord(c) < 127 and c not in '"\\' for c in comm) else quote(comm)
+
+
+_COMM_TOKENS: dict[bytes, str] = {}
+
+
+def comm_token(raw: bytes) -> str:
+    tok = _COMM_TOKENS.get(raw)
+    if tok is None:
+        if len(_COMM_TOKENS) > 4096:
+            _COMM_TOKENS.clear()
+        tok = _COMM_TOKENS[raw] = _comm_token(comm_str(raw))
+    return tok
+
+
+def _hex(v: int) -> str:
+    return "NULL" if v == 0 else hex(v)
+
+
+def _int(ctype: str) -> Callable[[int], str]:
+    if "long" in ctype and "unsigned" not in ctype:
+        return lambda v: str(decode.s64(v))
+    return lambda v: str(decode.s32(v))
+
+
+def _uint(ctype: str) -> Callable[[int], str]:
+    if "long" in ctype or ctype in ("size_t", "u64", "loff_t"):
+        return str
+    return lambda v: str(v & 0xFFFFFFFF)
+
+
+def _arg_formatter(call: str, arg: syscalls.Arg) -> Callable[[int], str]:
+    special = decode.BY_ARG.get((call, arg.name))
+    if special:
+        return lru_cache(maxsize=256)(special)  # flag words repeat: decode each once
+    kind = arg.kind
+    if kind in ("ptr", "str"):
+        return _hex
+    if kind == "dirfd":
+        return decode.dirfd
+    if kind == "fd":
+        return lambda v: str(decode.s32(v))
+    if kind == "mode":
+        return decode.octal
+    if kind == "flags":
+        return hex
+    if kind == "uint":
+        return _hex if arg.name in ("addr", "start", "brk", "new_addr") else _uint(arg.ctype)
+    return _int(arg.ctype)
+
+
+@lru_cache(maxsize=None)
+def _call_formatter(slot: int) -> tuple[str, tuple, int]:
+    """(name, per-argument (kind, formatter) pairs, index of the mode arg printed only with O_CREAT or -1)."""
+    call = syscalls.BY_SLOT.get(slot)
+    if call is None:
+        return syscalls.name_of(slot), tuple(("uint", _hex) for _ in range(6)), -1
+    fmts = tuple((a.kind, _arg_formatter(call.name, a)) for a in call.args)
+    return call.name, fmts, decode.MODE_NEEDS_CREAT.get(call.name, -1)
+
+
+def format_args(raw: tuple) -> str:
+    name, fmts, creat_mode = _call_formatter(raw[NR])
+    paths = raw[PATHS]
+    flags = raw[FLAGS]
+    out = []
+    path_i = 0
+    for i, (kind, fmt) in enumerate(fmts):
+        v = raw[ARG0 + i]
+        if kind == "path":
+            if path_i < len(paths):
+                text = quote(paths[path_i])
+                if flags & _uapi.SAGA_EVF_PATH_TRUNC and path_i == len(paths) - 1 \
+                        and len(paths[path_i].encode("utf-8", "surrogateescape")) >= _uapi.SAGA_PATH_MAX - 1:
+                    text += "..."
+                out.append(text)
+            else:
+                out.append(_hex(v))
+            path_i += 1
+        elif i == creat_mode and not raw[ARG0 + i - 1] & (decode.O_CREAT | decode.O_TMPFILE):
+            continue
+        else:
+            out.append(fmt(v))
+    return ", ".join(out)
+
+
+def format_ret(raw: tuple) -> str:
+    if raw[FLAGS] & _uapi.SAGA_EVF_NORETURN:
+        return "?"
+    ret = raw[RET]
+    if -4096 < ret < 0:
+        return f"{ret} {decode.errno_name(-ret)}"
+    if _call_formatter(raw[NR])[0] in decode.RETURNS_ADDRESS:
+        return hex(ret & 0xFFFFFFFFFFFFFFFF)
+    return str(ret)
+
+
+def format_duration(raw: tuple) -> str:
+    if raw[FLAGS] & (_uapi.SAGA_EVF_NO_ENTER | _uapi.SAGA_EVF_NORETURN):
+        return "?"
+    ns = raw[DURATION]
+    if ns < 1000:
+        return f"{ns}ns"
+    if ns < 1_000_000_000:
+        return f"{ns // 1000}us"
+    return f"{ns / 1e9:.3f}s"
+
+
+class _Clock:
+    """ISO-8601 UTC timestamps with ns; the date and time of day are reused within a second."""
+
+    __slots__ = ("sec", "prefix")
+
+    def __init__(self) -> None:
+        self.sec = -1
+        self.prefix = ""
+
+    def __call__(self, ts_ns: int) -> str:
+        sec, ns = divmod(ts_ns, 1_000_000_000)
+        if sec != self.sec:
+            self.sec = sec
+            self.prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+        return f"{self.prefix}.{ns:09d}Z"
+
+
+iso_time = _Clock()
+
+
+def flag_names(flags: int) -> list[str]:
+    return [name for bit, name in _EVF_NAMES if flags & bit]
+
+
+def line(raw: tuple) -> str:
+    """One event as one line (no trailing newline)."""
+    flags = raw[FLAGS]
+    name = _call_formatter(raw[NR])[0]
+    text = (f"{iso_time(raw[TS])} cpu={raw[CPU]} pid={raw[PID]} tid={raw[TID]} uid={raw[UID]} "
+            f"comm={comm_token(raw[COMM])} {name}({format_args(raw)}) = {format_ret(raw)} <{format_duration(raw)}>")
+    if flags:
+        text += " [" + ",".join(flag_names(flags)) + "]"
+    return text
+
+
+def to_json(raw: tuple) -> dict:
+    """One event as a JSON-ready object (the `--json` output of `saga log` and `saga query`)."""
+    ret = raw[RET]
+    return {
+        "time": iso_time(raw[TS]), "ts_ns": raw[TS], "cpu": raw[CPU], "pid": raw[PID], "tid": raw[TID],
+        "ppid": raw[PPID], "uid": raw[UID], "gid": raw[GID], "comm": comm_str(raw[COMM]),
+        "syscall": _call_formatter(raw[NR])[0], "nr": raw[NR], "orig_nr": raw[ORIG_NR],
+        "args": list(raw[ARG0:ARG0 + 6]), "args_text": format_args(raw), "paths": list(raw[PATHS]),
+        "ret": ret, "errno": decode.errno_name(-ret) if -4096 < ret < 0 else None,
+        "duration_ns": raw[DURATION], "flags": flag_names(raw[FLAGS]),
+    }
+
+
+def lines(raws: list[tuple]) -> str:
+    """Many events, newline-terminated, ready to append to a log."""
+    return "".join([line(r) + "\n" for r in raws])
+
+
+__all__ = ["line", "lines", "to_json", "format_args", "format_ret", "format_duration", "iso_time", "quote", "events"]
