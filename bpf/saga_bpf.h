@@ -57,7 +57,7 @@ struct saga_bpf_ruleset {
 	__u32	nr_rules;
 	__u32	default_action;
 	__u32	any_log;		/* 1 if some call may be logged: entry state is kept */
-	__u32	__pad;
+	__u32	next_id;		/* id the next rule added without one gets */
 	__u16	slot[SAGA_NR_SLOTS];
 	struct saga_rule rules[SAGA_MAX_RULES];
 };
