@@ -55,7 +55,6 @@ _SIGNATURES = {
     "bpf_map__pin": (_c.c_int, [_vp, _c.c_char_p]),
     "bpf_program__attach": (_vp, [_vp]),
     "bpf_link__pin": (_c.c_int, [_vp, _c.c_char_p]),
-    "bpf_link__disconnect": (None, [_vp]),
     "bpf_link__destroy": (_c.c_int, [_vp]),
     "bpf_obj_get": (_c.c_int, [_c.c_char_p]),
     "bpf_map_lookup_elem": (_c.c_int, [_c.c_int, _vp, _vp]),
@@ -193,7 +192,7 @@ class BpfObject:
         except OSError:
             self._lib.bpf_link__destroy(link)
             raise
-        self._lib.bpf_link__disconnect(link)  # the pin keeps it attached
+        # Closes our fd only (fd-based links): the pin keeps the program attached.
         self._lib.bpf_link__destroy(link)
 
     def close(self) -> None:
