@@ -5,9 +5,12 @@
  * implements the same).  Loaded, pinned and driven by
  * src/saga/drivers/ebpf/; the layouts shared with it are in saga_bpf.h.
  *
- * sys_exit counts a completed call and emits its record; sys_enter only
- * keeps entry state (time, arguments, paths) for calls that may be logged,
- * and handles exit/exit_group, which never return.
+ * sys_exit counts a completed call and emits its record.  sys_enter keeps
+ * entry state (time, arguments, paths) for calls that may be logged and
+ * logs exit/exit_group, which never return; user space attaches it only
+ * while the rule set can log something, so counting alone costs one
+ * program per call.  exit/exit_group are counted when the task exits
+ * (sched_process_exit), whether sys_enter is attached or not.
  */
 #include <linux/types.h>
 #include <linux/bpf.h>
@@ -199,7 +202,11 @@ static __always_inline int is_consumer(struct caller *who)
 
 static __always_inline void count(struct saga_bpf_pcpu *pc, __u32 slot, long ret)
 {
-	struct saga_counter *c = &pc->slot[slot & (SAGA_NR_SLOTS - 1)];
+	struct saga_counter *c;
+
+	/* Keep the mask: the compiler may prove it redundant, the verifier cannot. */
+	asm volatile("" : "+r"(slot));
+	c = &pc->slot[slot & (SAGA_NR_SLOTS - 1)];
 
 	c->calls++;
 	if (ret < 0)
@@ -344,7 +351,7 @@ int saga_sys_enter(__u64 *ctx)
 	struct saga_bpf_pcpu *pc;
 	struct saga_bpf_entry *e;
 	struct caller who = {};
-	int compat, action;
+	int compat;
 	__u32 slot;
 	__u64 now;
 
@@ -356,18 +363,12 @@ int saga_sys_enter(__u64 *ctx)
 	rs = ruleset();
 
 	if (slot == NR_EXIT || slot == NR_EXIT_GROUP) {
-		/* Never returns: counted and logged here. */
-		action = action_of(rs, slot, 0, 1, &who);
-		if (action == SAGA_ACT_IGNORE)
+		/* Never returns: logged here, counted by saga_task_exit. */
+		if (action_of(rs, slot, 0, 1, &who) != SAGA_ACT_LOG || is_consumer(&who))
 			return 0;
 		pc = bpf_map_lookup_elem(&counters, &zero);
-		if (!pc)
-			return 0;
-		count(pc, slot, 0);
-		if (action != SAGA_ACT_LOG || is_consumer(&who))
-			return 0;
 		e = bpf_map_lookup_elem(&scratch, &zero);
-		if (!e)
+		if (!pc || !e)
 			return 0;
 		start_record(e, regs, nr, slot, compat, bpf_ktime_get_ns());
 		e->ev.flags |= SAGA_EVF_NORETURN;
@@ -444,5 +445,35 @@ int saga_sys_exit(__u64 *ctx)
 	e->ev.flags |= SAGA_EVF_NO_ENTER;
 	pc->no_enter++;
 	emit(pc, e, ret, 0);
+	return 0;
+}
+
+/* A task ends: count it if it ends in exit or exit_group (they never reach sys_exit). */
+SEC("tp_btf/sched_process_exit")
+int saga_task_exit(__u64 *ctx)
+{
+	struct task_struct *task;
+	struct saga_bpf_pcpu *pc;
+	struct pt_regs *regs;
+	struct caller who = {};
+	__u32 slot;
+
+	if (!saga_config.enabled)
+		return 0;
+	task = bpf_get_current_task_btf();
+	if (task->flags & PF_KTHREAD)
+		return 0;
+	/* The syscall the task is in: exit/exit_group, or another one if a signal killed it. */
+	regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	if (!regs)
+		return 0;
+	slot = slot_of(regs->orig_ax, task->thread_info.status & TS_COMPAT);
+	if (slot != NR_EXIT && slot != NR_EXIT_GROUP)
+		return 0;
+	if (action_of(ruleset(), slot, 0, 1, &who) == SAGA_ACT_IGNORE)
+		return 0;
+	pc = bpf_map_lookup_elem(&counters, &zero);
+	if (pc)
+		count(pc, slot, 0);
 	return 0;
 }

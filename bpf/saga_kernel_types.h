@@ -33,6 +33,7 @@ struct thread_info {
 
 struct task_struct {
 	struct thread_info thread_info;
+	unsigned int flags;	/* PF_* */
 	int tgid;
 	struct task_struct *real_parent;
 };
@@ -41,5 +42,7 @@ struct task_struct {
 
 /* arch/x86/include/asm/thread_info.h */
 #define TS_COMPAT 0x0002
+/* include/linux/sched.h */
+#define PF_KTHREAD 0x00200000
 
 #endif /* SAGA_KERNEL_TYPES_H */

@@ -23,7 +23,7 @@ GETPPID, READ = 110, 0
 def saga_progs() -> dict[int, str]:
     """Loaded BPF programs of saga (id -> name), from bpftool."""
     out = subprocess.run(["bpftool", "-j", "prog", "show"], check=True, capture_output=True, text=True).stdout
-    return {p["id"]: p["name"] for p in json.loads(out) if p.get("name", "").startswith("saga_sys_")}
+    return {p["id"]: p["name"] for p in json.loads(out) if p.get("name", "") in ("saga_sys_enter", "saga_sys_exit", "saga_task_exit")}
 
 
 def saga_links() -> set[int]:
@@ -133,9 +133,9 @@ def test_reload_keeps_nothing_and_unload_detaches(bpffs):
     with loaded(bpffs, "unload"):
         ours = set(saga_progs()) - set(progs_before)
         our_links = saga_links() - links_before
-        assert sorted(saga_progs()[i] for i in ours) == ["saga_sys_enter", "saga_sys_exit"]
-        assert len(our_links) == 2
-        assert sorted(os.listdir(directory)) == sorted(loader.ALL_PINS)
+        assert sorted(saga_progs()[i] for i in ours) == ["saga_sys_enter", "saga_sys_exit", "saga_task_exit"]
+        assert len(our_links) == 3
+        assert sorted(os.listdir(directory)) == sorted(loader.ALL_PINS + ("link_sys_enter",))
         # load=True on a loaded directory attaches to it instead of loading twice
         os.environ["SAGA_BPF_DIR"] = directory
         EbpfDriver.open(load=True).close()
@@ -172,3 +172,28 @@ def test_non_root_is_refused_with_the_fix(drv, monkeypatch):
         EbpfDriver.open()
     with pytest.raises(DriverUnavailable, match=r"needs root .*: run as root"):
         EbpfDriver.open(load=True)
+
+
+def test_count_only_runs_without_sys_enter(bpffs, workload):
+    """With nothing to log, sys_enter is detached; counts (exit_group too) stay exact."""
+    with loaded(bpffs, "countonly", default_action="count") as d:
+        enter_link = os.path.join(d.directory, "link_sys_enter")
+        assert not os.path.exists(enter_link)
+        w = workload("getppid", 1000)
+        d.replace_rules([parse(f"count getppid,exit_group pid={w.pid}"), parse("ignore getppid,exit_group")])
+        assert not os.path.exists(enter_link)
+        before = d.stats().per_slot
+        w.go()
+        after = d.stats().per_slot
+        assert after[GETPPID][0] - before.get(GETPPID, (0, 0))[0] == 1000
+        assert after[231][0] - before.get(231, (0, 0))[0] == 1  # exit_group, counted at task exit
+
+        # A rule that logs attaches sys_enter first; records then carry entry state.
+        w = workload("getppid", 10)
+        d.add_rule(parse(f"log getppid pid={w.pid}"), position=0)
+        assert os.path.exists(enter_link)
+        w.go(d)
+        recs = records(d, pid=w.pid)
+        assert len(recs) == 10 and all(r[events.FLAGS] == 0 and r[events.DURATION] > 0 for r in recs)
+        d.remove_rule(d.list_rules()[0].id)
+        assert not os.path.exists(enter_link)

@@ -190,7 +190,7 @@ class EbpfDriver(Driver):
         if self._cfg_u32(L.CFG_LOCKED):
             raise RulesLocked(LOCKED_MSG)
         try:
-            loader._install(self._rules, rs)
+            loader.install(self.directory, self._rules, rs)
         except OSError as exc:
             if exc.errno == errno.EPERM:  # the outer map is frozen
                 raise RulesLocked(LOCKED_MSG) from None

@@ -44,5 +44,8 @@ MAP_RULES = "rules"
 MAP_EVENTS = "events"
 MAP_CONFIG = ".bss"
 PIN_CONFIG = "config"
-PROGS = (("saga_sys_enter", "link_sys_enter"), ("saga_sys_exit", "link_sys_exit"))
+# Always attached: program -> link pin.
+PROGS = (("saga_sys_exit", "link_sys_exit"), ("saga_task_exit", "link_task_exit"))
+# Attached only while the rule set can log (entry state costs a second program per call).
+ENTER_PROG, ENTER_PROG_PIN, ENTER_LINK_PIN = "saga_sys_enter", "prog_sys_enter", "link_sys_enter"
 VALUE_SIZES = {MAP_CONFIG: CONFIG.size, MAP_COUNTERS: PCPU_SIZE}

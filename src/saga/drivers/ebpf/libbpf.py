@@ -55,6 +55,9 @@ _SIGNATURES = {
     "bpf_map__pin": (_c.c_int, [_vp, _c.c_char_p]),
     "bpf_program__attach": (_vp, [_vp]),
     "bpf_link__pin": (_c.c_int, [_vp, _c.c_char_p]),
+    "bpf_program__pin": (_c.c_int, [_vp, _c.c_char_p]),
+    "bpf_raw_tracepoint_open": (_c.c_int, [_c.c_char_p, _c.c_int]),
+    "bpf_obj_pin": (_c.c_int, [_c.c_int, _c.c_char_p]),
     "bpf_link__destroy": (_c.c_int, [_vp]),
     "bpf_obj_get": (_c.c_int, [_c.c_char_p]),
     "bpf_map_lookup_elem": (_c.c_int, [_c.c_int, _vp, _vp]),
@@ -142,6 +145,19 @@ def map_info(fd: int) -> MapInfo:
     return info
 
 
+def attach_pinned_prog(prog_path: str, link_path: str) -> None:
+    """Attach a pinned tp_btf program and pin the new link (any process can do it)."""
+    prog = obj_get(prog_path)
+    try:
+        link = check(lib().bpf_raw_tracepoint_open(None, prog), f"attach {prog_path}")
+        try:
+            check(lib().bpf_obj_pin(link, link_path.encode()), f"pin {link_path}")
+        finally:
+            os.close(link)
+    finally:
+        os.close(prog)
+
+
 def link_detach(fd: int) -> None:
     check(lib().bpf_link_detach(fd), "link detach")
 
@@ -181,11 +197,18 @@ class BpfObject:
     def pin_map(self, name: str, path: str) -> None:
         check(self._lib.bpf_map__pin(self.map(name), path.encode()), f"pin map {name}")
 
-    def attach_and_pin(self, prog: str, path: str) -> None:
-        """Attach a program and pin its link, so it stays attached after we exit."""
+    def _prog(self, prog: str) -> int:
         p = self._lib.bpf_object__find_program_by_name(self.ptr, prog.encode())
         if not p:
             raise OSError(2, f"program {prog} not in the BPF object")
+        return p
+
+    def pin_prog(self, prog: str, path: str) -> None:
+        check(self._lib.bpf_program__pin(self._prog(prog), path.encode()), f"pin program {prog}")
+
+    def attach_and_pin(self, prog: str, path: str) -> None:
+        """Attach a program and pin its link, so it stays attached after we exit."""
+        p = self._prog(prog)
         link = check(self._lib.bpf_program__attach(p), f"attach {prog}")
         try:
             check(self._lib.bpf_link__pin(link, path.encode()), f"pin link {prog}")

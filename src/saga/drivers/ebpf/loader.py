@@ -29,7 +29,7 @@ BPF_FS_MAGIC = 0xCAFE4A11
 NOT_LOADED = "the eBPF driver is not loaded: start `saga daemon` or `make up`"
 MAP_PINS = {L.MAP_COUNTERS: L.MAP_COUNTERS, L.MAP_RULES: L.MAP_RULES, L.MAP_EVENTS: L.MAP_EVENTS,
             L.MAP_CONFIG: L.PIN_CONFIG}
-ALL_PINS = tuple(MAP_PINS.values()) + tuple(link for _, link in L.PROGS)
+ALL_PINS = tuple(MAP_PINS.values()) + tuple(link for _, link in L.PROGS) + (L.ENTER_PROG_PIN,)
 
 
 def pin_dir() -> str:
@@ -130,10 +130,11 @@ def load(directory: str, *, ring_bytes: int = DEFAULT_RING_BYTES, default_action
                                   f"expected {size}): run `make build`")
         obj.load()
         _init_config(obj.map_fd(L.MAP_CONFIG), ring_bytes, default_action)
-        _install(obj.map_fd(L.MAP_RULES), RuleSet((), default_action, 1, 1))
         os.makedirs(directory, mode=0o700, exist_ok=True)
         for name, pin in MAP_PINS.items():
             obj.pin_map(name, os.path.join(directory, pin))
+        obj.pin_prog(L.ENTER_PROG, os.path.join(directory, L.ENTER_PROG_PIN))
+        install(directory, obj.map_fd(L.MAP_RULES), RuleSet((), default_action, 1, 1))
         for prog, link in L.PROGS:
             obj.attach_and_pin(prog, os.path.join(directory, link))
     except OSError as exc:
@@ -174,14 +175,33 @@ def _init_config(fd: int, ring_bytes: int, default_action: int) -> None:
                            *([0] * L.MAX_CONSUMERS), saga.__version__.encode()[:L.VERSION_LEN - 1])
 
 
-def _install(outer_fd: int, rs: RuleSet) -> None:
-    """Publish a rule set: a new inner map swapped in with one update of the outer map."""
+def install(directory: str, outer_fd: int, rs: RuleSet) -> None:
+    """Publish a rule set: a new inner map swapped in with one update of the outer map.
+
+    sys_enter is attached before a set that can log takes effect and
+    detached after one that cannot: counting alone then runs one program
+    per call.  (Calls already under way when it attaches are logged
+    NO_ENTER, as at load.)"""
+    value = rs.encode()
+    can_log = bool(L.RS_HEAD.unpack_from(value)[3])
+    if can_log:
+        set_enter_attached(directory, True)
     inner = libbpf.map_create_array("saga_ruleset", L.RULESET_SIZE)
     try:
-        libbpf.map_update(inner, 0, rs.encode())
+        libbpf.map_update(inner, 0, value)
         libbpf.map_update(outer_fd, 0, inner.to_bytes(4, "little"))
     finally:
         os.close(inner)
+    if not can_log:
+        set_enter_attached(directory, False)
+
+
+def set_enter_attached(directory: str, attached: bool) -> None:
+    link = os.path.join(directory, L.ENTER_LINK_PIN)
+    if attached and not os.path.exists(link):
+        libbpf.attach_pinned_prog(os.path.join(directory, L.ENTER_PROG_PIN), link)
+    elif not attached and os.path.exists(link):
+        os.unlink(link)  # the last reference: the kernel detaches it
 
 
 def unload(directory: str | None = None) -> bool:
@@ -192,7 +212,7 @@ def unload(directory: str | None = None) -> bool:
     if os.geteuid() != 0:
         raise PermissionDenied("unloading the eBPF driver needs root: run as root")
     found = False
-    for _, link in L.PROGS:
+    for link in [link for _, link in L.PROGS] + [L.ENTER_LINK_PIN]:
         path = os.path.join(directory, link)
         if not os.path.exists(path):
             continue

@@ -29,20 +29,39 @@ class RuleSet:
         n = len(self.rules)
         if n > _uapi.SAGA_MAX_RULES:
             raise DriverError(f"too many rules: at most {_uapi.SAGA_MAX_RULES}", errno=errno.ENOSPC)
-        slots: list[int | None] = [None] * _uapi.SAGA_NR_SLOTS
-        for index, rule in enumerate(self.rules):
-            value = (L.SLOT_WALK | index) if match_bits(rule) else ACTIONS[rule.action]
-            for s in rule.slots:
-                if slots[s] is None:
-                    slots[s] = value
-        table = [self.default_action if v is None else v for v in slots]
-        any_log = self.default_action == _uapi.SAGA_ACT_LOG or any(r.action == "log" for r in self.rules)
+        table, any_log = self._compile()
         out = bytearray(L.RULESET_SIZE)
         L.RS_HEAD.pack_into(out, 0, self.generation, n, self.default_action, int(any_log), self.next_id)
         L.RS_SLOTS.pack_into(out, L.RS_HEAD.size, *table)
         for i, rule in enumerate(self.rules):
             out[L.RS_RULES_OFF + i * L.RULE.size:L.RS_RULES_OFF + (i + 1) * L.RULE.size] = pack_rule(rule, i)
         return bytes(out)
+
+    def _compile(self) -> tuple[list[int], bool]:
+        """The per-slot table, and whether any call at all can end up logged."""
+        log = ACTIONS["log"]
+        table: list[int | None] = [None] * _uapi.SAGA_NR_SLOTS
+        decided = [False] * _uapi.SAGA_NR_SLOTS  # a field-less rule already covers the slot
+        any_log = False
+        for index, rule in enumerate(self.rules):
+            fields = match_bits(rule)
+            value = (L.SLOT_WALK | index) if fields else ACTIONS[rule.action]
+            for s in rule.slots:
+                if decided[s]:
+                    continue
+                if table[s] is None:
+                    table[s] = value
+                if rule.action == "log":
+                    any_log = True
+                if not fields:
+                    decided[s] = True
+        if self.default_action == log and not all(decided):
+            any_log = True
+        return [self.default_action if v is None else v for v in table], any_log
+
+    def can_log(self) -> bool:
+        """Whether some call may be logged under this set (then sys_enter must run)."""
+        return self._compile()[1]
 
     @classmethod
     def decode(cls, buf) -> RuleSet:
