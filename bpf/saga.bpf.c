@@ -298,7 +298,7 @@ static __always_inline void emit(struct saga_bpf_pcpu *pc, struct saga_bpf_entry
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u64 uid_gid = bpf_get_current_uid_gid();
 	__u32 size, used;
-	__u64 flags = BPF_RB_NO_WAKEUP;
+	__u64 flags = BPF_RB_NO_WAKEUP, avail;
 
 	used = paths_used(ev);
 	if (used > SAGA_BPF_PATH_BUF - 8)
@@ -319,7 +319,14 @@ static __always_inline void emit(struct saga_bpf_pcpu *pc, struct saga_bpf_entry
 	__builtin_memset(ev->comm, 0, sizeof(ev->comm));
 	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
 
-	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + size >= saga_config.wake_bytes)
+	/*
+	 * Wake readers once, when this record takes the ring past the mark: a
+	 * wakeup is an irq_work (a self-IPI), far dearer than the record.  A
+	 * reader that finds the ring empty sleeps; its periodic check and the
+	 * next crossing wake it.
+	 */
+	avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+	if (avail < saga_config.wake_bytes && avail + size >= saga_config.wake_bytes)
 		flags = BPF_RB_FORCE_WAKEUP;
 	if (bpf_ringbuf_output(&events, ev, size & 0x3ff, flags)) {
 		pc->drops++;

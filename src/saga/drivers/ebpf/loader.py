@@ -22,7 +22,7 @@ from saga.drivers.ebpf.ruleset import RuleSet
 from saga.errors import DriverError, DriverUnavailable, PermissionDenied, SagaError
 
 DEFAULT_DIR = "/sys/fs/bpf/saga"
-DEFAULT_RING_BYTES = 8 << 20
+DEFAULT_RING_BYTES = 32 << 20  # ~250k records: absorbs a reader that is off the CPU for a while
 OBJECT = Path(__file__).with_name("saga.bpf.o")
 MIN_KERNEL = (5, 17)  # bpf_loop; ring buffer, tp_btf and task storage are older
 BPF_FS_MAGIC = 0xCAFE4A11
