@@ -39,6 +39,7 @@ _U32 = struct.Struct("<I")
 FIXED = 128                  # sizeof(struct saga_event): a record without paths
 UNIT = FIXED + HDR           # its footprint in the ring
 MIN_RUN = 8                  # shorter runs are not worth the set-up
+RUN_WINDOW = 4096            # records examined per run (bounds the work of a failed scan)
 _FIXED_LEN = FIXED.to_bytes(4, "little")
 
 
@@ -104,11 +105,12 @@ class RingReader:
 
     def _fixed_run(self, off: int, avail: int, room: int) -> int:
         """How many committed fixed-size records start at off (0 if fewer than MIN_RUN)."""
-        k = min(avail // UNIT, room)
-        if k < MIN_RUN:
-            return 0
+        k = min(avail // UNIT, room, RUN_WINDOW)
         first = off // 4
-        lens = self._lens[first:first + k * (UNIT // 4):UNIT // 4].tobytes()
+        step = UNIT // 4
+        if k < MIN_RUN or self._lens[first] != FIXED or self._lens[first + (MIN_RUN - 1) * step] != FIXED:
+            return 0  # cheap refusal: a mixed stream must not pay for a scan per record
+        lens = self._lens[first:first + k * step:step].tobytes()
         if lens == _FIXED_LEN * k:
             return k
         lo, hi = 0, k  # the longest all-fixed prefix
