@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import random
 import signal
@@ -43,6 +44,7 @@ class Variant:
     calls: int                       # loop iterations per measurement (slow tools get fewer)
     setup: object = None             # () -> context manager yielding a command prefix
     samples: dict = field(default_factory=lambda: {"getppid": [], "read": []})
+    prog_ns: list = field(default_factory=list)  # BPF run time per call (kernel.bpf_stats_enabled)
     note: str = ""
 
 
@@ -153,6 +155,32 @@ def auditd(tmp: str):
         proc.wait(timeout=30)
 
 
+def bpf_progs() -> dict[int, tuple[int, int]]:
+    """Loaded BPF programs: id -> (run_cnt, run_time_ns)."""
+    out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True).stdout
+    return {p["id"]: (p.get("run_cnt", 0), p.get("run_time_ns", 0)) for p in json.loads(out or "[]")}
+
+
+def prog_cost(ids: set[int], loop: str, n: int) -> float | None:
+    """ns of BPF program time per traced call, measured by the kernel's own BPF stats.
+
+    Enabling the stats adds two clock reads to every program run, so this
+    overstates every BPF tool alike; it is free of the scheduling noise of
+    the end-to-end loop, which on a busy 2-CPU machine swamps ~10 ns."""
+    if not ids:
+        return None
+    Path("/proc/sys/kernel/bpf_stats_enabled").write_text("1")
+    try:
+        before = bpf_progs()
+        run_loop([], loop, "getppid", n)
+        after = bpf_progs()
+    finally:
+        Path("/proc/sys/kernel/bpf_stats_enabled").write_text("0")
+    deltas = [(after[i][0] - before[i][0], after[i][1] - before[i][1]) for i in ids if i in after and i in before]
+    calls = max((c for c, _ in deltas), default=0)
+    return sum(t for _, t in deltas) / calls if calls else None
+
+
 def available(tool: str) -> bool:
     return subprocess.run(["sh", "-c", f"command -v {tool}"], capture_output=True).returncode == 0
 
@@ -223,9 +251,13 @@ def main() -> int:
             random.Random(r).shuffle(order)
             for v in order:
                 try:
+                    progs_before = set(bpf_progs())
                     with v.setup() as prefix:
                         for kind in ("getppid", "read"):
                             v.samples[kind].append(run_loop(prefix, loop, kind, v.calls))
+                        cost = prog_cost(set(bpf_progs()) - progs_before, loop, v.calls)
+                        if cost is not None:
+                            v.prog_ns.append(cost)
                         if v.name.startswith("saga-ebpf logging"):
                             drv = saga_stats["driver"]
                             got, drops, made = throughput(loop, drv, ["getppid", str(n(2_000_000))])
@@ -279,6 +311,16 @@ def report(variants, log_runs, rounds, load0, load1, missing) -> None:
             f_add = statistics.median(added(floor, base, kind)) if floor.samples[kind] else 0
             cells.append(f"{statistics.median(add) / f_add:.2f}" if f_add > 0 else "n/a")
         print("| " + " | ".join(cells) + " |")
+    with_progs = [v for v in variants if v.prog_ns]
+    if with_progs:
+        f = statistics.median(floor.prog_ns) if floor.prog_ns else 0
+        print("\nBPF program time per traced getppid, from the kernel's BPF stats (kernel.bpf_stats_enabled: "
+              "adds two clock reads per program run to every tool alike).\n")
+        print("| variant | ns per call | x floor |")
+        print("|---|---|---|")
+        for v in with_progs:
+            print(f"| {v.name} | {fmt_spread(v.prog_ns)} | "
+                  f"{statistics.median(v.prog_ns) / f:.2f} |" if f else f"| {v.name} | {fmt_spread(v.prog_ns)} | n/a |")
     if log_runs:
         print("\nsaga-ebpf logging: events/s received by the draining reader (a separate process using "
               "EbpfDriver.read_raw), and records dropped.\n")
@@ -307,7 +349,7 @@ def plot(variants, path: str) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
     for ax, kind, title in ((axes[0], "getppid", "getppid()"), (axes[1], "read", "read(/dev/zero, 1 byte)")):
         data = [[max(x, 0.1) for x in added(v, base, kind)] for v in shown]
-        ax.boxplot(data, vert=False, whis=(0, 100))
+        ax.boxplot(data, orientation="horizontal", whis=(0, 100))
         ax.set_yticks(range(1, len(shown) + 1), [v.name for v in shown])
         ax.set_xscale("log")
         ax.set_xlabel("ns added per call (log scale)")
