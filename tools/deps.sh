@@ -67,5 +67,7 @@ for group in "$@"; do
   case $group in
     base) venv ;;
     vm) [ -x .venv/bin/vng ] || .venv/bin/pip install -q virtme-ng ;;
+    bench) [ ! -x .venv/bin/python ] || .venv/bin/python -c 'import matplotlib' 2>/dev/null \
+             || .venv/bin/pip install -q matplotlib ;;  # the benchmark plots
   esac
 done

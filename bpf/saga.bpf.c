@@ -1,0 +1,486 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * saga eBPF driver: counts every system call and logs the ones the rules
+ * say to log, with the semantics of docs/capture.md (the kernel module
+ * implements the same).  Loaded, pinned and driven by
+ * src/saga/drivers/ebpf/; the layouts shared with it are in saga_bpf.h.
+ *
+ * sys_exit counts a completed call and emits its record.  sys_enter keeps
+ * entry state (time, arguments, paths) for calls that may be logged and
+ * logs exit/exit_group, which never return; user space attaches it only
+ * while the rule set can log something, so counting alone costs one
+ * program per call.  exit/exit_group are counted when the task exits
+ * (sched_process_exit), whether sys_enter is attached or not.
+ */
+#include <linux/types.h>
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#include "saga_kernel_types.h"
+#include "saga_bpf.h"
+#include "saga_syscalls.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Native numbers of the calls that never return. */
+#define NR_EXIT		60
+#define NR_EXIT_GROUP	231
+
+/* Global state (the .bss map); user space maps it read-write. */
+struct saga_bpf_config saga_config;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct saga_bpf_pcpu);
+} counters SEC(".maps");
+
+struct ruleset_map {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__uint(key_size, sizeof(__u32));
+	/* A size, not a type: clang would emit only a forward declaration. */
+	__uint(value_size, sizeof(struct saga_bpf_ruleset));
+};
+
+/* One slot: the rule set in force.  Empty until the loader installs one. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__array(values, struct ruleset_map);
+} rules SEC(".maps");
+
+/* Size set by the loader before load (a power of two, in bytes). */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 23);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct saga_bpf_entry);
+} entries SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct saga_bpf_entry);
+} scratch SEC(".maps");
+
+static const __u32 zero;
+
+/* Who is calling, read once per call and only when a rule needs it. */
+struct caller {
+	__u32 tgid;
+	__u32 uid;
+	__u64 comm[2];
+	int known;
+};
+
+static __always_inline void caller_load(struct caller *c)
+{
+	if (c->known)
+		return;
+	c->tgid = bpf_get_current_pid_tgid() >> 32;
+	c->uid = (__u32)bpf_get_current_uid_gid();
+	c->comm[0] = c->comm[1] = 0;
+	bpf_get_current_comm(c->comm, sizeof(c->comm));
+	c->known = 1;
+}
+
+static __always_inline __u32 slot_of(long nr, int compat)
+{
+	if (compat) {
+		if (nr >= 0 && nr < SAGA_NR_IA32)
+			return saga_ia32_slot[nr];
+		return SAGA_NR_UNKNOWN;
+	}
+	if (nr >= 0 && nr < SAGA_COMPAT_BASE)
+		return nr;
+	return SAGA_NR_UNKNOWN;
+}
+
+static __always_inline struct saga_bpf_ruleset *ruleset(void)
+{
+	void *inner = bpf_map_lookup_elem(&rules, &zero);
+
+	if (!inner)
+		return 0;
+	return bpf_map_lookup_elem(inner, &zero);
+}
+
+/* ret_known == 0: decide whether the call may be logged, whatever it returns. */
+struct walk {
+	struct saga_bpf_ruleset *rs;
+	struct caller *who;
+	__u32 first;
+	__u32 slot;
+	long ret;
+	int ret_known;
+	int action;
+};
+
+static long walk_step(__u32 i, void *data)
+{
+	struct walk *w = data;
+	struct saga_bpf_ruleset *rs = w->rs;
+	__u32 idx = w->first + i;
+	struct saga_rule *r;
+	__u32 slot = w->slot & (SAGA_NR_SLOTS - 1);
+
+	if (idx >= rs->nr_rules)
+		return 1;
+	/* nr_rules <= SAGA_MAX_RULES; the mask proves it to the verifier. */
+	r = &rs->rules[idx & (SAGA_MAX_RULES - 1)];
+	if (!(r->syscalls[slot >> 6] & (1ULL << (slot & 63))))
+		return 0;
+	if (r->match & (SAGA_MATCH_PID | SAGA_MATCH_UID | SAGA_MATCH_COMM)) {
+		caller_load(w->who);
+		if ((r->match & SAGA_MATCH_PID) && r->pid != w->who->tgid)
+			return 0;
+		if ((r->match & SAGA_MATCH_UID) && r->uid != w->who->uid)
+			return 0;
+		if (r->match & SAGA_MATCH_COMM) {
+			__u64 *want = (__u64 *)r->comm;
+
+			if (want[0] != w->who->comm[0] || want[1] != w->who->comm[1])
+				return 0;
+		}
+	}
+	if (r->match & SAGA_MATCH_ERRORS) {
+		if (!w->ret_known) {
+			/* A failure would take this rule's action, a success goes on. */
+			if (r->action == SAGA_ACT_LOG) {
+				w->action = SAGA_ACT_LOG;
+				return 1;
+			}
+			return 0;
+		}
+		if (w->ret >= 0)
+			return 0;
+	}
+	w->action = r->action;
+	return 1;
+}
+
+static __always_inline int action_of(struct saga_bpf_ruleset *rs, __u32 slot, long ret, int ret_known,
+				     struct caller *who)
+{
+	struct walk w;
+	__u16 v;
+
+	if (!rs)
+		return SAGA_ACT_LOG;
+	v = rs->slot[slot & (SAGA_NR_SLOTS - 1)];
+	if (!(v & SAGA_BPF_SLOT_WALK))
+		return v;
+	w.rs = rs;
+	w.who = who;
+	w.first = v & SAGA_BPF_SLOT_INDEX;
+	w.slot = slot;
+	w.ret = ret;
+	w.ret_known = ret_known;
+	w.action = rs->default_action;
+	bpf_loop(SAGA_MAX_RULES, walk_step, &w, 0);
+	return w.action;
+}
+
+static __always_inline int is_consumer(struct caller *who)
+{
+	caller_load(who);
+#pragma unroll
+	for (int i = 0; i < SAGA_BPF_MAX_CONSUMERS; i++)
+		if (saga_config.consumers[i] == who->tgid)
+			return 1;
+	return 0;
+}
+
+static __always_inline void count(struct saga_bpf_pcpu *pc, __u32 slot, long ret)
+{
+	struct saga_counter *c;
+
+	/* Keep the mask: the compiler may prove it redundant, the verifier cannot. */
+	asm volatile("" : "+r"(slot));
+	c = &pc->slot[slot & (SAGA_NR_SLOTS - 1)];
+
+	c->calls++;
+	if (ret < 0)
+		c->errors++;
+}
+
+static __always_inline void read_args(struct pt_regs *regs, int compat, __u64 *args)
+{
+	if (compat) {
+		args[0] = (__u32)regs->bx;
+		args[1] = (__u32)regs->cx;
+		args[2] = (__u32)regs->dx;
+		args[3] = (__u32)regs->si;
+		args[4] = (__u32)regs->di;
+		args[5] = (__u32)regs->bp;
+	} else {
+		args[0] = regs->di;
+		args[1] = regs->si;
+		args[2] = regs->dx;
+		args[3] = regs->r10;
+		args[4] = regs->r8;
+		args[5] = regs->r9;
+	}
+}
+
+/* Copy one path argument to buf; returns the bytes kept (NUL excluded). */
+static __always_inline __u32 read_path(struct saga_bpf_pcpu *pc, struct saga_event *ev, char *buf, __u64 uptr)
+{
+	long n = bpf_probe_read_user_str(buf, SAGA_BPF_PATH_READ, (const void *)uptr);
+
+	if (n < 0) {
+		ev->flags |= SAGA_EVF_PATH_FAULT;
+		pc->path_faults++;
+		return 0;
+	}
+	if (n == SAGA_BPF_PATH_READ) {
+		ev->flags |= SAGA_EVF_PATH_TRUNC;
+		buf[SAGA_PATH_MAX - 1] = 0;
+		return SAGA_PATH_MAX - 1;
+	}
+	return n > 0 ? n - 1 : 0;
+}
+
+/* Argument i (0-based) of the record, 0 when out of range. */
+static __always_inline __u64 arg_at(struct saga_event *ev, __u32 i)
+{
+	/* Keep the compiler from folding the check into the index math. */
+	asm volatile("" : "+r"(i));
+	if (i >= 6)
+		return 0;
+	return ev->args[i];
+}
+
+/* Paths of the call (per saga_slot_paths), copied right after the record's fixed part. */
+static __always_inline void read_paths(struct saga_bpf_pcpu *pc, struct saga_bpf_entry *e, __u32 slot)
+{
+	__u8 spec = saga_slot_paths[slot & (SAGA_NR_SLOTS - 1)];
+	__u32 len0 = 0, len1 = 0, off = 0;
+
+	if (spec & 0xf) {
+		len0 = read_path(pc, &e->ev, e->paths, arg_at(&e->ev, (spec & 0xf) - 1));
+		if (len0 > SAGA_PATH_MAX - 1)
+			len0 = SAGA_PATH_MAX - 1;
+		off = len0 ? len0 + 1 : 0;
+	}
+	if (spec >> 4)
+		len1 = read_path(pc, &e->ev, e->paths + (off & 0x1ff), arg_at(&e->ev, (spec >> 4) - 1));
+	e->ev.path_len[0] = len0;
+	e->ev.path_len[1] = len1;
+}
+
+/* Bytes of path data after the fixed part (each path with its NUL). */
+static __always_inline __u32 paths_used(struct saga_event *ev)
+{
+	__u32 used = 0;
+
+	if (ev->path_len[0])
+		used += ev->path_len[0] + 1;
+	if (ev->path_len[1])
+		used += ev->path_len[1] + 1;
+	return used;
+}
+
+/* Fill what is known only at the end of a call and put the record in the ring. */
+static __always_inline void emit(struct saga_bpf_pcpu *pc, struct saga_bpf_entry *e, long ret, __u64 duration)
+{
+	struct saga_event *ev = &e->ev;
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u64 uid_gid = bpf_get_current_uid_gid();
+	__u32 size, used;
+	__u64 flags = BPF_RB_NO_WAKEUP, avail;
+
+	used = paths_used(ev);
+	if (used > SAGA_BPF_PATH_BUF - 8)
+		return;
+	/* Zero the padding after the paths (the buffer holds older bytes). */
+	*(__u64 *)(e->paths + used) = 0;
+	size = (sizeof(*ev) + used + 7) & ~7U;
+	ev->size = size;
+	ev->cpu = bpf_get_smp_processor_id();
+	ev->pid = pid_tgid >> 32;
+	ev->tid = (__u32)pid_tgid;
+	ev->ppid = task->real_parent->tgid;
+	ev->uid = (__u32)uid_gid;
+	ev->gid = uid_gid >> 32;
+	ev->ret = ret;
+	ev->duration_ns = duration;
+	ev->__pad = 0;
+	__builtin_memset(ev->comm, 0, sizeof(ev->comm));
+	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
+
+	/*
+	 * Wake readers once, when this record takes the ring past the mark: a
+	 * wakeup is an irq_work (a self-IPI), far dearer than the record.  A
+	 * reader that finds the ring empty sleeps; its periodic check and the
+	 * next crossing wake it.
+	 */
+	avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+	if (avail < saga_config.wake_bytes && avail + size >= saga_config.wake_bytes)
+		flags = BPF_RB_FORCE_WAKEUP;
+	if (bpf_ringbuf_output(&events, ev, size & 0x3ff, flags)) {
+		pc->drops++;
+		return;
+	}
+	pc->events++;
+}
+
+/* The fixed part of a record as seen at entry: time, numbers, arguments. */
+static __always_inline void start_record(struct saga_bpf_entry *e, struct pt_regs *regs, long nr, __u32 slot,
+					 int compat, __u64 now)
+{
+	e->mono_ns = now;
+	e->ev.ts_ns = now + saga_config.realtime_offset;
+	e->ev.nr = slot;
+	e->ev.orig_nr = nr;
+	e->ev.flags = compat ? SAGA_EVF_COMPAT : 0;
+	e->ev.path_len[0] = e->ev.path_len[1] = 0;
+	read_args(regs, compat, e->ev.args);
+}
+
+SEC("tp_btf/sys_enter")
+int saga_sys_enter(__u64 *ctx)
+{
+	struct pt_regs *regs = (struct pt_regs *)ctx[0];
+	long nr = (long)ctx[1];
+	struct task_struct *task;
+	struct saga_bpf_ruleset *rs;
+	struct saga_bpf_pcpu *pc;
+	struct saga_bpf_entry *e;
+	struct caller who = {};
+	int compat;
+	__u32 slot;
+	__u64 now;
+
+	if (!saga_config.enabled)
+		return 0;
+	task = bpf_get_current_task_btf();
+	compat = task->thread_info.status & TS_COMPAT;
+	slot = slot_of(nr, compat);
+	rs = ruleset();
+
+	if (slot == NR_EXIT || slot == NR_EXIT_GROUP) {
+		/* Never returns: logged here, counted by saga_task_exit. */
+		if (action_of(rs, slot, 0, 1, &who) != SAGA_ACT_LOG || is_consumer(&who))
+			return 0;
+		pc = bpf_map_lookup_elem(&counters, &zero);
+		e = bpf_map_lookup_elem(&scratch, &zero);
+		if (!pc || !e)
+			return 0;
+		start_record(e, regs, nr, slot, compat, bpf_ktime_get_ns());
+		e->ev.flags |= SAGA_EVF_NORETURN;
+		emit(pc, e, 0, 0);
+		return 0;
+	}
+
+	if (rs && !rs->any_log)
+		return 0;
+	if (action_of(rs, slot, 0, 0, &who) != SAGA_ACT_LOG || is_consumer(&who)) {
+		/* Drop state a previous call may have left (rules changed in between). */
+		e = bpf_task_storage_get(&entries, task, 0, 0);
+		if (e)
+			e->valid = 0;
+		return 0;
+	}
+	e = bpf_task_storage_get(&entries, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!e)
+		return 0; /* no memory: logged at exit as NO_ENTER */
+	pc = bpf_map_lookup_elem(&counters, &zero);
+	if (!pc)
+		return 0;
+	now = bpf_ktime_get_ns();
+	start_record(e, regs, nr, slot, compat, now);
+	read_paths(pc, e, slot);
+	e->valid = 1;
+	return 0;
+}
+
+SEC("tp_btf/sys_exit")
+int saga_sys_exit(__u64 *ctx)
+{
+	struct pt_regs *regs = (struct pt_regs *)ctx[0];
+	long ret = (long)ctx[1];
+	struct task_struct *task;
+	struct saga_bpf_ruleset *rs;
+	struct saga_bpf_pcpu *pc;
+	struct saga_bpf_entry *e;
+	struct caller who = {};
+	int compat, action;
+	long nr;
+	__u32 slot;
+
+	if (!saga_config.enabled)
+		return 0;
+	task = bpf_get_current_task_btf();
+	compat = task->thread_info.status & TS_COMPAT;
+	nr = regs->orig_ax;
+	slot = slot_of(nr, compat);
+	rs = ruleset();
+	action = action_of(rs, slot, ret, 1, &who);
+	if (action == SAGA_ACT_IGNORE)
+		return 0;
+	pc = bpf_map_lookup_elem(&counters, &zero);
+	if (!pc)
+		return 0;
+	count(pc, slot, ret);
+	if (action != SAGA_ACT_LOG || is_consumer(&who))
+		return 0;
+
+	e = bpf_task_storage_get(&entries, task, 0, 0);
+	if (e && e->valid && e->ev.nr == slot) {
+		e->valid = 0;
+		emit(pc, e, ret, bpf_ktime_get_ns() - e->mono_ns);
+		return 0;
+	}
+	if (e)
+		e->valid = 0;
+	/* Entry not seen: log what the exit knows. */
+	e = bpf_map_lookup_elem(&scratch, &zero);
+	if (!e)
+		return 0;
+	start_record(e, regs, nr, slot, compat, bpf_ktime_get_ns());
+	e->ev.flags |= SAGA_EVF_NO_ENTER;
+	pc->no_enter++;
+	emit(pc, e, ret, 0);
+	return 0;
+}
+
+/* A task ends: count it if it ends in exit or exit_group (they never reach sys_exit). */
+SEC("tp_btf/sched_process_exit")
+int saga_task_exit(__u64 *ctx)
+{
+	struct task_struct *task;
+	struct saga_bpf_pcpu *pc;
+	struct pt_regs *regs;
+	struct caller who = {};
+	__u32 slot;
+
+	if (!saga_config.enabled)
+		return 0;
+	task = bpf_get_current_task_btf();
+	if (task->flags & PF_KTHREAD)
+		return 0;
+	/* The syscall the task is in: exit/exit_group, or another one if a signal killed it. */
+	regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	if (!regs)
+		return 0;
+	slot = slot_of(regs->orig_ax, task->thread_info.status & TS_COMPAT);
+	if (slot != NR_EXIT && slot != NR_EXIT_GROUP)
+		return 0;
+	if (action_of(ruleset(), slot, 0, 1, &who) == SAGA_ACT_IGNORE)
+		return 0;
+	pc = bpf_map_lookup_elem(&counters, &zero);
+	if (pc)
+		count(pc, slot, 0);
+	return 0;
+}

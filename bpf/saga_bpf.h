@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * saga eBPF driver: the layouts shared by the BPF program (saga.bpf.c) and
+ * its Python loader (src/saga/drivers/ebpf/layout.py mirrors them; the
+ * loader checks each map's value size against it at load).
+ *
+ * Records, rules and counters use the uapi structs of the kernel module
+ * (linux/saga.h) unchanged; only the driver's own state is defined here.
+ */
+#ifndef SAGA_BPF_H
+#define SAGA_BPF_H
+
+#include <linux/saga.h>
+
+/* Reader processes excluded from logging (their calls are still counted). */
+#define SAGA_BPF_MAX_CONSUMERS	8
+#define SAGA_BPF_VERSION_LEN	32
+
+/* Global state, in the program's .bss map (mmapped read-write by the loader). */
+struct saga_bpf_config {
+	__u32	enabled;		/* 0: the probes return at once */
+	__u32	locked;			/* 1 once the rules map is frozen */
+	__s64	realtime_offset;	/* CLOCK_REALTIME - CLOCK_MONOTONIC in ns, kept by user space */
+	__u64	wake_bytes;		/* wake readers once this many bytes wait in the ring */
+	__u64	read;			/* records handed to readers (added by user space) */
+	__u64	reset_ns;		/* CLOCK_REALTIME of the last reset or load */
+	__u32	ring_bytes;		/* size of the ring buffer */
+	__u32	default_action;		/* SAGA_ACT_* the rule sets are built with */
+	__u32	consumers[SAGA_BPF_MAX_CONSUMERS];	/* reader tgids; 0 = free */
+	char	version[SAGA_BPF_VERSION_LEN];		/* saga version that loaded the program */
+};
+
+/* Per-CPU counters: one value per CPU, summed by user space. */
+struct saga_bpf_pcpu {
+	struct saga_counter slot[SAGA_NR_SLOTS];
+	__u64	events;			/* records written to the ring */
+	__u64	drops;			/* records lost: ring full */
+	__u64	no_enter;		/* records without entry state */
+	__u64	path_faults;		/* path arguments that could not be read */
+};
+
+/*
+ * One rule set, the single value of an inner array map.  User space builds
+ * a new one per change and swaps it into the outer map in one update, so a
+ * probe sees either the old set or the new one, never a mix.
+ *
+ * slot[n]: a fixed action (SAGA_ACT_*) when no rule with fields covers
+ * slot n before a field-less one does (the O(1) path), else
+ * SAGA_BPF_SLOT_WALK | index of the first rule covering n: the probe walks
+ * the list from there, first match wins, default_action when none does.
+ */
+#define SAGA_BPF_SLOT_WALK	0x8000
+#define SAGA_BPF_SLOT_INDEX	0x03ff
+
+struct saga_bpf_ruleset {
+	__u64	generation;		/* bumped by every change */
+	__u32	nr_rules;
+	__u32	default_action;
+	__u32	any_log;		/* 1 if some call may be logged: entry state is kept */
+	__u32	next_id;		/* id the next rule added without one gets */
+	__u16	slot[SAGA_NR_SLOTS];
+	struct saga_rule rules[SAGA_MAX_RULES];
+};
+
+/*
+ * State kept per task between sys_enter and sys_exit of a call that may be
+ * logged (task local storage), and the per-CPU scratch record for calls
+ * logged without it.  ev is followed directly by the path bytes so the
+ * whole record goes to the ring in one copy.  Paths are read with
+ * SAGA_PATH_MAX + 1 bytes of room to tell a 255-byte path from a longer one.
+ */
+#define SAGA_BPF_PATH_READ	(SAGA_PATH_MAX + 1)
+#define SAGA_BPF_PATH_BUF	(SAGA_PATH_MAX + SAGA_BPF_PATH_READ + 15)
+
+struct saga_bpf_entry {
+	__u64	mono_ns;		/* CLOCK_MONOTONIC at entry */
+	__u32	valid;			/* 1 from entry until exit */
+	__u32	__pad;
+	struct saga_event ev;
+	char	paths[SAGA_BPF_PATH_BUF];
+};
+
+#endif /* SAGA_BPF_H */

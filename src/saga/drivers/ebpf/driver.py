@@ -1,0 +1,339 @@
+"""EbpfDriver: saga's Driver interface over the pinned BPF maps.
+
+Any number of processes can open the driver at once (the daemon, `saga
+stats`, `saga rules ...`): they all see and change the same pinned state.
+Rule changes are read-modify-write of the whole rule set, serialised
+between processes by an flock on the pin directory, and published by
+swapping a new inner map into the outer rules map (one update: the probes
+see the old set or the new one).
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import functools
+import mmap
+import os
+import struct
+import time
+from contextlib import contextmanager
+
+from saga import _uapi
+from saga.drivers.base import Driver, DriverInfo, Stats
+from saga.drivers.ebpf import layout as L
+from saga.drivers.ebpf import libbpf, loader
+from saga.drivers.ebpf.ring import RingReader
+from saga.drivers.ebpf.ruleset import RuleSet
+from saga.errors import DriverError, DriverUnavailable, RulesLocked, SagaError, from_oserror
+from saga.rules.model import ACTION_NAMES, ACTIONS, Rule
+
+FEATURES = _uapi.SAGA_FEAT_PATHS | _uapi.SAGA_FEAT_DURATION | _uapi.SAGA_FEAT_COMPAT | _uapi.SAGA_FEAT_POLL
+LOCKED_MSG = "rules are locked until the eBPF driver is unloaded (`make down`)"
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+_S64 = struct.Struct("<q")
+OFFSET_REFRESH_NS = 1_000_000_000
+
+
+def _translated(what: str):
+    """Turn OSError into the SagaError the interface promises, once, here."""
+    def wrap(fn):
+        @functools.wraps(fn)
+        def inner(self, *args, **kwargs):
+            try:
+                return fn(self, *args, **kwargs)
+            except OSError as exc:
+                if exc.errno == errno.ENOENT and not loader.is_loaded(self.directory):
+                    raise DriverUnavailable(loader.NOT_LOADED) from None
+                raise from_oserror(exc, what) from None
+        return inner
+    return wrap
+
+
+class EbpfDriver(Driver):
+    name = "ebpf"
+
+    @classmethod
+    def open(cls, load: bool = False, *, ring_bytes: int | None = None,
+             default_action: str = "log") -> EbpfDriver:
+        """Attach to the pinned driver; with load=True, load and pin it first when it is not loaded."""
+        directory = loader.pin_dir()
+        if default_action not in ACTIONS:
+            raise SagaError(f"unknown default action {default_action!r}: one of log, count, ignore", exit_code=64)
+        if load:
+            loader.check_host(loader.OBJECT)
+            if not loader.is_loaded(directory):
+                loader.load(directory, ring_bytes=ring_bytes or loader.DEFAULT_RING_BYTES,
+                            default_action=ACTIONS[default_action])
+        elif os.geteuid() != 0:
+            raise DriverUnavailable("the eBPF driver needs root: run saga as root (e.g. with sudo)")
+        if not loader.is_loaded(directory):
+            raise DriverUnavailable(loader.NOT_LOADED)
+        try:
+            return cls(directory)
+        except OSError as exc:
+            if exc.errno == errno.ENOENT:
+                raise DriverUnavailable(loader.NOT_LOADED) from None
+            raise from_oserror(exc, "opening the eBPF driver") from None
+
+    @classmethod
+    def unload(cls) -> bool:
+        """Detach the programs and remove every pin (`make down`); True if it was loaded."""
+        return loader.unload(loader.pin_dir())
+
+    def __init__(self, directory: str):
+        self.directory = directory
+        self._fds: list[int] = []
+        self._ring: RingReader | None = None
+        self._consumer_pid = 0
+        self._offset_ns = 0
+        try:
+            self._dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            self._fds.append(self._dir_fd)
+            self._counters = self._pin(L.MAP_COUNTERS)
+            self._rules = self._pin(L.MAP_RULES)
+            self._events = self._pin(L.MAP_EVENTS)
+            config = self._pin(L.PIN_CONFIG)
+            self._check_layout(config)
+            self._cfg = mmap.mmap(config, mmap.PAGESIZE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+            self._ncpus = libbpf.possible_cpus()
+        except BaseException:
+            self._close_fds()
+            raise
+
+    def _pin(self, name: str) -> int:
+        fd = libbpf.obj_get(os.path.join(self.directory, name))
+        self._fds.append(fd)
+        return fd
+
+    def _check_layout(self, config_fd: int) -> None:
+        sizes = {L.PIN_CONFIG: (config_fd, L.CONFIG.size), L.MAP_COUNTERS: (self._counters, L.PCPU_SIZE)}
+        for name, (fd, size) in sizes.items():
+            if libbpf.map_info(fd).value_size != size:
+                raise DriverUnavailable("the loaded eBPF driver comes from another saga version: "
+                                        "`make down` and `make up` (or restart the daemon) to reload it")
+
+    # -- shared config ---------------------------------------------------------
+    def _cfg_u32(self, off: int) -> int:
+        return _U32.unpack_from(self._cfg, off)[0]
+
+    def _cfg_u64(self, off: int) -> int:
+        return _U64.unpack_from(self._cfg, off)[0]
+
+    @contextmanager
+    def _locked(self):
+        """Serialise read-modify-write of shared state between processes."""
+        fcntl.flock(self._dir_fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._dir_fd, fcntl.LOCK_UN)
+
+    # -- state -------------------------------------------------------------------
+    @_translated("reading the eBPF driver's state")
+    def info(self) -> DriverInfo:
+        version = self._cfg[L.CFG_VERSION:L.CFG_VERSION + L.VERSION_LEN].split(b"\0", 1)[0].decode()
+        return DriverInfo(
+            driver="ebpf", version=version, abi_version=_uapi.SAGA_ABI_VERSION, features=FEATURES,
+            ring_bytes=self._cfg_u32(L.CFG_RING_BYTES), nr_cpus=self._ncpus,
+            enabled=bool(self._cfg_u32(L.CFG_ENABLED)), locked=bool(self._cfg_u32(L.CFG_LOCKED)),
+            nr_rules=len(self._ruleset().rules),
+            default_action=ACTION_NAMES[self._cfg_u32(L.CFG_DEFAULT_ACTION)])
+
+    @_translated("reading the eBPF counters")
+    def stats(self) -> Stats:
+        buf = libbpf.map_lookup(self._counters, 0, L.PCPU_SIZE * self._ncpus)
+        words = memoryview(buf).cast("Q")
+        stride = L.PCPU_SIZE // 8
+        nslots = _uapi.SAGA_NR_SLOTS
+        calls = list(words[0:2 * nslots:2])
+        errors = list(words[1:2 * nslots:2])
+        totals = list(words[2 * nslots:stride])
+        for cpu in range(1, self._ncpus):
+            base = cpu * stride
+            calls = [a + b for a, b in zip(calls, words[base:base + 2 * nslots:2])]
+            errors = [a + b for a, b in zip(errors, words[base + 1:base + 2 * nslots:2])]
+            totals = [a + b for a, b in zip(totals, words[base + 2 * nslots:base + stride])]
+        per_slot = {s: (c, e) for s, (c, e) in enumerate(zip(calls, errors)) if c or e}
+        events, drops, no_enter, path_faults = totals
+        return Stats(per_slot=per_slot, calls=sum(calls), errors=sum(errors), events=events, drops=drops,
+                     read=self._cfg_u64(L.CFG_READ), no_enter=no_enter, path_faults=path_faults,
+                     reset_ns=self._cfg_u64(L.CFG_RESET_NS))
+
+    @_translated("resetting the eBPF counters")
+    def reset_stats(self) -> None:
+        libbpf.map_update(self._counters, 0, bytes(L.PCPU_SIZE * self._ncpus))
+        _U64.pack_into(self._cfg, L.CFG_READ, 0)
+        _U64.pack_into(self._cfg, L.CFG_RESET_NS, time.clock_gettime_ns(time.CLOCK_REALTIME))
+
+    @_translated("switching capture")
+    def set_enabled(self, enabled: bool) -> None:
+        _U32.pack_into(self._cfg, L.CFG_ENABLED, int(bool(enabled)))
+
+    # -- rules ---------------------------------------------------------------------
+    def _ruleset(self) -> RuleSet:
+        for _ in range(5):
+            inner_id = _U32.unpack_from(libbpf.map_lookup(self._rules, 0, 4))[0]
+            try:
+                fd = libbpf.map_fd_by_id(inner_id)
+            except OSError as exc:
+                if exc.errno == errno.ENOENT:
+                    continue  # swapped out and freed between the two calls: read again
+                raise
+            try:
+                return RuleSet.decode(libbpf.map_lookup(fd, 0, L.RULESET_SIZE))
+            finally:
+                os.close(fd)
+        raise DriverError("the rule set kept changing while being read; try again", errno=errno.EAGAIN)
+
+    def _publish(self, rs: RuleSet) -> None:
+        if self._cfg_u32(L.CFG_LOCKED):
+            raise RulesLocked(LOCKED_MSG)
+        try:
+            loader.install(self.directory, self._rules, rs)
+        except OSError as exc:
+            if exc.errno == errno.EPERM:  # the outer map is frozen
+                raise RulesLocked(LOCKED_MSG) from None
+            raise
+
+    def _change(self, fn):
+        """Apply fn(current rule set) -> (new set, result) under the lock and publish it."""
+        with self._locked():
+            if self._cfg_u32(L.CFG_LOCKED):
+                raise RulesLocked(LOCKED_MSG)
+            new, result = fn(self._ruleset())
+            self._publish(new)
+            return result
+
+    @_translated("reading the rules")
+    def list_rules(self) -> list[Rule]:
+        return list(self._ruleset().rules)
+
+    @_translated("adding a rule")
+    def add_rule(self, rule: Rule, position: int | None = None) -> int:
+        return self._change(lambda rs: rs.add(rule, position))
+
+    @_translated("removing a rule")
+    def remove_rule(self, rule_id: int) -> None:
+        self._change(lambda rs: (rs.remove(rule_id), None))
+
+    @_translated("removing rules")
+    def remove_key(self, key: str) -> int:
+        return self._change(lambda rs: rs.remove_key(key))
+
+    @_translated("replacing the rules")
+    def replace_rules(self, rules: list[Rule]) -> None:
+        self._change(lambda rs: (rs.replace(rules), None))
+
+    @_translated("clearing the rules")
+    def clear_rules(self) -> None:
+        self._change(lambda rs: (rs.replace([]), None))
+
+    @_translated("locking the rules")
+    def lock_rules(self) -> None:
+        with self._locked():
+            if self._cfg_u32(L.CFG_LOCKED):
+                return
+            # Frozen maps refuse every update from user space until they are freed (unload).
+            try:
+                libbpf.map_freeze(self._rules)
+            except OSError as exc:
+                if exc.errno != errno.EBUSY:  # EBUSY: already frozen
+                    raise
+            _U32.pack_into(self._cfg, L.CFG_LOCKED, 1)
+
+    # -- events -----------------------------------------------------------------------
+    def _reader(self) -> RingReader:
+        if self._ring is None:
+            size = libbpf.map_info(self._events).max_entries
+            self._ring = RingReader(self._events, size)
+        if self._consumer_pid != os.getpid():
+            self._register_consumer()
+        return self._ring
+
+    def _register_consumer(self) -> None:
+        """Exclude this process from logging (its calls are still counted)."""
+        pid = os.getpid()
+        with self._locked():
+            slots = [self._cfg_u32(L.CFG_CONSUMERS + 4 * i) for i in range(L.MAX_CONSUMERS)]
+            if pid not in slots:
+                free = [i for i, p in enumerate(slots) if p == 0 or not _alive(p)]
+                if not free:
+                    raise DriverError(f"too many readers: at most {L.MAX_CONSUMERS} processes read events at once",
+                                      errno=errno.EBUSY)
+                _U32.pack_into(self._cfg, L.CFG_CONSUMERS + 4 * free[0], pid)
+        self._consumer_pid = pid
+
+    def _unregister_consumer(self) -> None:
+        if self._consumer_pid != os.getpid():
+            return
+        with self._locked():
+            for i in range(L.MAX_CONSUMERS):
+                if self._cfg_u32(L.CFG_CONSUMERS + 4 * i) == self._consumer_pid:
+                    _U32.pack_into(self._cfg, L.CFG_CONSUMERS + 4 * i, 0)
+        self._consumer_pid = 0
+
+    def _refresh_clock(self) -> None:
+        """Keep the realtime offset the probes add to their monotonic stamps current (NTP, clock steps)."""
+        now = time.monotonic_ns()
+        if now - self._offset_ns >= OFFSET_REFRESH_NS:
+            _S64.pack_into(self._cfg, L.CFG_REALTIME_OFFSET, loader.realtime_offset())
+            self._offset_ns = now
+
+    @_translated("polling the eBPF ring buffer")
+    def fileno(self) -> int:
+        return self._reader().fileno()
+
+    @_translated("reading events")
+    def read_raw(self, max_bytes: int = 1 << 20, timeout: float | None = 0.0) -> bytes:
+        ring = self._reader()
+        self._refresh_clock()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            data, n = ring.read(max_bytes)
+            if n:
+                self._add_read(n)
+                return data
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return b""
+            else:
+                left = None
+            ring.wait(left)
+
+    def _add_read(self, n: int) -> None:
+        _U64.pack_into(self._cfg, L.CFG_READ, self._cfg_u64(L.CFG_READ) + n)
+
+    def close(self) -> None:
+        if not self._fds:
+            return
+        try:
+            self._unregister_consumer()
+        except OSError:
+            pass
+        if self._ring is not None:
+            self._ring.close()
+            self._ring = None
+        if getattr(self, "_cfg", None) is not None:
+            self._cfg.close()
+            self._cfg = None
+        self._close_fds()
+
+    def _close_fds(self) -> None:
+        for fd in self._fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._fds = []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

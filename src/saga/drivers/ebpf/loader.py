@@ -1,0 +1,235 @@
+"""Loading, pinning and unloading the BPF program, and why it cannot run.
+
+Everything the driver owns lives under one bpffs directory (default
+/sys/fs/bpf/saga, or $SAGA_BPF_DIR): the two program links and the maps
+user space reads (see docs/ebpf.md).  Loading is deliberate (the daemon,
+`make up`); every other process opens the pins.  Unloading unpins them:
+the links go with their last reference, so the programs detach, and the
+maps are freed with the programs.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import time
+from pathlib import Path
+
+import saga
+from saga import _uapi
+from saga.drivers.ebpf import layout as L
+from saga.drivers.ebpf import libbpf
+from saga.drivers.ebpf.ruleset import RuleSet
+from saga.errors import DriverError, DriverUnavailable, PermissionDenied, SagaError
+
+DEFAULT_DIR = "/sys/fs/bpf/saga"
+DEFAULT_RING_BYTES = 32 << 20  # ~250k records: absorbs a reader that is off the CPU for a while
+OBJECT = Path(__file__).with_name("saga.bpf.o")
+MIN_KERNEL = (5, 17)  # bpf_loop; ring buffer, tp_btf and task storage are older
+BPF_FS_MAGIC = 0xCAFE4A11
+NOT_LOADED = "the eBPF driver is not loaded: start `saga daemon` or `make up`"
+MAP_PINS = {L.MAP_COUNTERS: L.MAP_COUNTERS, L.MAP_RULES: L.MAP_RULES, L.MAP_EVENTS: L.MAP_EVENTS,
+            L.MAP_CONFIG: L.PIN_CONFIG}
+ALL_PINS = tuple(MAP_PINS.values()) + tuple(link for _, link in L.PROGS) + (L.ENTER_PROG_PIN,)
+
+
+def pin_dir() -> str:
+    return os.environ.get("SAGA_BPF_DIR") or DEFAULT_DIR
+
+
+def is_loaded(directory: str) -> bool:
+    return all(os.path.exists(os.path.join(directory, p)) for p in ALL_PINS)
+
+
+# -- why it cannot run -------------------------------------------------------
+
+def _kernel_version(release: str) -> tuple[int, int]:
+    parts = release.split(".")
+    try:
+        return int(parts[0]), int("".join(c for c in parts[1] if c.isdigit()) or 0)
+    except (IndexError, ValueError):
+        return (0, 0)
+
+
+def check_host(obj: Path | None = None) -> None:
+    """Raise DriverUnavailable with the reason and the fix when the driver cannot load here."""
+    if os.geteuid() != 0:
+        raise DriverUnavailable("the eBPF driver needs root (CAP_BPF, CAP_PERFMON): run as root, e.g. with sudo")
+    release = os.uname().release
+    if _kernel_version(release) < MIN_KERNEL:
+        raise DriverUnavailable(f"Linux {release} is too old for the eBPF driver (needs "
+                                f"{MIN_KERNEL[0]}.{MIN_KERNEL[1]} or newer): use the kernel module")
+    if not os.path.exists("/sys/kernel/btf/vmlinux"):
+        raise DriverUnavailable("this kernel has no BTF (/sys/kernel/btf/vmlinux): the eBPF driver needs "
+                                "CONFIG_DEBUG_INFO_BTF=y; use the kernel module or a Debian kernel")
+    try:
+        lockdown = Path("/sys/kernel/security/lockdown").read_text()
+    except OSError:
+        lockdown = ""
+    if "[confidentiality]" in lockdown:
+        raise DriverUnavailable("kernel lockdown (confidentiality) forbids BPF tracing: boot with "
+                                "lockdown=integrity or use the signed kernel module")
+    if obj is not None and not obj.exists():
+        raise DriverUnavailable(f"the BPF object {obj} is missing: run `make build` (or reinstall saga)")
+    libbpf.lib()
+
+
+def _ensure_bpffs(directory: str) -> None:
+    parent = os.path.dirname(directory.rstrip("/")) or "/"
+    if parent == "/sys/fs/bpf" and os.path.isdir(parent) and not _on_bpffs(parent):
+        # What systemd does at boot; some minimal systems skip it.
+        if os.system("mount -t bpf bpf /sys/fs/bpf") != 0:
+            raise DriverUnavailable("cannot mount the BPF filesystem: mount -t bpf bpf /sys/fs/bpf")
+    if not _on_bpffs(parent):
+        raise DriverUnavailable(f"{parent} is not a BPF filesystem, so {directory} cannot hold pins: "
+                                f"mount -t bpf bpf {parent} (or set SAGA_BPF_DIR under /sys/fs/bpf)")
+
+
+def _on_bpffs(path: str) -> bool:
+    import ctypes
+
+    class Statfs(ctypes.Structure):
+        _fields_ = [("f_type", ctypes.c_long), ("rest", ctypes.c_byte * 112)]
+
+    buf = Statfs()
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.statfs(path.encode(), ctypes.byref(buf)) != 0:
+        return False
+    return buf.f_type & 0xFFFFFFFF == BPF_FS_MAGIC
+
+
+def realtime_offset() -> int:
+    """CLOCK_REALTIME - CLOCK_MONOTONIC in ns, from the tightest of a few bracketed samples."""
+    best = None
+    for _ in range(5):
+        m0 = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+        r = time.clock_gettime_ns(time.CLOCK_REALTIME)
+        m1 = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+        if best is None or m1 - m0 < best[0]:
+            best = (m1 - m0, r - (m0 + m1) // 2)
+    return best[1]
+
+
+# -- load and unload -----------------------------------------------------------
+
+def load(directory: str, *, ring_bytes: int = DEFAULT_RING_BYTES, default_action: int = _uapi.SAGA_ACT_LOG,
+         obj_path: Path = OBJECT) -> None:
+    """Load the object, install an empty rule set, pin the maps, attach and pin the programs."""
+    if ring_bytes < 4096 or ring_bytes & (ring_bytes - 1):
+        raise SagaError(f"ring size {ring_bytes} must be a power of two of at least 4096 bytes", exit_code=64)
+    check_host(obj_path)
+    _ensure_bpffs(directory)
+    if any(os.path.exists(os.path.join(directory, p)) for p in ALL_PINS):
+        unload(directory)  # leftovers of a load that did not finish
+    obj = None
+    try:
+        obj = libbpf.BpfObject(str(obj_path))
+        obj.set_max_entries(L.MAP_EVENTS, ring_bytes)
+        for name, size in L.VALUE_SIZES.items():
+            if obj.value_size(name) != size:
+                raise DriverError(f"{obj_path} does not match this saga ({name}: {obj.value_size(name)} bytes, "
+                                  f"expected {size}): run `make build`")
+        obj.load()
+        _init_config(obj.map_fd(L.MAP_CONFIG), ring_bytes, default_action)
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        for name, pin in MAP_PINS.items():
+            obj.pin_map(name, os.path.join(directory, pin))
+        obj.pin_prog(L.ENTER_PROG, os.path.join(directory, L.ENTER_PROG_PIN))
+        install(directory, obj.map_fd(L.MAP_RULES), RuleSet((), default_action, 1, 1))
+        for prog, link in L.PROGS:
+            obj.attach_and_pin(prog, os.path.join(directory, link))
+    except OSError as exc:
+        _undo(directory)
+        raise _load_error(exc) from None
+    except BaseException:
+        _undo(directory)
+        raise
+    finally:
+        if obj is not None:
+            obj.close()
+
+
+def _undo(directory: str) -> None:
+    try:
+        unload(directory)
+    except SagaError:
+        pass
+
+
+def _load_error(exc: OSError) -> SagaError:
+    detail = next((line for line in reversed(libbpf.log) if "error" in line.lower() or "failed" in line.lower()),
+                  "")
+    if exc.errno in (errno.EPERM, errno.EACCES):
+        return DriverUnavailable(f"the kernel refused the eBPF driver ({exc.strerror}): needs root with CAP_BPF "
+                                 f"and CAP_PERFMON, and no lockdown")
+    msg = f"loading the eBPF driver failed: {exc.strerror}"
+    if detail:
+        msg += f" ({detail[:200]})"
+    return DriverError(msg, errno=exc.errno)
+
+
+def _init_config(fd: int, ring_bytes: int, default_action: int) -> None:
+    import mmap
+    with mmap.mmap(fd, mmap.PAGESIZE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE) as m:
+        L.CONFIG.pack_into(m, 0, 1, 0, realtime_offset(), max(ring_bytes // 8, 256), 0,
+                           time.clock_gettime_ns(time.CLOCK_REALTIME), ring_bytes, default_action,
+                           *([0] * L.MAX_CONSUMERS), saga.__version__.encode()[:L.VERSION_LEN - 1])
+
+
+def install(directory: str, outer_fd: int, rs: RuleSet) -> None:
+    """Publish a rule set: a new inner map swapped in with one update of the outer map.
+
+    sys_enter is attached before a set that can log takes effect and
+    detached after one that cannot: counting alone then runs one program
+    per call.  (Calls already under way when it attaches are logged
+    NO_ENTER, as at load.)"""
+    value = rs.encode()
+    can_log = bool(L.RS_HEAD.unpack_from(value)[3])
+    if can_log:
+        set_enter_attached(directory, True)
+    inner = libbpf.map_create_array("saga_ruleset", L.RULESET_SIZE)
+    try:
+        libbpf.map_update(inner, 0, value)
+        libbpf.map_update(outer_fd, 0, inner.to_bytes(4, "little"))
+    finally:
+        os.close(inner)
+    if not can_log:
+        set_enter_attached(directory, False)
+
+
+def set_enter_attached(directory: str, attached: bool) -> None:
+    link = os.path.join(directory, L.ENTER_LINK_PIN)
+    if attached and not os.path.exists(link):
+        libbpf.attach_pinned_prog(os.path.join(directory, L.ENTER_PROG_PIN), link)
+    elif not attached and os.path.exists(link):
+        os.unlink(link)  # the last reference: the kernel detaches it
+
+
+def unload(directory: str | None = None) -> bool:
+    """Detach and unpin everything under `directory`; True if something was loaded."""
+    directory = directory or pin_dir()
+    if not os.path.isdir(directory):
+        return False
+    if os.geteuid() != 0:
+        raise PermissionDenied("unloading the eBPF driver needs root: run as root")
+    found = False
+    for link in [link for _, link in L.PROGS] + [L.ENTER_LINK_PIN]:
+        path = os.path.join(directory, link)
+        if not os.path.exists(path):
+            continue
+        found = True
+        try:
+            fd = libbpf.obj_get(path)
+            try:
+                libbpf.link_detach(fd)  # force, in case some process still holds the link
+            except OSError:
+                pass  # raw tracepoint links cannot be detached early: unpinning releases them
+            finally:
+                os.close(fd)
+        except OSError:
+            pass
+        os.unlink(path)
+    for name in os.listdir(directory):
+        found = True
+        os.unlink(os.path.join(directory, name))
+    os.rmdir(directory)
+    return found

@@ -1,0 +1,186 @@
+"""Reading the BPF ring buffer straight from its memory map.
+
+The kernel maps a BPF_MAP_TYPE_RINGBUF map as: one read-write page with
+the consumer position, then (read-only) one page with the producer
+position followed by the data area mapped twice in a row, so a record
+that wraps around the end is still contiguous.  Each record is an 8-byte
+header (u32 length with BUSY and DISCARD bits, u32 page offset) and its
+payload, padded to 8 bytes.  saga's payloads are whole `struct
+saga_event` records whose sizes are multiples of 8, so the concatenated
+payloads are exactly the /dev/saga read() format.
+
+Copying out is done in Python without a per-event callback into C.  Most
+records are fixed-size (no paths): a run of them is recognised by its
+length words and its payloads are gathered with 16 strided memoryview
+copies (C loops), whatever the run's length; other records take a slice
+each.  The consumer position is published only after the bytes are
+copied out.
+
+Wakeups: the BPF program wakes readers only when the ring passes a fill
+mark; a periodic timer in the same epoll set is the "periodic check" of
+docs/capture.md, so a trickle of events is seen within WAKE_PERIOD_S.
+"""
+from __future__ import annotations
+
+import ctypes
+import errno
+import mmap
+import os
+import select
+import struct
+import time
+
+BUSY = 1 << 31
+DISCARD = 1 << 30
+HDR = 8
+WAKE_PERIOD_S = 0.05
+_U64 = struct.Struct("<Q")
+_U32 = struct.Struct("<I")
+FIXED = 128                  # sizeof(struct saga_event): a record without paths
+UNIT = FIXED + HDR           # its footprint in the ring
+MIN_RUN = 8                  # shorter runs are not worth the set-up
+RUN_WINDOW = 4096            # records examined per run (bounds the work of a failed scan)
+_FIXED_LEN = FIXED.to_bytes(4, "little")
+
+
+class RingReader:
+    def __init__(self, fd: int, size: int):
+        page = mmap.PAGESIZE
+        self.size = size
+        self.mask = size - 1
+        self._cons = mmap.mmap(fd, page, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
+        self._prod = mmap.mmap(fd, page + 2 * size, mmap.MAP_SHARED, mmap.PROT_READ, offset=page)
+        self._data = memoryview(self._prod)[page:]
+        self._words = self._data.cast("Q")
+        self._lens = self._data.cast("I")
+        self._ring_fd = fd
+        self._ep = select.epoll()
+        self._ep.register(fd, select.EPOLLIN)
+        self._timer = periodic_timer(WAKE_PERIOD_S)
+        self._ep.register(self._timer, select.EPOLLIN)
+
+    def fileno(self) -> int:
+        return self._ep.fileno()
+
+    def pending(self) -> int:
+        """Bytes waiting in the ring (headers included)."""
+        return _U64.unpack_from(self._prod, 0)[0] - _U64.unpack_from(self._cons, 0)[0]
+
+    def read(self, max_bytes: int) -> tuple[bytes, int]:
+        """Copy out whole records, at most max_bytes of payload; returns (bytes, records)."""
+        cons = _U64.unpack_from(self._cons, 0)[0]
+        prod = _U64.unpack_from(self._prod, 0)[0]
+        if cons == prod:
+            return b"", 0
+        data, mask, unpack = self._data, self.mask, _U32.unpack_from
+        parts = []
+        append = parts.append
+        total = records = 0
+        while cons < prod:
+            off = cons & mask
+            run = self._fixed_run(off, prod - cons, (max_bytes - total) // FIXED)
+            if run:
+                append(self._gather(off, run))
+                records += run
+                total += run * FIXED
+                cons += run * UNIT
+                continue
+            length = unpack(data, off)[0]
+            if length & BUSY:
+                break  # still being written
+            if length & DISCARD:
+                length &= ~DISCARD
+            else:
+                if total + length > max_bytes:
+                    if not parts:
+                        raise OSError(errno.EINVAL, f"{max_bytes} bytes cannot hold the next record ({length} bytes)")
+                    break
+                append(data[off + HDR:off + HDR + length])
+                records += 1
+                total += length
+            cons += (length + HDR + 7) & ~7
+        out = b"".join(parts)
+        _U64.pack_into(self._cons, 0, cons)
+        return out, records
+
+    def _fixed_run(self, off: int, avail: int, room: int) -> int:
+        """How many committed fixed-size records start at off (0 if fewer than MIN_RUN)."""
+        k = min(avail // UNIT, room, RUN_WINDOW)
+        first = off // 4
+        step = UNIT // 4
+        if k < MIN_RUN or self._lens[first] != FIXED or self._lens[first + (MIN_RUN - 1) * step] != FIXED:
+            return 0  # cheap refusal: a mixed stream must not pay for a scan per record
+        lens = self._lens[first:first + k * step:step].tobytes()
+        if lens == _FIXED_LEN * k:
+            return k
+        lo, hi = 0, k  # the longest all-fixed prefix
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if lens.startswith(_FIXED_LEN * mid):
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo if lo >= MIN_RUN else 0
+
+    def _gather(self, off: int, k: int) -> bytes:
+        """The payloads of k fixed-size records at off, without their headers."""
+        out = bytearray(k * FIXED)
+        dst = memoryview(out).cast("Q")
+        step = UNIT // 8
+        base = off // 8 + 1
+        src = self._words
+        for j in range(FIXED // 8):
+            dst[j::FIXED // 8] = src[base + j:base + j + k * step:step]
+        return bytes(out)
+
+    def wait(self, timeout: float | None) -> None:
+        """Sleep until the ring has data, the periodic check fires, or timeout (None: forever)."""
+        if self.pending():
+            return
+        self._ep.poll(-1 if timeout is None else timeout)
+        self.drain_timer()
+
+    def drain_timer(self) -> None:
+        try:
+            os.read(self._timer, 8)
+        except BlockingIOError:
+            pass
+
+    def close(self) -> None:
+        self._words.release()
+        self._lens.release()
+        self._data.release()
+        self._ep.close()
+        if self._timer >= 0:
+            os.close(self._timer)
+            self._timer = -1
+        self._prod.close()
+        self._cons.close()
+
+
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+class _Itimerspec(ctypes.Structure):
+    _fields_ = [("it_interval", _Timespec), ("it_value", _Timespec)]
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_TFD_NONBLOCK = os.O_NONBLOCK
+_TFD_CLOEXEC = os.O_CLOEXEC
+
+
+def periodic_timer(period: float) -> int:
+    """A non-blocking timerfd (CLOCK_MONOTONIC) that expires every `period` seconds."""
+    fd = _libc.timerfd_create(time.CLOCK_MONOTONIC, _TFD_NONBLOCK | _TFD_CLOEXEC)
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"timerfd_create: {os.strerror(err)}")
+    sec, nsec = int(period), int(period % 1 * 1e9)
+    spec = _Itimerspec(_Timespec(sec, nsec), _Timespec(sec, nsec))
+    if _libc.timerfd_settime(fd, 0, ctypes.byref(spec), None) < 0:
+        err = ctypes.get_errno()
+        os.close(fd)
+        raise OSError(err, f"timerfd_settime: {os.strerror(err)}")
+    return fd

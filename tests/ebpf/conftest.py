@@ -1,0 +1,84 @@
+"""Fixtures for the eBPF driver on this machine's kernel (root).
+
+Every load goes into a private bpffs mounted under a temporary directory
+(SAGA_BPF_DIR), never /sys/fs/bpf/saga, and is unloaded and unmounted at
+the end.  Workloads are a small C program (workload.c) that prints its
+pid and waits for a go line, so rules can name the pid before it runs.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from saga.drivers.ebpf import loader
+
+from ebpf_helpers import Workload, drain, loaded
+
+HERE = Path(__file__).parent
+
+if os.geteuid() != 0:
+    pytest.skip("the eBPF driver tests need root", allow_module_level=True)
+
+
+@pytest.fixture(scope="session")
+def bpffs():
+    """A private BPF filesystem for this test session."""
+    root = tempfile.mkdtemp(prefix="saga-bpffs-")
+    subprocess.run(["mount", "-t", "bpf", "bpf", root], check=True)
+    try:
+        yield root
+    finally:
+        for name in os.listdir(root):
+            loader.unload(os.path.join(root, name))
+        subprocess.run(["umount", root], check=False)
+        os.rmdir(root)
+
+
+@pytest.fixture(scope="session")
+def session_driver(bpffs):
+    with loaded(bpffs, "main") as drv:
+        yield drv
+
+
+@pytest.fixture
+def drv(session_driver):
+    """The shared instance with no rules, capture on, and the ring drained."""
+    os.environ["SAGA_BPF_DIR"] = session_driver.directory
+    session_driver.clear_rules()
+    session_driver.set_enabled(True)
+    drain(session_driver)
+    yield session_driver
+    session_driver.clear_rules()
+    session_driver.set_enabled(True)
+
+
+@pytest.fixture(scope="session")
+def workload_bin():
+    # World-readable directory: some workloads run as another user.
+    d = tempfile.mkdtemp(prefix="saga-bin-")
+    os.chmod(d, 0o755)
+    out = os.path.join(d, "saga-workload")
+    subprocess.run(["gcc", "-O2", "-Wall", "-pthread", "-o", out, str(HERE / "workload.c")], check=True)
+    yield out
+    os.unlink(out)
+    os.rmdir(d)
+
+
+@pytest.fixture
+def workload(workload_bin):
+    started = []
+
+    def start(*args, user=None) -> Workload:
+        w = Workload(workload_bin, *args, user=user)
+        started.append(w)
+        return w
+
+    yield start
+    for w in started:
+        if w.proc.poll() is None:
+            w.proc.kill()
+            w.proc.wait()

@@ -1,0 +1,82 @@
+/*
+ * Workloads for the eBPF driver tests.  Prints its pid, waits for a line
+ * on stdin (so the test can install rules that name the pid), runs one
+ * scenario, and exits.
+ *
+ *   getppid N      N getppid() calls
+ *   errors N       N close(-1) calls (each fails with EBADF)
+ *   thread N       N getppid() calls from a second thread
+ *   compat N       N getppid() calls through int $0x80 (ia32 number 64)
+ *   paths DIR      openat, renameat (two paths), a 300-byte path, a bad pointer
+ *   blocked        nothing but the read of the go line (started before a load)
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static long n_calls;
+
+static void *thread_main(void *arg)
+{
+	for (long i = 0; i < n_calls; i++)
+		syscall(SYS_getppid);
+	return arg;
+}
+
+static void paths(const char *dir)
+{
+	char a[512], b[512], longp[400];
+	int fd;
+
+	snprintf(a, sizeof(a), "%s/a", dir);
+	snprintf(b, sizeof(b), "%s/b", dir);
+	fd = syscall(SYS_openat, AT_FDCWD, a, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	close(fd);
+	syscall(SYS_renameat, AT_FDCWD, a, AT_FDCWD, b);
+	memset(longp, 'x', sizeof(longp));
+	memcpy(longp, "/nonexistent/", 13);
+	longp[300] = 0;
+	syscall(SYS_openat, AT_FDCWD, longp, O_RDONLY);
+	syscall(SYS_openat, AT_FDCWD, (const char *)8, O_RDONLY);	/* unreadable path */
+}
+
+int main(int argc, char **argv)
+{
+	char line[16];
+	const char *mode = argc > 1 ? argv[1] : "";
+
+	n_calls = argc > 2 ? atol(argv[2]) : 0;
+	printf("%d\n", getpid());
+	fflush(stdout);
+	if (read(0, line, sizeof(line)) < 0)
+		return 2;
+
+	if (!strcmp(mode, "getppid")) {
+		for (long i = 0; i < n_calls; i++)
+			syscall(SYS_getppid);
+	} else if (!strcmp(mode, "errors")) {
+		for (long i = 0; i < n_calls; i++)
+			close(-1);
+	} else if (!strcmp(mode, "thread")) {
+		pthread_t t;
+
+		pthread_create(&t, NULL, thread_main, NULL);
+		pthread_join(t, NULL);
+	} else if (!strcmp(mode, "compat")) {
+		for (long i = 0; i < n_calls; i++) {
+			long r;
+
+			__asm__ volatile("int $0x80" : "=a"(r) : "a"(64L) : "memory");
+		}
+	} else if (!strcmp(mode, "paths")) {
+		paths(argv[2]);
+	} else if (strcmp(mode, "blocked")) {
+		return 64;
+	}
+	return 0;
+}

@@ -1,0 +1,81 @@
+"""The eBPF driver's rule-set encoding (no kernel needed)."""
+from __future__ import annotations
+
+import errno
+
+import pytest
+
+from saga import _uapi
+from saga.drivers.ebpf import layout as L
+from saga.drivers.ebpf.ruleset import RuleSet
+from saga.errors import DriverError
+from saga.rules import parse
+
+LOG, COUNT, IGNORE = _uapi.SAGA_ACT_LOG, _uapi.SAGA_ACT_COUNT, _uapi.SAGA_ACT_IGNORE
+READ, WRITE, OPENAT = 0, 1, 257
+
+
+def table(rs: RuleSet) -> tuple[int, ...]:
+    return L.RS_SLOTS.unpack_from(rs.encode(), L.RS_HEAD.size)
+
+
+def built(*lines: str, default=LOG) -> RuleSet:
+    return RuleSet((), default).replace([parse(x) for x in lines])
+
+
+def test_value_size_matches_the_c_layout():
+    assert len(RuleSet((), LOG).encode()) == L.RULESET_SIZE == 206872
+
+
+def test_fieldless_rules_resolve_per_slot():
+    t = table(built("ignore read", "count read,write", "log all"))
+    assert (t[READ], t[WRITE], t[OPENAT]) == (IGNORE, COUNT, LOG)
+
+
+def test_slots_nothing_covers_take_the_default():
+    t = table(built("ignore read", default=COUNT))
+    assert t[READ] == IGNORE and t[WRITE] == COUNT
+
+
+def test_a_rule_with_fields_makes_its_slots_walk_from_it():
+    t = table(built("count write", "ignore read,write pid=7", "log read"))
+    assert t[WRITE] == COUNT  # the field-less rule comes first
+    assert t[READ] == L.SLOT_WALK | 1
+
+
+def test_can_log():
+    assert built().can_log()  # default log
+    assert not built(default=COUNT).can_log()
+    assert not built("count all", default=COUNT).can_log()
+    assert built("log read pid=1", default=COUNT).can_log()
+    assert not built("ignore read", "log read", default=IGNORE).can_log()  # shadowed
+    assert built("ignore read uid=3", "log read", default=IGNORE).can_log()
+
+
+def test_round_trip_keeps_order_ids_and_fields():
+    rs = built("log %file uid=0 comm=bash errors key=k", "count all pid=7")
+    back = RuleSet.decode(rs.encode())
+    # tokens come back as names (or `all`): the slot sets are what must match
+    assert [r.with_id(None).slots for r in back.rules] == [r.slots for r in rs.rules]
+    assert [(r.action, r.pid, r.uid, r.comm, r.errors, r.key) for r in back.rules] == \
+        [(r.action, r.pid, r.uid, r.comm, r.errors, r.key) for r in rs.rules]
+    assert back.rules[1].syscalls == ("all",) and back.default_action == LOG
+    assert [r.id for r in back.rules] == [1, 2] and back.next_id == 3
+
+
+def test_ids_like_the_module():
+    rs = RuleSet((), LOG)
+    rs, a = rs.add(parse("count read"), None)
+    rs, b = rs.add(parse("count read").with_id(10), 0)
+    rs, c = rs.add(parse("count write"), None)
+    assert (a, b, c) == (1, 10, 11)
+    assert [r.id for r in rs.rules] == [10, 1, 11]
+    with pytest.raises(DriverError) as e:
+        rs.add(parse("count read").with_id(10), None)
+    assert e.value.errno == errno.EEXIST
+    with pytest.raises(DriverError) as e:
+        rs.remove(99)
+    assert e.value.errno == errno.ENOENT
+    with pytest.raises(DriverError) as e:
+        rs.replace([parse("count read").with_id(4), parse("count write").with_id(4)])
+    assert e.value.errno == errno.EEXIST
