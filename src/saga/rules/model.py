@@ -23,10 +23,14 @@ LEGACY = {
 }
 
 
+# `all` is every slot, named or not, so calls newer than saga's table are covered too.
+ALL_SLOTS = frozenset(range(_uapi.SAGA_NR_SLOTS))
+
+
 def expand(token: str) -> frozenset[int]:
     """Slots named by one syscall token: a name, a glob, a %class or `all`."""
     if token == "all":
-        return frozenset(syscalls.BY_SLOT)
+        return ALL_SLOTS
     if token.startswith("%"):
         names = syscalls.CLASSES.get(token[1:])
         if names is None:
@@ -109,6 +113,6 @@ def slots_from_bitmap(words) -> frozenset[int]:
 
 def tokens_for_slots(slots: frozenset[int]) -> tuple[str, ...]:
     """Names for a slot set read back from a driver: `all`, else the names in slot order."""
-    if slots == frozenset(syscalls.BY_SLOT):
+    if slots == ALL_SLOTS:
         return ("all",)
     return tuple(syscalls.name_of(s) for s in sorted(slots))
