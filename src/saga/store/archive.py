@@ -1,0 +1,154 @@
+"""Writing events into the archive, fast, and pruning them by age and count.
+
+Ingest is the hot path (bench/ingest): parsed records become plain tuples
+in column order and go to the database in one executemany (SQLite) or
+COPY (PostgreSQL) per batch, on one long-lived connection.  No ORM
+objects, no per-row dicts.
+"""
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Mapping
+
+from sqlalchemy import Connection, Engine, and_, delete, func, select
+
+from saga.events import ARG0, COMM, CPU, DURATION, FLAGS, GID, NR, ORIG_NR, PATHS, PID, PPID, RET, TID, TS, UID
+from saga.store.engine import translate
+from saga.store.models import EventRow
+
+COLUMNS = ("host_id", "ts_ns", "pid", "tid", "ppid", "uid", "gid", "cpu", "comm", "exe", "syscall", "orig_nr",
+           "flags", "args", "path", "path2", "ret", "duration_ns")
+_ARGS = struct.Struct("<6Q")
+_NO_EXE: Mapping[int, str | None] = {}
+
+
+def _clean_text(s: str) -> str:
+    """Paths are bytes decoded with surrogateescape; databases take only valid UTF-8 (and no NUL)."""
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        s = s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return s.replace("\0", "\\x00")
+
+
+def _path(paths: tuple[str, ...], i: int) -> str | None:
+    if len(paths) <= i:
+        return None
+    p = paths[i]
+    return p if p.isascii() and "\0" not in p else _clean_text(p)
+
+
+_COMMS: dict[bytes, str] = {}
+
+
+def comm_text(raw: bytes) -> str:
+    """A record's task name as stored: up to the first NUL, invalid UTF-8 replaced (cached)."""
+    s = _COMMS.get(raw)
+    if s is None:
+        if len(_COMMS) > 4096:
+            _COMMS.clear()
+        s = _COMMS[raw] = raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+    return s
+
+
+def rows(raws: Iterable[tuple], host_id: int, exe_of: Mapping[int, str | None] = _NO_EXE) -> list[tuple]:
+    """Raw event tuples (saga.events.parse) as rows in COLUMNS order."""
+    pack = _ARGS.pack
+    comm = comm_text
+    exe = exe_of.get
+    path = _path
+    return [(host_id, r[TS], r[PID], r[TID], r[PPID], r[UID], r[GID], r[CPU], comm(r[COMM]), exe(r[PID]),
+             r[NR], r[ORIG_NR], r[FLAGS], pack(*r[ARG0:ARG0 + 6]),
+             path(r[PATHS], 0) if r[PATHS] else None, path(r[PATHS], 1) if r[PATHS] else None,
+             r[RET], r[DURATION])
+            for r in raws]
+
+
+class EventWriter:
+    """Bulk insert on one connection of its own; not thread-safe (the archiver thread owns it)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self._conn: Connection | None = None
+        cols = ", ".join(COLUMNS)
+        if self.dialect == "postgresql":
+            self._sql = f"COPY events ({cols}) FROM STDIN"
+        else:
+            self._sql = f"INSERT INTO events ({cols}) VALUES ({', '.join('?' * len(COLUMNS))})"
+
+    def _connection(self) -> Connection:
+        if self._conn is None or self._conn.closed or self._conn.invalidated:
+            self._conn = self.engine.connect()
+        return self._conn
+
+    def write(self, batch: list[tuple]) -> None:
+        """Insert rows (in COLUMNS order) in one transaction."""
+        if not batch:
+            return
+        with translate("archiving events"):
+            conn = self._connection()
+            try:
+                with conn.begin():
+                    cursor = conn.connection.dbapi_connection.cursor()
+                    try:
+                        if self.dialect == "postgresql":
+                            with cursor.copy(self._sql) as copy:
+                                for row in batch:
+                                    copy.write_row(row)
+                        else:
+                            cursor.executemany(self._sql, batch)
+                    finally:
+                        cursor.close()
+            except BaseException:
+                self.close()   # a connection in an unknown state is not reused
+                raise
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
+
+
+def prune(engine: Engine, host_id: int, *, before_ns: int | None = None, keep_rows: int | None = None,
+          chunk: int = 50_000) -> int:
+    """Delete the host's events older than before_ns, then all but its newest keep_rows; returns how many.
+
+    Deletes in chunks of `chunk` rows, one short transaction each, so readers and
+    the archiver are never held up for long.
+    """
+    table = EventRow.__table__
+    deleted = 0
+    with translate("pruning the archive"):
+        if before_ns is not None:
+            deleted += _delete_chunks(engine, and_(table.c.host_id == host_id, table.c.ts_ns < before_ns), chunk)
+        if keep_rows is not None:
+            with engine.connect() as conn:
+                cut = conn.execute(select(table.c.id).where(table.c.host_id == host_id)
+                                   .order_by(table.c.id.desc()).offset(keep_rows).limit(1)).scalar()
+            if cut is not None:
+                deleted += _delete_chunks(engine, and_(table.c.host_id == host_id, table.c.id <= cut), chunk)
+    return deleted
+
+
+def _delete_chunks(engine: Engine, where, chunk: int) -> int:
+    table = EventRow.__table__
+    total = 0
+    while True:
+        with engine.begin() as conn:
+            ids = select(table.c.id).where(where).limit(chunk).scalar_subquery()
+            n = conn.execute(delete(table).where(table.c.id.in_(ids))).rowcount
+        total += n
+        if n < chunk:
+            return total
+
+
+def count(engine: Engine, host_id: int | None = None) -> int:
+    table = EventRow.__table__
+    stmt = select(func.count()).select_from(table)
+    if host_id is not None:
+        stmt = stmt.where(table.c.host_id == host_id)
+    with translate("counting archived events"), engine.connect() as conn:
+        return conn.execute(stmt).scalar_one()

@@ -1,0 +1,90 @@
+"""The archive's tables as SQLAlchemy 2.0 typed ORM classes (docs/store.md).
+
+Events are written in bulk through Core (store/archive.py), never as ORM
+objects; the classes define the schema, and the rules and hosts are used
+through the ORM.  Column types are chosen so SQLite and PostgreSQL store
+the same values: u32 ids fit BIGINT, slots SMALLINT, and the six argument
+registers (u64 each, often above 2**63) are kept as 48 raw bytes.
+"""
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, LargeBinary, SmallInteger, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# SQLite only makes a column an alias of the rowid (cheap autoincrement, ordered ids) for INTEGER PRIMARY KEY.
+BigIntId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Meta(Base):
+    """Key/value facts about the database itself, e.g. schema_version."""
+
+    __tablename__ = "saga_meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class Host(Base):
+    """A machine that archives into this database (one row per host name)."""
+
+    __tablename__ = "hosts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    next_rule_id: Mapped[int] = mapped_column(BigInteger, default=1)   # rule ids are never reused
+
+
+class RuleRow(Base):
+    """One rule of a host's ordered list; `position` orders it, `id` is the id the driver uses."""
+
+    __tablename__ = "rules"
+
+    host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"), primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(8))
+    syscalls: Mapped[str] = mapped_column(Text)           # comma list of tokens, as written
+    pid: Mapped[int | None] = mapped_column(BigInteger)
+    uid: Mapped[int | None] = mapped_column(BigInteger)
+    comm: Mapped[str | None] = mapped_column(String(64))
+    errors: Mapped[bool] = mapped_column(Boolean, default=False)
+    key: Mapped[str | None] = mapped_column(String(64))
+
+
+class EventRow(Base):
+    """One archived system call (the fields of struct saga_event, plus host and exe)."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    host_id: Mapped[int] = mapped_column(Integer)
+    ts_ns: Mapped[int] = mapped_column(BigInteger)          # CLOCK_REALTIME at entry, ns
+    pid: Mapped[int] = mapped_column(BigInteger)
+    tid: Mapped[int] = mapped_column(BigInteger)
+    ppid: Mapped[int] = mapped_column(BigInteger)
+    uid: Mapped[int] = mapped_column(BigInteger)
+    gid: Mapped[int] = mapped_column(BigInteger)
+    cpu: Mapped[int] = mapped_column(Integer)
+    comm: Mapped[str] = mapped_column(String(64))
+    exe: Mapped[str | None] = mapped_column(Text)           # from /proc when the daemon saw the process
+    syscall: Mapped[int] = mapped_column(SmallInteger)      # slot: docs/rules.md, name in saga.syscalls
+    orig_nr: Mapped[int] = mapped_column(SmallInteger)
+    flags: Mapped[int] = mapped_column(SmallInteger)
+    args: Mapped[bytes] = mapped_column(LargeBinary(48))    # six little-endian u64 registers
+    path: Mapped[str | None] = mapped_column(Text)
+    path2: Mapped[str | None] = mapped_column(Text)
+    ret: Mapped[int] = mapped_column(BigInteger)
+    duration_ns: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        # The query paths (saga query): a time range, alone or with a syscall or a pid;
+        # host, uid, comm and errors filter the rows those find.  Every index slows ingest,
+        # so there are no more.
+        Index("ix_events_ts", "ts_ns"),
+        Index("ix_events_syscall_ts", "syscall", "ts_ns"),
+        Index("ix_events_pid_ts", "pid", "ts_ns"),
+    )

@@ -1,0 +1,73 @@
+"""Searching the archive (saga query, saga log without a daemon)."""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from saga import _uapi
+from saga.events import FIXED
+from saga.filters import EventFilter
+from saga.store.engine import translate
+from saga.store.models import EventRow, Host
+
+_ARGS = struct.Struct("<6Q")
+_COMM_LEN = _uapi.SAGA_COMM_LEN
+
+
+@dataclass(frozen=True)
+class Archived:
+    """An archived event: the raw tuple saga.render prints, plus what only the archive knows."""
+
+    id: int
+    host: str
+    exe: str | None
+    raw: tuple
+
+
+def _raw(row) -> tuple:
+    """A row back in saga.events.parse's tuple shape, so the archive prints exactly like the live log."""
+    paths = tuple(p for p in (row.path, row.path2) if p is not None)
+    comm = row.comm.encode("utf-8")[:_COMM_LEN - 1].ljust(_COMM_LEN, b"\0")
+    lens = [len(p.encode("utf-8", "surrogateescape")) for p in paths] + [0, 0]
+    size = (FIXED + sum(n + 1 for n in lens if n) + 7) & ~7
+    return (size, row.flags, row.syscall, row.orig_nr, row.cpu, row.pid, row.tid, row.ppid, row.uid, row.gid,
+            row.ts_ns, row.duration_ns, row.ret, *_ARGS.unpack(row.args), comm, lens[0], lens[1], 0, paths)
+
+
+def search(session: Session, flt: EventFilter, limit: int | None = None, *, newest: bool = True) -> list[Archived]:
+    """Events matching `flt`, in time order: the newest `limit` of them (newest=True) or the oldest."""
+    e = EventRow.__table__
+    stmt = select(e, Host.name.label("host")).join(Host, Host.id == e.c.host_id)
+    if flt.host is not None:
+        stmt = stmt.where(Host.name == flt.host)
+    if flt.slots is not None:
+        stmt = stmt.where(e.c.syscall.in_(sorted(flt.slots)))
+    if flt.pid is not None:
+        stmt = stmt.where(e.c.pid == flt.pid)
+    if flt.uid is not None:
+        stmt = stmt.where(e.c.uid == flt.uid)
+    if flt.comm is not None:
+        stmt = stmt.where(e.c.comm == flt.comm.encode()[:_COMM_LEN - 1].decode("utf-8", "replace"))
+    if flt.errors:
+        stmt = stmt.where(e.c.ret < 0)
+    if flt.since_ns is not None:
+        stmt = stmt.where(e.c.ts_ns >= flt.since_ns)
+    if flt.until_ns is not None:
+        stmt = stmt.where(e.c.ts_ns <= flt.until_ns)
+    order = (e.c.ts_ns.desc(), e.c.id.desc()) if newest else (e.c.ts_ns, e.c.id)
+    stmt = stmt.order_by(*order)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    with translate("searching the archive"):
+        found = [Archived(r.id, r.host, r.exe, _raw(r)) for r in session.execute(stmt)]
+    if newest:
+        found.reverse()
+    return found
+
+
+def hosts(session: Session) -> list[str]:
+    with translate("listing hosts"):
+        return list(session.execute(select(Host.name).order_by(Host.name)).scalars())
