@@ -46,13 +46,13 @@ class Archiver:
         self.enricher = enricher
         self.max_queued = max_queued
         self.retention = retention or Retention()
-        self._queue: deque[list[tuple]] = deque()
+        self._queue: deque[tuple[bytes, list[tuple]]] = deque()
         self._queued = 0
         self._cond = threading.Condition()
         self._stopping = False
         self._deadline: float | None = None
         self._thread: threading.Thread | None = None
-        self._writer = archive.EventWriter(store.engine)
+        self._writer = archive.EventWriter(store.engine, host_id)
         self._next_prune = time.monotonic() + 5.0   # first pass soon after start
         # counters (read by status; written by one thread each)
         self.submitted = 0
@@ -64,8 +64,8 @@ class Archiver:
         self.last_error: str | None = None
 
     # -- event loop side -------------------------------------------------------
-    def submit(self, raws: list[tuple]) -> bool:
-        """Queue a batch; False (and counted as dropped) when the queue is full. Never blocks."""
+    def submit(self, buf: bytes, raws: list[tuple]) -> bool:
+        """Queue a batch (the bytes read and their parse); False, counted as dropped, when full. Never blocks."""
         n = len(raws)
         with self._cond:
             if self._stopping:
@@ -74,7 +74,7 @@ class Archiver:
             if self._queued and self._queued + n > self.max_queued:   # one batch always fits an empty queue
                 self.dropped += n
                 return False
-            self._queue.append(raws)
+            self._queue.append((buf, raws))
             self._queued += n
             self.submitted += n
             self._cond.notify()
@@ -100,7 +100,7 @@ class Archiver:
         return self.lost_at_stop
 
     # -- worker thread -----------------------------------------------------------
-    def _take(self) -> list[tuple] | None:
+    def _take(self) -> list[tuple[bytes, list[tuple]]] | None:
         """Everything queued (up to a bound), waiting for work or the next prune; None once stopped and empty."""
         with self._cond:
             while not self._queue:
@@ -110,11 +110,13 @@ class Archiver:
                 if wait is not None and wait <= 0:
                     return []
                 self._cond.wait(wait)
-            batch: list[tuple] = []
-            while self._queue and len(batch) < _MAX_ROWS_PER_WRITE:
+            batch = []
+            n = 0
+            while self._queue and n < _MAX_ROWS_PER_WRITE:
                 part = self._queue.popleft()
-                self._queued -= len(part)
-                batch.extend(part)
+                self._queued -= len(part[1])
+                n += len(part[1])
+                batch.append(part)
             return batch
 
     def _run(self) -> None:
@@ -127,10 +129,12 @@ class Archiver:
             if self.retention.active and time.monotonic() >= self._next_prune and not self._stopping:
                 self._prune()
 
-    def _write(self, batch: list[tuple]) -> None:
+    def _write(self, batch: list[tuple[bytes, list[tuple]]]) -> None:
         backoff = 0.5
-        exes = self.enricher.exes(batch) if self.enricher is not None else {}
-        rows = archive.rows(batch, self.host_id, exes)
+        rows: list[tuple] = []
+        for buf, raws in batch:
+            exes = self.enricher.exes(raws) if self.enricher is not None else {}
+            rows += archive.rows(buf, raws, exes)
         while True:
             try:
                 self._writer.write(rows)

@@ -263,7 +263,7 @@ class Daemon:
                     state.counters.read_errors += 1
                     log.error("the driver returned malformed records (%d bytes skipped): %s", len(buf), exc)
                     continue
-                state.ingest(raws, len(buf))
+                state.ingest(buf, raws)
                 await trio.lowlevel.checkpoint()
             if not got:
                 await trio.sleep(0.001)   # readable yet empty: do not spin

@@ -51,14 +51,14 @@ class DaemonState:
     _new_events: trio.Event = field(default_factory=trio.Event)
 
     # -- ingest (drain loop only) ------------------------------------------------
-    def ingest(self, raws: list[tuple], nbytes: int) -> None:
-        """A parsed batch from the driver: into the window, to the archiver, and wake waiting readers."""
+    def ingest(self, buf: bytes, raws: list[tuple]) -> None:
+        """Records read from the driver (and their parse): into the window, to the archiver; wake readers."""
         self.counters.drained_events += len(raws)
-        self.counters.drained_bytes += nbytes
+        self.counters.drained_bytes += len(buf)
         self.counters.reads += 1
         self.window.append(raws)
         if self.archiver is not None:
-            self.archiver.submit(raws)
+            self.archiver.submit(buf, raws)
         self._new_events.set()
         self._new_events = trio.Event()
 

@@ -7,18 +7,18 @@ objects, no per-row dicts.
 """
 from __future__ import annotations
 
-import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
+from itertools import accumulate
+from operator import itemgetter
 
 from sqlalchemy import Connection, Engine, and_, delete, func, select
 
-from saga.events import ARG0, COMM, CPU, DURATION, FLAGS, GID, NR, ORIG_NR, PATHS, PID, PPID, RET, TID, TS, UID
+from saga.events import COMM, DURATION, NR, PATHS, PID, PPID, RET, SIZE, TID, TS, UID
 from saga.store.engine import translate
 from saga.store.models import EventRow
 
-COLUMNS = ("host_id", "ts_ns", "pid", "tid", "ppid", "uid", "gid", "cpu", "comm", "exe", "syscall", "orig_nr",
-           "flags", "args", "path", "path2", "ret", "duration_ns")
-_ARGS = struct.Struct("<6Q")
+# host_id is not a parameter: a writer writes for one host, so it is a literal in the statement.
+COLUMNS = ("ts_ns", "pid", "tid", "ppid", "uid", "syscall", "ret", "duration_ns", "comm", "exe", "path", "record")
 _NO_EXE: Mapping[int, str | None] = {}
 
 
@@ -31,10 +31,10 @@ def _clean_text(s: str) -> str:
     return s.replace("\0", "\\x00")
 
 
-def _path(paths: tuple[str, ...], i: int) -> str | None:
-    if len(paths) <= i:
+def _first_path(paths: tuple[str, ...]) -> str | None:
+    if not paths:
         return None
-    p = paths[i]
+    p = paths[0]
     return p if p.isascii() and "\0" not in p else _clean_text(p)
 
 
@@ -51,31 +51,31 @@ def comm_text(raw: bytes) -> str:
     return s
 
 
-def rows(raws: Iterable[tuple], host_id: int, exe_of: Mapping[int, str | None] = _NO_EXE) -> list[tuple]:
-    """Raw event tuples (saga.events.parse) as rows in COLUMNS order."""
-    pack = _ARGS.pack
+def rows(buf: bytes, raws: list[tuple], exe_of: Mapping[int, str | None] = _NO_EXE) -> list[tuple]:
+    """The records in `buf`, parsed into `raws` (saga.events.parse(buf)), as rows in COLUMNS order."""
     comm = comm_text
     exe = exe_of.get
-    path = _path
-    return [(host_id, r[TS], r[PID], r[TID], r[PPID], r[UID], r[GID], r[CPU], comm(r[COMM]), exe(r[PID]),
-             r[NR], r[ORIG_NR], r[FLAGS], pack(*r[ARG0:ARG0 + 6]),
-             path(r[PATHS], 0) if r[PATHS] else None, path(r[PATHS], 1) if r[PATHS] else None,
-             r[RET], r[DURATION])
-            for r in raws]
+    path = _first_path
+    offsets = accumulate(map(itemgetter(SIZE), raws), initial=0)
+    return [(r[TS], r[PID], r[TID], r[PPID], r[UID], r[NR], r[RET], r[DURATION], comm(r[COMM]), exe(r[PID]),
+             path(r[PATHS]), buf[o:o + r[SIZE]])
+            for r, o in zip(raws, offsets)]
 
 
 class EventWriter:
     """Bulk insert on one connection of its own; not thread-safe (the archiver thread owns it)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, host_id: int) -> None:
         self.engine = engine
+        self.host_id = int(host_id)
         self.dialect = engine.dialect.name
         self._conn: Connection | None = None
         cols = ", ".join(COLUMNS)
         if self.dialect == "postgresql":
-            self._sql = f"COPY events ({cols}) FROM STDIN"
+            # COPY has no literals: the host column takes its default, set per session (see write()).
+            self._sql = f"COPY events ({cols}, host_id) FROM STDIN"
         else:
-            self._sql = f"INSERT INTO events ({cols}) VALUES ({', '.join('?' * len(COLUMNS))})"
+            self._sql = f"INSERT INTO events ({cols}, host_id) VALUES ({'?, ' * len(COLUMNS)}{self.host_id})"
 
     def _connection(self) -> Connection:
         if self._conn is None or self._conn.closed or self._conn.invalidated:
@@ -93,9 +93,10 @@ class EventWriter:
                     cursor = conn.connection.dbapi_connection.cursor()
                     try:
                         if self.dialect == "postgresql":
+                            host = (self.host_id,)
                             with cursor.copy(self._sql) as copy:
                                 for row in batch:
-                                    copy.write_row(row)
+                                    copy.write_row(row + host)
                         else:
                             cursor.executemany(self._sql, batch)
                     finally:

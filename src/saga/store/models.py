@@ -3,8 +3,8 @@
 Events are written in bulk through Core (store/archive.py), never as ORM
 objects; the classes define the schema, and the rules and hosts are used
 through the ORM.  Column types are chosen so SQLite and PostgreSQL store
-the same values: u32 ids fit BIGINT, slots SMALLINT, and the six argument
-registers (u64 each, often above 2**63) are kept as 48 raw bytes.
+the same values: u32 ids fit BIGINT, slots SMALLINT, and the kernel's
+record (u64 argument registers often above 2**63) is kept as raw bytes.
 """
 from __future__ import annotations
 
@@ -56,7 +56,13 @@ class RuleRow(Base):
 
 
 class EventRow(Base):
-    """One archived system call (the fields of struct saga_event, plus host and exe)."""
+    """One archived system call: the kernel's record verbatim, plus the columns searches use.
+
+    `record` is the struct saga_event record exactly as the driver delivered it
+    (docs/kernel-abi.md): every field (args, cpu, gid, flags, both paths, ...)
+    survives, and `saga query` prints an archived event exactly like the live log.
+    The other columns repeat what queries filter, sort and show in SQL.
+    """
 
     __tablename__ = "events"
 
@@ -67,24 +73,17 @@ class EventRow(Base):
     tid: Mapped[int] = mapped_column(BigInteger)
     ppid: Mapped[int] = mapped_column(BigInteger)
     uid: Mapped[int] = mapped_column(BigInteger)
-    gid: Mapped[int] = mapped_column(BigInteger)
-    cpu: Mapped[int] = mapped_column(Integer)
-    comm: Mapped[str] = mapped_column(String(64))
-    exe: Mapped[str | None] = mapped_column(Text)           # from /proc when the daemon saw the process
-    syscall: Mapped[int] = mapped_column(SmallInteger)      # slot: docs/rules.md, name in saga.syscalls
-    orig_nr: Mapped[int] = mapped_column(SmallInteger)
-    flags: Mapped[int] = mapped_column(SmallInteger)
-    args: Mapped[bytes] = mapped_column(LargeBinary(48))    # six little-endian u64 registers
-    path: Mapped[str | None] = mapped_column(Text)
-    path2: Mapped[str | None] = mapped_column(Text)
+    syscall: Mapped[int] = mapped_column(SmallInteger)      # slot (saga.syscalls names it)
     ret: Mapped[int] = mapped_column(BigInteger)
     duration_ns: Mapped[int] = mapped_column(BigInteger)
+    comm: Mapped[str] = mapped_column(String(64))
+    exe: Mapped[str | None] = mapped_column(Text)           # from /proc when the daemon saw the process
+    path: Mapped[str | None] = mapped_column(Text)          # the first path argument, when the call has one
+    record: Mapped[bytes] = mapped_column(LargeBinary)
 
     __table_args__ = (
-        # The query paths (saga query): a time range, alone or with a syscall or a pid;
-        # host, uid, comm and errors filter the rows those find.  Every index slows ingest,
-        # so there are no more.
+        # The query paths (saga query): a time range, alone or with a syscall; host, pid,
+        # uid, comm and errors filter the rows those find.  Every index costs ingest speed.
         Index("ix_events_ts", "ts_ns"),
         Index("ix_events_syscall_ts", "syscall", "ts_ns"),
-        Index("ix_events_pid_ts", "pid", "ts_ns"),
     )

@@ -1,19 +1,16 @@
 """Searching the archive (saga query, saga log without a daemon)."""
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from saga import _uapi
-from saga.events import FIXED
+from saga import _uapi, events
 from saga.filters import EventFilter
 from saga.store.engine import translate
 from saga.store.models import EventRow, Host
 
-_ARGS = struct.Struct("<6Q")
 _COMM_LEN = _uapi.SAGA_COMM_LEN
 
 
@@ -28,13 +25,8 @@ class Archived:
 
 
 def _raw(row) -> tuple:
-    """A row back in saga.events.parse's tuple shape, so the archive prints exactly like the live log."""
-    paths = tuple(p for p in (row.path, row.path2) if p is not None)
-    comm = row.comm.encode("utf-8")[:_COMM_LEN - 1].ljust(_COMM_LEN, b"\0")
-    lens = [len(p.encode("utf-8", "surrogateescape")) for p in paths] + [0, 0]
-    size = (FIXED + sum(n + 1 for n in lens if n) + 7) & ~7
-    return (size, row.flags, row.syscall, row.orig_nr, row.cpu, row.pid, row.tid, row.ppid, row.uid, row.gid,
-            row.ts_ns, row.duration_ns, row.ret, *_ARGS.unpack(row.args), comm, lens[0], lens[1], 0, paths)
+    """The archived record, parsed as the live log parses it: the archive prints exactly like the log."""
+    return events.parse(row.record)[0]
 
 
 def search(session: Session, flt: EventFilter, limit: int | None = None, *, newest: bool = True) -> list[Archived]:
