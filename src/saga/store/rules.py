@@ -6,6 +6,7 @@ decides when a change is complete (written and applied, or neither).
 from __future__ import annotations
 
 from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from saga.rules.model import Rule
@@ -17,10 +18,11 @@ def host_id(session: Session, name: str, *, create: bool = True) -> int | None:
     found = session.execute(select(Host.id).where(Host.name == name)).scalar_one_or_none()
     if found is not None or not create:
         return found
-    host = Host(name=name)
-    session.add(host)
-    session.flush()
-    return host.id
+    # Two first uses at once (PostgreSQL: two daemons, or the CLI and a daemon): one insert wins.
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    session.execute(insert(Host).values(name=name, next_rule_id=1).on_conflict_do_nothing(index_elements=["name"]))
+    return session.execute(select(Host.id).where(Host.name == name)).scalar_one()
 
 
 def take_rule_ids(session: Session, hid: int, n: int) -> list[int]:
