@@ -38,7 +38,7 @@ class SagaGroup(TyperGroup):
         global _debug
         _debug = False
         try:
-            rv = super().main(args=args, prog_name=prog_name or "saga", complete_var=complete_var,
+            rv = super().main(args=args, prog_name="saga", complete_var=complete_var,
                               standalone_mode=False, **extra)
             code = rv if isinstance(rv, int) else 0
         except _click.exceptions.NoArgsIsHelpError as exc:
@@ -63,7 +63,8 @@ class SagaGroup(TyperGroup):
         except Exception as exc:  # a bug: say so in one line unless asked for the details
             if _debug:
                 traceback.print_exc()
-            error(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)")
+            error(f"internal error: {type(exc).__name__}: {exc}" + ("" if _debug else
+                                                                    " (run with --debug for the traceback)"))
             code = EX_SOFTWARE
         if standalone_mode:
             sys.exit(code)

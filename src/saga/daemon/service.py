@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import socket
+import threading
 from dataclasses import dataclass, replace
 
 import trio
@@ -28,7 +29,7 @@ from saga.daemon.control import ControlServer
 from saga.daemon.enrich import Enricher
 from saga.daemon.state import DaemonState
 from saga.daemon.window import EventWindow
-from saga.drivers import open_driver
+from saga.drivers import Driver, open_driver
 from saga.errors import EX_TEMPFAIL, DriverError, DriverUnavailable, PermissionDenied, SagaError, StoreError
 from saga.rules.service import RulesService
 from saga.store import Store
@@ -130,12 +131,18 @@ class PidFile:
 
 
 class Daemon:
-    def __init__(self, config: Config, opts: Options) -> None:
+    """One run of the daemon.  `driver` injects an open driver (tests); else it is opened with load=True."""
+
+    def __init__(self, config: Config, opts: Options, *, driver: Driver | None = None) -> None:
         self.config = config
         self.opts = opts
         self.state: DaemonState | None = None
         self.fatal: SagaError | None = None
         self.mount, self.serve_fs = resolve_mount(config, opts)
+        self._driver = driver
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._stop: trio.Event | None = None
+        self.ready = threading.Event()       # set once serving (tests, embedding)
 
     # -- start and stop ---------------------------------------------------------------
     def open(self) -> DaemonState:
@@ -145,8 +152,10 @@ class Daemon:
             host = c.store.host_name
             with store.session() as s, s.begin():
                 host_id = stored_rules.host_id(s, host)
-            kind = self.opts.driver or c.daemon.driver
-            driver = open_driver(kind, load=True, replay_path=self.opts.replay or c.daemon.replay or None)
+            driver = self._driver
+            if driver is None:
+                kind = self.opts.driver or c.daemon.driver
+                driver = open_driver(kind, load=True, replay_path=self.opts.replay or c.daemon.replay or None)
         except BaseException:
             store.close()
             raise
@@ -190,50 +199,73 @@ class Daemon:
                 if lost:
                     log.error("%d drained events could not be archived", lost)
                     status = StoreError.exit_code
-            state.driver.close()
+            if self._driver is None:   # an injected driver belongs to whoever injected it
+                state.driver.close()
             state.store.close()
         if self.fatal is not None:
             log.error("%s", self.fatal)
             status = self.fatal.exit_code
         return status
 
-    def run(self) -> int:
-        """The whole life of the daemon; returns its exit status."""
+    def run(self, *, signals: bool = True) -> int:
+        """The whole life of the daemon; returns its exit status.
+
+        signals=False (a daemon in a thread, for tests) leaves signals alone: stop() ends it.
+        """
         with PidFile(self.config.daemon.run_dir, self.config.daemon.pidfile):
             self.open()
             try:
-                trio.run(self._serve)
+                trio.run(self._serve, signals)
             finally:
                 status = self.close()
                 sd_notify("STOPPING=1")
         return status
 
-    # -- the event loop ------------------------------------------------------------------
-    async def _serve(self) -> None:
-        state = self.state
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
-            async with trio.open_nursery() as nursery:
-                control = ControlServer(state, self.config.daemon.socket_path, self.reload)
-                await nursery.start(control.serve)
-                nursery.start_soon(self._drain, nursery.cancel_scope)
-                nursery.start_soon(self._render_idle)
-                if self.serve_fs is not None:
-                    await nursery.start(self.serve_fs, state, self.mount)
-                    state.mountpoint = self.mount
-                    log.info("sagafs mounted at %s", self.mount)
-                info = state.driver.info()
-                log.info("running: driver %s %s, %d rules, control socket %s", info.driver, info.version,
-                         info.nr_rules, self.config.daemon.socket_path)
-                sd_notify("READY=1")
-                async for signum in signals:
-                    if signum == signal.SIGHUP:
-                        await self.reload()
-                    else:
-                        log.info("stopping (%s)", signal.Signals(signum).name)
-                        break
-                nursery.cancel_scope.cancel()
+    def stop(self) -> None:
+        """Ask a running daemon to stop, from any thread (as SIGTERM does)."""
+        if self._token is not None:
+            try:
+                trio.from_thread.run_sync(self._stop.set, trio_token=self._token)
+            except trio.RunFinishedError:
+                pass
 
-    async def _drain(self, scope: trio.CancelScope) -> None:
+    # -- the event loop ------------------------------------------------------------------
+    async def _serve(self, signals: bool) -> None:
+        state = self.state
+        self._token = trio.lowlevel.current_trio_token()
+        self._stop = trio.Event()
+        async with trio.open_nursery() as nursery:
+            if signals:
+                await nursery.start(self._signals)
+            control = ControlServer(state, self.config.daemon.socket_path, self.reload)
+            await nursery.start(control.serve)
+            nursery.start_soon(self._drain, self._stop)
+            nursery.start_soon(self._render_idle)
+            if self.serve_fs is not None:
+                await nursery.start(self.serve_fs, state, self.mount)
+                state.mountpoint = self.mount
+                log.info("sagafs mounted at %s", self.mount)
+            info = state.driver.info()
+            log.info("running: driver %s %s, %d rules, control socket %s", info.driver, info.version,
+                     info.nr_rules, self.config.daemon.socket_path)
+            sd_notify("READY=1")
+            self.ready.set()
+            await self._stop.wait()
+            nursery.cancel_scope.cancel()
+        c = state.counters
+        log.info("stopped draining after %d events", c.drained_events)
+
+    async def _signals(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as received:
+            task_status.started()
+            async for signum in received:
+                if signum == signal.SIGHUP:
+                    await self.reload()
+                else:
+                    log.info("stopping (%s)", signal.Signals(signum).name)
+                    self._stop.set()
+
+    async def _drain(self, stop: trio.Event) -> None:
         """Read records whenever the driver's descriptor polls readable; never blocks on the archive."""
         state = self.state
         driver = state.driver
@@ -249,7 +281,7 @@ class Daemon:
                     state.counters.read_errors += 1
                     if exc.errno in _FATAL_ERRNOS:
                         self.fatal = exc
-                        scope.cancel()
+                        stop.set()
                         return
                     log.error("reading events: %s", exc)
                     await trio.sleep(0.5)
