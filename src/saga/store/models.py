@@ -82,8 +82,13 @@ class EventRow(Base):
     record: Mapped[bytes] = mapped_column(LargeBinary)
 
     __table_args__ = (
-        # The query paths (saga query): a time range, alone or with a syscall; host, pid,
-        # uid, comm and errors filter the rows those find.  Every index costs ingest speed.
+        # Every search has a time range or asks for the newest events: the time index serves
+        # it, and retention by age.  Each index costs ingest speed (docs/benchmarks.md), so
+        # SQLite, one host's appliance archive, has only this one: syscall, pid, uid, comm
+        # and errors filter the rows of the time range.  PostgreSQL, the many-host archive
+        # fed by COPY, also indexes the common narrow searches.
         Index("ix_events_ts", "ts_ns"),
-        Index("ix_events_syscall_ts", "syscall", "ts_ns"),
+        Index("ix_events_syscall_ts", "syscall", "ts_ns").ddl_if(dialect="postgresql"),
+        Index("ix_events_pid_ts", "pid", "ts_ns").ddl_if(dialect="postgresql"),
+        Index("ix_events_host_ts", "host_id", "ts_ns").ddl_if(dialect="postgresql"),
     )
