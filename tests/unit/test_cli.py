@@ -122,14 +122,31 @@ def test_stats_reset_prints_then_zeroes(saga, raws):
     assert json.loads(saga("stats", "--json").stdout)["calls"] == 0
 
 
-def test_stats_watch_prints_rates(saga, recording):
-    feeder = threading.Timer(0.05, lambda: (saga.driver.feed(recording), saga.driver.advance()))
-    feeder.start()
-    lines = saga("stats", "--watch", "0.2", "--count", "2", "--json").stdout.splitlines()
-    feeder.join()
-    objs = [json.loads(line) for line in lines]
-    assert len(objs) == 2 and all("interval_s" in o for o in objs)
-    assert sum(s["calls_per_s"] for o in objs for s in o["syscalls"]) > 0
+class BusyBetweenReads(ReplayDriver):
+    """Calls happen between the first and the second look at the counters."""
+
+    def __init__(self, recording):
+        super().__init__()
+        self.recording, self.looks = recording, 0
+
+    def stats(self):
+        self.looks += 1
+        if self.looks == 2:
+            self.feed(self.recording)
+            self.advance()
+        return super().stats()
+
+
+def test_stats_watch_prints_rates(tmp_path, sqlite_url, recording, raws):
+    saga = Saga(tmp_path, BusyBetweenReads(recording), sqlite_url)
+    lines = saga("stats", "--watch", "0.1", "--count", "2", "--json").stdout.splitlines()
+    first, second = (json.loads(x) for x in lines)
+    assert first["calls"] == second["calls"] == len(raws)
+    rate = sum(s["calls_per_s"] for s in first["syscalls"])
+    assert rate == pytest.approx(len(raws) / first["interval_s"], rel=0.05)
+    assert sum(s["calls_per_s"] for s in second["syscalls"]) == 0
+    table = saga("stats", "--watch", "0.1", "--count", "1").stdout
+    assert "CALLS/s" in table and "ERRORS/s" in table
 
 
 def test_stats_option_mistakes_are_usage_errors(saga):
