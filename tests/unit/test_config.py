@@ -53,3 +53,10 @@ def test_mistakes_are_one_line_config_errors(tmp_path, text, message):
 
 def test_the_default_toml_is_the_defaults():
     assert config.from_dict(tomllib.loads(config.defaults_toml())) == config.Config()
+
+
+def test_docs_show_the_real_defaults():
+    from pathlib import Path
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "config.md").read_text()
+    block = doc.split("```toml\n", 1)[1].split("```", 1)[0]
+    assert block.strip() == config.defaults_toml().strip()

@@ -141,7 +141,7 @@ def test_search_filters_select_what_they_say(store_url, recording, raws):
         assert _search(st, EventFilter(host="nope")) == []
 
 
-def test_limit_takes_the_newest_or_the_oldest_in_time_order(store_url, recording, raws):
+def test_limit_takes_the_last_or_first_archived_in_time_order(store_url, recording, raws):
     by_time = sorted(raws, key=lambda r: r[TS])
     with Store.open(store_url) as st:
         _archive(st, recording, _host(st))
@@ -165,9 +165,11 @@ def test_retention_by_age_and_by_rows_touches_only_its_host(store_url):
 
     with Store.open(store_url) as st:
         a, b = _host(st, "a"), _host(st, "b")
-        _archive(st, batch(100, 1000), a)
-        _archive(st, batch(100, 1000), b)
-        assert archive.prune(st.engine, a, before_ns=1050, chunk=7) == 50
+        for start in range(1000, 1100, 10):          # ten writes: age goes by whole batches
+            _archive(st, batch(10, start), a)
+            _archive(st, batch(10, start), b)
+        assert archive.prune(st.engine, a, before_ns=1055, chunk=7) == 50   # the batch 1050..1059 stays
+        assert _search(st, EventFilter(host="a", until_ns=1059))[0].raw[TS] == 1050
         assert archive.prune(st.engine, a, keep_rows=20, chunk=7) == 30
         assert archive.count(st.engine, a) == 20 and archive.count(st.engine, b) == 100
         left = _search(st, EventFilter(host="a"))
@@ -207,3 +209,21 @@ def test_urls_and_paths():
     assert normalize_url("/var/lib/saga/saga.db").render_as_string() == "sqlite:////var/lib/saga/saga.db"
     assert normalize_url("postgresql://u@h/db").drivername == "postgresql+psycopg"
     assert normalize_url("postgres://u@h/db").drivername == "postgresql+psycopg"
+
+
+def test_time_ranges_find_calls_archived_long_after_they_began(store_url):
+    """A call that blocked for long is archived with later calls but keeps its entry time."""
+    def rec(ts, pid=1):
+        return events.pack(dict(nr=0, pid=pid, ts_ns=ts))
+
+    with Store.open(store_url) as st:
+        h = _host(st)
+        _archive(st, b"".join(rec(t) for t in range(100, 110)), h)
+        _archive(st, b"".join(rec(t) for t in range(200, 205)) + rec(50, pid=9) + rec(205), h)
+        got = _search(st, EventFilter(since_ns=40, until_ns=60))
+        assert [(a.raw[TS], a.raw[PID]) for a in got] == [(50, 9)]
+        assert [a.raw[TS] for a in _search(st, EventFilter(since_ns=204))] == [204, 205]
+        assert [a.raw[TS] for a in _search(st, EventFilter(until_ns=101))] == [50, 100, 101]
+        assert _search(st, EventFilter(since_ns=300)) == []
+        assert archive.prune(st.engine, h, before_ns=150) == 10   # the second batch holds ts 50: it stays
+        assert [a.raw[TS] for a in _search(st, EventFilter(until_ns=60))] == [50]

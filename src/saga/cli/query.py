@@ -19,7 +19,7 @@ NOTHING_MATCHED = 1
 # Options shared with `saga log`.
 Syscall = Annotated[str | None, typer.Option("--syscall", "-s", metavar="NAMES",
                                              help="Comma list of names, globs (open*) or %classes")]
-Pid = Annotated[int | None, typer.Option("--pid", "-p", min=0, help="Only this process (thread group)")]
+Pid = Annotated[int | None, typer.Option("--pid", "-p", min=0, metavar="PID", help="Only this process (thread group)")]
 Comm = Annotated[str | None, typer.Option("--comm", "-c", metavar="NAME", help="Only tasks of this name")]
 Uid = Annotated[str | None, typer.Option("--uid", "-u", metavar="UID|USER", help="Only this real user")]
 Errors = Annotated[bool, typer.Option("--errors", "-e", help="Only failed calls")]
@@ -50,9 +50,9 @@ def query(ctx: typer.Context,
           = None,
           until: Annotated[str | None, typer.Option("--until", "-U", metavar="WHEN", help="Up to (as --since)")]
           = None,
-          host: Annotated[str | None, typer.Option("--host", "-H", help="Only events archived by this host")]
+          host: Annotated[str | None, typer.Option("--host", "-H", metavar="HOST", help="Only events archived by this host")]
           = None,
-          limit: Annotated[int, typer.Option("--limit", "-n", min=0, help="At most N events, the newest (0: all)")]
+          limit: Annotated[int, typer.Option("--limit", "-n", min=0, metavar="N", help="At most N events, the newest (0: all)")]
           = 1000,
           as_json: Json = False,
           with_host: Annotated[bool, typer.Option("--with-host", help="Prefix lines with the host name")] = False,

@@ -82,7 +82,7 @@ def add(ctx: typer.Context,
         action: Annotated[Action, typer.Argument(help="log (count and log), count (count only), ignore (neither)")],
         syscalls: Annotated[str, typer.Argument(metavar="SYSCALLS",
                                                 help="Comma list of names, globs (open*), %classes or all")],
-        pid: Annotated[int | None, typer.Option("--pid", min=0, help="Only calls of this process")] = None,
+        pid: Annotated[int | None, typer.Option("--pid", min=0, metavar="PID", help="Only calls of this process")] = None,
         uid: Annotated[str | None, typer.Option("--uid", metavar="UID|USER", help="Only calls of this user")]
         = None,
         comm: Annotated[str | None, typer.Option("--comm", metavar="NAME", help="Only tasks of this name")] = None,
@@ -122,7 +122,7 @@ def list_(ctx: typer.Context,
 @app.command("rm")
 def rm(ctx: typer.Context,
        rule_id: Annotated[int | None, typer.Argument(metavar="[ID]", min=1, help="The rule's id")] = None,
-       key: Annotated[str | None, typer.Option("--key", "-k", help="Remove every rule with this key")] = None,
+       key: Annotated[str | None, typer.Option("--key", "-k", metavar="K", help="Remove every rule with this key")] = None,
        offline: Offline = False) -> None:
     """Remove a rule by id, or every rule with a key."""
     if (rule_id is None) == (key is None):

@@ -76,13 +76,13 @@ def _warn_drops(st: Stats) -> None:
 
 
 def stats(ctx: typer.Context,
-          top: Annotated[int | None, typer.Option("--top", "-t", min=1, help="Only the N busiest syscalls")] = None,
+          top: Annotated[int | None, typer.Option("--top", "-t", min=1, metavar="N", help="Only the N busiest syscalls")] = None,
           sort: Annotated[Sort, typer.Option("--sort", "-s", help="Order by calls, errors or name")] = Sort.calls,
           as_json: Annotated[bool, typer.Option("--json", help="Print JSON (with --watch: one object per line)")]
           = False,
           watch: Annotated[float | None, typer.Option("--watch", "-w", metavar="SECS", min=0.1,
                                                       help="Refresh every SECS seconds, with rates")] = None,
-          count: Annotated[int | None, typer.Option("--count", "-c", min=1,
+          count: Annotated[int | None, typer.Option("--count", "-c", min=1, metavar="N",
                                                     help="With --watch: stop after N refreshes")] = None,
           reset: Annotated[bool, typer.Option("--reset", help="Zero the counters after printing them")] = False,
           ) -> None:

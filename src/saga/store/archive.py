@@ -11,11 +11,11 @@ from collections.abc import Mapping
 from itertools import accumulate
 from operator import itemgetter
 
-from sqlalchemy import Connection, Engine, and_, delete, func, select
+from sqlalchemy import Connection, Engine, delete, func, select
 
 from saga.events import COMM, DURATION, NR, PATHS, PID, PPID, RET, SIZE, TID, TS, UID
 from saga.store.engine import translate
-from saga.store.models import EventRow
+from saga.store.models import EventBatch, EventRow
 
 # host_id is not a parameter: a writer writes for one host, so it is a literal in the statement.
 COLUMNS = ("ts_ns", "pid", "tid", "ppid", "uid", "syscall", "ret", "duration_ns", "comm", "exe", "path", "record")
@@ -63,7 +63,11 @@ def rows(buf: bytes, raws: list[tuple], exe_of: Mapping[int, str | None] = _NO_E
 
 
 class EventWriter:
-    """Bulk insert on one connection of its own; not thread-safe (the archiver thread owns it)."""
+    """Bulk insert on one connection of its own; not thread-safe (the archiver thread owns it).
+
+    Each write is one transaction: the rows, and one event_batches row with
+    the id range they took and the time range they cover (models.EventBatch).
+    """
 
     def __init__(self, engine: Engine, host_id: int) -> None:
         self.engine = engine
@@ -72,7 +76,6 @@ class EventWriter:
         self._conn: Connection | None = None
         cols = ", ".join(COLUMNS)
         if self.dialect == "postgresql":
-            # COPY has no literals: the host column takes its default, set per session (see write()).
             self._sql = f"COPY events ({cols}, host_id) FROM STDIN"
         else:
             self._sql = f"INSERT INTO events ({cols}, host_id) VALUES ({'?, ' * len(COLUMNS)}{self.host_id})"
@@ -86,24 +89,40 @@ class EventWriter:
         """Insert rows (in COLUMNS order) in one transaction."""
         if not batch:
             return
+        times = list(map(itemgetter(0), batch))
         with translate("archiving events"):
             conn = self._connection()
             try:
                 with conn.begin():
                     cursor = conn.connection.dbapi_connection.cursor()
                     try:
-                        if self.dialect == "postgresql":
-                            host = (self.host_id,)
-                            with cursor.copy(self._sql) as copy:
-                                for row in batch:
-                                    copy.write_row(row + host)
-                        else:
-                            cursor.executemany(self._sql, batch)
+                        first, last = self._insert(cursor, batch)
                     finally:
                         cursor.close()
+                    conn.execute(EventBatch.__table__.insert().values(
+                        host_id=self.host_id, first_id=first, last_id=last, min_ts=min(times), max_ts=max(times),
+                        events=len(batch)))
             except BaseException:
                 self.close()   # a connection in an unknown state is not reused
                 raise
+
+    def _insert(self, cursor, batch: list[tuple]) -> tuple[int, int]:
+        """Insert the rows; (lowest, highest) id they can have taken."""
+        if self.dialect == "postgresql":
+            # Other hosts may COPY at the same time: our ids lie between a value taken
+            # just before and the last one we took (the range may hold others' ids too).
+            cursor.execute("SELECT nextval(pg_get_serial_sequence('events', 'id'))")
+            before = cursor.fetchone()[0]
+            host = (self.host_id,)
+            with cursor.copy(self._sql) as copy:
+                for row in batch:
+                    copy.write_row(row + host)
+            cursor.execute("SELECT currval(pg_get_serial_sequence('events', 'id'))")
+            return before + 1, cursor.fetchone()[0]
+        cursor.executemany(self._sql, batch)
+        # One writer holds the database: the rows took consecutive rowids.
+        last = cursor.execute("SELECT last_insert_rowid()").fetchone()[0]
+        return last - len(batch) + 1, last
 
     def close(self) -> None:
         if self._conn is not None:
@@ -117,33 +136,44 @@ def prune(engine: Engine, host_id: int, *, before_ns: int | None = None, keep_ro
           chunk: int = 50_000) -> int:
     """Delete the host's events older than before_ns, then all but its newest keep_rows; returns how many.
 
-    Deletes in chunks of `chunk` rows, one short transaction each, so readers and
-    the archiver are never held up for long.
+    By age, whole batches go once their newest event is older than before_ns.
+    Deletes run in id ranges of at most `chunk` ids, one short transaction each,
+    so readers and the archiver are never held up for long.
     """
-    table = EventRow.__table__
+    e, b = EventRow.__table__, EventBatch.__table__
     deleted = 0
     with translate("pruning the archive"):
         if before_ns is not None:
-            deleted += _delete_chunks(engine, and_(table.c.host_id == host_id, table.c.ts_ns < before_ns), chunk)
+            with engine.connect() as conn:
+                old = conn.execute(select(b.c.id, b.c.first_id, b.c.last_id)
+                                   .where(b.c.host_id == host_id, b.c.max_ts < before_ns).order_by(b.c.id)).all()
+            for batch_id, first, last in old:
+                deleted += _delete_ids(engine, host_id, first, last, chunk)
+                with engine.begin() as conn:
+                    conn.execute(delete(b).where(b.c.id == batch_id))
         if keep_rows is not None:
             with engine.connect() as conn:
-                cut = conn.execute(select(table.c.id).where(table.c.host_id == host_id)
-                                   .order_by(table.c.id.desc()).offset(keep_rows).limit(1)).scalar()
+                cut = conn.execute(select(e.c.id).where(e.c.host_id == host_id)
+                                   .order_by(e.c.id.desc()).offset(keep_rows).limit(1)).scalar()
+                low = conn.execute(select(func.min(e.c.id)).where(e.c.host_id == host_id)).scalar()
             if cut is not None:
-                deleted += _delete_chunks(engine, and_(table.c.host_id == host_id, table.c.id <= cut), chunk)
+                deleted += _delete_ids(engine, host_id, low, cut, chunk)
+                with engine.begin() as conn:
+                    conn.execute(delete(b).where(b.c.host_id == host_id, b.c.last_id <= cut))
+                    conn.execute(b.update().where(b.c.host_id == host_id, b.c.first_id <= cut)
+                                 .values(first_id=cut + 1))
     return deleted
 
 
-def _delete_chunks(engine: Engine, where, chunk: int) -> int:
-    table = EventRow.__table__
+def _delete_ids(engine: Engine, host_id: int, first: int, last: int, chunk: int) -> int:
+    """Delete the host's events with first <= id <= last, chunk ids at a time."""
+    e = EventRow.__table__
     total = 0
-    while True:
+    for lo in range(first, last + 1, chunk):
         with engine.begin() as conn:
-            ids = select(table.c.id).where(where).limit(chunk).scalar_subquery()
-            n = conn.execute(delete(table).where(table.c.id.in_(ids))).rowcount
-        total += n
-        if n < chunk:
-            return total
+            total += conn.execute(delete(e).where(e.c.host_id == host_id,
+                                                  e.c.id.between(lo, min(lo + chunk - 1, last)))).rowcount
+    return total
 
 
 def count(engine: Engine, host_id: int | None = None) -> int:

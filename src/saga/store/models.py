@@ -82,13 +82,34 @@ class EventRow(Base):
     record: Mapped[bytes] = mapped_column(LargeBinary)
 
     __table_args__ = (
-        # Every search has a time range or asks for the newest events: the time index serves
-        # it, and retention by age.  Each index costs ingest speed (docs/benchmarks.md), so
-        # SQLite, one host's appliance archive, has only this one: syscall, pid, uid, comm
-        # and errors filter the rows of the time range.  PostgreSQL, the many-host archive
-        # fed by COPY, also indexes the common narrow searches.
-        Index("ix_events_ts", "ts_ns"),
+        # SQLite (one host's appliance archive, where ingest speed matters) has no index on
+        # events but the rowid: event_batches maps time to id ranges.  PostgreSQL (the
+        # many-host archive, fed by COPY) also has b-tree indexes for the common searches.
+        Index("ix_events_ts", "ts_ns").ddl_if(dialect="postgresql"),
         Index("ix_events_syscall_ts", "syscall", "ts_ns").ddl_if(dialect="postgresql"),
         Index("ix_events_pid_ts", "pid", "ts_ns").ddl_if(dialect="postgresql"),
         Index("ix_events_host_ts", "host_id", "ts_ns").ddl_if(dialect="postgresql"),
     )
+
+
+class EventBatch(Base):
+    """One write of events: the id range it took and the time range its events cover.
+
+    A block-range index (as PostgreSQL's BRIN): a search for a time range
+    reads the batches that overlap it and scans only their ids; retention by
+    age deletes whole batches by id range.  Events are archived in the order
+    their calls complete, while ts_ns is when they began, so ids are not in
+    time order; min_ts and max_ts cover every event of the batch exactly.
+    """
+
+    __tablename__ = "event_batches"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    host_id: Mapped[int] = mapped_column(Integer)
+    first_id: Mapped[int] = mapped_column(BigInteger)     # every event of the batch has first_id <= id <= last_id
+    last_id: Mapped[int] = mapped_column(BigInteger)
+    min_ts: Mapped[int] = mapped_column(BigInteger)
+    max_ts: Mapped[int] = mapped_column(BigInteger)
+    events: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (Index("ix_event_batches_max_ts", "max_ts"),)
