@@ -47,7 +47,7 @@ class Running:
     def __init__(self, tmp_path, url, driver, **daemon_cfg) -> None:
         self.config = make_config(tmp_path, url, **daemon_cfg)
         self.driver = driver
-        self.daemon = Daemon(self.config, Options(no_mount=True), driver=driver)
+        self.daemon = Daemon(self.config, Options(no_mount=True, reload_config=False), driver=driver)
         self.status_code: list[int] = []
         self.thread = threading.Thread(target=lambda: self.status_code.append(self.daemon.run(signals=False)))
         self.thread.start()
@@ -151,7 +151,8 @@ def test_stored_rules_are_installed_at_start_and_on_reload(tmp_path, sqlite_url,
 def test_rules_lock_at_start(tmp_path, sqlite_url):
     drv = ReplayDriver()
     cfg = make_config(tmp_path, sqlite_url)
-    d = Daemon(replace(cfg, rules=replace(cfg.rules, lock=True)), Options(no_mount=True), driver=drv)
+    d = Daemon(replace(cfg, rules=replace(cfg.rules, lock=True)), Options(no_mount=True, reload_config=False),
+               driver=drv)
     t = threading.Thread(target=d.run, kwargs={"signals": False})
     t.start()
     assert d.ready.wait(20)
@@ -243,12 +244,20 @@ def test_sighup_reloads_rules_and_a_stale_socket_is_replaced(tmp_path, sqlite_ur
         assert client.status()["driver"]["rules"] == 0
         with Store.open(sqlite_url) as st:
             RulesService(st, None, "testhost").add(rules.parse("ignore read"))
+        cfg.write_text(cfg.read_text() + "[rules]\nlock = true\n")
         proc.send_signal(signal.SIGHUP)
-        wait_for(lambda: client.status()["driver"]["rules"] == 1, what="the reload")
+        wait_for(lambda: client.status()["driver"]["locked"], what="the reload")
+        assert client.status()["driver"]["rules"] == 1
+        cfg.write_text("[store\n")                      # a broken file: the running configuration stays
+        proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: client.status()["daemon"]["reloads"] == 2, what="the second reload")
+        assert client.status()["driver"]["locked"]
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0 and "reloaded: rules reinstalled from the database" in err
+    assert proc.returncode == 0, err
+    assert "reloaded: rules reinstalled from the database" in err
+    assert "keeping the running configuration" in err
 
 
 def _answers(client: DaemonClient) -> bool:

@@ -46,7 +46,8 @@ _READS_PER_WAKE = 64
 class Options:
     """What the command line adds to the configuration."""
 
-    config_path: str | None = None   # reloaded on SIGHUP
+    config_path: str | None = None   # reread on SIGHUP (None: the default path)
+    reload_config: bool = True       # False: a configuration given as an object (tests); reload does rules only
     db: str | None = None            # --db / SAGA_DB, kept across reloads
     driver: str | None = None        # --driver (default: daemon.driver)
     replay: str | None = None        # --replay FILE (default: daemon.replay)
@@ -311,14 +312,14 @@ class Daemon:
     async def reload(self) -> None:
         """SIGHUP: reread the configuration, apply what can change live, reinstall the stored rules."""
         state = self.state
-        state.counters.reloads += 1
         sd_notify("RELOADING=1")
-        try:
-            new = configmod.load(self.opts.config_path).with_db(self.opts.db)
-        except SagaError as exc:
-            log.error("reload: %s (keeping the running configuration)", exc)
-        else:
-            self._apply(new)
+        if self.opts.reload_config:
+            try:
+                new = configmod.load(self.opts.config_path).with_db(self.opts.db)
+            except SagaError as exc:
+                log.error("reload: %s (keeping the running configuration)", exc)
+            else:
+                self._apply(new)
         try:
             changed = await trio.to_thread.run_sync(state.rules.sync)
             if self.config.rules.lock:
@@ -326,6 +327,7 @@ class Daemon:
             log.info("reloaded%s", ": rules reinstalled from the database" if changed else "")
         except SagaError as exc:
             log.error("reload: rules: %s", exc)
+        state.counters.reloads += 1
         sd_notify("READY=1")
 
     def _apply(self, new: Config) -> None:

@@ -75,7 +75,8 @@ class DaemonState:
         w = self.window
         return {
             "daemon": {"pid": os.getpid(), "version": saga.__version__, "started": iso_time(self.started_ns),
-                       "uptime_s": round((time.time_ns() - self.started_ns) / 1e9, 3), "host": self.host},
+                       "uptime_s": round((time.time_ns() - self.started_ns) / 1e9, 3), "host": self.host,
+                       "reloads": self.counters.reloads},
             "driver": {"name": info.driver, "version": info.version, "abi_version": info.abi_version,
                        "enabled": info.enabled, "locked": info.locked, "rules": info.nr_rules,
                        "default_action": info.default_action, "ring_bytes": info.ring_bytes,
