@@ -341,3 +341,15 @@ def test_the_installed_command_prints_one_line_and_an_exit_code(tmp_path):
     assert p.stderr == "saga: unknown syscall 'opne'; did you mean open, clone, openat?\n"
     p = subprocess.run([str(exe), "--show-completion", "bash"], capture_output=True, text=True, env=env, timeout=60)
     assert p.returncode == 0 and "complete" in p.stdout
+
+
+def test_a_reader_that_goes_away_is_not_an_error(saga, tmp_path, recording):
+    saga.archive(recording * 10)              # more than a pipe holds
+    exe = Path(sys.executable).with_name("saga")
+    env = {**os.environ, "SAGA_DB": saga.url}
+    (tmp_path / "none.toml").write_text("")
+    p = subprocess.Popen([str(exe), "--config", str(tmp_path / "none.toml"), "query", "--limit", "0"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert p.stdout.readline()
+    p.stdout.close()
+    assert p.wait(timeout=60) == 0 and p.stderr.read() == b""

@@ -7,7 +7,9 @@ driver, 77 permission, 78 config/database); `--debug` adds the traceback.
 """
 from __future__ import annotations
 
+import io
 import logging
+import os
 import sys
 import traceback
 from typing import Annotated
@@ -15,7 +17,7 @@ from typing import Annotated
 import typer
 from typer import _click
 from typer.core import TyperGroup
-from typer.exceptions import Abort
+from typer.exceptions import Abort, Exit
 
 from saga import __version__
 from saga.cli import daemon as daemon_cmd
@@ -58,7 +60,7 @@ class SagaGroup(TyperGroup):
             error(str(exc))
             code = exc.exit_code
         except BrokenPipeError:
-            sys.stderr.close()   # the reader went away (saga log | head): not an error
+            _quiet_stdout()
             code = 0
         except Exception as exc:  # a bug: say so in one line unless asked for the details
             if _debug:
@@ -69,6 +71,22 @@ class SagaGroup(TyperGroup):
         if standalone_mode:
             sys.exit(code)
         return code
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:   # the reader went away (saga log | head): not an error
+            _quiet_stdout()
+            raise Exit(0) from None
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not complain about the closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass
 
 
 app = typer.Typer(cls=SagaGroup, no_args_is_help=True, rich_markup_mode=None, pretty_exceptions_enable=False,
