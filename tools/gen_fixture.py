@@ -36,7 +36,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
-from saga import _uapi, events, syscalls  # noqa: E402
+from saga import _uapi, events, syscalls
 
 OUT = os.path.join(os.path.dirname(__file__), "..", "tests", "data", "workload.saga.gz")
 libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)

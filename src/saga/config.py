@@ -26,7 +26,7 @@ def _positive(v: int) -> str | None:
     return None if v > 0 else "must be > 0"
 
 
-def _not_negative(v: int | float) -> str | None:
+def _not_negative(v: float) -> str | None:
     return None if v >= 0 else "must be >= 0"
 
 

@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from kernelutil import calls
 
 SAGA = str(Path(sys.executable).with_name("saga"))

@@ -107,7 +107,8 @@ def test_exe_comes_from_the_enricher(store):
     a.submit(*batch(3, pid=os.getpid()))
     a.stop()
     with store.engine.connect() as conn:
-        assert conn.execute(text("SELECT DISTINCT exe FROM events")).scalars().all() == [os.path.realpath(sys.executable)]
+        exes = conn.execute(text("SELECT DISTINCT exe FROM events")).scalars().all()
+    assert exes == [os.path.realpath(sys.executable)]
 
 
 def test_enricher_describes_live_processes_and_caches():

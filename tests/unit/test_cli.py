@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from conftest import make_config
 from typer.testing import CliRunner
 
 from saga import _uapi, events, render, rules, syscalls
@@ -18,8 +19,6 @@ from saga.drivers.replay import ReplayDriver
 from saga.events import COMM, FLAGS, NR, PID, RET, TS, UID
 from saga.store import Store, archive
 from saga.store import rules as stored_rules
-
-from conftest import make_config
 
 OPENAT = syscalls.BY_NAME["openat"].slot
 
@@ -238,7 +237,7 @@ def test_rule_files_check_load_save(saga, tmp_path):
     text = saved.read_text()
     assert text.startswith("# saga rules of testhost") and text.splitlines()[1:] == [
         "ignore open", "count read,write comm=nginx key=io", "log all errors"]
-    assert saga("rules", "save", "-").stdout == text.replace(text.splitlines()[0], text.splitlines()[0]) or True
+    assert saga("rules", "save", "-").stdout.splitlines()[1:] == text.splitlines()[1:]
     bad = tmp_path / "bad.rules"
     bad.write_text("log read\nlog opne\n")
     assert f"{bad}:2: unknown syscall 'opne'" in saga("rules", "load", str(bad), code=64).stderr
@@ -268,7 +267,7 @@ def test_query_limit_time_and_no_match(saga, recording, raws):
     saga.archive(recording)
     r = saga("query", "--limit", "5")
     assert r.stdout.splitlines() == [render.line(x) for x in sorted(raws, key=lambda x: x[TS])[-5:]]
-    assert "showing the newest 5" in r.stderr
+    assert "showing the 5 matching events archived last" in r.stderr
     mid = sorted(x[TS] for x in raws)[len(raws) // 2]
     since = saga("query", "--since", f"@{mid / 1e9:.9f}", "-n", "0").stdout.splitlines()
     assert abs(len(since) - sum(1 for x in raws if x[TS] >= mid)) <= 1   # float seconds: +-1 ns at the edge

@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from conftest import make_config
 from typer.testing import CliRunner
 
 from saga import events, render, rules, syscalls
@@ -26,8 +27,6 @@ from saga.errors import DriverUnavailable, SagaError
 from saga.events import NR, RET
 from saga.rules.service import RulesService
 from saga.store import Store, archive
-
-from conftest import make_config
 
 OPENAT = syscalls.BY_NAME["openat"].slot
 

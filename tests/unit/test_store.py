@@ -28,9 +28,9 @@ def _archive(store: Store, buf: bytes, host: int, exe=None) -> None:
         w.close()
 
 
-def _search(store: Store, flt=EventFilter(), limit=None, newest=True):
+def _search(store: Store, flt: EventFilter | None = None, limit=None, newest=True):
     with store.session() as s:
-        return query.search(s, flt, limit, newest=newest)
+        return query.search(s, flt or EventFilter(), limit, newest=newest)
 
 
 def test_a_new_database_is_created_at_the_current_version(store_url):

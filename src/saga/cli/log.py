@@ -85,8 +85,10 @@ def log(ctx: typer.Context,
         follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new events")] = False,
         as_json: Json = False, syscall: Syscall = None, pid: Pid = None, comm: Comm = None, uid: Uid = None,
         errors: Errors = False,
-        lines: Annotated[int, typer.Option("--lines", "-n", min=0, metavar="N", help="Show the last N events first")] = 10,
-        count: Annotated[int | None, typer.Option("--count", min=1, metavar="N", help="Exit after printing N events")] = None,
+        lines: Annotated[int, typer.Option("--lines", "-n", min=0, metavar="N",
+                                           help="Show the last N events first")] = 10,
+        count: Annotated[int | None, typer.Option("--count", min=1, metavar="N",
+                                                  help="Exit after printing N events")] = None,
         ) -> None:
     """Recent events; -f follows new ones (from the daemon, else the driver)."""
     env: Env = ctx.obj

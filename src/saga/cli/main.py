@@ -15,9 +15,12 @@ import traceback
 from typing import Annotated
 
 import typer
-from typer import _click
 from typer.core import TyperGroup
-from typer.exceptions import Abort, Exit
+
+try:                      # typer >= 0.2x vendors click
+    from typer import _click as click
+except ImportError:       # older typer uses the click package
+    import click
 
 from saga import __version__
 from saga.cli import daemon as daemon_cmd
@@ -31,6 +34,8 @@ from saga.cli.output import error
 from saga.errors import EX_SOFTWARE, EX_USAGE, SagaError
 
 _debug = False
+# `saga` or `saga rules` alone: click >= 8.2 raises this to print the help.
+_NoArgsIsHelp = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
 class SagaGroup(TyperGroup):
@@ -43,14 +48,14 @@ class SagaGroup(TyperGroup):
             rv = super().main(args=args, prog_name="saga", complete_var=complete_var,
                               standalone_mode=False, **extra)
             code = rv if isinstance(rv, int) else 0
-        except _click.exceptions.NoArgsIsHelpError as exc:
+        except _NoArgsIsHelp as exc:
             typer.echo(exc.format_message())   # `saga`, `saga rules`: the help is the answer
             code = 0
-        except _click.exceptions.UsageError as exc:
+        except click.exceptions.UsageError as exc:
             path = exc.ctx.command_path if exc.ctx is not None else "saga"
             typer.echo(f"{path}: {exc.format_message()}", err=True)
             code = EX_USAGE
-        except Abort:
+        except typer.Abort:
             code = 130
         except KeyboardInterrupt:
             code = 130
@@ -77,7 +82,7 @@ class SagaGroup(TyperGroup):
             return super().invoke(ctx)
         except BrokenPipeError:   # the reader went away (saga log | head): not an error
             _quiet_stdout()
-            raise Exit(0) from None
+            raise typer.Exit(0) from None
 
 
 def _quiet_stdout() -> None:

@@ -50,10 +50,10 @@ def query(ctx: typer.Context,
           = None,
           until: Annotated[str | None, typer.Option("--until", "-U", metavar="WHEN", help="Up to (as --since)")]
           = None,
-          host: Annotated[str | None, typer.Option("--host", "-H", metavar="HOST", help="Only events archived by this host")]
-          = None,
-          limit: Annotated[int, typer.Option("--limit", "-n", min=0, metavar="N", help="At most N events, the newest (0: all)")]
-          = 1000,
+          host: Annotated[str | None, typer.Option("--host", "-H", metavar="HOST",
+                                                   help="Only events archived by this host")] = None,
+          limit: Annotated[int, typer.Option("--limit", "-n", min=0, metavar="N",
+                                             help="At most N events, the last archived (0: all)")] = 1000,
           as_json: Json = False,
           with_host: Annotated[bool, typer.Option("--with-host", help="Prefix lines with the host name")] = False,
           ) -> None:
@@ -72,4 +72,4 @@ def query(ctx: typer.Context,
         raise typer.Exit(NOTHING_MATCHED)
     print_archived(found, as_json, with_host)
     if more:
-        note(f"showing the newest {limit} matching events; narrow the search or raise --limit")
+        note(f"showing the {limit} matching events archived last; narrow the search or raise --limit")

@@ -21,7 +21,7 @@ from saga.errors import EX_IOERR, RuleError, SagaError, UsageError
 from saga.render import iso_time
 from saga.rules.grammar import parse_uid
 from saga.rules.model import Rule
-from saga.rules.service import RulesService, same_rule
+from saga.rules.service import RulesService, same_rule, same_rules
 
 app = typer.Typer(no_args_is_help=True, help="Rules: what is counted and logged (ordered, first match wins).")
 
@@ -50,7 +50,7 @@ def listing(svc: RulesService) -> tuple[list[Rule], bool | None]:
     if svc.driver is None:
         return stored, None
     live = svc.driver.list_rules()
-    if len(live) == len(stored) and all(same_rule(a, b) for a, b in zip(live, stored)):
+    if same_rules(live, stored):
         return stored, True
     # Show the driver's truth, in the stored spelling where a rule matches one.
     by_id = {r.id: r for r in stored}
@@ -82,7 +82,8 @@ def add(ctx: typer.Context,
         action: Annotated[Action, typer.Argument(help="log (count and log), count (count only), ignore (neither)")],
         syscalls: Annotated[str, typer.Argument(metavar="SYSCALLS",
                                                 help="Comma list of names, globs (open*), %classes or all")],
-        pid: Annotated[int | None, typer.Option("--pid", min=0, metavar="PID", help="Only calls of this process")] = None,
+        pid: Annotated[int | None, typer.Option("--pid", min=0, metavar="PID", help="Only calls of this process")]
+        = None,
         uid: Annotated[str | None, typer.Option("--uid", metavar="UID|USER", help="Only calls of this user")]
         = None,
         comm: Annotated[str | None, typer.Option("--comm", metavar="NAME", help="Only tasks of this name")] = None,
@@ -122,7 +123,8 @@ def list_(ctx: typer.Context,
 @app.command("rm")
 def rm(ctx: typer.Context,
        rule_id: Annotated[int | None, typer.Argument(metavar="[ID]", min=1, help="The rule's id")] = None,
-       key: Annotated[str | None, typer.Option("--key", "-k", metavar="K", help="Remove every rule with this key")] = None,
+       key: Annotated[str | None, typer.Option("--key", "-k", metavar="K",
+                                               help="Remove every rule with this key")] = None,
        offline: Offline = False) -> None:
     """Remove a rule by id, or every rule with a key."""
     if (rule_id is None) == (key is None):

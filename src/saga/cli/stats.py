@@ -76,7 +76,8 @@ def _warn_drops(st: Stats) -> None:
 
 
 def stats(ctx: typer.Context,
-          top: Annotated[int | None, typer.Option("--top", "-t", min=1, metavar="N", help="Only the N busiest syscalls")] = None,
+          top: Annotated[int | None, typer.Option("--top", "-t", min=1, metavar="N",
+                                                  help="Only the N busiest syscalls")] = None,
           sort: Annotated[Sort, typer.Option("--sort", "-s", help="Order by calls, errors or name")] = Sort.calls,
           as_json: Annotated[bool, typer.Option("--json", help="Print JSON (with --watch: one object per line)")]
           = False,

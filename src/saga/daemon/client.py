@@ -54,7 +54,7 @@ class DaemonClient:
                     if "error" in msg:
                         raise SagaError(f"daemon: {msg['error']}", exit_code=msg.get("exit_code", 70))
                     yield msg
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             raise SagaError(f"the daemon at {self.path} did not answer in time") from None
         except (ConnectionResetError, BrokenPipeError):
             raise SagaError(f"the daemon at {self.path} closed the connection") from None

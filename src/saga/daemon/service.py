@@ -20,6 +20,7 @@ import threading
 from dataclasses import dataclass, replace
 
 import trio
+import trio.lowlevel
 
 from saga import config as configmod
 from saga import events
@@ -307,7 +308,7 @@ class Daemon:
         while True:
             await trio.sleep(0.2)
             while window.render_some(1):
-                await trio.sleep(0)
+                await trio.lowlevel.checkpoint()
 
     async def reload(self) -> None:
         """SIGHUP: reread the configuration, apply what can change live, reinstall the stored rules."""

@@ -28,7 +28,7 @@ import saga
 from saga import _uapi, events
 from saga.drivers.base import Driver, DriverInfo, Stats
 from saga.errors import DriverError, DriverUnavailable, RulesLocked
-from saga.rules.model import ACTIONS, ACTION_NAMES, Rule, tokens_for_slots
+from saga.rules.model import ACTION_NAMES, ACTIONS, Rule, tokens_for_slots
 
 _ALL_FEATURES = _uapi.SAGA_FEAT_PATHS | _uapi.SAGA_FEAT_DURATION | _uapi.SAGA_FEAT_COMPAT | _uapi.SAGA_FEAT_POLL
 

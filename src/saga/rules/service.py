@@ -33,7 +33,7 @@ def same_rule(a: Rule, b: Rule) -> bool:
 
 
 def same_rules(a: list[Rule], b: list[Rule]) -> bool:
-    return len(a) == len(b) and all(same_rule(x, y) for x, y in zip(a, b))
+    return len(a) == len(b) and all(same_rule(x, y) for x, y in zip(a, b, strict=True))
 
 
 class RulesService:

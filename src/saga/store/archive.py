@@ -59,7 +59,7 @@ def rows(buf: bytes, raws: list[tuple], exe_of: Mapping[int, str | None] = _NO_E
     return [(r[TS], r[PID], r[TID], r[PPID], r[UID], r[NR], r[RET], r[DURATION],
              comms.get(r[COMM]) or comm(r[COMM]), exe(r[PID]), path(r[PATHS][0]) if r[PATHS] else None,
              buf[o:o + r[SIZE]])
-            for r, o in zip(raws, offsets)]
+            for r, o in zip(raws, offsets, strict=False)]
 
 
 class EventWriter:
