@@ -98,7 +98,7 @@ def test_follow_streams_new_events(running, raws, recording):
     reader = threading.Thread(target=lambda: got.extend(
         running.cli("log", "-f", "-n", "0", "--syscall", "openat", "--count", "3").stdout.splitlines()))
     reader.start()
-    time.sleep(0.3)
+    wait_for(lambda: running.status()["daemon"]["followers"] == 1, what="the follower")
     running.driver.feed(recording)
     reader.join(20)
     assert got == [render.line(r) for r in raws if r[NR] == OPENAT][:3]
@@ -110,7 +110,7 @@ def test_a_slow_follower_is_told_what_it_lost(tmp_path, sqlite_url, recording, r
     sock.connect(r.config.daemon.socket_path)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.sendall(b'{"op": "log", "n": 0, "follow": true}\n')
-    time.sleep(0.2)
+    wait_for(lambda: r.status()["daemon"]["followers"] == 1, what="the follower")
     rounds = 60
     for _ in range(rounds):                      # far more than the window and the socket buffers hold
         r.driver.feed(recording)

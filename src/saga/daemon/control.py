@@ -137,6 +137,14 @@ class ControlServer:
         if not req.get("follow"):
             await _send(stream, {"end": True})
             return
+        self.state.counters.followers += 1
+        try:
+            await self._follow(stream, seq, keep, encode)
+        finally:
+            self.state.counters.followers -= 1
+
+    async def _follow(self, stream: trio.SocketStream, seq: int, keep, encode) -> None:
+        window = self.state.window
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_cancel_on_eof, stream, nursery.cancel_scope)
             while True:

@@ -33,6 +33,7 @@ class Counters:
     reads: int = 0              # read_raw calls that returned records
     read_errors: int = 0        # driver read failures (retried)
     reloads: int = 0            # SIGHUP / control "reload" handled
+    followers: int = 0          # `saga log -f` streams open now
 
 
 @dataclass
@@ -76,7 +77,7 @@ class DaemonState:
         return {
             "daemon": {"pid": os.getpid(), "version": saga.__version__, "started": iso_time(self.started_ns),
                        "uptime_s": round((time.time_ns() - self.started_ns) / 1e9, 3), "host": self.host,
-                       "reloads": self.counters.reloads},
+                       "reloads": self.counters.reloads, "followers": self.counters.followers},
             "driver": {"name": info.driver, "version": info.version, "abi_version": info.abi_version,
                        "enabled": info.enabled, "locked": info.locked, "rules": info.nr_rules,
                        "default_action": info.default_action, "ring_bytes": info.ring_bytes,
