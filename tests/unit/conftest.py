@@ -21,6 +21,14 @@ DATA = Path(__file__).resolve().parent.parent / "data"
 WORKLOAD = DATA / "workload.saga.gz"     # tools/gen_fixture.py
 
 
+@pytest.fixture
+def tmp_path():
+    """A short temporary directory: unix socket paths (the daemon's control socket) must fit in 107 bytes."""
+    path = tempfile.mkdtemp(prefix="saga-t")
+    yield Path(path)
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def recording() -> bytes:
     return gzip.decompress(WORKLOAD.read_bytes())

@@ -265,3 +265,29 @@ def _answers(client: DaemonClient) -> bool:
         return True
     except Exception:
         return False
+
+
+def test_locked_rules_that_differ_do_not_stop_the_daemon(tmp_path, sqlite_url, recording):
+    cfg = make_config(tmp_path, sqlite_url)
+    with Store.open(sqlite_url) as st:
+        RulesService(st, None, cfg.store.host_name).add(rules.parse("ignore all"))
+    drv = ReplayDriver(recording)
+    drv.add_rule(rules.parse("count read"))
+    drv.lock_rules()
+    r = Running(tmp_path, sqlite_url, drv)
+    wait_for(lambda: r.status()["drained"]["events"] > 0, what="draining under the locked rules")
+    assert [rules.format(x) for x in drv.list_rules()] == ["count read"]
+    r.stop()
+    drv.close()
+
+
+def test_a_control_socket_that_cannot_be_made_is_a_config_error(tmp_path, sqlite_url):
+    deep = tmp_path / ("d" * 120)                     # longer than a unix socket path may be
+    cfg = replace(make_config(tmp_path, sqlite_url), daemon=replace(make_config(tmp_path, sqlite_url).daemon,
+                                                                  run_dir=str(deep)))
+    drv = ReplayDriver()
+    with pytest.raises(SagaError, match="cannot create the control socket") as err:
+        Daemon(cfg, Options(no_mount=True, reload_config=False), driver=drv).run(signals=False)
+    assert err.value.exit_code == 78
+    assert not (deep / "saga.pid").exists()
+    drv.close()

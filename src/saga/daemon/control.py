@@ -27,7 +27,7 @@ import trio
 
 from saga import render
 from saga.daemon.state import DaemonState
-from saga.errors import SagaError, UsageError
+from saga.errors import EX_CONFIG, SagaError, UsageError
 from saga.filters import EventFilter
 
 log = logging.getLogger("saga.daemon.control")
@@ -81,6 +81,10 @@ class ControlServer:
         old_umask = os.umask(0o177)       # the socket is born 0600: root only
         try:
             await sock.bind(self.path)
+        except OSError as exc:
+            sock.close()
+            raise SagaError(f"cannot create the control socket {self.path}: {exc.strerror or exc} "
+                            "(daemon.run_dir)", exit_code=EX_CONFIG) from None
         finally:
             os.umask(old_umask)
         sock.listen(64)

@@ -31,7 +31,8 @@ from saga.daemon.enrich import Enricher
 from saga.daemon.state import DaemonState
 from saga.daemon.window import EventWindow
 from saga.drivers import Driver, open_driver
-from saga.errors import EX_TEMPFAIL, DriverError, DriverUnavailable, PermissionDenied, SagaError, StoreError
+from saga.errors import (EX_TEMPFAIL, DriverError, DriverUnavailable, PermissionDenied, RulesLocked, SagaError,
+                         StoreError)
 from saga.rules.service import RulesService
 from saga.store import Store
 from saga.store import rules as stored_rules
@@ -94,6 +95,19 @@ def sd_notify(message: str) -> None:
             s.sendto(message.encode(), addr)
     except OSError as exc:
         log.warning("sd_notify: %s", exc)
+
+
+def _first_error(group: BaseExceptionGroup) -> BaseException:
+    """The error to report from a group of task errors: a SagaError if there is one."""
+    errors = []
+    stack = [group]
+    while stack:
+        exc = stack.pop()
+        if isinstance(exc, BaseExceptionGroup):
+            stack.extend(reversed(exc.exceptions))
+        else:
+            errors.append(exc)
+    return next((e for e in errors if isinstance(e, SagaError)), errors[0] if errors else group)
 
 
 class PidFile:
@@ -163,11 +177,9 @@ class Daemon:
             raise
         try:
             rules = RulesService(store, driver, host)
-            if rules.sync():
-                log.info("installed the %d stored rules in the %s driver", len(rules.stored()), driver.name)
-            if c.rules.lock:
-                rules.lock()
-            driver.set_enabled(True)
+            if not driver.info().enabled:
+                driver.set_enabled(True)
+            self._install_rules(rules)
             enricher = Enricher()
             archiver = None
             if c.daemon.archive:
@@ -177,13 +189,32 @@ class Daemon:
                                 window=EventWindow(max_events=c.daemon.window_events), enricher=enricher,
                                 archiver=archiver, host=host)
         except BaseException:
-            driver.close()
+            if self._driver is None:
+                driver.close()
             store.close()
             raise
         if archiver is not None:
             archiver.start()
         self.state = state
         return state
+
+    def _install_rules(self, rules: RulesService) -> bool:
+        """The stored rules into the driver, then the lock if configured; True when the rules changed.
+
+        Rules locked by an earlier run stay as they are until the driver is unloaded: that is a
+        warning, not a reason to stop capturing.
+        """
+        try:
+            changed = rules.sync()
+        except RulesLocked:
+            log.warning("the driver's rules are locked and differ from the stored ones: they stay as they are "
+                        "until the driver is unloaded")
+            return False
+        if changed:
+            log.info("installed the %d stored rules in the %s driver", len(rules.stored()), rules.driver.name)
+        if self.config.rules.lock and not rules.driver.info().locked:
+            rules.lock()
+        return changed
 
     @staticmethod
     def _retention(c: Config) -> Retention:
@@ -218,6 +249,8 @@ class Daemon:
             self.open()
             try:
                 trio.run(self._serve, signals)
+            except BaseExceptionGroup as group:   # trio groups task errors: report the one that matters
+                raise _first_error(group) from None
             finally:
                 status = self.close()
                 sd_notify("STOPPING=1")
@@ -322,9 +355,7 @@ class Daemon:
             else:
                 self._apply(new)
         try:
-            changed = await trio.to_thread.run_sync(state.rules.sync)
-            if self.config.rules.lock:
-                await trio.to_thread.run_sync(state.rules.lock)
+            changed = await trio.to_thread.run_sync(self._install_rules, state.rules)
             log.info("reloaded%s", ": rules reinstalled from the database" if changed else "")
         except SagaError as exc:
             log.error("reload: rules: %s", exc)
