@@ -1,6 +1,7 @@
 """The daemon end to end on the replay driver: drain, archive, control socket, rules, signals."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -23,7 +24,7 @@ from saga.cli.main import app
 from saga.daemon.client import DaemonClient
 from saga.daemon.service import Daemon, Options
 from saga.drivers.replay import ReplayDriver
-from saga.errors import DriverUnavailable, SagaError
+from saga.errors import DriverError, DriverUnavailable, SagaError
 from saga.events import NR, RET
 from saga.rules.service import RulesService
 from saga.store import Store, archive
@@ -290,4 +291,28 @@ def test_a_control_socket_that_cannot_be_made_is_a_config_error(tmp_path, sqlite
         Daemon(cfg, Options(no_mount=True, reload_config=False), driver=drv).run(signals=False)
     assert err.value.exit_code == 78
     assert not (deep / "saga.pid").exists()
+    drv.close()
+
+
+class VanishingDriver(ReplayDriver):
+    """A driver whose device goes away (rmmod) after the first batch."""
+
+    def __init__(self, recording):
+        super().__init__(recording)
+        self.reads = 0
+
+    def read_raw(self, max_bytes=1 << 20, timeout=0.0):
+        self.reads += 1
+        if self.reads > 1:
+            raise DriverError("reading /dev/saga: No such device", errno=errno.ENODEV)
+        return super().read_raw(max_bytes, timeout)
+
+
+def test_a_vanished_driver_stops_the_daemon_with_71_after_archiving(tmp_path, sqlite_url, recording):
+    drv = VanishingDriver(recording)
+    d = Daemon(make_config(tmp_path, sqlite_url, batch_bytes=4096), Options(no_mount=True, reload_config=False),
+               driver=drv)
+    assert d.run(signals=False) == 71
+    with Store.open(sqlite_url) as st:
+        assert archive.count(st.engine) == d.state.counters.drained_events > 0
     drv.close()

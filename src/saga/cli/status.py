@@ -40,6 +40,7 @@ def gather(env: Env) -> tuple[dict, str | None]:
         report["daemon"] = {"running": True, **daemon["daemon"]}
         for key in ("driver", "capture", "archive", "mount", "window", "drained"):
             report[key] = daemon.get(key)
+        report["driver_error"] = None
         return report, None
     view, reason = _driver_view(env)
     if view:
