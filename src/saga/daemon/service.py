@@ -31,8 +31,15 @@ from saga.daemon.enrich import Enricher
 from saga.daemon.state import DaemonState
 from saga.daemon.window import EventWindow
 from saga.drivers import Driver, open_driver
-from saga.errors import (EX_TEMPFAIL, DriverError, DriverUnavailable, PermissionDenied, RulesLocked, SagaError,
-                         StoreError)
+from saga.errors import (
+    EX_TEMPFAIL,
+    DriverError,
+    DriverUnavailable,
+    PermissionDenied,
+    RulesLocked,
+    SagaError,
+    StoreError,
+)
 from saga.rules.service import RulesService
 from saga.store import Store
 from saga.store import rules as stored_rules
