@@ -80,7 +80,7 @@ def archive_run(chunks: list[bytes], workdir: str) -> float:
     t0 = time.perf_counter()
     for buf in chunks:
         raws = events.parse(buf)
-        writer.write(archive.rows(buf, raws, enricher.exes(raws)))
+        writer.write([(buf, raws)], enricher.exes(raws))
     took = time.perf_counter() - t0
     writer.close()
     store.close()

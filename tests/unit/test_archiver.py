@@ -58,8 +58,8 @@ def test_a_failing_database_is_retried_then_reported_at_stop(store, monkeypatch)
     a = Archiver(store, _host(store))
     calls = []
 
-    def broken(rows):
-        calls.append(len(rows))
+    def broken(reads, exes):
+        calls.append(len(reads))
         raise StoreError("archiving events: database is locked")
 
     monkeypatch.setattr(a._writer, "write", broken)
@@ -75,10 +75,10 @@ def test_recovery_after_database_errors(store, monkeypatch):
     real = a._writer.write
     fails = threading.Semaphore(2)
 
-    def flaky(rows):
+    def flaky(reads, exes):
         if fails.acquire(blocking=False):
             raise StoreError("archiving events: database is locked")
-        real(rows)
+        return real(reads, exes)
 
     monkeypatch.setattr(a._writer, "write", flaky)
     a.start()
@@ -133,3 +133,23 @@ def test_enricher_keeps_an_exited_process_and_notices_a_recycled_pid():
     now[0] = 10
     assert e.lookup(7).exe == "/usr/bin/cat"              # a new process with the same pid
     assert e.exes(events.parse(events.pack(dict(nr=0, pid=7)))) == {7: "/usr/bin/cat"}
+
+
+def test_a_bug_in_one_batch_does_not_stop_the_archiver(store, monkeypatch):
+    a = Archiver(store, _host(store))
+    real = a._writer.write
+    first = threading.Event()
+
+    def buggy(reads, exes):
+        if not first.is_set():
+            first.set()
+            raise ValueError("a bug")
+        return real(reads, exes)
+
+    monkeypatch.setattr(a._writer, "write", buggy)
+    a.submit(*batch(7))
+    a.start()
+    assert first.wait(10)
+    a.submit(*batch(5, 100))
+    assert a.stop() == 0
+    assert (a.archived, a.dropped, a.errors) == (5, 7, 1) and archive.count(store.engine) == 5

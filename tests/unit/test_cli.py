@@ -47,7 +47,7 @@ class Saga:
             with st.session() as s, s.begin():
                 h = stored_rules.host_id(s, self.config.store.host_name)
             w = archive.EventWriter(st.engine, h)
-            w.write(archive.rows(buf, events.parse(buf), {}))
+            w.write([(buf, events.parse(buf))])
             w.close()
 
 

@@ -23,7 +23,7 @@ def _host(store: Store, name: str = "h1") -> int:
 def _archive(store: Store, buf: bytes, host: int, exe=None) -> None:
     w = archive.EventWriter(store.engine, host)
     try:
-        w.write(archive.rows(buf, events.parse(buf), exe or {}))
+        w.write([(buf, events.parse(buf))], exe or {})
     finally:
         w.close()
 

@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 from collections import deque
+from itertools import chain
 from dataclasses import dataclass
 
 from saga.daemon.enrich import Enricher
@@ -125,20 +126,25 @@ class Archiver:
             if batch is None:
                 return
             if batch:
-                self._write(batch)
+                try:
+                    self._write(batch)
+                except Exception:   # a bug: say so loudly, count the batch as lost, keep archiving
+                    n = sum(len(raws) for _, raws in batch)
+                    self.errors += 1
+                    self.dropped += n
+                    log.exception("archiving %d events failed; they are dropped", n)
             if self.retention.active and time.monotonic() >= self._next_prune and not self._stopping:
                 self._prune()
 
     def _write(self, batch: list[tuple[bytes, list[tuple]]]) -> None:
         backoff = 0.5
-        rows: list[tuple] = []
-        for buf, raws in batch:
-            exes = self.enricher.exes(raws) if self.enricher is not None else {}
-            rows += archive.rows(buf, raws, exes)
+        n = sum(len(raws) for _, raws in batch)
+        raws = chain.from_iterable(raws for _, raws in batch)
+        exes = self.enricher.exes(raws) if self.enricher is not None else {}
         while True:
             try:
-                self._writer.write(rows)
-                self.archived += len(rows)
+                self._writer.write(batch, exes)
+                self.archived += n
                 if self.last_error is not None:
                     log.info("archiving works again")
                     self.last_error = None
@@ -149,7 +155,7 @@ class Archiver:
                     log.error("%s (retrying)", exc)
                 self.last_error = str(exc)
             if self._stopping and time.monotonic() >= (self._deadline or 0):
-                self._give_up(len(rows))
+                self._give_up(n)
                 return
             with self._cond:
                 self._cond.wait(backoff)
