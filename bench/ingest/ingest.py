@@ -11,7 +11,8 @@ to show the realistic mix.
 executables (psutil cache), build rows, insert into a fresh SQLite
 archive with saga's schema, indexes and pragmas (store.archive), in
 1 MiB reads as the daemon gets them.  Each figure is the best of
---rounds runs (the machine is shared; the best run is the least disturbed).
+--rounds runs (the machine is shared; the best run is the least disturbed),
+and each round runs every measure, so all meet the same load.
 """
 from __future__ import annotations
 
@@ -60,13 +61,10 @@ def reads(buf: bytes) -> list[bytes]:
     return out
 
 
-def best(rounds: int, fn) -> float:
-    times = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+def timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
 
 
 def archive_run(chunks: list[bytes], workdir: str) -> float:
@@ -99,11 +97,17 @@ def main() -> None:
     fixed_reads, mix_reads = reads(fixed), reads(mix)
     unpack = _uapi.SAGA_EVENT_STRUCT.iter_unpack
 
-    base = n / best(args.rounds, lambda: [list(unpack(b)) for b in fixed_reads])
-    parse_fixed = n / best(args.rounds, lambda: [events.parse(b) for b in fixed_reads])
-    parse_mix = n / best(args.rounds, lambda: [events.parse(b) for b in mix_reads])
-    arch_fixed = n / min(archive_run(fixed_reads, args.workdir) for _ in range(args.rounds))
-    arch_mix = n / min(archive_run(mix_reads, args.workdir) for _ in range(args.rounds))
+    # Rounds interleave every measure, so the baseline and the measures meet the same load.
+    runs: dict[str, list[float]] = {}
+    for _ in range(args.rounds):
+        for name, fn in (("base", lambda: [list(unpack(b)) for b in fixed_reads]),
+                         ("parse_fixed", lambda: [events.parse(b) for b in fixed_reads]),
+                         ("parse_mix", lambda: [events.parse(b) for b in mix_reads])):
+            runs.setdefault(name, []).append(timed(fn))
+        runs.setdefault("arch_fixed", []).append(archive_run(fixed_reads, args.workdir))
+        runs.setdefault("arch_mix", []).append(archive_run(mix_reads, args.workdir))
+    base, parse_fixed, parse_mix, arch_fixed, arch_mix = (
+        n / min(runs[k]) for k in ("base", "parse_fixed", "parse_mix", "arch_fixed", "arch_mix"))
 
     def row(what, corpus, rate, target=None):
         verdict = "" if target is None else ("yes" if rate >= target else "**no**")
