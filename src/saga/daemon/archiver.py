@@ -16,8 +16,8 @@ import logging
 import threading
 import time
 from collections import deque
-from itertools import chain
 from dataclasses import dataclass
+from itertools import chain
 
 from saga.daemon.enrich import Enricher
 from saga.errors import SagaError
