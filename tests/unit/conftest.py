@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from saga import events
-from saga.config import Config, DaemonConfig, SagafsConfig, StoreConfig
 from saga.drivers.replay import ReplayDriver
 
 DATA = Path(__file__).resolve().parent.parent / "data"
@@ -49,11 +48,6 @@ def replay(recording):
 @pytest.fixture
 def sqlite_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path}/saga.db"
-
-
-def make_config(tmp_path, url: str, **daemon) -> Config:
-    return Config(daemon=DaemonConfig(run_dir=str(tmp_path / "run"), **daemon),
-                  store=StoreConfig(url=url, host="testhost", retention_days=0), sagafs=SagafsConfig(mount=""))
 
 
 # -- PostgreSQL: a real server, started once per session in a temp dir -------------------------

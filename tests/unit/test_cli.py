@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import make_config
+from unit_config import make_config
 from typer.testing import CliRunner
 
 from saga import _uapi, events, render, rules, syscalls

@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import make_config
+from unit_config import make_config
 from typer.testing import CliRunner
 
 from saga import events, render, rules, syscalls
