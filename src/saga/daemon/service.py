@@ -65,29 +65,28 @@ class Options:
 
 
 def sagafs_server():
-    """saga.sagafs.serve when this build has sagafs, else None (docs/daemon.md: the sagafs seam)."""
+    """(saga.sagafs.serve, None), or (None, why sagafs cannot run in this installation)."""
     try:
         from saga import sagafs
-    except ImportError:
-        return None
-    return getattr(sagafs, "serve", None)
+    except ImportError as exc:       # pyfuse3 or libfuse3 missing
+        return None, str(exc)
+    return sagafs.serve, None
 
 
 def resolve_mount(config: Config, opts: Options):
-    """(mount point or None, serve function or None); an explicit --mount without sagafs is an error."""
+    """(mount point or None, serve function or None); an explicit --mount that cannot work is an error."""
     if opts.no_mount:
         return None, None
     path = opts.mount or config.sagafs.mount or None
     if path is None:
         return None, None
-    serve = sagafs_server()
+    serve, why = sagafs_server()
     if serve is None:
         if opts.mount:
-            raise DriverUnavailable("sagafs is not available yet in this build (no saga.sagafs.serve): "
-                                    "run the daemon with --no-mount")
-        log.warning("sagafs is not available in this build: not mounting %s", path)
+            raise DriverUnavailable(f"sagafs cannot run here ({why}): run the daemon with --no-mount")
+        log.warning("sagafs cannot run here (%s): not mounting %s", why, path)
         return None, None
-    return path, serve
+    return os.path.abspath(path), serve
 
 
 def sd_notify(message: str) -> None:
@@ -284,9 +283,7 @@ class Daemon:
             nursery.start_soon(self._drain, self._stop)
             nursery.start_soon(self._render_idle)
             if self.serve_fs is not None:
-                await nursery.start(self.serve_fs, state, self.mount)
-                state.mountpoint = self.mount
-                log.info("sagafs mounted at %s", self.mount)
+                await self._mount(nursery)
             info = state.driver.info()
             log.info("running: driver %s %s, %d rules, control socket %s", info.driver, info.version,
                      info.nr_rules, self.config.daemon.socket_path)
@@ -296,6 +293,18 @@ class Daemon:
             nursery.cancel_scope.cancel()
         c = state.counters
         log.info("stopped draining after %d events", c.drained_events)
+
+    async def _mount(self, nursery: trio.Nursery) -> None:
+        """Mount sagafs; a mount point from the configuration that cannot be mounted is logged, not fatal."""
+        try:
+            await nursery.start(self.serve_fs, self.state, self.mount)
+        except DriverUnavailable as exc:
+            if self.opts.mount:
+                raise
+            log.error("%s: running without sagafs", exc)
+            return
+        self.state.mountpoint = self.mount
+        log.info("sagafs mounted at %s", self.mount)
 
     async def _signals(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as received:

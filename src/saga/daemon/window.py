@@ -12,27 +12,40 @@ cheap, and the daemon renders sealed chunks when it is idle
 `cat`, `tail`, `less` and `dd` see one coherent file: its size is known and
 byte offsets are stable while it is open, like tracefs's `trace`.
 
+Readers that want part of the window (sagafs's `pipe`, per-syscall and
+per-process logs) slice the rendered text instead of rendering again: a
+chunk knows where each event's line ends (`line_ends`; a line never holds
+a newline, docs/log-format.md) and which of its events belong to each
+syscall slot and pid (`index`).  Both are built on first use and extended
+as the chunk grows.
+
 Not thread-safe: the daemon's event loop owns it.
 """
 from __future__ import annotations
 
 import bisect
+from array import array
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from saga import render
+from saga.events import NR, PID
 
 Render = Callable[[tuple], str]
 
 
 class Chunk:
-    __slots__ = ("first_seq", "raws", "_text", "_text_events")
+    __slots__ = ("first_seq", "raws", "_text", "_text_events", "_ends", "_by_slot", "_by_pid", "_indexed")
 
     def __init__(self, first_seq: int) -> None:
         self.first_seq = first_seq
         self.raws: list[tuple] = []
         self._text: list[bytes] = []    # rendered pieces, covering raws[:_text_events]
         self._text_events = 0
+        self._ends: array | None = None           # line_ends(), built on first use
+        self._by_slot: dict[int, array] | None = None
+        self._by_pid: dict[int, array] | None = None
+        self._indexed = 0                         # events covered by _by_slot and _by_pid
 
     def text(self, line: Render = render.line) -> bytes:
         """The rendered lines of every event in the chunk; renders only what is new."""
@@ -48,6 +61,54 @@ class Chunk:
     def rendered(self) -> bool:
         return self._text_events == len(self.raws)
 
+    def line_ends(self) -> array:
+        """ends[i] is the offset just past event i's line in text() (renders what is new)."""
+        text = self.text()
+        if self._ends is None:
+            self._ends = array("I")
+        ends = self._ends
+        if len(ends) < self._text_events:   # text() only ever grows at its end: scan the new part
+            find = text.find
+            pos = ends[-1] if ends else 0
+            while (nl := find(b"\n", pos)) >= 0:
+                pos = nl + 1
+                ends.append(pos)
+            if len(ends) != self._text_events:
+                raise AssertionError("a rendered event spans more than one line")
+        return ends
+
+    def index(self) -> tuple[dict[int, array], dict[int, array]]:
+        """Positions of the chunk's events by syscall slot and by pid, in order (extended as it grows)."""
+        if self._by_slot is None:
+            self._by_slot, self._by_pid = {}, {}
+        by_slot, by_pid = self._by_slot, self._by_pid
+        raws = self.raws
+        for i in range(self._indexed, len(raws)):
+            raw = raws[i]
+            slot, pid = raw[NR], raw[PID]
+            (by_slot.get(slot) or by_slot.setdefault(slot, array("I"))).append(i)
+            (by_pid.get(pid) or by_pid.setdefault(pid, array("I"))).append(i)
+        self._indexed = len(raws)
+        return by_slot, by_pid
+
+    def select(self, positions: Sequence[int]) -> bytes:
+        """The lines of the events at `positions` (ascending), cut from the rendered text."""
+        if not positions:
+            return b""
+        text = self.text()
+        ends = self.line_ends()
+        parts = []
+        run_start = run_end = -1
+        for i in positions:        # neighbouring events are copied as one run
+            start = ends[i - 1] if i else 0
+            if start != run_end:
+                if run_end >= 0:
+                    parts.append(text[run_start:run_end])
+                run_start = start
+            run_end = ends[i]
+        parts.append(text[run_start:run_end])
+        return b"".join(parts)
+
 
 class Snapshot:
     """A frozen, byte-addressable view of rendered events (one open file)."""
@@ -62,6 +123,16 @@ class Snapshot:
         self.size = pos
         self.first_seq = first_seq
         self.next_seq = next_seq
+
+    def view(self, offset: int, size: int) -> bytes | memoryview:
+        """Like read(), without copying when the range lies in one piece (the common case: a FUSE read)."""
+        if 0 <= offset < self.size and size > 0:
+            i = bisect.bisect_right(self.starts, offset) - 1
+            start = offset - self.starts[i]
+            piece = self.pieces[i]
+            if start + size <= len(piece):
+                return memoryview(piece)[start:start + size]
+        return self.read(offset, size)
 
     def read(self, offset: int, size: int) -> bytes:
         if offset >= self.size or size <= 0:
@@ -132,9 +203,41 @@ class EventWindow:
         return Snapshot([p for p in pieces if p], self.first_seq, self.next_seq)
 
     def filtered_snapshot(self, keep: Callable[[tuple], bool]) -> Snapshot:
-        """Only the events `keep` accepts (per-syscall and per-process logs)."""
-        text = "".join([render.line(r) + "\n" for c in self.chunks for r in c.raws if keep(r)])
-        return Snapshot([text.encode("utf-8", "surrogateescape")] if text else [], self.first_seq, self.next_seq)
+        """Only the events `keep` accepts; their lines are cut from the rendered chunks."""
+        pieces = [c.select([i for i, r in enumerate(c.raws) if keep(r)]) for c in self.chunks]
+        return Snapshot([p for p in pieces if p], self.first_seq, self.next_seq)
+
+    def text_since(self, seq: int, max_bytes: int) -> tuple[bytes, int, int]:
+        """Rendered lines from sequence `seq` on, at most max_bytes of them (but at least one line):
+        (text, next seq to ask for, events lost before seq).  Followers (/sagafs/pipe) share the
+        window's rendering instead of rendering each event again."""
+        lost = 0
+        if seq < self.first_seq:
+            lost, seq = self.first_seq - seq, self.first_seq
+        out: list[bytes] = []
+        room = max_bytes
+        chunks = self.chunks
+        i = len(chunks) - 1
+        while i > 0 and chunks[i].first_seq > seq:   # readers are near the end: look from there
+            i -= 1
+        while i < len(chunks) and room > 0:
+            chunk = chunks[i]
+            first = seq - chunk.first_seq
+            if first < len(chunk.raws):
+                ends = chunk.line_ends()
+                start = ends[first - 1] if first else 0
+                last = bisect.bisect_right(ends, start + room, lo=first)   # lines that fit whole
+                if last == first and not out:
+                    last = first + 1                                       # one line at least
+                if last == first:
+                    break
+                out.append(chunk.text()[start:ends[last - 1]])
+                room -= ends[last - 1] - start
+                seq = chunk.first_seq + last
+                if last < len(chunk.raws):
+                    break
+            i += 1
+        return b"".join(out), seq, lost
 
     def raws_since(self, seq: int, max_events: int) -> tuple[list[tuple], int, int]:
         """Events from sequence `seq` on: (events, next seq to ask for, events lost before seq)."""
