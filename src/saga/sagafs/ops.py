@@ -156,11 +156,12 @@ class SagaFS(pyfuse3.Operations):
     @_handler
     async def setattr(self, inode, attr, fields, fh, ctx):
         node = self._node(inode)
-        # `echo ... > rules` truncates before writing: accepted (and ignored) on writable files only.
+        # `echo ... > rules` truncates before it writes: on a writable file, truncating is writing nothing.
         only_size = fields.update_size and not (fields.update_mode or fields.update_uid or fields.update_gid
                                                  or fields.update_atime or fields.update_mtime)
         if node.is_dir or node.file.write is None or not only_size or ctx.uid != 0:
             raise pyfuse3.FUSEError(errno.EPERM)
+        await node.file.write(self, node.value, b"")
         return self._attrs(node, await self._size(node, ctx.pid))
 
     @_handler
@@ -206,6 +207,8 @@ class SagaFS(pyfuse3.Operations):
         writing = access in (os.O_WRONLY, os.O_RDWR)
         if writing and (f.write is None or ctx.uid != 0):
             raise pyfuse3.FUSEError(errno.EACCES)
+        if writing and flags & os.O_TRUNC:                            # as in setattr: write nothing
+            await f.write(self, node.value, b"")
         fh = next(self._fh)
         if isinstance(f.read, type):                                  # a stream: pipe
             if self.pipe_readers >= MAX_PIPE_READERS:
