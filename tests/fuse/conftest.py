@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from fuse_helpers import Mounted
+from fuse_helpers import Mounted, detach_mounts_under
 from saga import events
 
 DATA = Path(__file__).resolve().parent.parent / "data"
@@ -25,10 +25,12 @@ if os.geteuid() != 0 or not os.path.exists("/dev/fuse"):
 
 @pytest.fixture
 def tmp_path():
-    """A short directory others may enter (permission tests run commands as nobody)."""
+    """A short directory others may enter (permission tests run commands as nobody); any mount left
+    under it (a test that failed half way) is detached before it is removed."""
     path = tempfile.mkdtemp(prefix="saga-fs")
     os.chmod(path, 0o755)
     yield Path(path)
+    detach_mounts_under(path)
     shutil.rmtree(path, ignore_errors=True)
 
 

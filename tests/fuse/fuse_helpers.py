@@ -11,7 +11,7 @@ from saga import render
 from saga.config import Config, DaemonConfig, SagafsConfig, StoreConfig
 from saga.daemon.service import Daemon, Options
 from saga.drivers.replay import ReplayDriver
-from saga.sagafs.mount import mount_type
+from saga.sagafs.mount import detach, mount_type
 
 
 def wait_for(cond, timeout=20.0, what="condition"):
@@ -111,3 +111,14 @@ def blocked_in_read(pid: int) -> bool:
             return f.read().split(" ", 1)[0] == "0"
     except OSError:
         return False
+
+
+def detach_mounts_under(root: str) -> None:
+    """Lazily unmount everything mounted below root (deepest first)."""
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f]
+    for point in sorted((p for p in points if p.startswith(root.rstrip("/") + "/")), key=len, reverse=True):
+        try:
+            detach(point)
+        except Exception:   # noqa: BLE001 - best effort: already gone
+            pass

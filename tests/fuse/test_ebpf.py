@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from fuse_helpers import read_available, wait_for
+from fuse_helpers import detach_mounts_under, read_available, wait_for
 
 from saga.drivers.ebpf import loader
 from saga.sagafs.mount import mount_type
@@ -39,6 +39,7 @@ def root():
     shutil.copy("/usr/bin/cat", path / CAT)
     shutil.copy("/usr/bin/sleep", path / SLEEP)
     yield path
+    detach_mounts_under(str(path))
     shutil.rmtree(path, ignore_errors=True)
 
 
@@ -79,7 +80,11 @@ def _lines_of(mnt: Path, pid: int, last: str) -> list[str]:
         found[:] = [x for x in (mnt / "log").read_text().splitlines() if f" pid={pid} " in x]
         return any(f" {last}(" in x for x in found)
 
-    wait_for(done, timeout=30, what=f"{last} of pid {pid} in /sagafs/log")
+    try:
+        wait_for(done, timeout=30, what=f"{last} of pid {pid} in /sagafs/log")
+    except AssertionError:
+        status = (mnt / "status").read_text()
+        raise AssertionError(f"no {last} of pid {pid} in /sagafs/log; its lines: {found[-3:]}; {status}") from None
     return found
 
 

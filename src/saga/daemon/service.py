@@ -49,6 +49,7 @@ log = logging.getLogger("saga.daemon")
 # Driver errors after which reading can never work again.
 _FATAL_ERRNOS = {errno.ENODEV, errno.EBADF, errno.ENXIO}
 _READS_PER_WAKE = 64
+_RENDER_STEP = 256            # events rendered between checkpoints when idle (~2 ms)
 
 
 @dataclass(frozen=True)
@@ -356,7 +357,7 @@ class Daemon:
         window = self.state.window
         while True:
             await trio.sleep(0.2)
-            while window.render_some(1):
+            while window.render_step(_RENDER_STEP):    # a few ms at a time: readers are not held up
                 await trio.lowlevel.checkpoint()
 
     async def reload(self) -> None:

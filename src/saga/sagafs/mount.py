@@ -10,7 +10,8 @@ given a moment, then the filesystem is unmounted.
 Permissions: by default only root can enter the mount at all (no
 allow_other).  With `sagafs.group`, the mount allows other users and lets
 the kernel check modes (default_permissions): the group may read, and
-writable files stay root's (docs/sagafs.md).
+writable files stay root's (docs/sagafs.md).  sagafs's own open refuses
+writes by anyone but root either way.
 """
 from __future__ import annotations
 
@@ -37,9 +38,12 @@ _MNT_DETACH = 2
 
 
 def options(group_readable: bool) -> set[str]:
-    opts = {"fsname=sagafs", "subtype=sagafs", "default_permissions", "noexec", "nosuid", "nodev"}
+    """Mount options.  Root only: no allow_other, so the kernel lets nobody else in, and sagafs's open
+    checks writes.  With a group: allow_other, and default_permissions so the kernel checks modes (it
+    then asks for attributes at every open: one more request, paid only then)."""
+    opts = {"fsname=sagafs", "subtype=sagafs", "noexec", "nosuid", "nodev"}
     if group_readable:
-        opts.add("allow_other")
+        opts |= {"allow_other", "default_permissions"}
     return opts
 
 
@@ -82,8 +86,28 @@ def detach(path: str) -> None:
                                 f"{proc.stderr.strip()}")
 
 
+def _dead(path: str) -> bool:
+    """Is the FUSE mount at `path` one whose server is gone?  (statfs always reaches the server:
+    the root's attributes may still be cached.)"""
+    try:
+        os.statvfs(path)
+    except OSError as exc:
+        return exc.errno in (errno.ENOTCONN, errno.ECONNABORTED)
+    return False
+
+
 def prepare(path: str) -> None:
     """Make `path` ready to mount on: created if missing, a stale sagafs detached, a live one refused."""
+    kind = mount_type(path)
+    if kind is not None and kind.startswith("fuse") and _dead(path):
+        if kind != FSTYPE:
+            raise DriverUnavailable(f"{path} is a dead FUSE mount ({kind}), not sagafs: unmount it "
+                                    "(fusermount3 -u -z)")
+        log.warning("%s: a sagafs mount left by a daemon that died: unmounting it", path)
+        detach(path)
+        kind = mount_type(path)
+    if kind == FSTYPE:
+        raise SagaError(f"sagafs is already mounted at {path} (by another saga daemon?)", exit_code=EX_TEMPFAIL)
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -93,19 +117,9 @@ def prepare(path: str) -> None:
             raise DriverUnavailable(f"cannot create the sagafs mount point {path}: {exc.strerror}") from None
         return
     except OSError as exc:
-        if exc.errno != errno.ENOTCONN:
-            raise DriverUnavailable(f"cannot use {path} as the sagafs mount point: {exc.strerror}") from None
-        kind = mount_type(path)
-        if kind != FSTYPE:
-            raise DriverUnavailable(f"{path} is a dead FUSE mount ({kind or 'unknown type'}), not sagafs: "
-                                    "unmount it (fusermount3 -u -z)") from None
-        log.warning("%s: a sagafs mount left by a daemon that died: unmounting it", path)
-        detach(path)
-        st = os.stat(path)
+        raise DriverUnavailable(f"cannot use {path} as the sagafs mount point: {exc.strerror}") from None
     if not stat.S_ISDIR(st.st_mode):
         raise ConfigError(f"the sagafs mount point {path} is not a directory")
-    if mount_type(path) == FSTYPE:
-        raise SagaError(f"sagafs is already mounted at {path} (by another saga daemon?)", exit_code=EX_TEMPFAIL)
 
 
 async def _run_fuse(fs: SagaFS, scope: trio.CancelScope, path: str) -> None:

@@ -247,10 +247,6 @@ class SagaFS(pyfuse3.Operations):
         return len(buf)
 
     @_handler
-    async def flush(self, fh):
-        return None
-
-    @_handler
     async def release(self, fh):
         h = self.handles.pop(fh, None)
         if isinstance(h, Pipe):
