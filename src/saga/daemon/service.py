@@ -388,7 +388,8 @@ class Daemon:
                                            ("daemon.window_events", old.daemon.window_events,
                                             new.daemon.window_events),
                                            ("daemon.archive", old.daemon.archive, new.daemon.archive),
-                                           ("sagafs.mount", old.sagafs.mount, new.sagafs.mount)) if a != b]
+                                           ("sagafs.mount", old.sagafs.mount, new.sagafs.mount),
+                                           ("sagafs.group", old.sagafs.group, new.sagafs.group)) if a != b]
         if restart:
             log.warning("reload: %s changed: takes effect when the daemon restarts", ", ".join(restart))
         archiver = self.state.archiver
@@ -400,5 +401,5 @@ class Daemon:
         self.config = replace(new, store=replace(new.store, url=old.store.url, host=old.store.host),
                               daemon=replace(new.daemon, driver=old.daemon.driver, run_dir=old.daemon.run_dir,
                                              window_events=old.daemon.window_events, archive=old.daemon.archive),
-                              sagafs=replace(new.sagafs, mount=old.sagafs.mount))
+                              sagafs=old.sagafs)
         self.state.config = self.config
