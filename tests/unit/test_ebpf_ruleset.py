@@ -47,6 +47,7 @@ def test_can_log():
     assert built().can_log()  # default log
     assert not built(default=COUNT).can_log()
     assert not built("count all", default=COUNT).can_log()
+    assert not built("count all").can_log()  # 'all' is every slot: nothing is left to the default
     assert built("log read pid=1", default=COUNT).can_log()
     assert not built("ignore read", "log read", default=IGNORE).can_log()  # shadowed
     assert built("ignore read uid=3", "log read", default=IGNORE).can_log()
