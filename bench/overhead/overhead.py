@@ -390,8 +390,8 @@ def report(variants, log_runs, rounds, load0, load1, missing) -> None:
             if v is floor:
                 print(f"| {v.name} | {fmt_spread(v.prog_ns)} | | 1.00 |")
                 continue
-            ratios = [a / b for a, b in zip(v.prog_ns, v.floor_ns) if b == b and b > 0]
-            print(f"| {v.name} | {fmt_spread(v.prog_ns)} | {fmt_spread([b for b in v.floor_ns if b == b])} | "
+            ratios = [a / b for a, b in zip(v.prog_ns, v.floor_ns) if b > 0]  # NaN compares false
+            print(f"| {v.name} | {fmt_spread(v.prog_ns)} | {fmt_spread([b for b in v.floor_ns if b > 0])} | "
                   f"{fmt_ratio(ratios)} |")
     if log_runs:
         print("\nsaga-ebpf logging: events/s received by the draining reader (a separate process using "

@@ -53,10 +53,13 @@ def pack_into(page, value):
     struct.pack_into("<Q", page, 0, value)
 
 
-def words_store(page, value, _cache={}):
-    words = _cache.get(id(page))
+_words: dict[int, Words] = {}
+
+
+def words_store(page, value):
+    words = _words.get(id(page))
     if words is None:
-        words = _cache[id(page)] = Words(page)
+        words = _words[id(page)] = Words(page)
     words.set_u64(0, value)
 
 
