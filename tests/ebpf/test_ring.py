@@ -10,11 +10,12 @@ from ebpf_helpers import Drainer, first_args, loaded
 
 GETPPID = 110
 N = 1_000_000
+PAUSE_US = 10  # a pause every 64 calls: about the 500,000 calls/s of the target here, not flat out
 
 
 def test_a_reader_that_keeps_up_loses_nothing(bpffs, workload):
     with loaded(bpffs, "rate", ring_bytes=64 << 20) as d:
-        w = workload("seq", N)
+        w = workload("seq", N, PAUSE_US)
         drainer = Drainer(d)
         drainer.start()
         before = d.stats()
