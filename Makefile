@@ -42,7 +42,7 @@ kmod:
 
 bpf: $(BPF_OBJ)
 
-$(BPF_OBJ): bpf/saga.bpf.c bpf/*.h kmod/include/uapi/linux/saga.h kmod/saga_syscalls.h
+$(BPF_OBJ): bpf/saga.bpf.c bpf/*.h kmod/include/uapi/linux/saga.h kmod/saga_syscalls.h tools/build-bpf.sh
 	tools/build-bpf.sh $@
 
 # Regenerate the committed generated files (tests fail when they are stale).

@@ -11,6 +11,9 @@
  * while the rule set can log something, so counting alone costs one
  * program per call.  exit/exit_group are counted when the task exits
  * (sched_process_exit), whether sys_enter is attached or not.
+ *
+ * A call's action is one byte of the per-slot table in slot_actions; only
+ * slots that a rule with fields covers look up the rule list and walk it.
  */
 #include <linux/types.h>
 #include <linux/bpf.h>
@@ -44,10 +47,21 @@ struct ruleset_map {
 	__uint(value_size, sizeof(struct saga_bpf_ruleset));
 };
 
-/* One slot: the rule set in force.  Empty until the loader installs one. */
+/*
+ * The rule set, twice over (saga_bpf.h): entry config.actions of both maps
+ * is in force; user space prepares the other entry of each and switches
+ * the index (docs/ebpf.md, "Rule changes").
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct saga_bpf_actions);
+} slot_actions SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-	__uint(max_entries, 1);
+	__uint(max_entries, 2);
 	__type(key, __u32);
 	__array(values, struct ruleset_map);
 } rules SEC(".maps");
@@ -105,19 +119,10 @@ static __always_inline __u32 slot_of(long nr, int compat)
 	return SAGA_NR_UNKNOWN;
 }
 
-static __always_inline struct saga_bpf_ruleset *ruleset(void)
-{
-	void *inner = bpf_map_lookup_elem(&rules, &zero);
-
-	if (!inner)
-		return 0;
-	return bpf_map_lookup_elem(inner, &zero);
-}
-
 /* ret_known == 0: decide whether the call may be logged, whatever it returns. */
 struct walk {
 	struct saga_bpf_ruleset *rs;
-	struct caller *who;
+	struct caller who;
 	__u32 first;
 	__u32 slot;
 	long ret;
@@ -140,15 +145,15 @@ static long walk_step(__u32 i, void *data)
 	if (!(r->syscalls[slot >> 6] & (1ULL << (slot & 63))))
 		return 0;
 	if (r->match & (SAGA_MATCH_PID | SAGA_MATCH_UID | SAGA_MATCH_COMM)) {
-		caller_load(w->who);
-		if ((r->match & SAGA_MATCH_PID) && r->pid != w->who->tgid)
+		caller_load(&w->who);
+		if ((r->match & SAGA_MATCH_PID) && r->pid != w->who.tgid)
 			return 0;
-		if ((r->match & SAGA_MATCH_UID) && r->uid != w->who->uid)
+		if ((r->match & SAGA_MATCH_UID) && r->uid != w->who.uid)
 			return 0;
 		if (r->match & SAGA_MATCH_COMM) {
 			__u64 *want = (__u64 *)r->comm;
 
-			if (want[0] != w->who->comm[0] || want[1] != w->who->comm[1])
+			if (want[0] != w->who.comm[0] || want[1] != w->who.comm[1])
 				return 0;
 		}
 	}
@@ -168,19 +173,29 @@ static long walk_step(__u32 i, void *data)
 	return 1;
 }
 
-static __always_inline int action_of(struct saga_bpf_ruleset *rs, __u32 slot, long ret, int ret_known,
-				     struct caller *who)
+/*
+ * The slow path, for slots some rule with fields covers: the rule list of
+ * the same entry idx, walked from the first rule its own per-slot table
+ * names.  Not inlined, to keep the common path short.
+ */
+static __noinline int walk_rules(__u32 idx, __u32 slot, long ret, int ret_known)
 {
+	struct saga_bpf_ruleset *rs;
 	struct walk w;
+	void *inner;
 	__u16 v;
 
+	inner = bpf_map_lookup_elem(&rules, &idx);
+	if (!inner)
+		return SAGA_ACT_LOG;
+	rs = bpf_map_lookup_elem(inner, &zero);
 	if (!rs)
 		return SAGA_ACT_LOG;
 	v = rs->slot[slot & (SAGA_NR_SLOTS - 1)];
 	if (!(v & SAGA_BPF_SLOT_WALK))
 		return v;
 	w.rs = rs;
-	w.who = who;
+	w.who.known = 0;
 	w.first = v & SAGA_BPF_SLOT_INDEX;
 	w.slot = slot;
 	w.ret = ret;
@@ -190,12 +205,35 @@ static __always_inline int action_of(struct saga_bpf_ruleset *rs, __u32 slot, lo
 	return w.action;
 }
 
-static __always_inline int is_consumer(struct caller *who)
+/*
+ * The action for a call in `slot`: one byte of the action table in force
+ * (an array lookup the verifier inlines), or the walk.  The index is read
+ * once, so the table and the list come from the same rule set.
+ */
+static __always_inline int action_of(__u32 slot, long ret, int ret_known)
 {
-	caller_load(who);
+	__u32 idx = *(volatile __u32 *)&saga_config.actions;
+	struct saga_bpf_actions *t = bpf_map_lookup_elem(&slot_actions, &idx);
+	__u8 v;
+
+	if (!t)
+		return SAGA_ACT_LOG;
+	/* Keep the mask: the compiler may prove it redundant, the verifier cannot. */
+	asm volatile("" : "+r"(slot));
+	v = t->slot[slot & (SAGA_NR_SLOTS - 1)];
+	if (v & SAGA_BPF_ACT_WALK)
+		return walk_rules(idx, slot, ret, ret_known);
+	return v;
+}
+
+/* Readers' own calls are counted, never logged. */
+static __always_inline int is_consumer(void)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+
 #pragma unroll
 	for (int i = 0; i < SAGA_BPF_MAX_CONSUMERS; i++)
-		if (saga_config.consumers[i] == who->tgid)
+		if (saga_config.consumers[i] == tgid)
 			return 1;
 	return 0;
 }
@@ -354,10 +392,8 @@ int saga_sys_enter(__u64 *ctx)
 	struct pt_regs *regs = (struct pt_regs *)ctx[0];
 	long nr = (long)ctx[1];
 	struct task_struct *task;
-	struct saga_bpf_ruleset *rs;
 	struct saga_bpf_pcpu *pc;
 	struct saga_bpf_entry *e;
-	struct caller who = {};
 	int compat;
 	__u32 slot;
 	__u64 now;
@@ -367,11 +403,10 @@ int saga_sys_enter(__u64 *ctx)
 	task = bpf_get_current_task_btf();
 	compat = task->thread_info.status & TS_COMPAT;
 	slot = slot_of(nr, compat);
-	rs = ruleset();
 
 	if (slot == NR_EXIT || slot == NR_EXIT_GROUP) {
 		/* Never returns: logged here, counted by saga_task_exit. */
-		if (action_of(rs, slot, 0, 1, &who) != SAGA_ACT_LOG || is_consumer(&who))
+		if (action_of(slot, 0, 1) != SAGA_ACT_LOG || is_consumer())
 			return 0;
 		pc = bpf_map_lookup_elem(&counters, &zero);
 		e = bpf_map_lookup_elem(&scratch, &zero);
@@ -383,9 +418,7 @@ int saga_sys_enter(__u64 *ctx)
 		return 0;
 	}
 
-	if (rs && !rs->any_log)
-		return 0;
-	if (action_of(rs, slot, 0, 0, &who) != SAGA_ACT_LOG || is_consumer(&who)) {
+	if (action_of(slot, 0, 0) != SAGA_ACT_LOG || is_consumer()) {
 		/* Drop state a previous call may have left (rules changed in between). */
 		e = bpf_task_storage_get(&entries, task, 0, 0);
 		if (e)
@@ -405,16 +438,15 @@ int saga_sys_enter(__u64 *ctx)
 	return 0;
 }
 
+/* Every completed call: count it, and log it if the rules say so. */
 SEC("tp_btf/sys_exit")
 int saga_sys_exit(__u64 *ctx)
 {
 	struct pt_regs *regs = (struct pt_regs *)ctx[0];
 	long ret = (long)ctx[1];
 	struct task_struct *task;
-	struct saga_bpf_ruleset *rs;
 	struct saga_bpf_pcpu *pc;
 	struct saga_bpf_entry *e;
-	struct caller who = {};
 	int compat, action;
 	long nr;
 	__u32 slot;
@@ -425,15 +457,14 @@ int saga_sys_exit(__u64 *ctx)
 	compat = task->thread_info.status & TS_COMPAT;
 	nr = regs->orig_ax;
 	slot = slot_of(nr, compat);
-	rs = ruleset();
-	action = action_of(rs, slot, ret, 1, &who);
+	action = action_of(slot, ret, 1);
 	if (action == SAGA_ACT_IGNORE)
 		return 0;
 	pc = bpf_map_lookup_elem(&counters, &zero);
 	if (!pc)
 		return 0;
 	count(pc, slot, ret);
-	if (action != SAGA_ACT_LOG || is_consumer(&who))
+	if (action != SAGA_ACT_LOG || is_consumer())
 		return 0;
 
 	e = bpf_task_storage_get(&entries, task, 0, 0);
@@ -462,7 +493,6 @@ int saga_task_exit(__u64 *ctx)
 	struct task_struct *task;
 	struct saga_bpf_pcpu *pc;
 	struct pt_regs *regs;
-	struct caller who = {};
 	__u32 slot;
 
 	if (!saga_config.enabled)
@@ -477,7 +507,7 @@ int saga_task_exit(__u64 *ctx)
 	slot = slot_of(regs->orig_ax, task->thread_info.status & TS_COMPAT);
 	if (slot != NR_EXIT && slot != NR_EXIT_GROUP)
 		return 0;
-	if (action_of(ruleset(), slot, 0, 1, &who) == SAGA_ACT_IGNORE)
+	if (action_of(slot, 0, 1) == SAGA_ACT_IGNORE)
 		return 0;
 	pc = bpf_map_lookup_elem(&counters, &zero);
 	if (pc)

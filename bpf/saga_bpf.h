@@ -16,16 +16,22 @@
 #define SAGA_BPF_MAX_CONSUMERS	8
 #define SAGA_BPF_VERSION_LEN	32
 
-/* Global state, in the program's .bss map (mmapped read-write by the loader). */
+/*
+ * Global state, in the program's .bss map (mmapped read-write by user
+ * space).  Fields the probes read are written by user space with single
+ * aligned stores (never byte by byte), so a probe never sees a torn value.
+ */
 struct saga_bpf_config {
 	__u32	enabled;		/* 0: the probes return at once */
-	__u32	locked;			/* 1 once the rules map is frozen */
+	__u32	actions;		/* entry of slot_actions in force (0 or 1) */
 	__s64	realtime_offset;	/* CLOCK_REALTIME - CLOCK_MONOTONIC in ns, kept by user space */
 	__u64	wake_bytes;		/* wake readers once this many bytes wait in the ring */
 	__u64	read;			/* records handed to readers (added by user space) */
 	__u64	reset_ns;		/* CLOCK_REALTIME of the last reset or load */
 	__u32	ring_bytes;		/* size of the ring buffer */
 	__u32	default_action;		/* SAGA_ACT_* the rule sets are built with */
+	__u32	locked;			/* 1 once the rule maps are frozen */
+	__u32	__pad;
 	__u32	consumers[SAGA_BPF_MAX_CONSUMERS];	/* reader tgids; 0 = free */
 	char	version[SAGA_BPF_VERSION_LEN];		/* saga version that loaded the program */
 };
@@ -40,17 +46,31 @@ struct saga_bpf_pcpu {
 };
 
 /*
- * One rule set, the single value of an inner array map.  User space builds
- * a new one per change and swaps it into the outer map in one update, so a
- * probe sees either the old set or the new one, never a mix.
+ * A rule set is published as two structures, each in entry 0 or 1 of its
+ * map; config.actions names the entry in force for both:
  *
- * slot[n]: a fixed action (SAGA_ACT_*) when no rule with fields covers
- * slot n before a field-less one does (the O(1) path), else
- * SAGA_BPF_SLOT_WALK | index of the first rule covering n: the probe walks
- * the list from there, first match wins, default_action when none does.
+ * - struct saga_bpf_actions (map slot_actions), read on every call: one
+ *   byte per slot, a SAGA_ACT_*, or SAGA_BPF_ACT_WALK when a rule with
+ *   fields covers the slot before a field-less rule does.
+ *
+ * - struct saga_bpf_ruleset, the whole list, the value of an inner array
+ *   map held by entry 0 or 1 of the outer map `rules`; only walking slots
+ *   look at it.  Its own slot[n] is SAGA_BPF_SLOT_WALK | the index of the
+ *   first rule covering n (or a plain action): the probe walks the list
+ *   from there, first match wins, default_action when none does.
+ *
+ * User space fills the spare entry of both maps and then switches
+ * config.actions with one store, so a probe applies either the old set or
+ * the new one, never a mix.  The spare entry is rewritten only after an
+ * RCU grace period (docs/ebpf.md, "Rule changes").
  */
 #define SAGA_BPF_SLOT_WALK	0x8000
 #define SAGA_BPF_SLOT_INDEX	0x03ff
+#define SAGA_BPF_ACT_WALK	0x80
+
+struct saga_bpf_actions {
+	__u8	slot[SAGA_NR_SLOTS];
+};
 
 struct saga_bpf_ruleset {
 	__u64	generation;		/* bumped by every change */

@@ -14,7 +14,8 @@ multiarch=$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
 mkdir -p "$(dirname "$out")"
 tmp="$out.tmp.$$"
 trap 'rm -f "$tmp"' EXIT
-"$CLANG" -g -O2 -target bpf -D__TARGET_ARCH_x86 -Wall -Werror \
+# -mcpu=v3 (Linux 5.1+): 32-bit ALU and jumps; measurably cheaper probes than clang's v1 default.
+"$CLANG" -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_x86 -Wall -Werror \
   -I bpf -I kmod/include/uapi -I kmod -I "/usr/include/$multiarch" \
   -c "$src" -o "$tmp"
 # Keep BTF (CO-RE needs it), drop DWARF.

@@ -24,18 +24,21 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from saga import _uapi
 from saga.drivers.ebpf import EbpfDriver, libbpf, loader
+from saga.drivers.ebpf.shared import Words
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 BUILD = ROOT / "build" / "bench" / "overhead"
 BPFTRACE_PROG = "tracepoint:raw_syscalls:sys_enter { @[args->id] = count(); }"
 PACED_RATE = 500_000
+PACED_SECONDS = 4  # ~2 M events per round
 
 
 @dataclass
@@ -45,6 +48,7 @@ class Variant:
     setup: object = None             # () -> context manager yielding a command prefix
     samples: dict = field(default_factory=lambda: {"getppid": [], "read": []})
     prog_ns: list = field(default_factory=list)  # BPF run time per call (kernel.bpf_stats_enabled)
+    floor_ns: list = field(default_factory=list)  # the floor's, measured in the same calls
     note: str = ""
 
 
@@ -72,8 +76,8 @@ def nothing():
 
 
 @contextlib.contextmanager
-def floor_prog(bpffs: str, obj_path: str):
-    link = os.path.join(bpffs, "floor_link")
+def floor_prog(bpffs: str, obj_path: str, pin: str = "floor_link"):
+    link = os.path.join(bpffs, pin)
     obj = libbpf.BpfObject(obj_path)
     try:
         obj.load()
@@ -161,12 +165,15 @@ def bpf_progs() -> dict[int, tuple[int, int]]:
     return {p["id"]: (p.get("run_cnt", 0), p.get("run_time_ns", 0)) for p in json.loads(out or "[]")}
 
 
-def prog_cost(ids: set[int], loop: str, n: int) -> float | None:
-    """ns of BPF program time per traced call, measured by the kernel's own BPF stats.
+def prog_cost(ids: set[int], loop: str, n: int, floor_ids: set[int] = frozenset()) -> tuple[float, float] | None:
+    """ns of BPF program time per traced call, by the kernel's own BPF stats: (variant, floor).
 
-    Enabling the stats adds two clock reads to every program run, so this
-    overstates every BPF tool alike; it is free of the scheduling noise of
-    the end-to-end loop, which on a busy 2-CPU machine swamps ~10 ns."""
+    The floor, when attached alongside (floor_ids), is measured in the same
+    calls, so the ratio of the two is free of the between-run drift of a
+    busy machine.  Enabling the stats adds two clock reads to every program
+    run, so this overstates every BPF tool alike; it is free of the
+    scheduling noise of the end-to-end loop, which on a busy 2-CPU machine
+    swamps ~10 ns."""
     if not ids:
         return None
     Path("/proc/sys/kernel/bpf_stats_enabled").write_text("1")
@@ -176,9 +183,14 @@ def prog_cost(ids: set[int], loop: str, n: int) -> float | None:
         after = bpf_progs()
     finally:
         Path("/proc/sys/kernel/bpf_stats_enabled").write_text("0")
-    deltas = [(after[i][0] - before[i][0], after[i][1] - before[i][1]) for i in ids if i in after and i in before]
-    calls = max((c for c, _ in deltas), default=0)
-    return sum(t for _, t in deltas) / calls if calls else None
+
+    def per_call(group: set[int]) -> float:
+        deltas = [(after[i][0] - before[i][0], after[i][1] - before[i][1]) for i in group
+                  if i in after and i in before]
+        calls = max((c for c, _ in deltas), default=0)  # every traced call runs the group's main program
+        return sum(t for _, t in deltas) / calls if calls else float("nan")
+
+    return per_call(ids), (per_call(floor_ids) if floor_ids else float("nan"))
 
 
 def available(tool: str) -> bool:
@@ -187,15 +199,53 @@ def available(tool: str) -> bool:
 
 # -- the run ---------------------------------------------------------------------
 
-def throughput(loop: str, drv, args: list[str]) -> tuple[float, int, float]:
-    """Run the loop; return (events/s the reader received, drops, calls/s the loop made).
+class RingLevel:
+    """How full the driver's ring is, from its position pages (mapped read-only: not a reader)."""
+
+    def __init__(self, directory: str):
+        import mmap
+        fd = libbpf.obj_get(os.path.join(directory, "events"))
+        try:
+            self.size = libbpf.map_info(fd).max_entries
+            self._cons = mmap.mmap(fd, mmap.PAGESIZE, mmap.MAP_SHARED, mmap.PROT_READ, offset=0)
+            self._prod = mmap.mmap(fd, mmap.PAGESIZE, mmap.MAP_SHARED, mmap.PROT_READ, offset=mmap.PAGESIZE)
+        finally:
+            os.close(fd)
+        self._c, self._p = Words(self._cons), Words(self._prod)
+        self.peak = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        while not self._done.wait(0.002):
+            self.peak = max(self.peak, self._p.u64(0) - self._c.u64(0))
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        self._thread.join()
+        self._c.release()
+        self._p.release()
+        self._cons.close()
+        self._prod.close()
+
+
+def throughput(loop: str, drv, args: list[str]) -> tuple[float, int, float, int, float]:
+    """Run the loop; return (events/s the reader received, drops, calls/s the loop made, events received,
+    peak fill of the ring as a fraction).
 
     Received = records the reader took from the ring between the loop's start
     and the moment it had caught up with what was written by the loop's end,
-    over that time (other processes' records count too: they are logged)."""
+    over that time (other processes' records count too: they are logged).
+    The peak fill tells a reader that fell behind (drops with the ring full)
+    from a loss with room to spare."""
     s0 = drv.stats()
     t0 = time.monotonic()
-    out = subprocess.run([loop, *args], check=True, capture_output=True, text=True).stdout.split()
+    with RingLevel(drv.directory) as level:
+        out = subprocess.run([loop, *args], check=True, capture_output=True, text=True).stdout.split()
     target = drv.stats().events - s0.events  # written by the end of the loop
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -205,7 +255,7 @@ def throughput(loop: str, drv, args: list[str]) -> tuple[float, int, float]:
         time.sleep(0.002)
     elapsed = time.monotonic() - t0
     rate = float(out[-1]) if args[0] == "paced" else 1e9 / float(out[-1])
-    return (s.read - s0.read) / elapsed, s.drops - s0.drops, rate
+    return (s.read - s0.read) / elapsed, s.drops - s0.drops, rate, s.read - s0.read, level.peak / level.size
 
 
 def main() -> int:
@@ -245,7 +295,7 @@ def main() -> int:
         variants.append(Variant("auditd, all-syscalls rule", n(50_000), lambda: auditd(tmp)))
     if opts.only:
         keep = opts.only.split(",")
-        variants = [v for v in variants if v.name.split()[0] in keep or v is variants[0]]
+        variants = [v for v in variants if v.name.split()[0] in keep or v in variants[:2]]  # bare, floor
     missing = [t for t in ("bpftrace", "strace", "perf", "auditd") if not available(t)]
 
     log_runs: list[tuple[str, float, int, float]] = []
@@ -260,15 +310,22 @@ def main() -> int:
                     with v.setup() as prefix:
                         for kind in ("getppid", "read"):
                             v.samples[kind].append(run_loop(prefix, loop, kind, v.calls))
-                        cost = prog_cost(set(bpf_progs()) - progs_before, loop, v.calls)
+                        ours = set(bpf_progs()) - progs_before
+                        if ours and not v.name.startswith("floor"):
+                            # The floor alongside, for a ratio measured in the same calls.
+                            with floor_prog(bpffs, floor_obj, "floor_beside"):
+                                floor_ids = set(bpf_progs()) - progs_before - ours
+                                cost = prog_cost(ours, loop, v.calls, floor_ids)
+                        else:
+                            cost = prog_cost(ours, loop, v.calls)
                         if cost is not None:
-                            v.prog_ns.append(cost)
+                            v.prog_ns.append(cost[0])
+                            v.floor_ns.append(cost[1])
                         if v.name.startswith("saga-ebpf logging"):
                             drv = saga_stats["driver"]
-                            got, drops, made = throughput(loop, drv, ["getppid", str(n(2_000_000))])
-                            log_runs.append(("flat out", got, drops, made))
-                            got, drops, made = throughput(loop, drv, ["paced", str(PACED_RATE), "2"])
-                            log_runs.append((f"paced {PACED_RATE:,}/s", got, drops, made))
+                            log_runs.append(("flat out", *throughput(loop, drv, ["getppid", str(n(2_000_000))])))
+                            log_runs.append((f"paced {PACED_RATE:,}/s",
+                                             *throughput(loop, drv, ["paced", str(PACED_RATE), str(PACED_SECONDS)])))
                 except (subprocess.CalledProcessError, RuntimeError, OSError) as exc:
                     v.note = f"failed: {exc}"[:120]
                 print(f"round {r + 1}/{rounds}: {v.name} done", file=sys.stderr)
@@ -296,6 +353,12 @@ def fmt_spread(xs: list[float]) -> str:
     return f"{statistics.median(xs):,.0f} ({min(xs):,.0f}..{max(xs):,.0f})"
 
 
+def fmt_ratio(xs: list[float]) -> str:
+    if not xs:
+        return "n/a"
+    return f"{statistics.median(xs):.2f} ({min(xs):.2f}..{max(xs):.2f})"
+
+
 def report(variants, log_runs, rounds, load0, load1, missing) -> None:
     base, floor = variants[0], variants[1]
     print(f"ns per call; median over {rounds} rounds (min..max); 'added' = variant minus bare in the same round.\n")
@@ -318,23 +381,32 @@ def report(variants, log_runs, rounds, load0, load1, missing) -> None:
         print("| " + " | ".join(cells) + " |")
     with_progs = [v for v in variants if v.prog_ns]
     if with_progs:
-        f = statistics.median(floor.prog_ns) if floor.prog_ns else 0
         print("\nBPF program time per traced getppid, from the kernel's BPF stats (kernel.bpf_stats_enabled: "
-              "adds two clock reads per program run to every tool alike).\n")
-        print("| variant | ns per call | x floor |")
-        print("|---|---|---|")
+              "adds two clock reads per program run to every tool alike).  Each tool is measured with the floor "
+              "attached alongside, in the same calls; 'x floor' is the median of the per-round ratios.\n")
+        print("| variant | ns per call | floor ns, same calls | x floor |")
+        print("|---|---|---|---|")
         for v in with_progs:
-            print(f"| {v.name} | {fmt_spread(v.prog_ns)} | "
-                  f"{statistics.median(v.prog_ns) / f:.2f} |" if f else f"| {v.name} | {fmt_spread(v.prog_ns)} | n/a |")
+            if v is floor:
+                print(f"| {v.name} | {fmt_spread(v.prog_ns)} | | 1.00 |")
+                continue
+            ratios = [a / b for a, b in zip(v.prog_ns, v.floor_ns) if b > 0]  # NaN compares false
+            print(f"| {v.name} | {fmt_spread(v.prog_ns)} | {fmt_spread([b for b in v.floor_ns if b > 0])} | "
+                  f"{fmt_ratio(ratios)} |")
     if log_runs:
         print("\nsaga-ebpf logging: events/s received by the draining reader (a separate process using "
               "EbpfDriver.read_raw), and records dropped.\n")
-        print("| run | calls/s made | events/s received | drops |")
-        print("|---|---|---|---|")
+        print("| run | calls/s made | events/s received | drops | peak ring fill | events received, all rounds "
+              "| drops, all rounds |")
+        print("|---|---|---|---|---|---|---|")
         for label in sorted({r[0] for r in log_runs}):
             runs = [r for r in log_runs if r[0] == label]
+            fill = [100 * r[5] for r in runs]
             print(f"| {label} | {fmt_spread([r[3] for r in runs])} | {fmt_spread([r[1] for r in runs])} | "
-                  f"{fmt_spread([r[2] for r in runs])} |")
+                  f"{fmt_spread([r[2] for r in runs])} | {statistics.median(fill):.0f}% ({min(fill):.0f}..{max(fill):.0f}%) "
+                  f"| {sum(r[4] for r in runs):,} | {sum(r[2] for r in runs):,} |")
+        print("\nPer round (run: events/s received, drops, peak ring fill): " + "; ".join(
+            f"{r[0]}: {r[1]:,.0f}, {r[2]:,}, {100 * r[5]:.0f}%" for r in log_runs))
     print(f"\nload average before/after: {load0[0]:.2f} / {load1[0]:.2f} on {os.cpu_count()} CPUs; "
           f"kernel {os.uname().release}")
     if missing:

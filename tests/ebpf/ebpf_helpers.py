@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import os
+import struct
 import subprocess
+import threading
 from contextlib import contextmanager
 
-from saga import events
+from saga import _uapi, events
 from saga.drivers.ebpf import EbpfDriver, loader
 
 
@@ -43,6 +45,22 @@ class Workload:
                                      user=user)
         self.pid = int(self.proc.stdout.readline())
 
+    def release(self) -> None:
+        """Let it run without waiting for it."""
+        self.proc.stdin.write(b"go\n")
+        self.proc.stdin.close()
+
+    def begin_steps(self) -> None:
+        """Start a `steps` workload: it then makes one call per step()."""
+        self.proc.stdin.write(b"go\n")
+        self.proc.stdin.flush()
+        assert self.proc.stdout.readline() == b"ready\n"
+
+    def step(self) -> None:
+        self.proc.stdin.write(b"c\n")
+        self.proc.stdin.flush()
+        assert self.proc.stdout.readline() == b"ok\n"
+
     def go(self, drv=None) -> int:
         """Let it run (after draining drv's ring, so only what it does now is read back)."""
         if drv is not None:
@@ -66,3 +84,52 @@ def records(drv, pid: int | None = None, slot: int | None = None) -> list[tuple]
             break
         out += events.parse(data)
     return [r for r in out if (pid is None or r[events.PID] == pid) and (slot is None or r[events.NR] == slot)]
+
+
+class Drainer(threading.Thread):
+    """Reads the driver's ring in the background, as the daemon does, keeping the bytes."""
+
+    def __init__(self, drv):
+        super().__init__(daemon=True)
+        self.drv = drv
+        self.chunks: list[bytes] = []
+        self._done = threading.Event()
+        drv.fileno()  # register as a reader before starting
+
+    def run(self) -> None:
+        while not self._done.is_set():
+            data = self.drv.read_raw(8 << 20, 0.05)
+            if data:
+                self.chunks.append(data)
+
+    def finish(self) -> list[tuple]:
+        """Stop once everything written so far is read; return the parsed records."""
+        return [r for chunk in self.stop() for r in events.parse(chunk)]
+
+    def stop(self) -> list[bytes]:
+        """Stop once everything written so far is read; return the bytes read."""
+        self._done.set()
+        self.join()
+        for _ in range(100):  # bounded: other processes on the machine keep logging
+            data = self.drv.read_raw(8 << 20, 0)
+            if not data:
+                break
+            self.chunks.append(data)
+        return self.chunks
+
+
+_HEAD = struct.Struct("<H2xH6xI")  # size, nr, pid of struct saga_event
+_ARG0 = _uapi.SAGA_EVENT.fields[[f.name for f in _uapi.SAGA_EVENT.fields].index("args")].offset
+
+
+def first_args(chunks: list[bytes], pid: int, slot: int) -> list[int]:
+    """args[0] of pid's records in slot, in stream order (lighter than parsing a million records)."""
+    out = []
+    for chunk in chunks:
+        off, end = 0, len(chunk)
+        while off < end:
+            size, nr, p = _HEAD.unpack_from(chunk, off)
+            if p == pid and nr == slot:
+                out.append(int.from_bytes(chunk[off + _ARG0:off + _ARG0 + 8], "little"))
+            off += size
+    return out

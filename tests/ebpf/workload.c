@@ -9,6 +9,10 @@
  *   compat N       N getppid() calls through int $0x80 (ia32 number 64)
  *   paths DIR      openat, renameat (two paths), a 300-byte path, a bad pointer
  *   blocked        nothing but the read of the go line (started before a load)
+ *   seq N [US]     getppid(i) for i = 0..N-1 (i lands in args[0]), pausing US
+ *                  microseconds every 64 calls (default 0)
+ *   steps          prints "ready", then one getppid(i) per "c" line read, each
+ *                  answered "ok", until end of input
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -17,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 static long n_calls;
@@ -43,6 +48,32 @@ static void paths(const char *dir)
 	longp[300] = 0;
 	syscall(SYS_openat, AT_FDCWD, longp, O_RDONLY);
 	syscall(SYS_openat, AT_FDCWD, (const char *)8, O_RDONLY);	/* unreadable path */
+}
+
+static void seq(long n, long pause_us)
+{
+	struct timespec nap = { 0, pause_us * 1000 };
+
+	for (long i = 0; i < n; i++) {
+		syscall(SYS_getppid, i);
+		if (pause_us && i % 64 == 63)
+			nanosleep(&nap, NULL);
+	}
+}
+
+/* One getppid per request, so a test can act between calls. */
+static void steps(void)
+{
+	char req[2];
+	long i = 0;
+
+	printf("ready\n");
+	fflush(stdout);
+	while (read(0, req, sizeof(req)) == sizeof(req)) {
+		syscall(SYS_getppid, i++);
+		if (write(1, "ok\n", 3) != 3)
+			return;
+	}
 }
 
 int main(int argc, char **argv)
@@ -75,6 +106,10 @@ int main(int argc, char **argv)
 		}
 	} else if (!strcmp(mode, "paths")) {
 		paths(argv[2]);
+	} else if (!strcmp(mode, "seq")) {
+		seq(n_calls, argc > 3 ? atol(argv[3]) : 0);
+	} else if (!strcmp(mode, "steps")) {
+		steps();
 	} else if (strcmp(mode, "blocked")) {
 		return 64;
 	}

@@ -47,6 +47,7 @@ def test_can_log():
     assert built().can_log()  # default log
     assert not built(default=COUNT).can_log()
     assert not built("count all", default=COUNT).can_log()
+    assert not built("count all").can_log()  # 'all' is every slot: nothing is left to the default
     assert built("log read pid=1", default=COUNT).can_log()
     assert not built("ignore read", "log read", default=IGNORE).can_log()  # shadowed
     assert built("ignore read uid=3", "log read", default=IGNORE).can_log()
@@ -79,3 +80,16 @@ def test_ids_like_the_module():
     with pytest.raises(DriverError) as e:
         rs.replace([parse("count read").with_id(4), parse("count write").with_id(4)])
     assert e.value.errno == errno.EEXIST
+
+
+def test_action_table_matches_the_rule_set_table():
+    rs = built("count write", "ignore read,write pid=7", "log read", "ignore all errors", default=COUNT)
+    acts = rs.actions()
+    assert len(acts) == L.ACTIONS_SIZE == _uapi.SAGA_NR_SLOTS
+    assert acts[WRITE] == COUNT                      # a field-less rule decides it
+    assert acts[READ] == L.ACT_WALK                  # a rule with fields comes first
+    assert acts[OPENAT] == L.ACT_WALK                # 'ignore all errors' covers every slot
+    assert built(default=IGNORE).actions() == bytes([IGNORE]) * _uapi.SAGA_NR_SLOTS
+    # Plain entries are the rule set's own table; walking ones defer to it.
+    for a, t in zip(acts, table(rs)):
+        assert a == (L.ACT_WALK if t & L.SLOT_WALK else t)

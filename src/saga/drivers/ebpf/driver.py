@@ -3,9 +3,10 @@
 Any number of processes can open the driver at once (the daemon, `saga
 stats`, `saga rules ...`): they all see and change the same pinned state.
 Rule changes are read-modify-write of the whole rule set, serialised
-between processes by an flock on the pin directory, and published by
-swapping a new inner map into the outer rules map (one update: the probes
-see the old set or the new one).
+between processes by an flock on the pin directory, and published as
+publish.py describes (the probes see the old set or the new one).  The
+shared config page is read and written through `Words` (one load or store
+per field, see shared.py).
 """
 from __future__ import annotations
 
@@ -14,24 +15,21 @@ import fcntl
 import functools
 import mmap
 import os
-import struct
 import time
 from contextlib import contextmanager
 
 from saga import _uapi
 from saga.drivers.base import Driver, DriverInfo, Stats
 from saga.drivers.ebpf import layout as L
-from saga.drivers.ebpf import libbpf, loader
+from saga.drivers.ebpf import libbpf, loader, publish
 from saga.drivers.ebpf.ring import RingReader
 from saga.drivers.ebpf.ruleset import RuleSet
+from saga.drivers.ebpf.shared import Words
 from saga.errors import DriverError, DriverUnavailable, RulesLocked, SagaError, from_oserror
 from saga.rules.model import ACTION_NAMES, ACTIONS, Rule
 
 FEATURES = _uapi.SAGA_FEAT_PATHS | _uapi.SAGA_FEAT_DURATION | _uapi.SAGA_FEAT_COMPAT | _uapi.SAGA_FEAT_POLL
 LOCKED_MSG = "rules are locked until the eBPF driver is unloaded (`make down`)"
-_U32 = struct.Struct("<I")
-_U64 = struct.Struct("<Q")
-_S64 = struct.Struct("<q")
 OFFSET_REFRESH_NS = 1_000_000_000
 
 
@@ -91,11 +89,12 @@ class EbpfDriver(Driver):
             self._dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             self._fds.append(self._dir_fd)
             self._counters = self._pin(L.MAP_COUNTERS)
-            self._rules = self._pin(L.MAP_RULES)
             self._events = self._pin(L.MAP_EVENTS)
             config = self._pin(L.PIN_CONFIG)
             self._check_layout(config)
-            self._cfg = mmap.mmap(config, mmap.PAGESIZE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+            self._cfg_map = mmap.mmap(config, mmap.PAGESIZE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+            self._cfg = Words(self._cfg_map)
+            self._maps = publish.RuleMaps(directory, self._pin(L.MAP_RULES), self._pin(L.MAP_ACTIONS), self._cfg)
             self._ncpus = libbpf.possible_cpus()
         except BaseException:
             self._close_fds()
@@ -115,10 +114,10 @@ class EbpfDriver(Driver):
 
     # -- shared config ---------------------------------------------------------
     def _cfg_u32(self, off: int) -> int:
-        return _U32.unpack_from(self._cfg, off)[0]
+        return self._cfg.u32(off)
 
     def _cfg_u64(self, off: int) -> int:
-        return _U64.unpack_from(self._cfg, off)[0]
+        return self._cfg.u64(off)
 
     @contextmanager
     def _locked(self):
@@ -132,7 +131,7 @@ class EbpfDriver(Driver):
     # -- state -------------------------------------------------------------------
     @_translated("reading the eBPF driver's state")
     def info(self) -> DriverInfo:
-        version = self._cfg[L.CFG_VERSION:L.CFG_VERSION + L.VERSION_LEN].split(b"\0", 1)[0].decode()
+        version = self._cfg_map[L.CFG_VERSION:L.CFG_VERSION + L.VERSION_LEN].split(b"\0", 1)[0].decode()
         return DriverInfo(
             driver="ebpf", version=version, abi_version=_uapi.SAGA_ABI_VERSION, features=FEATURES,
             ring_bytes=self._cfg_u32(L.CFG_RING_BYTES), nr_cpus=self._ncpus,
@@ -163,36 +162,24 @@ class EbpfDriver(Driver):
     @_translated("resetting the eBPF counters")
     def reset_stats(self) -> None:
         libbpf.map_update(self._counters, 0, bytes(L.PCPU_SIZE * self._ncpus))
-        _U64.pack_into(self._cfg, L.CFG_READ, 0)
-        _U64.pack_into(self._cfg, L.CFG_RESET_NS, time.clock_gettime_ns(time.CLOCK_REALTIME))
+        self._cfg.set_u64(L.CFG_READ, 0)
+        self._cfg.set_u64(L.CFG_RESET_NS, time.clock_gettime_ns(time.CLOCK_REALTIME))
 
     @_translated("switching capture")
     def set_enabled(self, enabled: bool) -> None:
-        _U32.pack_into(self._cfg, L.CFG_ENABLED, int(bool(enabled)))
+        self._cfg.set_u32(L.CFG_ENABLED, int(bool(enabled)))
 
     # -- rules ---------------------------------------------------------------------
     def _ruleset(self) -> RuleSet:
-        for _ in range(5):
-            inner_id = _U32.unpack_from(libbpf.map_lookup(self._rules, 0, 4))[0]
-            try:
-                fd = libbpf.map_fd_by_id(inner_id)
-            except OSError as exc:
-                if exc.errno == errno.ENOENT:
-                    continue  # swapped out and freed between the two calls: read again
-                raise
-            try:
-                return RuleSet.decode(libbpf.map_lookup(fd, 0, L.RULESET_SIZE))
-            finally:
-                os.close(fd)
-        raise DriverError("the rule set kept changing while being read; try again", errno=errno.EAGAIN)
+        return publish.current(self._maps)
 
     def _publish(self, rs: RuleSet) -> None:
         if self._cfg_u32(L.CFG_LOCKED):
             raise RulesLocked(LOCKED_MSG)
         try:
-            loader.install(self.directory, self._rules, rs)
+            publish.publish(self._maps, rs)
         except OSError as exc:
-            if exc.errno == errno.EPERM:  # the outer map is frozen
+            if exc.errno == errno.EPERM:  # the maps are frozen
                 raise RulesLocked(LOCKED_MSG) from None
             raise
 
@@ -235,12 +222,8 @@ class EbpfDriver(Driver):
             if self._cfg_u32(L.CFG_LOCKED):
                 return
             # Frozen maps refuse every update from user space until they are freed (unload).
-            try:
-                libbpf.map_freeze(self._rules)
-            except OSError as exc:
-                if exc.errno != errno.EBUSY:  # EBUSY: already frozen
-                    raise
-            _U32.pack_into(self._cfg, L.CFG_LOCKED, 1)
+            publish.freeze(self._maps)
+            self._cfg.set_u32(L.CFG_LOCKED, 1)
 
     # -- events -----------------------------------------------------------------------
     def _reader(self) -> RingReader:
@@ -261,7 +244,7 @@ class EbpfDriver(Driver):
                 if not free:
                     raise DriverError(f"too many readers: at most {L.MAX_CONSUMERS} processes read events at once",
                                       errno=errno.EBUSY)
-                _U32.pack_into(self._cfg, L.CFG_CONSUMERS + 4 * free[0], pid)
+                self._cfg.set_u32(L.CFG_CONSUMERS + 4 * free[0], pid)
         self._consumer_pid = pid
 
     def _unregister_consumer(self) -> None:
@@ -270,14 +253,14 @@ class EbpfDriver(Driver):
         with self._locked():
             for i in range(L.MAX_CONSUMERS):
                 if self._cfg_u32(L.CFG_CONSUMERS + 4 * i) == self._consumer_pid:
-                    _U32.pack_into(self._cfg, L.CFG_CONSUMERS + 4 * i, 0)
+                    self._cfg.set_u32(L.CFG_CONSUMERS + 4 * i, 0)
         self._consumer_pid = 0
 
     def _refresh_clock(self) -> None:
         """Keep the realtime offset the probes add to their monotonic stamps current (NTP, clock steps)."""
         now = time.monotonic_ns()
         if now - self._offset_ns >= OFFSET_REFRESH_NS:
-            _S64.pack_into(self._cfg, L.CFG_REALTIME_OFFSET, loader.realtime_offset())
+            self._cfg.set_s64(L.CFG_REALTIME_OFFSET, loader.realtime_offset())
             self._offset_ns = now
 
     @_translated("polling the eBPF ring buffer")
@@ -303,7 +286,7 @@ class EbpfDriver(Driver):
             ring.wait(left)
 
     def _add_read(self, n: int) -> None:
-        _U64.pack_into(self._cfg, L.CFG_READ, self._cfg_u64(L.CFG_READ) + n)
+        self._cfg.set_u64(L.CFG_READ, self._cfg_u64(L.CFG_READ) + n)
 
     def close(self) -> None:
         if not self._fds:
@@ -315,9 +298,10 @@ class EbpfDriver(Driver):
         if self._ring is not None:
             self._ring.close()
             self._ring = None
-        if getattr(self, "_cfg", None) is not None:
-            self._cfg.close()
-            self._cfg = None
+        if getattr(self, "_cfg_map", None) is not None:
+            self._cfg.release()
+            self._cfg_map.close()
+            self._cfg_map = None
         self._close_fds()
 
     def _close_fds(self) -> None:

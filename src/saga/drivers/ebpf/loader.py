@@ -17,8 +17,9 @@ from pathlib import Path
 import saga
 from saga import _uapi
 from saga.drivers.ebpf import layout as L
-from saga.drivers.ebpf import libbpf
+from saga.drivers.ebpf import libbpf, publish
 from saga.drivers.ebpf.ruleset import RuleSet
+from saga.drivers.ebpf.shared import Words
 from saga.errors import DriverError, DriverUnavailable, PermissionDenied, SagaError
 
 DEFAULT_DIR = "/sys/fs/bpf/saga"
@@ -27,8 +28,8 @@ OBJECT = Path(__file__).with_name("saga.bpf.o")
 MIN_KERNEL = (5, 17)  # bpf_loop; ring buffer, tp_btf and task storage are older
 BPF_FS_MAGIC = 0xCAFE4A11
 NOT_LOADED = "the eBPF driver is not loaded: start `saga daemon` or `make up`"
-MAP_PINS = {L.MAP_COUNTERS: L.MAP_COUNTERS, L.MAP_RULES: L.MAP_RULES, L.MAP_EVENTS: L.MAP_EVENTS,
-            L.MAP_CONFIG: L.PIN_CONFIG}
+MAP_PINS = {L.MAP_COUNTERS: L.MAP_COUNTERS, L.MAP_ACTIONS: L.MAP_ACTIONS, L.MAP_RULES: L.MAP_RULES,
+            L.MAP_EVENTS: L.MAP_EVENTS, L.MAP_CONFIG: L.PIN_CONFIG}
 ALL_PINS = tuple(MAP_PINS.values()) + tuple(link for _, link in L.PROGS) + (L.ENTER_PROG_PIN,)
 
 
@@ -129,12 +130,11 @@ def load(directory: str, *, ring_bytes: int = DEFAULT_RING_BYTES, default_action
                 raise DriverError(f"{obj_path} does not match this saga ({name}: {obj.value_size(name)} bytes, "
                                   f"expected {size}): run `make build`")
         obj.load()
-        _init_config(obj.map_fd(L.MAP_CONFIG), ring_bytes, default_action)
         os.makedirs(directory, mode=0o700, exist_ok=True)
         for name, pin in MAP_PINS.items():
             obj.pin_map(name, os.path.join(directory, pin))
         obj.pin_prog(L.ENTER_PROG, os.path.join(directory, L.ENTER_PROG_PIN))
-        install(directory, obj.map_fd(L.MAP_RULES), RuleSet((), default_action, 1, 1))
+        _init(directory, obj, ring_bytes, default_action)
         for prog, link in L.PROGS:
             obj.attach_and_pin(prog, os.path.join(directory, link))
     except OSError as exc:
@@ -167,41 +167,21 @@ def _load_error(exc: OSError) -> SagaError:
     return DriverError(msg, errno=exc.errno)
 
 
-def _init_config(fd: int, ring_bytes: int, default_action: int) -> None:
+def _init(directory: str, obj: libbpf.BpfObject, ring_bytes: int, default_action: int) -> None:
+    """Fill the config and install an empty rule set, before any program is attached."""
     import mmap
-    with mmap.mmap(fd, mmap.PAGESIZE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE) as m:
+    with mmap.mmap(obj.map_fd(L.MAP_CONFIG), mmap.PAGESIZE, mmap.MAP_SHARED,
+                   mmap.PROT_READ | mmap.PROT_WRITE) as m:
+        # No program runs yet, so one pack_into (which writes byte by byte) is fine here.
         L.CONFIG.pack_into(m, 0, 1, 0, realtime_offset(), max(ring_bytes // 8, 256), 0,
-                           time.clock_gettime_ns(time.CLOCK_REALTIME), ring_bytes, default_action,
+                           time.clock_gettime_ns(time.CLOCK_REALTIME), ring_bytes, default_action, 0, 0,
                            *([0] * L.MAX_CONSUMERS), saga.__version__.encode()[:L.VERSION_LEN - 1])
-
-
-def install(directory: str, outer_fd: int, rs: RuleSet) -> None:
-    """Publish a rule set: a new inner map swapped in with one update of the outer map.
-
-    sys_enter is attached before a set that can log takes effect and
-    detached after one that cannot: counting alone then runs one program
-    per call.  (Calls already under way when it attaches are logged
-    NO_ENTER, as at load.)"""
-    value = rs.encode()
-    can_log = bool(L.RS_HEAD.unpack_from(value)[3])
-    if can_log:
-        set_enter_attached(directory, True)
-    inner = libbpf.map_create_array("saga_ruleset", L.RULESET_SIZE)
-    try:
-        libbpf.map_update(inner, 0, value)
-        libbpf.map_update(outer_fd, 0, inner.to_bytes(4, "little"))
-    finally:
-        os.close(inner)
-    if not can_log:
-        set_enter_attached(directory, False)
-
-
-def set_enter_attached(directory: str, attached: bool) -> None:
-    link = os.path.join(directory, L.ENTER_LINK_PIN)
-    if attached and not os.path.exists(link):
-        libbpf.attach_pinned_prog(os.path.join(directory, L.ENTER_PROG_PIN), link)
-    elif not attached and os.path.exists(link):
-        os.unlink(link)  # the last reference: the kernel detaches it
+        words = Words(m)
+        try:
+            maps = publish.RuleMaps(directory, obj.map_fd(L.MAP_RULES), obj.map_fd(L.MAP_ACTIONS), words)
+            publish.publish(maps, RuleSet((), default_action, 1, 1))
+        finally:
+            words.release()
 
 
 def unload(directory: str | None = None) -> bool:

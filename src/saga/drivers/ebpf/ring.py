@@ -9,6 +9,11 @@ payload, padded to 8 bytes.  saga's payloads are whole `struct
 saga_event` records whose sizes are multiples of 8, so the concatenated
 payloads are exactly the /dev/saga read() format.
 
+The positions are read and written through `Words` (one 8-byte load or
+store each): the kernel reads the consumer position while we write it,
+and a byte-wise write (struct.pack_into) lets it see a smaller position,
+i.e. a full ring, and drop records.
+
 Copying out is done in Python without a per-event callback into C.  Most
 records are fixed-size (no paths): a run of them is recognised by its
 length words and its payloads are gathered with 16 strided memoryview
@@ -27,15 +32,14 @@ import errno
 import mmap
 import os
 import select
-import struct
 import time
+
+from saga.drivers.ebpf.shared import Words
 
 BUSY = 1 << 31
 DISCARD = 1 << 30
 HDR = 8
 WAKE_PERIOD_S = 0.05
-_U64 = struct.Struct("<Q")
-_U32 = struct.Struct("<I")
 FIXED = 128                  # sizeof(struct saga_event): a record without paths
 UNIT = FIXED + HDR           # its footprint in the ring
 MIN_RUN = 8                  # shorter runs are not worth the set-up
@@ -50,6 +54,8 @@ class RingReader:
         self.mask = size - 1
         self._cons = mmap.mmap(fd, page, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
         self._prod = mmap.mmap(fd, page + 2 * size, mmap.MAP_SHARED, mmap.PROT_READ, offset=page)
+        self._cons_pos = Words(self._cons)
+        self._prod_pos = Words(memoryview(self._prod)[:page])
         self._data = memoryview(self._prod)[page:]
         self._words = self._data.cast("Q")
         self._lens = self._data.cast("I")
@@ -64,15 +70,15 @@ class RingReader:
 
     def pending(self) -> int:
         """Bytes waiting in the ring (headers included)."""
-        return _U64.unpack_from(self._prod, 0)[0] - _U64.unpack_from(self._cons, 0)[0]
+        return self._prod_pos.u64(0) - self._cons_pos.u64(0)
 
     def read(self, max_bytes: int) -> tuple[bytes, int]:
         """Copy out whole records, at most max_bytes of payload; returns (bytes, records)."""
-        cons = _U64.unpack_from(self._cons, 0)[0]
-        prod = _U64.unpack_from(self._prod, 0)[0]
+        cons = self._cons_pos.u64(0)
+        prod = self._prod_pos.u64(0)
         if cons == prod:
             return b"", 0
-        data, mask, unpack = self._data, self.mask, _U32.unpack_from
+        data, mask, lens = self._data, self.mask, self._lens
         parts = []
         append = parts.append
         total = records = 0
@@ -85,7 +91,7 @@ class RingReader:
                 total += run * FIXED
                 cons += run * UNIT
                 continue
-            length = unpack(data, off)[0]
+            length = lens[off >> 2]
             if length & BUSY:
                 break  # still being written
             if length & DISCARD:
@@ -100,7 +106,7 @@ class RingReader:
                 total += length
             cons += (length + HDR + 7) & ~7
         out = b"".join(parts)
-        _U64.pack_into(self._cons, 0, cons)
+        self._cons_pos.set_u64(0, cons)
         return out, records
 
     def _fixed_run(self, off: int, avail: int, room: int) -> int:
@@ -150,6 +156,8 @@ class RingReader:
         self._words.release()
         self._lens.release()
         self._data.release()
+        self._cons_pos.release()
+        self._prod_pos.release()
         self._ep.close()
         if self._timer >= 0:
             os.close(self._timer)

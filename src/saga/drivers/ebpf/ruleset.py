@@ -1,10 +1,13 @@
-"""Rule lists to and from the BPF rule-set value (struct saga_bpf_ruleset).
+"""Rule lists to and from what the BPF program reads (bpf/saga_bpf.h).
 
-The value holds the ordered rules as `struct saga_rule` plus a per-slot
-table that resolves most calls in O(1): a slot whose first covering rule
-uses no field but the syscall set gets that rule's action (or the default
-when nothing covers it); only a slot whose first covering rule has fields
-(pid, uid, comm, errors) is marked to walk the list from that rule.
+A rule set is published as two values: the per-slot action table (struct
+saga_bpf_actions, one byte per slot, read on every call) and the rule-set
+value (struct saga_bpf_ruleset: the ordered rules as `struct saga_rule`
+plus a per-slot table of u16).  Both resolve most calls in O(1): a slot
+whose first covering rule uses no field but the syscall set gets that
+rule's action (or the default when nothing covers it); only a slot whose
+first covering rule has fields (pid, uid, comm, errors) is marked to walk
+the list, from that rule.
 """
 from __future__ import annotations
 
@@ -36,6 +39,11 @@ class RuleSet:
         for i, rule in enumerate(self.rules):
             out[L.RS_RULES_OFF + i * L.RULE.size:L.RS_RULES_OFF + (i + 1) * L.RULE.size] = pack_rule(rule, i)
         return bytes(out)
+
+    def actions(self) -> bytes:
+        """The per-slot action table: SAGA_ACT_* or ACT_WALK per slot."""
+        table, _ = self._compile()
+        return bytes(L.ACT_WALK if v & L.SLOT_WALK else v for v in table)
 
     def _compile(self) -> tuple[list[int], bool]:
         """The per-slot table, and whether any call at all can end up logged."""
