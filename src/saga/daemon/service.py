@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 
 import trio
 import trio.lowlevel
+import trio.testing
 
 from saga import config as configmod
 from saga import events
@@ -49,7 +50,7 @@ log = logging.getLogger("saga.daemon")
 # Driver errors after which reading can never work again.
 _FATAL_ERRNOS = {errno.ENODEV, errno.EBADF, errno.ENXIO}
 _READS_PER_WAKE = 64
-_RENDER_STEP = 256            # events rendered between checkpoints when idle (~2 ms)
+_RENDER_STEP = 256            # events rendered at a time when idle (~2 ms)
 
 
 @dataclass(frozen=True)
@@ -353,12 +354,17 @@ class Daemon:
                 await trio.sleep(0.001)   # readable yet empty: do not spin
 
     async def _render_idle(self) -> None:
-        """Render sealed window chunks ahead of readers when there is time (cat /sagafs/log is then instant)."""
+        """Render sealed window chunks ahead of readers when there is time (cat /sagafs/log is then instant).
+
+        Only when every other task is waiting, a few ms at a time: draining and answering readers come
+        first, and a daemon that cannot render as fast as events arrive leaves the rest to readers."""
         window = self.state.window
         while True:
             await trio.sleep(0.2)
-            while window.render_step(_RENDER_STEP):    # a few ms at a time: readers are not held up
-                await trio.lowlevel.checkpoint()
+            while True:
+                await trio.testing.wait_all_tasks_blocked()
+                if not window.render_step(_RENDER_STEP):
+                    break
 
     async def reload(self) -> None:
         """SIGHUP: reread the configuration, apply what can change live, reinstall the stored rules."""

@@ -50,7 +50,7 @@ class Chunk:
 
     def __init__(self, first_seq: int) -> None:
         self.first_seq = first_seq
-        self.raws: list[tuple] = []
+        self.raws: list[tuple] | tuple[tuple, ...] = []     # a tuple once the chunk is sealed
         self._text: list[Text] = []     # rendered pieces, covering raws[:_text_events]
         self._text_events = 0
         self.slab: tuple[bytes, int] | None = None  # (slab, offset of this chunk's text in it) once coalesced
@@ -190,6 +190,9 @@ class EventWindow:
         tail = self.chunks[-1]
         for raw in raws:
             if len(tail.raws) >= self.chunk_events:
+                # Sealed: a tuple of (untracked) tuples, which the garbage collector then leaves alone;
+                # a million events in lists would cost every full collection ~100 ms of traversal.
+                tail.raws = tuple(tail.raws)
                 tail = Chunk(self.next_seq)
                 self.chunks.append(tail)
             tail.raws.append(raw)
