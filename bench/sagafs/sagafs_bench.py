@@ -225,8 +225,8 @@ def main() -> None:
               f"| ≥ {TARGET_RATIO:.2f} | {'yes' if ratio >= TARGET_RATIO else '**no**'} |")
         for mode, label in (("direct", "minimal pyfuse3 file, direct_io and 1 MiB reads"),
                             ("pagecache", "minimal pyfuse3 file, page cache dropped at open"),
-                            ("cached", "minimal pyfuse3 file, page cache kept (pyfuse3's default; "
-                                       "not through pyfuse3)")):
+                            ("cached", ("minimal pyfuse3 file, page cache kept (pyfuse3's default; "
+                                        "not through pyfuse3)"))):
             mark = " (the limit)" if mode == limit else ""
             print(f"| {label}{mark} | {mbps[mode]:,.0f} MB/s ({best[mode] * 1000:.0f} ms) | "
                   f"{mbps[mode] / mbps[limit]:.2f} |  |  |")

@@ -13,8 +13,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
 from fuse_helpers import Mounted, detach_mounts_under
+
 from saga import events
 
 DATA = Path(__file__).resolve().parent.parent / "data"

@@ -18,7 +18,7 @@ NOBODY, NOGROUP, DAEMON_GID = 65534, 65534, 1
 
 def as_user(cmd: str, gid: int) -> subprocess.CompletedProcess:
     return subprocess.run(["sh", "-c", cmd], user=NOBODY, group=gid, extra_groups=[], capture_output=True,
-                          text=True, timeout=30)
+                          text=True, timeout=30, check=False)
 
 
 def test_root_only_by_default(fs):

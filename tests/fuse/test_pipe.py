@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 from fuse_helpers import blocked_in_read, lines_of, read_lines, wait_for
@@ -137,7 +138,7 @@ def test_a_stop_signal_does_not_end_the_read(fs, raws, recording):
     cat.send_signal(signal.SIGTSTP)
     wait_for(lambda: blocked_in_read(cat.pid))
     fs.driver.feed(recording)
-    wait_for(lambda: open(f"/proc/{cat.pid}/stat").read().split(") ")[1][0] == "T", what="cat to stop")
+    wait_for(lambda: Path(f"/proc/{cat.pid}/stat").read_text().split(") ")[1][0] == "T", what="cat to stop")
     cat.send_signal(signal.SIGCONT)
     assert cat.stdout.readline().rstrip("\n") == lines_of(raws)[0]
     cat.send_signal(signal.SIGTERM)

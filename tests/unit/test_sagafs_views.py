@@ -9,7 +9,7 @@ from saga.sagafs.views import RENDER_STEP, Views
 
 
 def raws(n, start=0, nr=110):
-    return events.parse(b"".join(events.pack(dict(nr=nr, pid=1000 + i % 3, ts_ns=10**18 + i))
+    return events.parse(b"".join(events.pack({"nr": nr, "pid": 1000 + i % 3, "ts_ns": 10**18 + i})
                                  for i in range(start, start + n)))
 
 
