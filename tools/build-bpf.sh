@@ -14,7 +14,8 @@ multiarch=$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
 mkdir -p "$(dirname "$out")"
 tmp="$out.tmp.$$"
 trap 'rm -f "$tmp"' EXIT
-"$CLANG" -g -O2 -target bpf -D__TARGET_ARCH_x86 -Wall -Werror \
+# -ffile-prefix-map: the object names sources relative to the tree, not where it was built.
+"$CLANG" -g -O2 -target bpf -D__TARGET_ARCH_x86 -Wall -Werror -ffile-prefix-map="$PWD"=. \
   -I bpf -I kmod/include/uapi -I kmod -I "/usr/include/$multiarch" \
   -c "$src" -o "$tmp"
 # Keep BTF (CO-RE needs it), drop DWARF.

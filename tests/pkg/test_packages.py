@@ -1,0 +1,197 @@
+"""saga and saga-dkms, built and installed with apt on a clean Debian 12 machine.
+
+One machine for the whole module, in order: install, check what the
+packages put there, a kernel installed later, an unsupported kernel, boot
+the machine in a VM (module, udev rule, the packaged daemon serving
+/sagafs), and last purge, which must leave the machine as it was.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import subprocess
+
+import pytest
+
+import testroot
+import vm
+from conftest import version
+
+PKG_FILES = {
+    "saga": ["./usr/bin/saga", "./opt/venvs/saga/bin/saga", "./lib/systemd/system/saga.service",
+             "./etc/saga/saga.toml", "./var/lib/saga/", "./usr/share/man/man8/saga.8.gz",
+             "./usr/share/man/man5/saga.toml.5.gz", "./usr/share/bash-completion/completions/saga"],
+    "saga-dkms": ["./usr/lib/modules-load.d/saga.conf", "./lib/udev/rules.d/60-saga-dkms.rules"],
+}
+
+
+def contents(deb) -> str:
+    return subprocess.run(["dpkg-deb", "-c", str(deb)], check=True, stdout=subprocess.PIPE, text=True).stdout
+
+
+def test_packages_hold_what_they_must(debs):
+    ver = version()
+    listing = {name: contents(path) for name, path in debs.items()}
+    for name, paths in PKG_FILES.items():
+        for p in paths:
+            assert re.search(rf" {re.escape(p)}( |$)", listing[name], re.M), f"{name} lacks {p}"
+    assert re.search(r"/site-packages/saga/drivers/ebpf/saga\.bpf\.o$", listing["saga"], re.M)
+    assert f"./usr/src/saga-{ver}/dkms.conf" in listing["saga-dkms"]
+    assert f"./usr/src/saga-{ver}/Kbuild" in listing["saga-dkms"]
+    # the private venv carries no installer and nothing of the build directory
+    assert "/site-packages/pip/" not in listing["saga"]
+    assert "drwx------ root/root" in [ln[:len("drwx------ root/root")] for ln in listing["saga"].splitlines()
+                                      if ln.rstrip().endswith("./var/lib/saga/")][0]
+
+
+def test_dkms_built_the_module_for_every_kernel_with_headers(installed):
+    m = installed.machine
+    kernels = m.run("sh", "-c", "for b in /lib/modules/*/build; do [ -d $b/include ] && "
+                    "basename ${b%/build}; done; true").stdout.split()
+    assert kernels, "the machine has no kernel headers"
+    for k in kernels:
+        status = m.run("dkms", "status", "-m", "saga", "-v", installed.version, "-k", k).stdout
+        assert ": installed" in status, f"saga.ko not installed for {k}: {status!r}"
+        ko = f"/lib/modules/{k}/updates/dkms/saga.ko"
+        assert m.path(ko).is_file(), f"no {ko}"
+        info = m.run("modinfo", "-F", "vermagic", ko).stdout.split()
+        assert info and info[0] == k, f"{ko} is for {info}, not {k}"
+        assert m.run("modinfo", "-F", "version", ko).stdout.strip() == installed.version
+        # depmod ran: modprobe (and modules-load.d) can find it by name
+        assert re.search(r"^updates/dkms/saga\.ko:", m.path(f"/lib/modules/{k}/modules.dep").read_text(), re.M)
+
+
+def test_saga_runs(installed):
+    m = installed.machine
+    out = m.run("saga", "--help").stdout
+    assert "daemon" in out and "rules" in out
+    assert m.run("saga", "--version").stdout.strip() == f"saga {installed.version}"
+    # a bad command: one line and a usage error, not a traceback
+    bad = m.run("saga", "no-such-command", check=False)
+    assert bad.returncode == 64 and "Traceback" not in bad.stdout
+
+
+def test_unit_verifies_and_is_enabled(installed):
+    m = installed.machine
+    res = m.run("systemd-analyze", "verify", "/lib/systemd/system/saga.service", check=False)
+    assert res.returncode == 0, res.stdout
+    assert "saga.service" not in res.stdout, res.stdout
+    unit = m.path("/lib/systemd/system/saga.service").read_text()
+    assert re.search(r"^ExecStart=/usr/bin/saga daemon$", unit, re.M)
+    assert re.search(r"^Restart=on-failure$", unit, re.M)
+    assert "systemd-modules-load.service" in unit
+    wants = m.path("/etc/systemd/system/multi-user.target.wants/saga.service")
+    assert os.readlink(wants) == "/lib/systemd/system/saga.service"
+
+
+def test_conffile_is_the_commented_defaults(installed):
+    m = installed.machine
+    conffiles = m.run("dpkg-query", "-W", "-f", "${Conffiles}", "saga").stdout
+    assert "/etc/saga/saga.toml" in conffiles
+    text = m.path("/etc/saga/saga.toml").read_text()
+    assert re.search(r"^#driver = \"auto\"$", text, re.M)
+    check = ("import dataclasses, sys; from saga import config; "
+             "c = config.load('/etc/saga/saga.toml'); "
+             "sys.exit(0 if dataclasses.replace(c, path=None) == config.Config() else 1)")
+    m.run("/opt/venvs/saga/bin/python", "-c", check)
+
+
+def test_man_pages_and_completion(installed):
+    m = installed.machine
+    for page, title in (("/usr/share/man/man8/saga.8.gz", ".TH SAGA 8"),
+                        ("/usr/share/man/man5/saga.toml.5.gz", ".TH SAGA.TOML 5")):
+        text = gzip.decompress(m.path(page).read_bytes()).decode()
+        assert text.startswith(title), page
+    saga8 = gzip.decompress(m.path("/usr/share/man/man8/saga.8.gz").read_bytes()).decode()
+    assert "saga rules add" in saga8
+    conf5 = gzip.decompress(m.path("/usr/share/man/man5/saga.toml.5.gz").read_bytes()).decode()
+    assert "retention_days" in conf5
+    # the completion script, sourced by bash, completes a subcommand
+    out = m.run("bash", "-c", ". /usr/share/bash-completion/completions/saga; COMP_WORDS=(saga rul); "
+                "COMP_CWORD=1; _saga_completion saga; echo \"${COMPREPLY[@]}\"").stdout
+    assert "rules" in out.split(), out
+
+
+def test_udev_rule_and_boot_time_loading(installed):
+    m = installed.machine
+    rule = m.path("/lib/udev/rules.d/60-saga-dkms.rules").read_text()
+    assert re.search(r'KERNEL=="saga".*MODE="0600"', rule)
+    assert "saga" in m.path("/usr/lib/modules-load.d/saga.conf").read_text().split()
+
+
+UNSUPPORTED = {
+    # too old for the module: refused by BUILD_EXCLUSIVE_KERNEL
+    "5.10.0-99-amd64": "CONFIG_HAVE_SYSCALL_TRACEPOINTS=y\nCONFIG_TRACEPOINTS=y\n",
+    # no syscall tracepoints to hook: refused by BUILD_EXCLUSIVE_CONFIG
+    "6.1.0-99-notrace": "CONFIG_MODULES=y\n",
+}
+
+
+def test_unsupported_kernels_are_refused_cleanly(installed):
+    m = installed.machine
+    for kernel, config in UNSUPPORTED.items():
+        build = f"/lib/modules/{kernel}/build"
+        m.path(build + "/include").mkdir(parents=True)
+        m.path(build + "/.config").write_text(config)
+        try:
+            res = m.run("dkms", "install", "-m", "saga", "-v", installed.version, "-k", kernel, check=False)
+            assert res.returncode == 77, f"{kernel}: dkms exit {res.returncode}\n{res.stdout}"
+            assert "BUILD_EXCLUSIVE" in res.stdout
+            assert not re.search(r"error:|make\b", res.stdout), res.stdout
+            # what a kernel install runs: must succeed, and build nothing
+            hook = m.run("/etc/kernel/header_postinst.d/dkms", kernel, check=False)
+            assert hook.returncode == 0, hook.stdout
+            assert not m.path(f"/lib/modules/{kernel}/updates/dkms/saga.ko").exists()
+        finally:
+            m.run("rm", "-rf", f"/lib/modules/{kernel}", f"/var/lib/dkms/saga/kernel-{kernel}-x86_64")
+
+
+def test_a_kernel_installed_later_gets_the_module(installed):
+    m = installed.machine
+    before = set(m.run("sh", "-c", "ls /lib/modules").stdout.split())
+    out = m.run("apt-get", "install", "-y", "--no-install-recommends", testroot.LATER_HEADERS,
+                env={"DEBIAN_FRONTEND": "noninteractive"}).stdout
+    new = sorted(set(m.run("sh", "-c", "ls /lib/modules").stdout.split()) - before)
+    assert len(new) == 1, f"expected one new kernel, got {new}\n{out[-2000:]}"
+    status = m.run("dkms", "status", "-m", "saga", "-v", installed.version, "-k", new[0]).stdout
+    assert ": installed" in status, f"DKMS did not build saga.ko for {new[0]}: {status!r}\n{out[-3000:]}"
+
+
+def test_vm_boots_the_packaged_module_and_daemon(installed):
+    """Boot the machine: modules-load.d loads saga.ko, udev's rule applies, and
+    `saga daemon` from the package runs on it and serves `cat /sagafs/log`."""
+    result = vm.boot_and_check(installed)
+    facts = result.facts
+    details = result.details()
+    assert facts.get("MODULE_LOADED"), "modules-load.d did not load saga.ko\n" + details
+    assert facts.get("UDEV_RULE"), "udev's rule for /dev/saga did not apply\n" + details
+    assert facts.get("DEVMODE") == "600 root root", details
+    assert facts.get("DRIVER") == "kmod", "the daemon does not use the module\n" + details
+    assert facts.get("SAGAFS_MOUNTED"), "saga daemon did not mount /sagafs\n" + details
+    assert facts.get("LOG_LINES", 0) > 0, "cat /sagafs/log showed no event\n" + details
+    assert facts.get("DAEMON_EXIT") == "0", "the daemon did not stop cleanly\n" + details
+
+
+def test_purge_leaves_nothing_behind(installed):
+    m = installed.machine
+    m.run("apt-get", "purge", "-y", "saga", "saga-dkms", env={"DEBIAN_FRONTEND": "noninteractive"})
+    assert m.run("dpkg-query", "-W", "saga", check=False).returncode != 0
+    assert m.run("dpkg-query", "-W", "saga-dkms", check=False).returncode != 0
+    # What packages installed by the tests (the later kernel's headers) own is theirs.
+    others = installed.package_list() - installed.packages_before
+    owned = set()
+    for pkg in sorted(others):
+        owned |= {p.rstrip("/") for p in m.run("dpkg", "-L", pkg).stdout.splitlines() if p.startswith("/")}
+    after = m.files()
+    norm = lambda paths: {p.rstrip("/") for p in paths}  # noqa: E731
+    # depmod's index of the later kernel (it has headers, no image) is dkms's doing.
+    depmod = {p for p in norm(after) for k in _later(m) if re.fullmatch(rf"/lib/modules/{k}/modules\.\w+(\.bin)?", p)}
+    left = sorted(norm(after) - norm(installed.before) - owned - depmod)
+    gone = sorted(norm(installed.before) - norm(after))
+    assert not left, "purge left behind:\n" + "\n".join(left[:50])
+    assert not gone, "purge removed what was there before:\n" + "\n".join(gone[:50])
+
+
+def _later(m) -> list[str]:
+    return [k for k in m.run("sh", "-c", "ls /lib/modules").stdout.split() if k.startswith("6.12")]
