@@ -2,7 +2,7 @@
 
 `debs` builds dist/*.deb with packaging/build.sh (make deb), unless
 SAGA_PKG_DEBS names a directory holding them already.  `machine` is a
-throwaway overlay of the cached Debian 12 root (testroot.py) with the
+throwaway overlay of the cached Debian 12 root (pkgroot.py) with the
 packages' dependencies and then the packages themselves installed with apt.
 """
 from __future__ import annotations
@@ -16,19 +16,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import testroot  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[2]
+import pkgroot  # noqa: E402
+from pkgroot import REPO, version  # noqa: E402
 
 if os.geteuid() != 0:
     pytest.skip("the package tests need root (debootstrap, chroot, mounts)", allow_module_level=True)
-
-
-def version() -> str:
-    for line in (REPO / "src/saga/__init__.py").read_text().splitlines():
-        if line.startswith("__version__"):
-            return line.split('"')[1]
-    raise AssertionError("no __version__ in src/saga/__init__.py")
 
 
 @pytest.fixture(scope="session")
@@ -49,8 +41,8 @@ def debs() -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def base() -> Path:
     try:
-        return testroot.base_root(log=lambda msg: print(msg, file=sys.stderr))
-    except (testroot.SetupError, subprocess.CalledProcessError) as exc:
+        return pkgroot.base_root(log=lambda msg: print(msg, file=sys.stderr))
+    except (pkgroot.SetupError, subprocess.CalledProcessError) as exc:
         pytest.fail(f"could not make the Debian 12 test machine: {exc}")
 
 
@@ -62,7 +54,7 @@ def deb_field(deb: Path, field: str) -> str:
 class Installed:
     """The machine with saga's packages installed, and what it looked like before."""
 
-    def __init__(self, machine: testroot.Machine, debs: dict[str, Path]):
+    def __init__(self, machine: pkgroot.Machine, debs: dict[str, Path]):
         self.machine = machine
         self.debs = debs
         self.version = version()
@@ -87,7 +79,7 @@ class Installed:
 
 @pytest.fixture(scope="session")
 def installed(base, debs):
-    machine = testroot.Machine(base)
+    machine = pkgroot.Machine(base)
     try:
         yield Installed(machine, debs)
     finally:

@@ -14,9 +14,9 @@ import subprocess
 
 import pytest
 
-import testroot
-import vm
-from conftest import version
+import pkgroot
+import pkgvm
+from pkgroot import version
 
 PKG_FILES = {
     "saga": ["./usr/bin/saga", "./opt/venvs/saga/bin/saga", "./lib/systemd/system/saga.service",
@@ -150,7 +150,7 @@ def test_unsupported_kernels_are_refused_cleanly(installed):
 def test_a_kernel_installed_later_gets_the_module(installed):
     m = installed.machine
     before = set(m.run("sh", "-c", "ls /lib/modules").stdout.split())
-    out = m.run("apt-get", "install", "-y", "--no-install-recommends", testroot.LATER_HEADERS,
+    out = m.run("apt-get", "install", "-y", "--no-install-recommends", pkgroot.LATER_HEADERS,
                 env={"DEBIAN_FRONTEND": "noninteractive"}).stdout
     new = sorted(set(m.run("sh", "-c", "ls /lib/modules").stdout.split()) - before)
     assert len(new) == 1, f"expected one new kernel, got {new}\n{out[-2000:]}"
@@ -161,7 +161,7 @@ def test_a_kernel_installed_later_gets_the_module(installed):
 def test_vm_boots_the_packaged_module_and_daemon(installed):
     """Boot the machine: modules-load.d loads saga.ko, udev's rule applies, and
     `saga daemon` from the package runs on it and serves `cat /sagafs/log`."""
-    result = vm.boot_and_check(installed)
+    result = pkgvm.boot_and_check(installed)
     facts = result.facts
     details = result.details()
     assert facts.get("MODULE_LOADED"), "modules-load.d did not load saga.ko\n" + details

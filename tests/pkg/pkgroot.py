@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("SAGA_TEST_CACHE", "/var/cache/saga-test"))
 SUITE = "bookworm"
 RECIPE = 2  # bump when the way the base is made changes
@@ -38,6 +39,14 @@ VOLATILE = ("proc", "sys", "dev", "run", "tmp", "var/cache/apt", "var/cache/debc
             "var/lib/apt", "var/log", "var/lib/dpkg/triggers", "var/lib/dpkg/lock", "var/lib/dpkg/lock-frontend",
             "var/lib/dpkg/status-old", "var/lib/dpkg/available", "var/lib/dpkg/diversions-old",
             "var/lib/dpkg/statoverride-old", "var/lib/dpkg/updates", "root/saga-test")
+
+
+def version() -> str:
+    """saga's version, the one source: src/saga/__init__.py."""
+    for line in (REPO / "src/saga/__init__.py").read_text().splitlines():
+        if line.startswith("__version__"):
+            return line.split('"')[1]
+    raise AssertionError("no __version__ in src/saga/__init__.py")
 
 
 class SetupError(RuntimeError):
@@ -102,7 +111,7 @@ def base_root(log=print) -> Path:
         return root
     CACHE.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="building-", dir=CACHE))
-    log(f"testroot: building the Debian 12 test machine in {root} (once; a few minutes)")
+    log(f"pkgroot: building the Debian 12 test machine in {root} (once; a few minutes)")
     try:
         _build(tmp, sources)
         (tmp / ".saga-test-complete").touch()
