@@ -43,6 +43,9 @@ def parse(buf: bytes | bytearray | memoryview) -> list[tuple]:
                 append(rec + _NO_PATHS)
             elif size < FIXED or size & 7 or off + size > end:
                 raise RecordError(f"bad record size {size} at byte {off}")
+            elif not rec[PATH_LEN1] and 0 < rec[PATH_LEN0] < size - FIXED:   # one path: most calls that have any
+                start = off + FIXED
+                append(rec + ((str(buf[start:start + rec[PATH_LEN0]], "utf-8", "surrogateescape"),),))
             else:
                 append(rec + (_paths(buf, off + FIXED, off + size, rec[PATH_LEN0], rec[PATH_LEN1]),))
             off += size

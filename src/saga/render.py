@@ -28,9 +28,19 @@ def quote(s: str) -> str:
     if s.isprintable() and '"' not in s and "\\" not in s:
         return f'"{s}"'
     s = s.translate(_ESCAPES)
-    if any(ord(c) < 32 or ord(c) == 127 for c in s):
-        s = "".join(c if 32 <= ord(c) != 127 else f"\\x{ord(c):02x}" for c in s)
+    if any(ord(c) < 32 or ord(c) == 127 or 0xDC80 <= ord(c) <= 0xDCFF for c in s):
+        s = "".join(_escape(c) for c in s)
     return f'"{s}"'
+
+
+def _escape(c: str) -> str:
+    """Control characters, and bytes that are not UTF-8 (decoded with surrogateescape), as \\xNN."""
+    o = ord(c)
+    if o < 32 or o == 127:
+        return f"\\x{o:02x}"
+    if 0xDC80 <= o <= 0xDCFF:
+        return f"\\x{o - 0xDC00:02x}"
+    return c
 
 
 def _comm_token(comm: str) -> str:

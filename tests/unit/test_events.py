@@ -1,3 +1,5 @@
+import struct
+
 import pytest
 
 from saga import events
@@ -34,3 +36,11 @@ def test_bad_size_is_an_error():
     raw[0] = 12  # size 12 < fixed part
     with pytest.raises(events.RecordError, match="bad record size"):
         events.parse(bytes(raw))
+
+
+def test_a_path_longer_than_its_record_is_refused_on_the_one_path_fast_path():
+    raw = bytearray(events.pack(dict(nr=257, pid=1, paths=("/etc/passwd",))))
+    struct.pack_into("<H", raw, events.FIXED - 8, 200)          # path_len[0] past the end of the record
+    with pytest.raises(events.RecordError, match="overruns"):
+        events.parse(bytes(raw))
+    assert events.parse(memoryview(events.pack(dict(nr=257, paths=("/x/ÿ",)))))[0][events.PATHS] == ("/x/ÿ",)

@@ -58,3 +58,9 @@ def test_json_form_is_serialisable_and_complete():
                              args=(0xFFFFFF9C, 1, 0, 0), paths=("/root/x",)))
     assert json.loads(json.dumps(obj))["errno"] == "EACCES"
     assert obj["syscall"] == "openat" and obj["paths"] == ["/root/x"] and obj["pid"] == 5
+
+
+def test_bytes_that_are_not_utf8_are_escaped_so_the_line_is_valid_text():
+    from saga.render import quote
+    assert quote("/tmp/\udcff\udcfe-x") == '"/tmp/\\xff\\xfe-x"'
+    assert quote("a\\b\udcff") == '"a\\\\b\\xff"'

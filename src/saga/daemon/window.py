@@ -152,6 +152,18 @@ class EventWindow:
                 break
         return out, seq + len(out), lost
 
+    def last(self, n: int, keep: Callable[[tuple], bool] | None = None) -> list[tuple]:
+        """The newest n events (that `keep` accepts), oldest first (`saga log -n`)."""
+        out: list[tuple] = []
+        if n <= 0:
+            return out
+        for chunk in reversed(self.chunks):
+            part = chunk.raws if keep is None else [r for r in chunk.raws if keep(r)]
+            out[:0] = part[-(n - len(out)):]
+            if len(out) >= n:
+                break
+        return out
+
     def iter_raws(self) -> Iterable[tuple]:
         for chunk in self.chunks:
             yield from chunk.raws

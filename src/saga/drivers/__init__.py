@@ -18,12 +18,18 @@ KINDS = ("auto", "kmod", "ebpf", "replay")
 
 
 def _open_kmod(load: bool) -> Driver:
-    from saga.drivers.kmod import KmodDriver
+    try:
+        from saga.drivers.kmod import KmodDriver
+    except ImportError as exc:
+        raise DriverUnavailable(f"kmod: this build has no kernel-module driver ({exc})") from None
     return KmodDriver.open(load=load)
 
 
 def _open_ebpf(load: bool) -> Driver:
-    from saga.drivers.ebpf import EbpfDriver
+    try:
+        from saga.drivers.ebpf import EbpfDriver
+    except ImportError as exc:
+        raise DriverUnavailable(f"ebpf: this build has no eBPF driver ({exc})") from None
     return EbpfDriver.open(load=load)
 
 

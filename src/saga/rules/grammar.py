@@ -44,7 +44,8 @@ def _int_field(name: str, value: str) -> int:
         raise RuleError(f"{name}= needs a number, not {value!r}") from None
 
 
-def _uid(value: str) -> int:
+def parse_uid(value: str) -> int:
+    """A uid from a number or a user name (resolved now, as the kernel matches numbers)."""
     if value.isdigit():
         return int(value)
     try:
@@ -77,7 +78,7 @@ def parse(text: str) -> Rule:
         elif name == "pid" and eq:
             kw["pid"] = _int_field("pid", value)
         elif name == "uid" and eq:
-            kw["uid"] = _uid(value)
+            kw["uid"] = parse_uid(value)
         elif name in ("comm", "key") and eq:
             kw[name] = value
         else:

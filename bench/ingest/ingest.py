@@ -1,0 +1,132 @@
+"""Ingest speed: records in the /dev/saga format parsed, and parsed and archived to SQLite.
+
+Baseline, measured in the same run on the same bytes: struct.iter_unpack,
+the fastest a Python program can turn fixed-size records into tuples.  It
+needs fixed-size records, so the comparison corpus holds calls without
+paths (every record 128 bytes); a second corpus repeats the recorded
+workload (tests/data/workload.saga.gz: a third of the calls carry paths)
+to show the realistic mix.
+
+"archive" is the daemon's path on one core, end to end: parse, look up
+executables (psutil cache), build rows, insert into a fresh SQLite
+archive with saga's schema, indexes and pragmas (store.archive), in
+1 MiB reads as the daemon gets them.  Each figure is the best of
+--rounds runs (the machine is shared; the best run is the least disturbed),
+and each round runs every measure, so all meet the same load.
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import shutil
+import struct
+import tempfile
+import time
+from pathlib import Path
+
+from saga import _uapi, events
+from saga.daemon.enrich import Enricher
+from saga.store import Store, archive
+from saga.store import rules as stored_rules
+
+ROOT = Path(__file__).resolve().parents[2]
+READ_BYTES = 1 << 20
+TARGET_PARSE = 1_000_000
+TARGET_ARCHIVE = 300_000
+
+
+def corpora(n: int) -> tuple[bytes, bytes]:
+    """(fixed-size corpus, realistic mix), n records each, from the recorded workload."""
+    data = gzip.decompress((ROOT / "tests/data/workload.saga.gz").read_bytes())
+    recs, off = [], 0
+    for raw in events.parse(data):
+        recs.append(data[off:off + raw[events.SIZE]])
+        off += raw[events.SIZE]
+    fixed = [r for r in recs if len(r) == events.FIXED]
+    mix = b"".join(recs[i % len(recs)] for i in range(n))
+    return b"".join(fixed[i % len(fixed)] for i in range(n)), mix
+
+
+def reads(buf: bytes) -> list[bytes]:
+    """Cut a corpus into whole-record reads of about READ_BYTES, as read_raw returns them."""
+    out, start, off = [], 0, 0
+    while off < len(buf):
+        size = struct.unpack_from("<H", buf, off)[0]
+        if off + size - start > READ_BYTES:
+            out.append(buf[start:off])
+            start = off
+        off += size
+    out.append(buf[start:])
+    return out
+
+
+def timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def archive_run(chunks: list[bytes], workdir: str) -> float:
+    """Seconds to parse and archive all chunks into a new database (setup not timed)."""
+    path = tempfile.mkdtemp(dir=workdir)
+    store = Store.open(f"sqlite:///{path}/saga.db")
+    with store.session() as s, s.begin():
+        host = stored_rules.host_id(s, "bench")
+    writer = archive.EventWriter(store.engine, host)
+    enricher = Enricher()
+    t0 = time.perf_counter()
+    for buf in chunks:
+        raws = events.parse(buf)
+        writer.write([(buf, raws)], enricher.exes(raws))
+    took = time.perf_counter() - t0
+    writer.close()
+    store.close()
+    shutil.rmtree(path)
+    return took
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=300_000)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--workdir", default=os.environ.get("TMPDIR", "/var/tmp"))
+    args = ap.parse_args()
+    n = args.events
+    fixed, mix = corpora(n)
+    fixed_reads, mix_reads = reads(fixed), reads(mix)
+    unpack = _uapi.SAGA_EVENT_STRUCT.iter_unpack
+
+    # Rounds interleave every measure, so the baseline and the measures meet the same load.
+    runs: dict[str, list[float]] = {}
+    for _ in range(args.rounds):
+        for name, fn in (("base", lambda: [list(unpack(b)) for b in fixed_reads]),
+                         ("parse_fixed", lambda: [events.parse(b) for b in fixed_reads]),
+                         ("parse_mix", lambda: [events.parse(b) for b in mix_reads])):
+            runs.setdefault(name, []).append(timed(fn))
+        runs.setdefault("arch_fixed", []).append(archive_run(fixed_reads, args.workdir))
+        runs.setdefault("arch_mix", []).append(archive_run(mix_reads, args.workdir))
+    base, parse_fixed, parse_mix, arch_fixed, arch_mix = (
+        n / min(runs[k]) for k in ("base", "parse_fixed", "parse_mix", "arch_fixed", "arch_mix"))
+
+    def row(what, corpus, rate, target=None):
+        verdict = "" if target is None else ("yes" if rate >= target else "**no**")
+        goal = "" if target is None else f"≥ {target:,}"
+        return f"| {what} | {corpus} | {rate:,.0f} | {rate / base:.2f} | {goal} | {verdict} |"
+
+    load = os.getloadavg()[0]
+    print(f"Ingest, {n:,} events per run, best of {args.rounds} runs, load average {load:.1f} "
+          f"on {os.cpu_count()} CPUs.\n")
+    print("| measure | corpus | events/s | × iter_unpack | target | met |")
+    print("|---|---|---:|---:|---:|:---:|")
+    print(row("struct.iter_unpack (baseline)", "fixed", base))
+    print(row("saga.events.parse", "fixed", parse_fixed, TARGET_PARSE))
+    print(row("saga.events.parse", "mix", parse_mix, TARGET_PARSE))
+    print(row("parse + archive to SQLite", "fixed", arch_fixed, TARGET_ARCHIVE))
+    print(row("parse + archive to SQLite", "mix", arch_mix, TARGET_ARCHIVE))
+    print(f"\nfixed: {events.FIXED}-byte records without paths; mix: the recorded workload "
+          f"({len(mix) / n:.0f} bytes per record on average).")
+
+
+if __name__ == "__main__":
+    main()

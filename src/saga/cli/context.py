@@ -1,0 +1,72 @@
+"""What commands share: the configuration, the store, the driver, the daemon's socket.
+
+Each is opened on first use and closed when the command ends, so `saga
+rules list` never touches a database it does not need and `saga query`
+never opens a driver.  Tests pass an Env with a driver of their own
+(`CliRunner().invoke(app, args, obj=Env(driver=ReplayDriver(...)))`);
+an injected driver is never closed by the CLI.
+"""
+from __future__ import annotations
+
+from functools import cached_property
+
+from saga import config as configmod
+from saga.config import Config
+from saga.daemon.client import DaemonClient
+from saga.drivers import Driver, open_driver
+from saga.rules.service import RulesService
+from saga.store import Store
+
+
+class Env:
+    def __init__(self, *, driver: Driver | None = None, config: Config | None = None) -> None:
+        self._injected_driver = driver
+        self._config = config
+        self._driver: Driver | None = None
+        self._store: Store | None = None
+        self.config_path: str | None = None
+        self.db: str | None = None
+        self.debug = False
+
+    def configure(self, *, config_path: str | None, db: str | None, debug: bool) -> None:
+        self.config_path = config_path
+        self.db = db
+        self.debug = debug
+
+    @cached_property
+    def config(self) -> Config:
+        base = self._config if self._config is not None else configmod.load(self.config_path)
+        return base.with_db(self.db)
+
+    @property
+    def host(self) -> str:
+        return self.config.store.host_name
+
+    def store(self, *, create: bool = True) -> Store:
+        """The store; create=False (reading events) refuses to create a SQLite archive that is not there."""
+        if self._store is None:
+            self._store = Store.open(self.config.store.url, create=create)
+        return self._store
+
+    def driver(self) -> Driver:
+        """The capture driver, attached without loading anything (DriverUnavailable says how to load it)."""
+        if self._injected_driver is not None:
+            return self._injected_driver
+        if self._driver is None:
+            c = self.config.daemon
+            self._driver = open_driver(c.driver, load=False, replay_path=c.replay or None)
+        return self._driver
+
+    def rules(self, *, offline: bool = False) -> RulesService:
+        return RulesService(self.store(), None if offline else self.driver(), self.host)
+
+    def daemon(self) -> DaemonClient:
+        return DaemonClient(self.config.daemon.socket_path)
+
+    def close(self) -> None:
+        if self._driver is not None:
+            self._driver.close()
+            self._driver = None
+        if self._store is not None:
+            self._store.close()
+            self._store = None

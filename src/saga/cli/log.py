@@ -1,0 +1,116 @@
+"""`saga log`: recent events and a live follow.
+
+Where the events come from: the daemon (its window of recent events,
+through the control socket) when it runs; without it, `-f` reads the
+driver directly and a plain `saga log` shows the newest archived events.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from collections import deque
+from typing import Annotated
+
+import typer
+
+from saga import events, render
+from saga.cli.context import Env
+from saga.cli.output import note
+from saga.cli.query import Comm, Errors, Json, Pid, Syscall, Uid, print_archived
+from saga.daemon.client import DaemonClient, NotRunning
+from saga.filters import EventFilter
+from saga.store import query as archive_query
+
+
+class _Printer:
+    """Writes events as lines or JSON; stops the command after `limit` events (--count)."""
+
+    def __init__(self, as_json: bool, limit: int | None) -> None:
+        self.as_json = as_json
+        self.left = limit
+
+    def raws(self, raws) -> None:
+        enc = (lambda r: json.dumps(render.to_json(r), separators=(",", ":"))) if self.as_json else render.line
+        self.lines(enc(r) for r in raws)
+
+    def lines(self, lines) -> None:
+        write = sys.stdout.write
+        for text in lines:
+            write(text + "\n")
+            if self.left is not None:
+                self.left -= 1
+                if self.left <= 0:
+                    sys.stdout.flush()
+                    raise _Done
+        sys.stdout.flush()
+
+
+class _Done(Exception):
+    pass
+
+
+def _from_daemon(client: DaemonClient, flt: EventFilter, n: int, follow: bool, printer: _Printer) -> None:
+    req = {"op": "log", "n": n, "follow": follow, "format": "json" if printer.as_json else "line",
+           "filter": flt.to_json()}
+    for msg in client.request(req):
+        if "line" in msg:
+            printer.lines((msg["line"],))
+        elif "event" in msg:
+            printer.lines((json.dumps(msg["event"], separators=(",", ":")),))
+        elif "lost" in msg:
+            note(f"{msg['lost']} events lost: this reader fell behind the daemon's window")
+        elif msg.get("end"):
+            return
+
+
+def _follow_driver(env: Env, flt: EventFilter, n: int, printer: _Printer) -> None:
+    """No daemon: what the driver has buffered (the last n of it), then new events as they come."""
+    drv = env.driver()
+    keep = flt.predicate()
+    backlog: deque[tuple] = deque(maxlen=n or None)
+    while n:
+        buf = drv.read_raw(1 << 20, timeout=0)
+        if not buf:
+            break
+        backlog.extend(r for r in events.parse(buf) if keep(r))
+    if n:
+        printer.raws(backlog)
+    while True:
+        buf = drv.read_raw(1 << 20, timeout=0.5)
+        if buf:
+            printer.raws([r for r in events.parse(buf) if keep(r)])
+
+
+def log(ctx: typer.Context,
+        follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new events")] = False,
+        as_json: Json = False, syscall: Syscall = None, pid: Pid = None, comm: Comm = None, uid: Uid = None,
+        errors: Errors = False,
+        lines: Annotated[int, typer.Option("--lines", "-n", min=0, metavar="N",
+                                           help="Show the last N events first")] = 10,
+        count: Annotated[int | None, typer.Option("--count", min=1, metavar="N",
+                                                  help="Exit after printing N events")] = None,
+        ) -> None:
+    """Recent events; -f follows new ones (from the daemon, else the driver)."""
+    env: Env = ctx.obj
+    flt = EventFilter.build(syscall=syscall, pid=pid, comm=comm, uid=uid, errors=errors)
+    printer = _Printer(as_json, count)
+    client = env.daemon()
+    if follow:
+        client.timeout = None   # waiting for events is not a failure
+    try:
+        try:
+            _from_daemon(client, flt, lines, follow, printer)
+            return
+        except NotRunning:
+            pass
+        if follow:
+            _follow_driver(env, flt, lines, printer)
+            return
+        note("the daemon is not running: showing the newest archived events")
+        with env.store(create=False).session() as s:
+            found = archive_query.search(s, flt, lines)
+        print_archived(found[-count:] if count else found, as_json)
+    except _Done:
+        pass
+    except KeyboardInterrupt:
+        pass

@@ -1,0 +1,130 @@
+"""`saga stats`: per-syscall counters, straight from the driver (no daemon needed)."""
+from __future__ import annotations
+
+import enum
+import sys
+import time
+from typing import Annotated
+
+import typer
+
+from saga import syscalls
+from saga.cli.context import Env
+from saga.cli.output import json_line, json_out, out, table, warn
+from saga.drivers.base import Stats
+from saga.errors import UsageError
+from saga.render import iso_time
+
+
+class Sort(str, enum.Enum):
+    calls = "calls"
+    errors = "errors"
+    name = "name"
+
+
+def rows(st: Stats, sort: Sort, top: int | None, prev: Stats | None = None, dt: float = 0.0) -> list[dict]:
+    """One dict per syscall with counts (and rates against `prev` over dt seconds)."""
+    out_rows = []
+    for slot, (calls, errors) in st.per_slot.items():
+        row = {"name": syscalls.name_of(slot), "nr": slot, "calls": calls, "errors": errors}
+        if prev is not None and dt > 0:
+            pc, pe = prev.per_slot.get(slot, (0, 0))
+            row["calls_per_s"] = round(max(calls - pc, 0) / dt, 1)
+            row["errors_per_s"] = round(max(errors - pe, 0) / dt, 1)
+        out_rows.append(row)
+    if sort is Sort.name:
+        out_rows.sort(key=lambda r: r["name"])
+    else:
+        key = sort.value
+        if prev is not None and dt > 0:   # a live view ranks by what is happening now
+            key += "_per_s"
+        out_rows.sort(key=lambda r: (-r[key], r["name"]))
+    return out_rows[:top] if top else out_rows
+
+
+def as_object(st: Stats, sort: Sort, top: int | None, prev: Stats | None = None, dt: float = 0.0) -> dict:
+    return {"since": iso_time(st.reset_ns) if st.reset_ns else None, "calls": st.calls, "errors": st.errors,
+            "events": st.events, "drops": st.drops, "read": st.read, "no_enter": st.no_enter,
+            "path_faults": st.path_faults, "syscalls": rows(st, sort, top, prev, dt)}
+
+
+def render_table(st: Stats, sort: Sort, top: int | None, prev: Stats | None = None, dt: float = 0.0) -> str:
+    live = prev is not None and dt > 0
+    body = rows(st, sort, top, prev, dt)
+    headers = ["SYSCALL", "NR", "CALLS", "ERRORS", "ERR%"] + (["CALLS/s", "ERRORS/s"] if live else [])
+    lines = []
+    for r in body:
+        pct = f"{100 * r['errors'] / r['calls']:.1f}" if r["calls"] else "-"
+        line = [r["name"], r["nr"], r["calls"], r["errors"], pct]
+        if live:
+            line += [f"{r['calls_per_s']:.1f}", f"{r['errors_per_s']:.1f}"]
+        lines.append(line)
+    pct = f"{100 * st.errors / st.calls:.1f}" if st.calls else "-"
+    total = ["total", "", st.calls, st.errors, pct]
+    if live:
+        total += [f"{max(st.calls - prev.calls, 0) / dt:.1f}", f"{max(st.errors - prev.errors, 0) / dt:.1f}"]
+    shown = f"top {len(body)} of {len(st.per_slot)}" if top and len(st.per_slot) > len(body) else \
+        f"{len(st.per_slot)} syscalls"
+    since = f" since {iso_time(st.reset_ns)}" if st.reset_ns else ""
+    head = f"{shown}{since}; events {st.events} logged, {st.drops} dropped"
+    return head + "\n" + table(headers, lines + [total])
+
+
+def _warn_drops(st: Stats) -> None:
+    if st.drops:
+        warn(f"{st.drops} events were dropped (buffers full): the reader is not keeping up; see docs/daemon.md")
+
+
+def stats(ctx: typer.Context,
+          top: Annotated[int | None, typer.Option("--top", "-t", min=1, metavar="N",
+                                                  help="Only the N busiest syscalls")] = None,
+          sort: Annotated[Sort, typer.Option("--sort", "-s", help="Order by calls, errors or name")] = Sort.calls,
+          as_json: Annotated[bool, typer.Option("--json", help="Print JSON (with --watch: one object per line)")]
+          = False,
+          watch: Annotated[float | None, typer.Option("--watch", "-w", metavar="SECS", min=0.1,
+                                                      help="Refresh every SECS seconds, with rates")] = None,
+          count: Annotated[int | None, typer.Option("--count", "-c", min=1, metavar="N",
+                                                    help="With --watch: stop after N refreshes")] = None,
+          reset: Annotated[bool, typer.Option("--reset", help="Zero the counters after printing them")] = False,
+          ) -> None:
+    """Per-syscall counters: calls and errors, with totals; --watch for a live view."""
+    env: Env = ctx.obj
+    if watch is not None and reset:
+        raise UsageError("--reset cannot be combined with --watch")
+    if count is not None and watch is None:
+        raise UsageError("--count needs --watch")
+    drv = env.driver()
+    if watch is None:
+        st = drv.stats()
+        if as_json:
+            json_out(as_object(st, sort, top))
+        else:
+            out(render_table(st, sort, top))
+        _warn_drops(st)
+        if reset:
+            drv.reset_stats()
+        return
+    _watch(drv, sort, top, as_json, watch, count)
+
+
+def _watch(drv, sort: Sort, top: int | None, as_json: bool, every: float, count: int | None) -> None:
+    prev, prev_t = drv.stats(), time.monotonic()
+    tty = sys.stdout.isatty()
+    shown = 0
+    try:
+        while count is None or shown < count:
+            time.sleep(every)
+            st, now = drv.stats(), time.monotonic()
+            dt = now - prev_t
+            if as_json:
+                obj = as_object(st, sort, top, prev, dt)
+                obj["interval_s"] = round(dt, 3)
+                json_line(obj)
+            else:
+                text = render_table(st, sort, top, prev, dt)
+                out(("\x1b[H\x1b[2J" if tty else "") + text + ("" if tty else "\n"))
+            sys.stdout.flush()
+            prev, prev_t = st, now
+            shown += 1
+    except KeyboardInterrupt:
+        pass

@@ -1,0 +1,394 @@
+"""`saga daemon`: open the driver, install the stored rules, drain, archive, serve (docs/daemon.md).
+
+Start: take the pidfile lock, open the store (schema brought up to date),
+open the driver with load=True, install the stored rules (the database is
+the source of truth), enable capture, start the archiver thread, then run
+on trio: the drain loop, idle rendering, the control socket and, when
+available, sagafs.  SIGTERM/SIGINT: stop draining, unmount, write
+everything drained to the store, exit 0.  SIGHUP: reload the configuration
+and the rules.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import signal
+import socket
+import threading
+from dataclasses import dataclass, replace
+
+import trio
+import trio.lowlevel
+
+from saga import config as configmod
+from saga import events
+from saga.config import Config
+from saga.daemon.archiver import Archiver, Retention
+from saga.daemon.control import ControlServer
+from saga.daemon.enrich import Enricher
+from saga.daemon.state import DaemonState
+from saga.daemon.window import EventWindow
+from saga.drivers import Driver, open_driver
+from saga.errors import (
+    EX_TEMPFAIL,
+    DriverError,
+    DriverUnavailable,
+    PermissionDenied,
+    RulesLocked,
+    SagaError,
+    StoreError,
+)
+from saga.rules.service import RulesService
+from saga.store import Store
+from saga.store import rules as stored_rules
+
+log = logging.getLogger("saga.daemon")
+
+# Driver errors after which reading can never work again.
+_FATAL_ERRNOS = {errno.ENODEV, errno.EBADF, errno.ENXIO}
+_READS_PER_WAKE = 64
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the command line adds to the configuration."""
+
+    config_path: str | None = None   # reread on SIGHUP (None: the default path)
+    reload_config: bool = True       # False: a configuration given as an object (tests); reload does rules only
+    db: str | None = None            # --db / SAGA_DB, kept across reloads
+    driver: str | None = None        # --driver (default: daemon.driver)
+    replay: str | None = None        # --replay FILE (default: daemon.replay)
+    mount: str | None = None         # --mount PATH
+    no_mount: bool = False           # --no-mount
+
+
+def sagafs_server():
+    """saga.sagafs.serve when this build has sagafs, else None (docs/daemon.md: the sagafs seam)."""
+    try:
+        from saga import sagafs
+    except ImportError:
+        return None
+    return getattr(sagafs, "serve", None)
+
+
+def resolve_mount(config: Config, opts: Options):
+    """(mount point or None, serve function or None); an explicit --mount without sagafs is an error."""
+    if opts.no_mount:
+        return None, None
+    path = opts.mount or config.sagafs.mount or None
+    if path is None:
+        return None, None
+    serve = sagafs_server()
+    if serve is None:
+        if opts.mount:
+            raise DriverUnavailable("sagafs is not available yet in this build (no saga.sagafs.serve): "
+                                    "run the daemon with --no-mount")
+        log.warning("sagafs is not available in this build: not mounting %s", path)
+        return None, None
+    return path, serve
+
+
+def sd_notify(message: str) -> None:
+    """Tell systemd (Type=notify) about readiness and stopping; a no-op outside systemd."""
+    addr = os.environ.get("NOTIFY_SOCKET")
+    if not addr:
+        return
+    if addr.startswith("@"):
+        addr = "\0" + addr[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+            s.sendto(message.encode(), addr)
+    except OSError as exc:
+        log.warning("sd_notify: %s", exc)
+
+
+def _first_error(group: BaseExceptionGroup) -> BaseException:
+    """The error to report from a group of task errors: a SagaError if there is one."""
+    errors = []
+    stack = [group]
+    while stack:
+        exc = stack.pop()
+        if isinstance(exc, BaseExceptionGroup):
+            stack.extend(reversed(exc.exceptions))
+        else:
+            errors.append(exc)
+    return next((e for e in errors if isinstance(e, SagaError)), errors[0] if errors else group)
+
+
+class PidFile:
+    """daemon.run_dir/saga.pid, locked for the daemon's life: a second daemon is refused."""
+
+    def __init__(self, run_dir: str, path: str) -> None:
+        self.run_dir = run_dir
+        self.path = path
+        self.fd: int | None = None
+
+    def __enter__(self) -> PidFile:
+        try:
+            os.makedirs(self.run_dir, mode=0o755, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise PermissionDenied(f"cannot create {self.path}: {exc.strerror} (run the daemon as root)") \
+                    from None
+            raise SagaError(f"cannot create {self.path}: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise SagaError(f"a saga daemon is already running (pid {other})", exit_code=EX_TEMPFAIL) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        os.close(self.fd)
+
+
+class Daemon:
+    """One run of the daemon.  `driver` injects an open driver (tests); else it is opened with load=True."""
+
+    def __init__(self, config: Config, opts: Options, *, driver: Driver | None = None) -> None:
+        self.config = config
+        self.opts = opts
+        self.state: DaemonState | None = None
+        self.fatal: SagaError | None = None
+        self.mount, self.serve_fs = resolve_mount(config, opts)
+        self._driver = driver
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._stop: trio.Event | None = None
+        self.ready = threading.Event()       # set once serving (tests, embedding)
+
+    # -- start and stop ---------------------------------------------------------------
+    def open(self) -> DaemonState:
+        c = self.config
+        store = Store.open(c.store.url)
+        try:
+            host = c.store.host_name
+            with store.session() as s, s.begin():
+                host_id = stored_rules.host_id(s, host)
+            driver = self._driver
+            if driver is None:
+                kind = self.opts.driver or c.daemon.driver
+                driver = open_driver(kind, load=True, replay_path=self.opts.replay or c.daemon.replay or None)
+        except BaseException:
+            store.close()
+            raise
+        try:
+            rules = RulesService(store, driver, host)
+            if not driver.info().enabled:
+                driver.set_enabled(True)
+            self._install_rules(rules)
+            enricher = Enricher()
+            archiver = None
+            if c.daemon.archive:
+                archiver = Archiver(store, host_id, enricher=enricher if c.daemon.enrich else None,
+                                    max_queued=c.daemon.archive_queue, retention=self._retention(c))
+            state = DaemonState(config=c, driver=driver, store=store, rules=rules,
+                                window=EventWindow(max_events=c.daemon.window_events), enricher=enricher,
+                                archiver=archiver, host=host)
+        except BaseException:
+            if self._driver is None:
+                driver.close()
+            store.close()
+            raise
+        if archiver is not None:
+            archiver.start()
+        self.state = state
+        return state
+
+    def _install_rules(self, rules: RulesService) -> bool:
+        """The stored rules into the driver, then the lock if configured; True when the rules changed.
+
+        Rules locked by an earlier run stay as they are until the driver is unloaded: that is a
+        warning, not a reason to stop capturing.
+        """
+        try:
+            changed = rules.sync()
+        except RulesLocked:
+            log.warning("the driver's rules are locked and differ from the stored ones: they stay as they are "
+                        "until the driver is unloaded")
+            return False
+        if changed:
+            log.info("installed the %d stored rules in the %s driver", len(rules.stored()), rules.driver.name)
+        if self.config.rules.lock and not rules.driver.info().locked:
+            rules.lock()
+        return changed
+
+    @staticmethod
+    def _retention(c: Config) -> Retention:
+        return Retention(max_age_s=c.store.retention_days * 86400, max_rows=c.store.retention_rows,
+                         interval_s=c.store.prune_interval)
+
+    def close(self) -> int:
+        """Flush the archive and release everything; the exit status."""
+        state = self.state
+        status = 0
+        if state is not None:
+            if state.archiver is not None:
+                lost = state.archiver.stop(self.config.daemon.stop_timeout)
+                log.info("archived %d events in all", state.archiver.archived)
+                if lost:
+                    log.error("%d drained events could not be archived", lost)
+                    status = StoreError.exit_code
+            if self._driver is None:   # an injected driver belongs to whoever injected it
+                state.driver.close()
+            state.store.close()
+        if self.fatal is not None:
+            log.error("%s", self.fatal)
+            status = self.fatal.exit_code
+        return status
+
+    def run(self, *, signals: bool = True) -> int:
+        """The whole life of the daemon; returns its exit status.
+
+        signals=False (a daemon in a thread, for tests) leaves signals alone: stop() ends it.
+        """
+        with PidFile(self.config.daemon.run_dir, self.config.daemon.pidfile):
+            self.open()
+            try:
+                trio.run(self._serve, signals)
+            except BaseExceptionGroup as group:   # trio groups task errors: report the one that matters
+                raise _first_error(group) from None
+            finally:
+                status = self.close()
+                sd_notify("STOPPING=1")
+        return status
+
+    def stop(self) -> None:
+        """Ask a running daemon to stop, from any thread (as SIGTERM does)."""
+        if self._token is not None:
+            try:
+                trio.from_thread.run_sync(self._stop.set, trio_token=self._token)
+            except trio.RunFinishedError:
+                pass
+
+    # -- the event loop ------------------------------------------------------------------
+    async def _serve(self, signals: bool) -> None:
+        state = self.state
+        self._token = trio.lowlevel.current_trio_token()
+        self._stop = trio.Event()
+        async with trio.open_nursery() as nursery:
+            if signals:
+                await nursery.start(self._signals)
+            control = ControlServer(state, self.config.daemon.socket_path, self.reload)
+            await nursery.start(control.serve)
+            nursery.start_soon(self._drain, self._stop)
+            nursery.start_soon(self._render_idle)
+            if self.serve_fs is not None:
+                await nursery.start(self.serve_fs, state, self.mount)
+                state.mountpoint = self.mount
+                log.info("sagafs mounted at %s", self.mount)
+            info = state.driver.info()
+            log.info("running: driver %s %s, %d rules, control socket %s", info.driver, info.version,
+                     info.nr_rules, self.config.daemon.socket_path)
+            sd_notify("READY=1")
+            self.ready.set()
+            await self._stop.wait()
+            nursery.cancel_scope.cancel()
+        c = state.counters
+        log.info("stopped draining after %d events", c.drained_events)
+
+    async def _signals(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as received:
+            task_status.started()
+            async for signum in received:
+                if signum == signal.SIGHUP:
+                    await self.reload()
+                else:
+                    log.info("stopping (%s)", signal.Signals(signum).name)
+                    self._stop.set()
+
+    async def _drain(self, stop: trio.Event) -> None:
+        """Read records whenever the driver's descriptor polls readable; never blocks on the archive."""
+        state = self.state
+        driver = state.driver
+        fd = driver.fileno()
+        size = self.config.daemon.batch_bytes
+        while True:
+            await trio.lowlevel.wait_readable(fd)
+            got = False
+            for _ in range(_READS_PER_WAKE):
+                try:
+                    buf = driver.read_raw(size, timeout=0)
+                except DriverError as exc:
+                    state.counters.read_errors += 1
+                    if exc.errno in _FATAL_ERRNOS:
+                        self.fatal = exc
+                        stop.set()
+                        return
+                    log.error("reading events: %s", exc)
+                    await trio.sleep(0.5)
+                    break
+                if not buf:
+                    break
+                got = True
+                try:
+                    raws = events.parse(buf)
+                except events.RecordError as exc:   # a driver bug: say so, keep going
+                    state.counters.read_errors += 1
+                    log.error("the driver returned malformed records (%d bytes skipped): %s", len(buf), exc)
+                    continue
+                state.ingest(buf, raws)
+                await trio.lowlevel.checkpoint()
+            if not got:
+                await trio.sleep(0.001)   # readable yet empty: do not spin
+
+    async def _render_idle(self) -> None:
+        """Render sealed window chunks ahead of readers when there is time (cat /sagafs/log is then instant)."""
+        window = self.state.window
+        while True:
+            await trio.sleep(0.2)
+            while window.render_some(1):
+                await trio.lowlevel.checkpoint()
+
+    async def reload(self) -> None:
+        """SIGHUP: reread the configuration, apply what can change live, reinstall the stored rules."""
+        state = self.state
+        sd_notify("RELOADING=1")
+        if self.opts.reload_config:
+            try:
+                new = configmod.load(self.opts.config_path).with_db(self.opts.db)
+            except SagaError as exc:
+                log.error("reload: %s (keeping the running configuration)", exc)
+            else:
+                self._apply(new)
+        try:
+            changed = await trio.to_thread.run_sync(self._install_rules, state.rules)
+            log.info("reloaded%s", ": rules reinstalled from the database" if changed else "")
+        except SagaError as exc:
+            log.error("reload: rules: %s", exc)
+        state.counters.reloads += 1
+        sd_notify("READY=1")
+
+    def _apply(self, new: Config) -> None:
+        old = self.config
+        restart = [name for name, a, b in (("store.url", old.store.url, new.store.url),
+                                           ("store.host", old.store.host, new.store.host),
+                                           ("daemon.driver", old.daemon.driver, new.daemon.driver),
+                                           ("daemon.run_dir", old.daemon.run_dir, new.daemon.run_dir),
+                                           ("daemon.window_events", old.daemon.window_events,
+                                            new.daemon.window_events),
+                                           ("daemon.archive", old.daemon.archive, new.daemon.archive),
+                                           ("sagafs.mount", old.sagafs.mount, new.sagafs.mount)) if a != b]
+        if restart:
+            log.warning("reload: %s changed: takes effect when the daemon restarts", ", ".join(restart))
+        archiver = self.state.archiver
+        if archiver is not None:
+            archiver.retention = self._retention(new)
+            archiver.enricher = self.state.enricher if new.daemon.enrich else None
+            archiver.max_queued = new.daemon.archive_queue
+        # Keep what needs a restart as it runs; take the rest.
+        self.config = replace(new, store=replace(new.store, url=old.store.url, host=old.store.host),
+                              daemon=replace(new.daemon, driver=old.daemon.driver, run_dir=old.daemon.run_dir,
+                                             window_events=old.daemon.window_events, archive=old.daemon.archive),
+                              sagafs=replace(new.sagafs, mount=old.sagafs.mount))
+        self.state.config = self.config

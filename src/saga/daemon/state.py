@@ -1,0 +1,94 @@
+"""The daemon's state: what the drain loop fills and /sagafs and the control socket read.
+
+One DaemonState lives in the daemon's trio thread.  Handlers (sagafs,
+control socket) read `window`, `counters`, `status()`, wait for events
+with `wait_for_events`, and change rules through `rules` (a RulesService:
+database and driver together) from a worker thread
+(`trio.to_thread.run_sync(state.rules.add, rule)`): rule changes and
+store access block.  docs/daemon.md documents every field.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+import trio
+
+import saga
+from saga.config import Config
+from saga.daemon.archiver import Archiver
+from saga.daemon.enrich import Enricher
+from saga.daemon.window import EventWindow
+from saga.drivers.base import Driver
+from saga.render import iso_time
+from saga.rules.service import RulesService
+from saga.store import Store
+
+
+@dataclass
+class Counters:
+    drained_events: int = 0     # records read from the driver and parsed
+    drained_bytes: int = 0
+    reads: int = 0              # read_raw calls that returned records
+    read_errors: int = 0        # driver read failures (retried)
+    reloads: int = 0            # SIGHUP / control "reload" handled
+    followers: int = 0          # `saga log -f` streams open now
+
+
+@dataclass
+class DaemonState:
+    config: Config
+    driver: Driver
+    store: Store
+    rules: RulesService
+    window: EventWindow
+    enricher: Enricher
+    archiver: Archiver | None           # None when archiving is off (daemon.archive = false)
+    host: str
+    mountpoint: str | None = None       # where /sagafs is mounted, once it is
+    counters: Counters = field(default_factory=Counters)
+    started_ns: int = field(default_factory=time.time_ns)
+    _new_events: trio.Event = field(default_factory=trio.Event)
+
+    # -- ingest (drain loop only) ------------------------------------------------
+    def ingest(self, buf: bytes, raws: list[tuple]) -> None:
+        """Records read from the driver (and their parse): into the window, to the archiver; wake readers."""
+        self.counters.drained_events += len(raws)
+        self.counters.drained_bytes += len(buf)
+        self.counters.reads += 1
+        self.window.append(raws)
+        if self.archiver is not None:
+            self.archiver.submit(buf, raws)
+        self._new_events.set()
+        self._new_events = trio.Event()
+
+    async def wait_for_events(self, after_seq: int) -> None:
+        """Return once the window holds an event with sequence number >= after_seq."""
+        while self.window.next_seq <= after_seq:
+            await self._new_events.wait()
+
+    # -- reporting -----------------------------------------------------------------
+    def status(self) -> dict:
+        """The daemon's view for `saga status`, /sagafs/status and the control socket (docs/daemon.md)."""
+        info = self.driver.info()
+        st = self.driver.stats()
+        w = self.window
+        return {
+            "daemon": {"pid": os.getpid(), "version": saga.__version__, "started": iso_time(self.started_ns),
+                       "uptime_s": round((time.time_ns() - self.started_ns) / 1e9, 3), "host": self.host,
+                       "reloads": self.counters.reloads, "followers": self.counters.followers},
+            "driver": {"name": info.driver, "version": info.version, "abi_version": info.abi_version,
+                       "enabled": info.enabled, "locked": info.locked, "rules": info.nr_rules,
+                       "default_action": info.default_action, "ring_bytes": info.ring_bytes,
+                       "nr_cpus": info.nr_cpus},
+            "capture": {"calls": st.calls, "errors": st.errors, "events": st.events, "drops": st.drops,
+                        "read": st.read, "no_enter": st.no_enter, "path_faults": st.path_faults},
+            "drained": {"events": self.counters.drained_events, "bytes": self.counters.drained_bytes,
+                        "read_errors": self.counters.read_errors},
+            "window": {"events": len(w), "max_events": w.max_events, "first_seq": w.first_seq,
+                       "next_seq": w.next_seq, "dropped": w.dropped},
+            "archive": ({"enabled": True, "url": self.store.url, **self.archiver.counters()}
+                        if self.archiver is not None else {"enabled": False, "url": self.store.url}),
+            "mount": self.mountpoint,
+        }

@@ -1,0 +1,155 @@
+"""The archiver thread and the psutil enrichment it uses."""
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+
+import pytest
+from sqlalchemy import text
+
+from saga import events
+from saga.daemon.archiver import Archiver, Retention
+from saga.daemon.enrich import Enricher, ProcInfo
+from saga.errors import StoreError
+from saga.store import Store, archive
+from saga.store import rules as stored_rules
+
+
+@pytest.fixture
+def store(sqlite_url):
+    st = Store.open(sqlite_url)
+    yield st
+    st.close()
+
+
+def _host(store):
+    with store.session() as s, s.begin():
+        return stored_rules.host_id(s, "h")
+
+
+def batch(n: int, start: int = 0, pid: int = 1) -> tuple[bytes, list[tuple]]:
+    buf = b"".join(events.pack(dict(nr=0, pid=pid, ts_ns=10**18 + start + i)) for i in range(n))
+    return buf, events.parse(buf)
+
+
+def test_everything_submitted_is_written_by_stop(store):
+    a = Archiver(store, _host(store))
+    a.start()
+    for k in range(20):
+        assert a.submit(*batch(500, k * 500))
+    assert a.stop() == 0
+    assert archive.count(store.engine) == 10_000 == a.archived
+    assert a.dropped == 0 and a.queued == 0
+
+
+def test_a_full_queue_drops_and_counts_without_blocking(store):
+    a = Archiver(store, _host(store), max_queued=1000)   # not started: nothing drains the queue
+    assert a.submit(*batch(800))
+    assert not a.submit(*batch(300))
+    assert a.submit(*batch(200))
+    assert (a.queued, a.dropped) == (1000, 300)
+    a.start()
+    assert a.stop() == 0 and archive.count(store.engine) == 1000
+
+
+def test_a_failing_database_is_retried_then_reported_at_stop(store, monkeypatch):
+    a = Archiver(store, _host(store))
+    calls = []
+
+    def broken(reads, exes):
+        calls.append(len(reads))
+        raise StoreError("archiving events: database is locked")
+
+    monkeypatch.setattr(a._writer, "write", broken)
+    a.start()
+    a.submit(*batch(10))
+    a.submit(*batch(5))
+    assert a.stop(timeout=0.3) == 15
+    assert a.errors >= 1 and a.last_error.endswith("database is locked") and calls
+
+
+def test_recovery_after_database_errors(store, monkeypatch):
+    a = Archiver(store, _host(store))
+    real = a._writer.write
+    fails = threading.Semaphore(2)
+
+    def flaky(reads, exes):
+        if fails.acquire(blocking=False):
+            raise StoreError("archiving events: database is locked")
+        return real(reads, exes)
+
+    monkeypatch.setattr(a._writer, "write", flaky)
+    a.start()
+    a.submit(*batch(10))
+    assert a.stop(timeout=10) == 0
+    assert a.archived == 10 and a.errors == 2 and a.last_error is None
+
+
+def test_retention_runs_in_the_archiver(store):
+    h = _host(store)
+    a = Archiver(store, h, retention=Retention(max_rows=100, interval_s=0.05))
+    a._next_prune = 0
+    a.submit(*batch(300))
+    a.start()
+    deadline = time.monotonic() + 10
+    while (a.archived < 300 or archive.count(store.engine) > 100) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    a.stop()
+    assert archive.count(store.engine) == 100 and a.pruned == 200
+
+
+def test_exe_comes_from_the_enricher(store):
+    h = _host(store)
+    a = Archiver(store, h, enricher=Enricher())
+    a.start()
+    a.submit(*batch(3, pid=os.getpid()))
+    a.stop()
+    with store.engine.connect() as conn:
+        exes = conn.execute(text("SELECT DISTINCT exe FROM events")).scalars().all()
+    assert exes == [os.path.realpath(sys.executable)]
+
+
+def test_enricher_describes_live_processes_and_caches():
+    e = Enricher(ttl=60)
+    me = e.lookup(os.getpid())
+    assert me.exe == os.path.realpath(sys.executable) and me.cmdline and me.user
+    assert e.lookup(os.getpid()) is me and e.lookups == 1
+    assert e.cached(os.getpid()) is me
+    assert e.lookup(2**22 + 12345) is None
+
+
+def test_enricher_keeps_an_exited_process_and_notices_a_recycled_pid():
+    now = [0.0]
+    answers = {}
+    e = Enricher(ttl=1, clock=lambda: now[0], probe=lambda pid: answers.get(pid))
+    answers[7] = ProcInfo(7, 100, "nginx", "/usr/sbin/nginx", ("nginx",), "www-data")
+    assert e.lookup(7).exe == "/usr/sbin/nginx"
+    del answers[7]
+    now[0] = 5
+    assert e.lookup(7).exe == "/usr/sbin/nginx"           # exited: still describes its past events
+    answers[7] = ProcInfo(7, 999, "cat", "/usr/bin/cat", ("cat",), "root")
+    now[0] = 10
+    assert e.lookup(7).exe == "/usr/bin/cat"              # a new process with the same pid
+    assert e.exes(events.parse(events.pack(dict(nr=0, pid=7)))) == {7: "/usr/bin/cat"}
+
+
+def test_a_bug_in_one_batch_does_not_stop_the_archiver(store, monkeypatch):
+    a = Archiver(store, _host(store))
+    real = a._writer.write
+    first = threading.Event()
+
+    def buggy(reads, exes):
+        if not first.is_set():
+            first.set()
+            raise ValueError("a bug")
+        return real(reads, exes)
+
+    monkeypatch.setattr(a._writer, "write", buggy)
+    a.submit(*batch(7))
+    a.start()
+    assert first.wait(10)
+    a.submit(*batch(5, 100))
+    assert a.stop() == 0
+    assert (a.archived, a.dropped, a.errors) == (5, 7, 1) and archive.count(store.engine) == 5

@@ -1,0 +1,229 @@
+"""The store on SQLite and on a real PostgreSQL server: schema, migrations, rules, archive, search, retention."""
+from __future__ import annotations
+
+import os
+
+import pytest
+from sqlalchemy import create_engine, inspect, text
+
+from saga import events, rules, syscalls
+from saga.errors import PermissionDenied, StoreError
+from saga.events import COMM, NR, PATHS, PID, RET, TS, UID
+from saga.filters import EventFilter
+from saga.store import Store, archive, query, schema
+from saga.store import rules as stored_rules
+from saga.store.engine import normalize_url
+
+
+def _host(store: Store, name: str = "h1") -> int:
+    with store.session(write=True) as s, s.begin():
+        return stored_rules.host_id(s, name)
+
+
+def _archive(store: Store, buf: bytes, host: int, exe=None) -> None:
+    w = archive.EventWriter(store.engine, host)
+    try:
+        w.write([(buf, events.parse(buf))], exe or {})
+    finally:
+        w.close()
+
+
+def _search(store: Store, flt: EventFilter | None = None, limit=None, newest=True):
+    with store.session() as s:
+        return query.search(s, flt or EventFilter(), limit, newest=newest)
+
+
+def test_a_new_database_is_created_at_the_current_version(store_url):
+    with Store.open(store_url) as st, st.engine.connect() as conn:
+        assert schema.version(conn) == schema.SCHEMA_VERSION
+        assert {"saga_meta", "hosts", "rules", "events"} <= set(inspect(conn).get_table_names())
+    assert schema.ensure(Store.open(store_url).engine) == schema.SCHEMA_VERSION   # reopening changes nothing
+
+
+def test_a_newer_schema_is_refused(store_url):
+    with Store.open(store_url) as st, st.engine.begin() as conn:
+        conn.execute(text("UPDATE saga_meta SET value = :v WHERE key = 'schema_version'"),
+                     {"v": str(schema.SCHEMA_VERSION + 1)})
+    with pytest.raises(StoreError, match="newer than this saga"):
+        Store.open(store_url)
+
+
+def test_migrations_run_in_order_and_all_or_nothing(store_url):
+    st = Store.open(store_url)
+    v = schema.SCHEMA_VERSION
+
+    def add_note(conn):
+        conn.execute(text("ALTER TABLE hosts ADD COLUMN note VARCHAR(20)"))
+
+    def add_table(conn):
+        conn.execute(text("CREATE TABLE saga_extra (x INTEGER)"))
+
+    def broken(conn):
+        raise RuntimeError("migration bug")
+
+    with pytest.raises(RuntimeError):
+        schema.ensure(st.engine, v + 2, {v: add_note, v + 1: broken})
+    with st.engine.connect() as conn:
+        assert schema.version(conn) == v
+        assert "note" not in {c["name"] for c in inspect(conn).get_columns("hosts")}   # step 1 rolled back too
+    assert schema.ensure(st.engine, v + 2, {v: add_note, v + 1: add_table}) == v
+    with st.engine.connect() as conn:
+        assert schema.version(conn) == v + 2
+        assert "note" in {c["name"] for c in inspect(conn).get_columns("hosts")}
+        assert inspect(conn).has_table("saga_extra")
+    with pytest.raises(StoreError, match="no migration"):
+        schema.ensure(st.engine, v + 3, {})
+    st.close()
+
+
+def test_a_foreign_events_table_is_not_taken_over(tmp_path):
+    path = tmp_path / "other.db"
+    eng = create_engine(f"sqlite:///{path}")
+    with eng.begin() as conn:
+        conn.execute(text("CREATE TABLE events (x INTEGER)"))
+    eng.dispose()
+    with pytest.raises(StoreError, match="did not create"):
+        Store.open(str(path))
+
+
+def test_rules_are_kept_per_host_in_order(store_url):
+    with Store.open(store_url) as st:
+        a, b = _host(st, "a"), _host(st, "b")
+        ra = [rules.parse("1: ignore open*"), rules.parse("5: count read,write comm=nginx errors key=io")]
+        rb = [rules.parse("2: log %network uid=0")]
+        with st.session() as s, s.begin():
+            stored_rules.save(s, a, ra)
+            stored_rules.save(s, b, rb)
+        with st.session() as s:
+            assert stored_rules.load(s, a) == ra
+            assert stored_rules.load(s, b) == rb
+            assert stored_rules.take_rule_ids(s, a, 2) == [1, 2]
+            assert stored_rules.take_rule_ids(s, a, 1) == [3]
+            s.commit()
+
+
+def test_archived_events_come_back_exactly(store_url, recording, raws):
+    with Store.open(store_url) as st:
+        h = _host(st)
+        pid = raws[0][PID]
+        _archive(st, recording, h, {pid: "/usr/bin/saga-fixture"})
+        found = _search(st)
+        assert [a.raw for a in found] == sorted(raws, key=lambda r: r[TS])
+        assert {a.host for a in found} == {"h1"}
+        assert {a.exe for a in found if a.raw[PID] == pid} == {"/usr/bin/saga-fixture"}
+        assert {a.exe for a in found if a.raw[PID] != pid} == {None}
+        assert archive.count(st.engine, h) == len(raws)
+
+
+def test_search_filters_select_what_they_say(store_url, recording, raws):
+    openat, newfstatat = syscalls.BY_NAME["openat"].slot, syscalls.BY_NAME["newfstatat"].slot
+    nginx = b"nginx".ljust(16, b"\0")
+    with Store.open(store_url) as st:
+        _archive(st, recording, _host(st))
+        cases = [
+            (EventFilter.build(syscall="openat"), lambda r: r[NR] == openat),
+            (EventFilter.build(syscall="openat,newfstatat", errors=True),
+             lambda r: r[NR] in (openat, newfstatat) and r[RET] < 0),
+            (EventFilter.build(comm="nginx"), lambda r: r[COMM] == nginx),
+            (EventFilter.build(uid="65534"), lambda r: r[UID] == 65534),
+            (EventFilter.build(pid=raws[-1][PID]), lambda r: r[PID] == raws[-1][PID]),
+            (EventFilter.build(syscall="%file", errors=True, uid="0"),
+             lambda r: syscalls.name_of(r[NR]) in syscalls.CLASSES["file"] and r[RET] < 0 and r[UID] == 0),
+        ]
+        for flt, expect in cases:
+            want = sorted((r for r in raws if expect(r)), key=lambda r: r[TS])
+            assert want, flt
+            assert [a.raw for a in _search(st, flt)] == want, flt
+        mid = sorted(r[TS] for r in raws)[len(raws) // 2]
+        later = _search(st, EventFilter(since_ns=mid))
+        assert later and all(a.raw[TS] >= mid for a in later)
+        assert len(later) == sum(1 for r in raws if r[TS] >= mid)
+        assert _search(st, EventFilter(host="nope")) == []
+
+
+def test_limit_takes_the_last_or_first_archived_in_time_order(store_url, recording, raws):
+    by_time = sorted(raws, key=lambda r: r[TS])
+    with Store.open(store_url) as st:
+        _archive(st, recording, _host(st))
+        assert [a.raw for a in _search(st, limit=5)] == by_time[-5:]
+        assert [a.raw for a in _search(st, limit=5, newest=False)] == by_time[:5]
+
+
+def test_paths_that_are_not_utf8_survive(store_url):
+    buf = events.pack(dict(nr=257, pid=1, ts_ns=5, comm="x", paths=("/tmp/\udcff\udcfe",), ret=-2))
+    with Store.open(store_url) as st:
+        _archive(st, buf, _host(st))
+        (a,) = _search(st)
+        assert a.raw[PATHS] == ("/tmp/\udcff\udcfe",)          # the record keeps the bytes
+        with st.engine.connect() as conn:
+            assert conn.execute(text("SELECT path FROM events")).scalar() == "/tmp/\\xff\\xfe"
+
+
+def test_retention_by_age_and_by_rows_touches_only_its_host(store_url):
+    def batch(n, start):
+        return b"".join(events.pack(dict(nr=0, pid=1, ts_ns=start + i)) for i in range(n))
+
+    with Store.open(store_url) as st:
+        a, b = _host(st, "a"), _host(st, "b")
+        for start in range(1000, 1100, 10):          # ten writes: age goes by whole batches
+            _archive(st, batch(10, start), a)
+            _archive(st, batch(10, start), b)
+        assert archive.prune(st.engine, a, before_ns=1055, chunk=7) == 50   # the batch 1050..1059 stays
+        assert _search(st, EventFilter(host="a", until_ns=1059))[0].raw[TS] == 1050
+        assert archive.prune(st.engine, a, keep_rows=20, chunk=7) == 30
+        assert archive.count(st.engine, a) == 20 and archive.count(st.engine, b) == 100
+        left = _search(st, EventFilter(host="a"))
+        assert [r.raw[TS] for r in left] == list(range(1080, 1100))
+        assert archive.prune(st.engine, a, before_ns=0, keep_rows=1000) == 0
+
+
+def test_database_errors_are_one_line_store_errors(tmp_path):
+    with pytest.raises(StoreError, match="not a database URL|unsupported"):
+        Store.open("mysql://x/y")
+    with pytest.raises(StoreError, match="in-memory"):
+        Store.open("sqlite://")
+    with pytest.raises(StoreError, match="no archive at"):
+        Store.open(str(tmp_path / "missing.db"), create=False)
+    assert not (tmp_path / "missing.db").exists()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StoreError, match="cannot create|cannot open"):
+        Store.open(str(tmp_path / "file" / "saga.db"))
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"not a database at all" * 100)
+    with pytest.raises(StoreError, match="cannot open the database"):
+        Store.open(str(garbage))
+    with pytest.raises(StoreError, match="cannot open the database postgresql"):
+        Store.open("postgresql://nobody@/saga?host=/nonexistent-dir&connect_timeout=2")
+
+
+def test_an_unwritable_place_is_a_permission_error(tmp_path, monkeypatch):
+    def refuse(path, mode=0o777, exist_ok=False):
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(os, "makedirs", refuse)
+    with pytest.raises(PermissionDenied, match="run as root, or pass --db"):
+        Store.open(str(tmp_path / "sub" / "saga.db"))
+
+
+def test_urls_and_paths():
+    assert normalize_url("/var/lib/saga/saga.db").render_as_string() == "sqlite:////var/lib/saga/saga.db"
+    assert normalize_url("postgresql://u@h/db").drivername == "postgresql+psycopg"
+    assert normalize_url("postgres://u@h/db").drivername == "postgresql+psycopg"
+
+
+def test_time_ranges_find_calls_archived_long_after_they_began(store_url):
+    """A call that blocked for long is archived with later calls but keeps its entry time."""
+    def rec(ts, pid=1):
+        return events.pack(dict(nr=0, pid=pid, ts_ns=ts))
+
+    with Store.open(store_url) as st:
+        h = _host(st)
+        _archive(st, b"".join(rec(t) for t in range(100, 110)), h)
+        _archive(st, b"".join(rec(t) for t in range(200, 205)) + rec(50, pid=9) + rec(205), h)
+        got = _search(st, EventFilter(since_ns=40, until_ns=60))
+        assert [(a.raw[TS], a.raw[PID]) for a in got] == [(50, 9)]
+        assert [a.raw[TS] for a in _search(st, EventFilter(since_ns=204))] == [204, 205]
+        assert [a.raw[TS] for a in _search(st, EventFilter(until_ns=101))] == [50, 100, 101]
+        assert _search(st, EventFilter(since_ns=300)) == []
+        assert archive.prune(st.engine, h, before_ns=150) == 10   # the second batch holds ts 50: it stays
+        assert [a.raw[TS] for a in _search(st, EventFilter(until_ns=60))] == [50]
