@@ -120,7 +120,8 @@ def base_root(log=print) -> Path:
         tmp.rename(root)
     except BaseException:
         _umount_all(tmp)
-        shutil.rmtree(tmp, ignore_errors=True)
+        if not _mounted_below(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
     return root
 
@@ -173,11 +174,15 @@ def chroot(root: Path, cmd: list[str], *, env: dict | None = None, check: bool =
             subprocess.run(["umount", "-l", str(path)], check=False)
 
 
-def _umount_all(root: Path) -> None:
-    """Unmount anything left mounted under root (after an interrupted command)."""
+def _mounted_below(root: Path) -> list[str]:
     with open("/proc/self/mounts") as f:
         points = [line.split()[1] for line in f]
-    for point in sorted((p for p in points if p.startswith(str(root) + "/")), key=len, reverse=True):
+    return [p for p in points if p == str(root) or p.startswith(str(root) + "/")]
+
+
+def _umount_all(root: Path) -> None:
+    """Unmount anything left mounted under root (after an interrupted command)."""
+    for point in sorted((p for p in _mounted_below(root) if p != str(root)), key=len, reverse=True):
         subprocess.run(["umount", "-l", point], check=False)
 
 
@@ -223,10 +228,19 @@ class Machine:
         return out
 
     def kernels_with_headers(self) -> list[str]:
-        return sorted(os.path.basename(os.path.dirname(p)) for p in glob.glob(str(self.root / "lib/modules/*/build"))
-                      if os.path.isdir(os.path.join(p, "include")))
+        """Releases whose /lib/modules/R/build has headers (the links resolve inside the machine)."""
+        return self.run("sh", "-c", "for b in /lib/modules/*/build; do [ -d $b/include ] && "
+                        "basename ${b%/build}; done; true").stdout.split()
+
+    def default_kernel(self) -> str:
+        """The release linux-image-amd64 points at (the kernel the base was made with)."""
+        dep = self.run("dpkg-query", "-W", "-f", "${Depends}", "linux-image-amd64").stdout.split()[0]
+        return dep.removeprefix("linux-image-").rstrip(",")
 
     def close(self) -> None:
         _umount_all(self.root)
         subprocess.run(["umount", "-l", str(self.root)], check=False)
+        # Never delete through a mount (a bind of /dev would take the host's with it).
+        if _mounted_below(self.dir):
+            raise SetupError(f"{self.dir} still has mounts below it: left in place")
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -76,18 +76,11 @@ class Result:
         return "\n".join(parts)
 
 
-def machine_kernel(m) -> str:
-    """The kernel release of the machine's linux-image (its headers are installed too)."""
-    images = sorted(p.name[len("vmlinuz-"):] for p in m.path("/boot").glob("vmlinuz-*"))
-    assert images, "the test machine has no kernel image"
-    return images[-1]
-
-
 def boot_and_check(installed) -> Result:
     m = installed.machine
     vng = REPO / ".venv/bin/vng"
     assert vng.exists(), "virtme-ng is missing: tools/deps.sh vm"
-    kernel = machine_kernel(m)
+    kernel = m.default_kernel()
     out = m.path(OUT)
     subprocess.run(["rm", "-rf", str(out)], check=True)
     out.mkdir(parents=True)
