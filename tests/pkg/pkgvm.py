@@ -37,7 +37,9 @@ udevadm test --action=add "$devpath" >$out/udev.log 2>&1
 grep -q '60-saga-dkms.rules' $out/udev.log && grep -Eq "MODE.*0600|0600" $out/udev.log && fact UDEV_RULE 1
 fact DEVMODE "$(stat -c '%a %U %G' /dev/saga)"
 
-# The daemon, as saga.service runs it.
+# The daemon, as saga.service runs it.  SQLite cannot lock on the 9p root:
+# the archive's directory gets a tmpfs (same path, same configuration).
+mount -t tmpfs -o mode=0700 tmpfs /var/lib/saga
 saga daemon >$out/daemon.log 2>&1 &
 pid=$!
 i=0
@@ -61,6 +63,7 @@ fact LOG_LINES "$(grep -c 'comm=' $out/sagafs-log.txt)"
 kill -TERM $pid
 wait $pid
 fact DAEMON_EXIT $?
+umount /var/lib/saga
 """
 
 
