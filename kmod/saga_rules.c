@@ -54,25 +54,38 @@ static struct saga_ruleset *ruleset_alloc(unsigned int n)
 	return rs;
 }
 
-/* Fill fast[] and positions; the rules themselves are already in place. */
+/*
+ * Fill fast[] and positions.  Each rule decides the slots it names that
+ * no earlier rule named; the walk stops once every slot is decided, so a
+ * compile costs O(rules x words), not O(rules x slots).
+ */
 static void ruleset_compile(struct saga_ruleset *rs)
 {
-	unsigned int slot, i;
+	u64 open[SAGA_SYSCALL_WORDS];
+	unsigned int i, w;
+	bool any = true;
 
+	memset(open, 0xff, sizeof(open));
+	memset(rs->fast, saga_default_action, sizeof(rs->fast));
 	for (i = 0; i < rs->count; i++)
 		rs->rules[i].position = i;
-	for (slot = 0; slot < SAGA_NR_SLOTS; slot++) {
-		u8 act = saga_default_action;
+	for (i = 0; i < rs->count && any; i++) {
+		const struct saga_rule *r = &rs->rules[i];
+		u8 act = r->match ? SAGA_FAST_SLOW : r->action;
 
-		for (i = 0; i < rs->count; i++) {
-			const struct saga_rule *r = &rs->rules[i];
+		any = false;
+		for (w = 0; w < SAGA_SYSCALL_WORDS; w++) {
+			u64 fresh = r->syscalls[w] & open[w];
 
-			if (!rule_has_slot(r, slot))
-				continue;
-			act = r->match ? SAGA_FAST_SLOW : r->action;
-			break;
+			open[w] &= ~r->syscalls[w];
+			any |= open[w] != 0;
+			while (fresh) {
+				unsigned int b = __ffs64(fresh);
+
+				rs->fast[w * 64 + b] = act;
+				fresh &= fresh - 1;
+			}
 		}
-		rs->fast[slot] = act;
 	}
 	rs->generation = ++saga_generation;
 }
