@@ -142,6 +142,8 @@ int saga_rule_check(const struct saga_rule *r)
 		return -EINVAL;
 	if (!(r->match & SAGA_MATCH_UID) && r->uid)
 		return -EINVAL;
+	if (!(r->match & SAGA_MATCH_COMM) && r->comm[0])
+		return -EINVAL;
 	if (!padded_string_ok(r->comm, sizeof(r->comm), r->match & SAGA_MATCH_COMM))
 		return -EINVAL;
 	if (!padded_string_ok(r->key, sizeof(r->key), false))

@@ -46,9 +46,14 @@ vm_boot() {
   [ -x "$vng" ] || { echo "virtme-ng is missing: tools/deps.sh vm" >&2; return 1; }
   [ -f "/boot/vmlinuz-$rel" ] || { echo "no /boot/vmlinuz-$rel: tools/deps.sh vm" >&2; return 1; }
   # virtme-ng finds its helpers on PATH; a hung guest is killed, never waited for.
+  # One TCG thread for all vCPUs: with multi-threaded TCG, a vCPU can run a
+  # stale translation of kernel text another vCPU is live-patching
+  # (text_poke_bp when the syscall tracepoints' static keys flip at module
+  # load), which oopses on a leftover int3 that real CPUs never see.
   PATH="$VM_ROOT/.venv/bin:$PATH" timeout --kill-after=30 "$VM_TIMEOUT" \
     "$vng" --run "/boot/vmlinuz-$rel" --disable-kvm --force-9p \
-      --memory "$VM_MEMORY" --cpus "$VM_CPUS" --rwdir "$results" \
+      --verbose --memory "$VM_MEMORY" --cpus "$VM_CPUS" --rwdir "$results" \
+      --qemu-opts="-accel tcg,thread=single" \
       --exec "sh $script" </dev/null >"$results/console.log" 2>&1
 }
 
