@@ -10,9 +10,10 @@
 
 #include "saga.h"
 
-unsigned int saga_ring_bytes = 1 << 20;
+/* Like sysdig/Falco's per-CPU buffers: a burst survives a reader that is late by milliseconds. */
+unsigned int saga_ring_bytes = 4 << 20;
 module_param_named(ring_size, saga_ring_bytes, uint, 0444);
-MODULE_PARM_DESC(ring_size, "event ring bytes per CPU, rounded up to a power of two (4096..268435456, default 1048576)");
+MODULE_PARM_DESC(ring_size, "event ring bytes per CPU, rounded up to a power of two (4096..268435456, default 4194304)");
 
 unsigned int saga_entries = 4096;
 module_param_named(entries, saga_entries, uint, 0444);

@@ -28,7 +28,7 @@ def test_info(saga):
     assert info.driver == "kmod" and info.version == "0.1.0"
     assert info.abi_version == _uapi.SAGA_ABI_VERSION
     assert info.features == 0xF
-    assert info.ring_bytes == 1 << 20 and info.nr_cpus == os.cpu_count()
+    assert info.ring_bytes == 4 << 20 and info.nr_cpus == os.cpu_count()
     assert info.enabled and not info.locked and info.nr_rules == 0 and info.default_action == "log"
 
 

@@ -67,6 +67,17 @@ def test_long_path_is_cut_and_flagged(saga):
     assert recs[0].flags & _uapi.SAGA_EVF_PATH_TRUNC
 
 
+def test_unreadable_path_is_flagged_not_faulted_in(saga):
+    only(saga, "log openat comm=calls", "ignore all")
+    drain(saga)
+    f0 = saga.stats().path_faults
+    calls("fault")
+    recs = [e for e in drain(saga) if e.flags & _uapi.SAGA_EVF_PATH_FAULT]
+    assert len(recs) == 1
+    assert recs[0].paths == () and recs[0].ret == -2  # the kernel itself read "" (ENOENT)
+    assert saga.stats().path_faults == f0 + 1
+
+
 def test_ia32_call_maps_to_native_slot_and_is_flagged(saga):
     only(saga, "log getppid comm=calls", "ignore all")
     drain(saga)

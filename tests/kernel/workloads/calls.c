@@ -4,10 +4,12 @@
  * host by tools/vmtest.  Raw syscall(2) so libc adds or hides nothing.
  *
  *   calls getppid N          N getppid calls
+ *   calls bench N            N getppid calls; prints the mean ns per call (CLOCK_MONOTONIC)
  *   calls int80 N            N getppid calls through the ia32 entry (int $0x80)
  *   calls open PATH          one openat(AT_FDCWD, PATH, O_RDONLY|O_CLOEXEC); prints "PID TID RET"
  *   calls fail N             N openat calls that fail with ENOENT
  *   calls path LEN           one openat of a LEN-byte path (fails); prints the path
+ *   calls fault              one openat whose path is in a page never touched (not present)
  *   calls fork               fork a child that exits at once; prints the child's pid
  *   calls exit CODE          exit_group(CODE) at once
  *   calls sleep MS           one nanosleep
@@ -47,6 +49,16 @@ static void do_getppid(long n)
 		syscall(SYS_getppid);
 }
 
+static void do_bench(long n)
+{
+	struct timespec t0, t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	do_getppid(n);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	printf("%.1f\n", ((t1.tv_sec - t0.tv_sec) * 1e9 + (t1.tv_nsec - t0.tv_nsec)) / n);
+}
+
 /* getppid is 64 in the i386 table. */
 static void do_int80(long n)
 {
@@ -80,6 +92,13 @@ static void do_path(long len)
 	p[len] = '\0';
 	syscall(SYS_openat, AT_FDCWD, p, O_RDONLY);
 	printf("%s\n", p);
+}
+
+static void do_fault(void)
+{
+	char *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	syscall(SYS_openat, AT_FDCWD, p, O_RDONLY);
 }
 
 static void do_fork(void)
@@ -195,6 +214,8 @@ int main(int argc, char **argv)
 
 	if (!strcmp(mode, "getppid") && argc == 3)
 		do_getppid(arg_num(argv[2]));
+	else if (!strcmp(mode, "bench") && argc == 3)
+		do_bench(arg_num(argv[2]));
 	else if (!strcmp(mode, "int80") && argc == 3)
 		do_int80(arg_num(argv[2]));
 	else if (!strcmp(mode, "open") && argc == 3)
@@ -203,6 +224,8 @@ int main(int argc, char **argv)
 		do_fail(arg_num(argv[2]));
 	else if (!strcmp(mode, "path") && argc == 3)
 		do_path(arg_num(argv[2]));
+	else if (!strcmp(mode, "fault") && argc == 2)
+		do_fault();
 	else if (!strcmp(mode, "fork") && argc == 2)
 		do_fork();
 	else if (!strcmp(mode, "exit") && argc == 3)
@@ -216,7 +239,7 @@ int main(int argc, char **argv)
 	else if (!strcmp(mode, "fuzz") && argc == 4)
 		do_fuzz(arg_num(argv[2]), arg_num(argv[3]));
 	else {
-		fprintf(stderr, "usage: calls getppid|int80|fail N | open PATH | path LEN | fork | exit CODE | "
+		fprintf(stderr, "usage: calls getppid|bench|int80|fail N | open PATH | path LEN | fault | fork | exit CODE | "
 			"sleep MS | block N MS | storm SECONDS | fuzz N SEED\n");
 		return 64;
 	}
