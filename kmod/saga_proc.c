@@ -141,14 +141,14 @@ static bool rule_has_slot(const struct saga_rule *r, unsigned int slot)
 	return r->syscalls[slot / 64] & (1ULL << (slot % 64));
 }
 
-/* `all` when the set is exactly the named slots, else the names in slot order. */
+/* `all` when every slot is in the set (named or not), else the names in slot order. */
 static void put_syscalls(struct seq_file *m, const struct saga_rule *r)
 {
-	unsigned int slot;
+	unsigned int slot, w;
 	bool all = true, first = true;
 
-	for (slot = 0; slot < SAGA_NR_SLOTS && all; slot++)
-		all = rule_has_slot(r, slot) == !!saga_slot_names[slot];
+	for (w = 0; w < SAGA_SYSCALL_WORDS; w++)
+		all &= r->syscalls[w] == ~0ULL;
 	if (all) {
 		seq_puts(m, "all");
 		return;

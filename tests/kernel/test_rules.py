@@ -185,7 +185,7 @@ def test_lock_makes_rules_immutable_until_unload(module):
 
 
 def test_proc_rules_in_the_grammar(saga):
-    lines = ["count read,write comm=nginx key=nginx-io", "log openat errors", "ignore all pid=1",
+    lines = ["count read,write comm=nginx key=nginx-io", "log openat errors", "ignore getppid,openat pid=1",
              f"count getppid uid={NOBODY}", "log execve comm='my prog' key='a b'"]
     only(saga, *lines)
     text = proc("rules").splitlines()
@@ -196,5 +196,16 @@ def test_proc_rules_in_the_grammar(saga):
     for g, w, src in zip(got, want, lines):
         assert g.slots == w.slots == rule(src).slots
         assert (g.action, g.pid, g.uid, g.comm, g.errors, g.key) == (w.action, w.pid, w.uid, w.comm, w.errors, w.key)
-    assert text[2].split(": ", 1)[1] == "ignore all pid=1"
     assert text[0].split(": ", 1)[1] == "count read,write comm=nginx key=nginx-io"
+    assert text[2].split(": ", 1)[1] == "ignore getppid,openat pid=1"
+    assert text[4].split(": ", 1)[1] == "log execve comm='my prog' key='a b'"
+
+
+def test_proc_rules_says_all_for_every_slot(saga):
+    from kernelutil import _uapi, ioctl_errno
+    from saga.drivers.kmod import rule_to_kernel
+
+    raw = bytearray(rule_to_kernel(rule("ignore read pid=1")))
+    raw[_uapi.SAGA_RULE.fields[-1].offset:] = b"\xff" * 128  # every slot, named or not
+    assert ioctl_errno(saga.fileno(), _uapi.SAGA_IOC_RULE_ADD, raw) == 0
+    assert proc("rules").split(": ", 1)[1] == "ignore all pid=1\n"
