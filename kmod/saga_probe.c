@@ -98,7 +98,7 @@ static void copy_path(struct saga_entry *e, unsigned int k, unsigned long uptr)
 	e->path_len[k] = n;
 }
 
-static void stash_entry(struct pt_regs *regs, unsigned int slot, u16 flags)
+static noinline void stash_entry(struct pt_regs *regs, unsigned int slot, u16 flags)
 {
 	struct saga_entry *e = saga_entry_claim(current);
 	unsigned long args[6];
@@ -169,7 +169,7 @@ static void emit(struct saga_event *ev)
 		this_cpu_inc(saga_stats->drops);
 }
 
-static void log_exit(struct pt_regs *regs, unsigned int slot, u16 flags, long id, long ret)
+static noinline void log_exit(struct pt_regs *regs, unsigned int slot, u16 flags, long id, long ret)
 {
 	struct saga_event *ev = (struct saga_event *)this_cpu_ptr(saga_scratch);
 	struct saga_entry *e = saga_entry_take(current);
@@ -218,7 +218,7 @@ static __always_inline bool done_at_entry(unsigned int slot)
 	       slot == __NR_rt_sigreturn || slot == SAGA_SLOT_IA32_SIGRETURN;
 }
 
-static void noreturn_call(struct pt_regs *regs, unsigned int slot, u16 flags, long id)
+static noinline void noreturn_call(struct pt_regs *regs, unsigned int slot, u16 flags, long id)
 {
 	struct saga_verdict v = verdict_of(slot);
 	struct saga_event *ev;
@@ -246,7 +246,16 @@ static void noreturn_call(struct pt_regs *regs, unsigned int slot, u16 flags, lo
 	emit(ev);
 }
 
-static void saga_sys_enter(void *data, struct pt_regs *regs, long id)
+/* The log paths are out of line so the count-only path stays a short leaf. */
+static noinline void drop_entry(void)
+{
+	struct saga_entry *e = saga_entry_take(current);
+
+	if (e)
+		saga_entry_release(e);
+}
+
+static notrace void saga_sys_enter(void *data, struct pt_regs *regs, long id)
 {
 	unsigned int slot;
 	u16 flags;
@@ -262,7 +271,7 @@ static void saga_sys_enter(void *data, struct pt_regs *regs, long id)
 	SAGA_PROBE_LEAVE();
 }
 
-static void saga_sys_exit(void *data, struct pt_regs *regs, long ret)
+static notrace void saga_sys_exit(void *data, struct pt_regs *regs, long ret)
 {
 	struct saga_verdict v;
 	unsigned int slot;
@@ -284,12 +293,8 @@ static void saga_sys_exit(void *data, struct pt_regs *regs, long ret)
 	if (act == SAGA_ACT_LOG) {
 		if (!saga_is_reader(current->tgid))
 			log_exit(regs, slot, flags, id, ret);
-	} else if (may_log(v)) {
-		/* an `errors` rule kept entry state for a call that succeeded */
-		struct saga_entry *e = saga_entry_take(current);
-
-		if (e)
-			saga_entry_release(e);
+	} else if (unlikely(may_log(v))) {
+		drop_entry();	/* an `errors` rule kept entry state for a call that succeeded */
 	}
 out:
 	SAGA_PROBE_LEAVE();
