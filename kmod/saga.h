@@ -68,6 +68,7 @@ struct saga_ruleset {
 	struct rcu_head rcu;
 	u64 generation;
 	unsigned int count;
+	bool enter_active;		/* some slot may be logged: sys_enter has work */
 	u8 fast[SAGA_NR_SLOTS];	/* SAGA_ACT_* or SAGA_FAST_SLOW */
 	struct saga_rule rules[];	/* in order; position holds the index */
 };

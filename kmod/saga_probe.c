@@ -45,9 +45,8 @@ static __always_inline unsigned int slot_of(long id, u16 *flags)
 	return (unsigned long)id < SAGA_COMPAT_BASE ? id : SAGA_NR_UNKNOWN;
 }
 
-static __always_inline struct saga_verdict verdict_of(unsigned int slot)
+static __always_inline struct saga_verdict verdict_of(const struct saga_ruleset *rs, unsigned int slot)
 {
-	const struct saga_ruleset *rs = rcu_dereference_sched(saga_rules);
 	u8 act = rs->fast[slot];
 
 	if (likely(act != SAGA_FAST_SLOW))
@@ -218,9 +217,10 @@ static __always_inline bool done_at_entry(unsigned int slot)
 	       slot == __NR_rt_sigreturn || slot == SAGA_SLOT_IA32_SIGRETURN;
 }
 
-static noinline void noreturn_call(struct pt_regs *regs, unsigned int slot, u16 flags, long id)
+static noinline void noreturn_call(const struct saga_ruleset *rs, struct pt_regs *regs,
+				   unsigned int slot, u16 flags, long id)
 {
-	struct saga_verdict v = verdict_of(slot);
+	struct saga_verdict v = verdict_of(rs, slot);
 	struct saga_event *ev;
 	unsigned long args[6];
 	unsigned int i;
@@ -255,38 +255,62 @@ static noinline void drop_entry(void)
 		saga_entry_release(e);
 }
 
+/*
+ * Numbers that may be a call done at entry, in either ABI (native exit 60,
+ * exit_group 231, rt_sigreturn 15; ia32 exit 1, sigreturn 119,
+ * rt_sigreturn 173, exit_group 252).  When no slot can be logged the
+ * entry probe only has to catch these.
+ */
+static const unsigned long saga_entry_ids[BITS_TO_LONGS(256)] = {
+	[0] = BIT_ULL(1) | BIT_ULL(15) | BIT_ULL(60),
+	[1] = BIT_ULL(119 - 64),
+	[2] = BIT_ULL(173 - 128),
+	[3] = BIT_ULL(231 - 192) | BIT_ULL(252 - 192),
+};
+
+static __always_inline bool maybe_done_at_entry(long id)
+{
+	return (unsigned long)id < 256 && test_bit(id, saga_entry_ids);
+}
+
+static noinline void enter_call(const struct saga_ruleset *rs, struct pt_regs *regs, long id)
+{
+	u16 flags;
+	unsigned int slot = slot_of(id, &flags);
+
+	if (unlikely(done_at_entry(slot)))
+		noreturn_call(rs, regs, slot, flags, id);
+	else if (may_log(verdict_of(rs, slot)) && !saga_is_reader(current->tgid))
+		stash_entry(regs, slot, flags);
+}
+
 static notrace void saga_sys_enter(void *data, struct pt_regs *regs, long id)
 {
-	unsigned int slot;
-	u16 flags;
+	const struct saga_ruleset *rs;
 
 	if (!READ_ONCE(saga_enabled))
 		return;
+	rs = rcu_dereference_sched(saga_rules);
+	if (!rs->enter_active && likely(!maybe_done_at_entry(id)))
+		return;		/* count/ignore only: nothing to keep */
 	SAGA_PROBE_ENTER();
-	slot = slot_of(id, &flags);
-	if (unlikely(done_at_entry(slot)))
-		noreturn_call(regs, slot, flags, id);
-	else if (may_log(verdict_of(slot)) && !saga_is_reader(current->tgid))
-		stash_entry(regs, slot, flags);
+	enter_call(rs, regs, id);
 	SAGA_PROBE_LEAVE();
 }
 
-static notrace void saga_sys_exit(void *data, struct pt_regs *regs, long ret)
+/* The general exit path: ia32 and unknown numbers, rules with fields, logging. */
+static noinline void exit_call(struct pt_regs *regs, long id, long ret)
 {
+	const struct saga_ruleset *rs = rcu_dereference_sched(saga_rules);
 	struct saga_verdict v;
 	unsigned int slot;
-	long id;
 	u8 act;
 	u16 flags;
 
-	if (!READ_ONCE(saga_enabled))
-		return;
-	SAGA_PROBE_ENTER();
-	id = syscall_get_nr(current, regs);
 	if (unlikely(id == -1))	/* sigreturn's restored context, or a skipped call */
-		goto out;
+		return;
 	slot = slot_of(id, &flags);
-	v = verdict_of(slot);
+	v = verdict_of(rs, slot);
 	act = ret < 0 ? v.err : v.ok;
 	if (act != SAGA_ACT_IGNORE)
 		count_call(slot, ret);
@@ -296,6 +320,28 @@ static notrace void saga_sys_exit(void *data, struct pt_regs *regs, long ret)
 	} else if (unlikely(may_log(v))) {
 		drop_entry();	/* an `errors` rule kept entry state for a call that succeeded */
 	}
+}
+
+static notrace void saga_sys_exit(void *data, struct pt_regs *regs, long ret)
+{
+	long id;
+	u8 act;
+
+	if (!READ_ONCE(saga_enabled))
+		return;
+	SAGA_PROBE_ENTER();
+	id = syscall_get_nr(current, regs);
+	if (likely((unsigned long)id < SAGA_COMPAT_BASE && !in_ia32_syscall())) {
+		/* A native call whose slot is decided by the table alone: count it here. */
+		act = rcu_dereference_sched(saga_rules)->fast[id];
+		if (act == SAGA_ACT_IGNORE)
+			goto out;
+		if (act == SAGA_ACT_COUNT) {
+			count_call(id, ret);
+			goto out;
+		}
+	}
+	exit_call(regs, id, ret);
 out:
 	SAGA_PROBE_LEAVE();
 }

@@ -87,6 +87,8 @@ static void ruleset_compile(struct saga_ruleset *rs)
 			}
 		}
 	}
+	rs->enter_active = memchr(rs->fast, SAGA_ACT_LOG, sizeof(rs->fast)) ||
+			   memchr(rs->fast, SAGA_FAST_SLOW, sizeof(rs->fast));
 	rs->generation = ++saga_generation;
 }
 

@@ -12,7 +12,6 @@ VM_ROOT=${VM_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 VM_TIMEOUT=${SAGA_VM_TIMEOUT:-1200}   # seconds for one boot, tests included
 VM_MEMORY=${SAGA_VM_MEMORY:-2G}
 VM_CPUS=${SAGA_VM_CPUS:-2}
-VM_TCG_THREAD=${VM_TCG_THREAD:-single}   # see vm_boot
 
 vm_build_module() {
   local rel=$1 dir=$2 kdir=/usr/src/linux-headers-$1
@@ -47,16 +46,15 @@ vm_boot() {
   [ -x "$vng" ] || { echo "virtme-ng is missing: tools/deps.sh vm" >&2; return 1; }
   [ -f "/boot/vmlinuz-$rel" ] || { echo "no /boot/vmlinuz-$rel: tools/deps.sh vm" >&2; return 1; }
   # virtme-ng finds its helpers on PATH; a hung guest is killed, never waited for.
-  # One TCG thread for all vCPUs (the default for tests): with multi-threaded
-  # TCG a vCPU can run a stale translation of kernel text another vCPU is
-  # live-patching (text_poke_bp when the syscall tracepoints' static keys
-  # flip at module load), which oopses on a leftover int3 that real CPUs
-  # never see.  Benchmarks need vCPUs that run in parallel (single-threaded
-  # TCG gives each vCPU 100 ms turns) and set VM_TCG_THREAD=multi.
+  # One TCG thread for all vCPUs: with multi-threaded TCG a vCPU can run a
+  # stale translation of kernel text another vCPU is live-patching
+  # (text_poke_bp when the syscall tracepoints' static keys flip at module
+  # load), which oopses on a leftover int3 that real CPUs never see.  The
+  # price: vCPUs take turns (up to 100 ms each) instead of running at once.
   PATH="$VM_ROOT/.venv/bin:$PATH" timeout --kill-after=30 "$VM_TIMEOUT" \
     "$vng" --run "/boot/vmlinuz-$rel" --disable-kvm --force-9p \
       --verbose --memory "$VM_MEMORY" --cpus "$VM_CPUS" --rwdir "$results" \
-      --qemu-opts="-accel tcg,thread=$VM_TCG_THREAD" \
+      --qemu-opts="-accel tcg,thread=single" \
       --exec "sh $script" </dev/null >"$results/console.log" 2>&1
 }
 

@@ -28,7 +28,7 @@ class Bench:
         self.notes: dict[str, list[str]] = {}
 
     def storm(self, n: int | None = None, prefix: tuple[str, ...] = (), tries: int = 3) -> float:
-        """ns per getppid of a storm pinned to CPU 0: the best of a few runs, since
+        """ns per getppid of a storm on CPU 0: the best of a few runs, since
         noise on a shared host (other VMs, TCG) only ever adds time."""
         best = float("inf")
         for _ in range(tries):
@@ -70,7 +70,6 @@ class Bench:
                 got = [0]
 
                 def drain():
-                    os.sched_setaffinity(0, {1})
                     while not stop.is_set():
                         got[0] += len(drv.read_raw(1 << 20, timeout=0.1))
                     while chunk := drv.read_raw(1 << 20, timeout=0):
@@ -139,7 +138,7 @@ def main() -> None:
     c_over_b = statistics.median(c / b for c, b in zip(results["c"], results["b"]))
 
     print(f"kernel {args.kernel}, {os.cpu_count()} vCPUs under QEMU TCG (no KVM), "
-          f"getppid storm on CPU 0: best of 3 runs of {args.n} calls per variant and round "
+          f"getppid storm on CPU 0 (the reader of (d) shares it): best of 3 runs of {args.n} calls per variant and round "
           f"(one run of {args.n_strace} under strace); median of {args.rounds} alternating rounds; "
           f"ratios are medians of per-round ratios\n")
     print("| variant | ns per getppid (median) | ratio to (a) | min-max |")
