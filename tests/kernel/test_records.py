@@ -108,6 +108,20 @@ def test_exit_group_logged_at_entry(saga):
     assert recs[0].flags & _uapi.SAGA_EVF_NORETURN and recs[0].args[0] == 7
 
 
+def test_rt_sigreturn_counted_and_logged_at_entry(saga):
+    only(saga, "log rt_sigreturn comm=calls", "count all")
+    drain(saga)
+    c0 = saga.stats().per_slot.get(SLOT["rt_sigreturn"], (0, 0))[0]
+    u0 = saga.stats().per_slot.get(_uapi.SAGA_NR_UNKNOWN, (0, 0))[0]
+    calls("signal", 20)
+    recs = [e for e in drain(saga) if e.comm == "calls" and e.nr == SLOT["rt_sigreturn"]]
+    assert len(recs) == 20 and all(e.flags & _uapi.SAGA_EVF_NORETURN for e in recs)
+    s = saga.stats()
+    assert 20 <= s.per_slot[SLOT["rt_sigreturn"]][0] - c0 <= 25
+    # the exit after sigreturn reads syscall number -1: not counted as `unknown`
+    assert s.per_slot.get(_uapi.SAGA_NR_UNKNOWN, (0, 0))[0] == u0
+
+
 def test_call_in_flight_at_load_has_no_entry(module):
     sleeper = spawn("sleep", 3000)
     time.sleep(1.0)  # it is inside nanosleep now

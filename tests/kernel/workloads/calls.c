@@ -12,6 +12,7 @@
  *   calls fault              one openat whose path is in a page never touched (not present)
  *   calls fork               fork a child that exits at once; prints the child's pid
  *   calls exit CODE          exit_group(CODE) at once
+ *   calls signal N           N signals to itself, each handled (rt_sigreturn)
  *   calls sleep MS           one nanosleep
  *   calls block N MS         N children, each in one nanosleep of MS ms
  *   calls storm SECONDS      getppid and openat in a loop for SECONDS
@@ -20,6 +21,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,6 +101,18 @@ static void do_fault(void)
 	char *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
 	syscall(SYS_openat, AT_FDCWD, p, O_RDONLY);
+}
+
+static void on_signal(int sig)
+{
+	(void)sig;
+}
+
+static void do_signal(long n)
+{
+	signal(SIGUSR1, on_signal);
+	for (long i = 0; i < n; i++)
+		raise(SIGUSR1);
 }
 
 static void do_fork(void)
@@ -226,6 +240,8 @@ int main(int argc, char **argv)
 		do_path(arg_num(argv[2]));
 	else if (!strcmp(mode, "fault") && argc == 2)
 		do_fault();
+	else if (!strcmp(mode, "signal") && argc == 3)
+		do_signal(arg_num(argv[2]));
 	else if (!strcmp(mode, "fork") && argc == 2)
 		do_fork();
 	else if (!strcmp(mode, "exit") && argc == 3)
@@ -239,7 +255,7 @@ int main(int argc, char **argv)
 	else if (!strcmp(mode, "fuzz") && argc == 4)
 		do_fuzz(arg_num(argv[2]), arg_num(argv[3]));
 	else {
-		fprintf(stderr, "usage: calls getppid|bench|int80|fail N | open PATH | path LEN | fault | fork | exit CODE | "
+		fprintf(stderr, "usage: calls getppid|bench|int80|fail N | open PATH | path LEN | fault | fork | exit CODE | signal N | "
 			"sleep MS | block N MS | storm SECONDS | fuzz N SEED\n");
 		return 64;
 	}
