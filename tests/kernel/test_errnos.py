@@ -6,7 +6,7 @@ import os
 import pytest
 
 from kernelutil import NOBODY, _uapi, as_user, ioctl_errno, rule
-from saga.drivers.kmod import rule_to_kernel
+from saga.rules.abi import pack_rule
 
 R = _uapi.SAGA_RULE_STRUCT
 DEL = _uapi.SAGA_RULE_DEL_STRUCT
@@ -16,7 +16,7 @@ UNMAPPED = 0x10  # never mapped: the first page is reserved
 
 
 def rule_buf(text="log read", **over):
-    fields = list(R.unpack(rule_to_kernel(rule(text))))
+    fields = list(R.unpack(pack_rule(rule(text))))
     names = ("id", "action", "match", "pid", "uid", "position", "__pad", "comm", "key")
     for k, v in over.items():
         fields[names.index(k)] = v

@@ -203,9 +203,9 @@ def test_proc_rules_in_the_grammar(saga):
 
 def test_proc_rules_says_all_for_every_slot(saga):
     from kernelutil import _uapi, ioctl_errno
-    from saga.drivers.kmod import rule_to_kernel
+    from saga.rules.abi import pack_rule
 
-    raw = bytearray(rule_to_kernel(rule("ignore read pid=1")))
+    raw = bytearray(pack_rule(rule("ignore read pid=1")))
     raw[_uapi.SAGA_RULE.fields[-1].offset:] = b"\xff" * 128  # every slot, named or not
     assert ioctl_errno(saga.fileno(), _uapi.SAGA_IOC_RULE_ADD, raw) == 0
     assert proc("rules").split(": ", 1)[1] == "ignore all pid=1\n"

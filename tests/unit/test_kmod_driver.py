@@ -1,23 +1,25 @@
-"""KmodDriver without a kernel: the struct conversions and the explanations (tests/kernel runs the rest in VMs)."""
+"""Rules in their kernel form (struct saga_rule), and KmodDriver's explanations without a kernel
+(tests/kernel runs the rest in VMs)."""
 from saga import _uapi
 from saga.drivers import kmod
 from saga.rules import parse
+from saga.rules.abi import pack_rule, unpack_rule
 
 
 def test_rule_round_trips_through_the_kernel_struct():
     for text in ("count read,write comm=nginx key=nginx-io", "log openat errors", "ignore all pid=1 uid=0",
                  "7: log execve comm='my prog'"):
         r = parse(text)
-        raw = kmod.rule_to_kernel(r, position=3)
+        raw = pack_rule(r, position=3)
         assert len(raw) == _uapi.SAGA_RULE.size
-        back = kmod.rule_from_kernel(raw)
+        back = unpack_rule(raw)
         assert back.slots == r.slots
         assert (back.action, back.pid, back.uid, back.comm, back.errors, back.key, back.id) == \
             (r.action, r.pid, r.uid, r.comm, r.errors, r.key, r.id or 0)
 
 
 def test_rule_struct_fields():
-    f = _uapi.SAGA_RULE_STRUCT.unpack(kmod.rule_to_kernel(parse("ignore getppid comm=calls errors")))
+    f = _uapi.SAGA_RULE_STRUCT.unpack(pack_rule(parse("ignore getppid comm=calls errors")))
     rid, action, match, pid, uid, pos, pad, comm, key = f[:9]
     assert (rid, action, pid, uid, pos, pad) == (0, _uapi.SAGA_ACT_IGNORE, 0, 0, _uapi.SAGA_POS_END, 0)
     assert match == _uapi.SAGA_MATCH_COMM | _uapi.SAGA_MATCH_ERRORS

@@ -18,7 +18,8 @@ from saga import _uapi
 from saga.drivers.base import Driver, DriverInfo, Stats
 from saga.errors import (DriverError, DriverUnavailable, PermissionDenied, RuleError, RulesLocked, SagaError,
                          from_oserror)
-from saga.rules.model import ACTION_NAMES, ACTIONS, Rule, slots_from_bitmap, tokens_for_slots
+from saga.rules.abi import pack_rule, unpack_rule
+from saga.rules.model import ACTION_NAMES, Rule
 
 DEVICE = "/dev/" + _uapi.SAGA_DEVICE_NAME
 # The largest record: the fixed part and two paths with their NULs.
@@ -39,34 +40,6 @@ _LOCKABLE = {_uapi.SAGA_IOC_RULE_ADD, _uapi.SAGA_IOC_RULE_DEL, _uapi.SAGA_IOC_RU
 
 def _cstr(raw: bytes) -> str:
     return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
-
-
-def rule_to_kernel(rule: Rule, position: int | None = None) -> bytes:
-    """A Rule as struct saga_rule."""
-    match = 0
-    if rule.pid is not None:
-        match |= _uapi.SAGA_MATCH_PID
-    if rule.uid is not None:
-        match |= _uapi.SAGA_MATCH_UID
-    if rule.comm is not None:
-        match |= _uapi.SAGA_MATCH_COMM
-    if rule.errors:
-        match |= _uapi.SAGA_MATCH_ERRORS
-    return _RULE.pack(rule.id or 0, ACTIONS[rule.action], match, rule.pid or 0, rule.uid or 0,
-                      _uapi.SAGA_POS_END if position is None else position, 0,
-                      (rule.comm or "").encode(), (rule.key or "").encode(), *rule.bitmap())
-
-
-def rule_from_kernel(buf, offset: int = 0) -> Rule:
-    """A struct saga_rule read back, with its id and syscall tokens rebuilt from the slot set."""
-    f = _RULE.unpack_from(buf, offset)
-    rid, action, match, pid, uid, _pos, _pad, comm, key = f[:9]
-    return Rule(ACTION_NAMES[action], tokens_for_slots(slots_from_bitmap(f[9:])),
-                pid=pid if match & _uapi.SAGA_MATCH_PID else None,
-                uid=uid if match & _uapi.SAGA_MATCH_UID else None,
-                comm=_cstr(comm) if match & _uapi.SAGA_MATCH_COMM else None,
-                errors=bool(match & _uapi.SAGA_MATCH_ERRORS),
-                key=_cstr(key) or None, id=rid)
 
 
 def why_unavailable() -> str:
@@ -210,11 +183,11 @@ class KmodDriver(Driver):
             count = _LIST.unpack(buf)[1]
             if count <= capacity:
                 raw = rules.raw
-                return [rule_from_kernel(raw, i * _RULE.size) for i in range(count)]
+                return [unpack_rule(raw, i * _RULE.size) for i in range(count)]
             capacity = count + 16  # rules were added meanwhile: try again
 
     def add_rule(self, rule: Rule, position: int | None = None) -> int:
-        buf = bytearray(rule_to_kernel(rule, position))
+        buf = bytearray(pack_rule(rule, _uapi.SAGA_POS_END if position is None else position))
         self._ioctl(_uapi.SAGA_IOC_RULE_ADD, buf, "adding a rule")
         return _RULE.unpack(buf)[0]
 
@@ -228,7 +201,7 @@ class KmodDriver(Driver):
         return _DEL.unpack(buf)[3]
 
     def replace_rules(self, rules: list[Rule]) -> None:
-        arr = ctypes.create_string_buffer(b"".join(rule_to_kernel(r) for r in rules) or b"\0")
+        arr = ctypes.create_string_buffer(b"".join(pack_rule(r) for r in rules) or b"\0")
         buf = bytearray(_LIST.pack(0, len(rules), ctypes.addressof(arr), 0))
         self._ioctl(_uapi.SAGA_IOC_RULE_REPLACE, buf, "replacing the rules")
 
