@@ -68,7 +68,10 @@ test-host:
 test-vm:
 	tools/vmtest $(TEST_KERNELS)
 
+# Build the packages, install them on a clean Debian 12 root (debootstrap,
+# cached in /var/cache/saga-test) and boot it in a VM (docs/install.md).
 test-pkg:
+	tools/deps.sh base bpf vm pkg
 	$(PYTEST) tests/pkg
 
 bench:

@@ -15,7 +15,8 @@ mkdir -p "$(dirname "$out")"
 tmp="$out.tmp.$$"
 trap 'rm -f "$tmp"' EXIT
 # -mcpu=v3 (Linux 5.1+): 32-bit ALU and jumps; measurably cheaper probes than clang's v1 default.
-"$CLANG" -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_x86 -Wall -Werror \
+# -ffile-prefix-map: the object names sources relative to the tree, not where it was built.
+"$CLANG" -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_x86 -Wall -Werror -ffile-prefix-map="$PWD"=. \
   -I bpf -I kmod/include/uapi -I kmod -I "/usr/include/$multiarch" \
   -c "$src" -o "$tmp"
 # Keep BTF (CO-RE needs it), drop DWARF.

@@ -35,10 +35,12 @@ def _open_ebpf(load: bool) -> Driver:
 
 def open_driver(kind: str = "auto", *, load: bool = False, replay_path: str | None = None) -> Driver:
     """Open the named driver; `auto` tries kmod, then ebpf, and explains both failures."""
-    if kind == "kmod":
-        return _open_kmod(load)
-    if kind == "ebpf":
-        return _open_ebpf(load)
+    openers = {"kmod": _open_kmod, "ebpf": _open_ebpf}
+    if kind in openers:
+        try:
+            return openers[kind](load)
+        except DriverUnavailable as exc:
+            raise DriverUnavailable(f"the {kind} driver cannot run: {exc}") from None
     if kind == "replay":
         if not replay_path:
             raise UsageError("the replay driver needs a recording (--replay FILE)")
@@ -47,11 +49,11 @@ def open_driver(kind: str = "auto", *, load: bool = False, replay_path: str | No
     if kind != "auto":
         raise UsageError(f"unknown driver {kind!r}: one of {', '.join(KINDS)}")
     reasons = []
-    for opener in (_open_kmod, _open_ebpf):
+    for name, opener in openers.items():
         try:
             return opener(load)
         except DriverUnavailable as exc:
-            reasons.append(str(exc))
+            reasons.append(f"{name}: {exc}")
     raise DriverUnavailable("no capture driver can run here: " + "; ".join(reasons))
 
 

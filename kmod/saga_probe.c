@@ -1,0 +1,444 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * saga: the probes on the sys_enter and sys_exit tracepoints.
+ *
+ * Both run with preemption disabled and must never sleep, take a lock or
+ * allocate (on PREEMPT_RT spinlocks sleep): they use per-CPU counters and
+ * rings, the preallocated entry table and the RCU-published rule set.
+ *
+ * sys_enter decides whether the call may be logged (only then is entry
+ * state kept); sys_exit, with the return value known, decides for good:
+ * ignore -> nothing, count -> per-CPU counters, log -> counters and a
+ * record.  exit and exit_group never reach sys_exit and are handled at
+ * entry (flag NORETURN).
+ */
+#include <linux/tracepoint.h>
+#include <linux/ptrace.h>
+#include <linux/cred.h>
+#include <linux/uidgid.h>
+#include <linux/user_namespace.h>
+#include <linux/timekeeping.h>
+#include <linux/uaccess.h>
+#include <linux/string.h>
+#include <asm/syscall.h>
+#include <asm/unistd.h>
+
+#include "saga.h"
+#include "saga_syscalls.h"
+
+struct saga_cpu_stats __percpu *saga_stats;
+atomic64_t saga_read_events;
+
+static struct tracepoint *saga_tp_enter, *saga_tp_exit;
+
+/* Where a record is built before it is copied into the ring. */
+static DEFINE_PER_CPU_ALIGNED(u64, saga_scratch[SAGA_EVENT_MAX / 8]);
+
+/* The slot a call is counted in, and SAGA_EVF_COMPAT for ia32 calls. */
+static __always_inline unsigned int slot_of(long id, u16 *flags)
+{
+	if (in_ia32_syscall()) {
+		*flags = SAGA_EVF_COMPAT;
+		return (unsigned long)id < SAGA_NR_IA32 ? saga_ia32_slot[id] : SAGA_NR_UNKNOWN;
+	}
+	*flags = 0;
+	return (unsigned long)id < SAGA_COMPAT_BASE ? id : SAGA_NR_UNKNOWN;
+}
+
+static __always_inline struct saga_verdict verdict_of(const struct saga_ruleset *rs, unsigned int slot)
+{
+	u8 act = rs->fast[slot];
+
+	if (likely(act != SAGA_FAST_SLOW))
+		return (struct saga_verdict){ act, act };
+	return saga_rules_walk(rs, slot, current);
+}
+
+static __always_inline bool may_log(struct saga_verdict v)
+{
+	return v.ok == SAGA_ACT_LOG || v.err == SAGA_ACT_LOG;
+}
+
+static __always_inline void count_call(unsigned int slot, long ret)
+{
+	this_cpu_inc(saga_stats->calls[slot]);
+	if (ret < 0)
+		this_cpu_inc(saga_stats->errors[slot]);
+}
+
+/*
+ * Copy one path argument without sleeping: with page faults disabled a
+ * user page that is not present fails the copy instead of being faulted
+ * in.  (strncpy_from_user_nofault() does the same but is not exported.)
+ * The buffer has SAGA_PATH_MAX + 1 bytes, to tell a 255-byte path from a
+ * longer one.
+ */
+static void copy_path(struct saga_entry *e, unsigned int k, unsigned long uptr)
+{
+	char *dst = e->path[k];
+	long n;
+
+	e->path_len[k] = 0;
+	if (!uptr)
+		return;
+	pagefault_disable();
+	n = strncpy_from_user(dst, (const char __user *)uptr, SAGA_PATH_MAX + 1);
+	pagefault_enable();
+	if (n < 0) {
+		e->flags |= SAGA_EVF_PATH_FAULT;
+		this_cpu_inc(saga_stats->path_faults);
+		return;
+	}
+	if (n >= SAGA_PATH_MAX) {	/* 256 bytes or more, no NUL in the buffer: keep 255 */
+		n = SAGA_PATH_MAX - 1;
+		e->flags |= SAGA_EVF_PATH_TRUNC;
+	}
+	dst[n] = '\0';
+	e->path_len[k] = n;
+}
+
+static noinline void stash_entry(struct pt_regs *regs, unsigned int slot, u16 flags)
+{
+	struct saga_entry *e = saga_entry_claim(current);
+	unsigned long args[6];
+	unsigned int paths = saga_slot_paths[slot], k, i;
+
+	if (!e)
+		return;		/* the exit record will say NO_ENTER */
+	e->mono_ns = ktime_get_ns();
+	syscall_get_arguments(current, regs, args);
+	for (i = 0; i < 6; i++)
+		e->args[i] = args[i];
+	e->slot = slot;
+	e->flags = flags;
+	for (k = 0; k < SAGA_NR_PATHS; k++) {
+		unsigned int idx = (paths >> (4 * k)) & 0xf;
+
+		e->path_len[k] = 0;
+		if (idx)
+			copy_path(e, k, args[idx - 1]);
+	}
+	saga_entry_publish(e, current);
+}
+
+/* The parts of a record that describe the task. */
+static void fill_task(struct saga_event *ev)
+{
+	struct task_struct *task = current;
+
+	ev->cpu = smp_processor_id();
+	ev->pid = task_tgid_nr(task);
+	ev->tid = task_pid_nr(task);
+	rcu_read_lock();
+	ev->ppid = task_tgid_nr(rcu_dereference(task->real_parent));
+	rcu_read_unlock();
+	ev->uid = from_kuid_munged(&init_user_ns, current_uid());
+	ev->gid = from_kgid_munged(&init_user_ns, current_gid());
+	memcpy(ev->comm, task->comm, SAGA_COMM_LEN);
+	ev->comm[SAGA_COMM_LEN - 1] = '\0';
+}
+
+/* Append the entry's paths after the fixed part; returns the record size. */
+static unsigned int put_paths(struct saga_event *ev, const struct saga_entry *e)
+{
+	char *p = (char *)(ev + 1);
+	unsigned int k, end;
+
+	for (k = 0; k < SAGA_NR_PATHS; k++) {
+		unsigned int n = e ? e->path_len[k] : 0;
+
+		ev->path_len[k] = n;
+		if (!n)
+			continue;
+		memcpy(p, e->path[k], n);
+		p[n] = '\0';
+		p += n + 1;
+	}
+	end = p - (char *)ev;
+	ev->size = ALIGN(end, 8);
+	memset(p, 0, ev->size - end);
+	return ev->size;
+}
+
+static void emit(struct saga_event *ev)
+{
+	if (saga_ring_write(ev, ev->size))
+		this_cpu_inc(saga_stats->events);
+	else
+		this_cpu_inc(saga_stats->drops);
+}
+
+static noinline void log_exit(struct pt_regs *regs, unsigned int slot, u16 flags, long id, long ret)
+{
+	struct saga_event *ev = (struct saga_event *)this_cpu_ptr(saga_scratch);
+	struct saga_entry *e = saga_entry_take(current);
+	u64 now = ktime_get_ns();
+	unsigned int i;
+
+	ev->nr = slot;
+	ev->orig_nr = (u16)id;
+	ev->ret = ret;
+	ev->__pad = 0;
+	fill_task(ev);
+	if (e && e->slot == slot) {
+		ev->flags = e->flags;
+		ev->ts_ns = ktime_mono_to_real(e->mono_ns);
+		ev->duration_ns = now - e->mono_ns;
+		for (i = 0; i < 6; i++)
+			ev->args[i] = e->args[i];
+		put_paths(ev, e);
+	} else {
+		unsigned long args[6];
+
+		ev->flags = flags | SAGA_EVF_NO_ENTER;
+		ev->ts_ns = ktime_mono_to_real(now);
+		ev->duration_ns = 0;
+		syscall_get_arguments(current, regs, args);
+		for (i = 0; i < 6; i++)
+			ev->args[i] = args[i];
+		put_paths(ev, NULL);
+		this_cpu_inc(saga_stats->no_enter);
+	}
+	if (e)
+		saga_entry_release(e);
+	emit(ev);
+}
+
+/*
+ * Calls that sys_exit cannot attribute: exit and exit_group never get
+ * there, and (rt_)sigreturn restores a context whose syscall number is -1.
+ * They are counted and logged at entry (flag NORETURN, ret 0).
+ */
+#define SAGA_SLOT_IA32_SIGRETURN	(SAGA_COMPAT_BASE + 119)
+
+static __always_inline bool done_at_entry(unsigned int slot)
+{
+	return slot == __NR_exit || slot == __NR_exit_group ||
+	       slot == __NR_rt_sigreturn || slot == SAGA_SLOT_IA32_SIGRETURN;
+}
+
+static noinline void noreturn_call(const struct saga_ruleset *rs, struct pt_regs *regs,
+				   unsigned int slot, u16 flags, long id)
+{
+	struct saga_verdict v = verdict_of(rs, slot);
+	struct saga_event *ev;
+	unsigned long args[6];
+	unsigned int i;
+
+	if (v.ok == SAGA_ACT_IGNORE)
+		return;
+	count_call(slot, 0);
+	if (v.ok != SAGA_ACT_LOG || saga_is_reader(current->tgid))
+		return;
+	ev = (struct saga_event *)this_cpu_ptr(saga_scratch);
+	ev->nr = slot;
+	ev->orig_nr = (u16)id;
+	ev->flags = flags | SAGA_EVF_NORETURN;
+	ev->ret = 0;
+	ev->__pad = 0;
+	ev->ts_ns = ktime_get_real_ns();
+	ev->duration_ns = 0;
+	fill_task(ev);
+	syscall_get_arguments(current, regs, args);
+	for (i = 0; i < 6; i++)
+		ev->args[i] = args[i];
+	put_paths(ev, NULL);
+	emit(ev);
+}
+
+/* The log paths are out of line so the count-only path stays a short leaf. */
+static noinline void drop_entry(void)
+{
+	struct saga_entry *e = saga_entry_take(current);
+
+	if (e)
+		saga_entry_release(e);
+}
+
+/*
+ * Numbers that may be a call done at entry, in either ABI (native exit 60,
+ * exit_group 231, rt_sigreturn 15; ia32 exit 1, sigreturn 119,
+ * rt_sigreturn 173, exit_group 252).  When no slot can be logged the
+ * entry probe only has to catch these.
+ */
+static const unsigned long saga_entry_ids[BITS_TO_LONGS(256)] = {
+	[0] = BIT_ULL(1) | BIT_ULL(15) | BIT_ULL(60),
+	[1] = BIT_ULL(119 - 64),
+	[2] = BIT_ULL(173 - 128),
+	[3] = BIT_ULL(231 - 192) | BIT_ULL(252 - 192),
+};
+
+static __always_inline bool maybe_done_at_entry(long id)
+{
+	return (unsigned long)id < 256 && test_bit(id, saga_entry_ids);
+}
+
+static noinline void enter_call(const struct saga_ruleset *rs, struct pt_regs *regs, long id)
+{
+	u16 flags;
+	unsigned int slot = slot_of(id, &flags);
+
+	if (unlikely(done_at_entry(slot)))
+		noreturn_call(rs, regs, slot, flags, id);
+	else if (may_log(verdict_of(rs, slot)) && !saga_is_reader(current->tgid))
+		stash_entry(regs, slot, flags);
+}
+
+static notrace void saga_sys_enter(void *data, struct pt_regs *regs, long id)
+{
+	const struct saga_ruleset *rs;
+
+	if (!READ_ONCE(saga_enabled))
+		return;
+	rs = rcu_dereference_sched(saga_rules);
+	if (!rs->enter_active && likely(!maybe_done_at_entry(id)))
+		return;		/* count/ignore only: nothing to keep */
+	SAGA_PROBE_ENTER();
+	enter_call(rs, regs, id);
+	SAGA_PROBE_LEAVE();
+}
+
+/* The general exit path: ia32 and unknown numbers, rules with fields, logging. */
+static noinline void exit_call(struct pt_regs *regs, long id, long ret)
+{
+	const struct saga_ruleset *rs = rcu_dereference_sched(saga_rules);
+	struct saga_verdict v;
+	unsigned int slot;
+	u8 act;
+	u16 flags;
+
+	if (unlikely(id == -1))	/* sigreturn's restored context, or a skipped call */
+		return;
+	slot = slot_of(id, &flags);
+	v = verdict_of(rs, slot);
+	act = ret < 0 ? v.err : v.ok;
+	if (act != SAGA_ACT_IGNORE)
+		count_call(slot, ret);
+	if (act == SAGA_ACT_LOG) {
+		if (!saga_is_reader(current->tgid))
+			log_exit(regs, slot, flags, id, ret);
+	} else if (unlikely(may_log(v))) {
+		drop_entry();	/* an `errors` rule kept entry state for a call that succeeded */
+	}
+}
+
+static notrace void saga_sys_exit(void *data, struct pt_regs *regs, long ret)
+{
+	long id;
+	u8 act;
+
+	if (!READ_ONCE(saga_enabled))
+		return;
+	SAGA_PROBE_ENTER();
+	id = syscall_get_nr(current, regs);
+	if (likely((unsigned long)id < SAGA_COMPAT_BASE && !in_ia32_syscall())) {
+		/* A native call whose slot is decided by the table alone: count it here. */
+		act = rcu_dereference_sched(saga_rules)->fast[id];
+		if (act == SAGA_ACT_IGNORE)
+			goto out;
+		if (act == SAGA_ACT_COUNT) {
+			count_call(id, ret);
+			goto out;
+		}
+	}
+	exit_call(regs, id, ret);
+out:
+	SAGA_PROBE_LEAVE();
+}
+
+static void find_tracepoint(struct tracepoint *tp, void *priv)
+{
+	if (!strcmp(tp->name, "sys_enter"))
+		saga_tp_enter = tp;
+	else if (!strcmp(tp->name, "sys_exit"))
+		saga_tp_exit = tp;
+}
+
+int saga_probes_register(void)
+{
+	int err;
+
+	for_each_kernel_tracepoint(find_tracepoint, NULL);
+	if (!saga_tp_enter || !saga_tp_exit) {
+		pr_err("saga: no sys_enter/sys_exit tracepoints (CONFIG_HAVE_SYSCALL_TRACEPOINTS?)\n");
+		return -ENOENT;
+	}
+	err = tracepoint_probe_register(saga_tp_exit, saga_sys_exit, NULL);
+	if (err)
+		return err;
+	err = tracepoint_probe_register(saga_tp_enter, saga_sys_enter, NULL);
+	if (err) {
+		tracepoint_probe_unregister(saga_tp_exit, saga_sys_exit, NULL);
+		tracepoint_synchronize_unregister();
+	}
+	return err;
+}
+
+void saga_probes_unregister(void)
+{
+	tracepoint_probe_unregister(saga_tp_enter, saga_sys_enter, NULL);
+	tracepoint_probe_unregister(saga_tp_exit, saga_sys_exit, NULL);
+	/* No probe runs on our memory once this returns. */
+	tracepoint_synchronize_unregister();
+}
+
+/* Pausing waits until no probe still acts on the old state; resuming
+ * starts from an empty entry table (calls that began while paused are
+ * logged NO_ENTER). */
+int saga_set_enabled(bool on)
+{
+	if (on == READ_ONCE(saga_enabled))
+		return 0;
+	if (on) {
+		saga_entries_clear();
+		smp_store_release(&saga_enabled, true);
+	} else {
+		WRITE_ONCE(saga_enabled, false);
+		synchronize_rcu();
+	}
+	return 0;
+}
+
+void saga_stats_sum(struct saga_totals *t)
+{
+	unsigned int slot;
+	int cpu;
+
+	memset(t, 0, sizeof(*t));
+	for_each_possible_cpu(cpu) {
+		const struct saga_cpu_stats *s = per_cpu_ptr(saga_stats, cpu);
+
+		for (slot = 0; slot < SAGA_NR_SLOTS; slot++) {
+			t->calls += READ_ONCE(s->calls[slot]);
+			t->errors += READ_ONCE(s->errors[slot]);
+		}
+		t->events += READ_ONCE(s->events);
+		t->drops += READ_ONCE(s->drops);
+		t->no_enter += READ_ONCE(s->no_enter);
+		t->path_faults += READ_ONCE(s->path_faults);
+	}
+}
+
+void saga_stats_slot(unsigned int slot, u64 *calls, u64 *errors)
+{
+	int cpu;
+
+	*calls = *errors = 0;
+	for_each_possible_cpu(cpu) {
+		const struct saga_cpu_stats *s = per_cpu_ptr(saga_stats, cpu);
+
+		*calls += READ_ONCE(s->calls[slot]);
+		*errors += READ_ONCE(s->errors[slot]);
+	}
+}
+
+/* Racing increments on other CPUs may survive the reset: counters are not locked. */
+void saga_stats_reset(void)
+{
+	int cpu;
+
+	for_each_possible_cpu(cpu)
+		memset(per_cpu_ptr(saga_stats, cpu), 0, sizeof(struct saga_cpu_stats));
+	atomic64_set(&saga_read_events, 0);
+	WRITE_ONCE(saga_reset_ns, ktime_get_real_ns());
+}

@@ -1,0 +1,82 @@
+"""saga.drivers.kmod.KmodDriver against the real module."""
+import os
+import time
+
+import pytest
+
+from kernelutil import calls, rule
+from saga import _uapi
+from saga.drivers import open_driver
+from saga.drivers.kmod import KmodDriver
+from saga.errors import DriverUnavailable, PermissionDenied
+
+
+def test_open_without_module_says_how_to_load(module):
+    with pytest.raises(DriverUnavailable, match="modprobe saga"):
+        KmodDriver.open()
+
+
+def test_open_driver_picks_kmod(saga):
+    with open_driver("kmod") as drv:
+        assert drv.info().driver == "kmod"
+    with open_driver("auto") as drv:
+        assert drv.name == "kmod"
+
+
+def test_info(saga):
+    info = saga.info()
+    assert info.driver == "kmod" and info.version == "0.1.0"
+    assert info.abi_version == _uapi.SAGA_ABI_VERSION
+    assert info.features == 0xF
+    assert info.ring_bytes == 4 << 20 and info.nr_cpus == os.cpu_count()
+    assert info.enabled and not info.locked and info.nr_rules == 0 and info.default_action == "log"
+
+
+def test_rules_round_trip(saga):
+    rules = [rule("count read,write comm=nginx key=nginx-io"), rule("log openat errors"),
+             rule("ignore all pid=1 uid=0")]
+    ids = [saga.add_rule(r) for r in rules]
+    assert ids == sorted(ids) and len(set(ids)) == 3
+    got = saga.list_rules()
+    assert [g.id for g in got] == ids
+    for g, r in zip(got, rules):
+        assert g.slots == r.slots and g.with_id(None).same_rule(
+            type(r)(r.action, g.syscalls, r.pid, r.uid, r.comm, r.errors, r.key))
+    assert got[2].syscalls == ("all",)
+    assert saga.info().nr_rules == 3
+
+
+def test_add_keeps_a_given_id_and_position(saga):
+    saga.add_rule(rule("log read"))
+    saga.add_rule(rule("log write"))
+    assert saga.add_rule(rule("40: ignore getppid"), position=1) == 40
+    assert [r.id for r in saga.list_rules()][1] == 40
+
+
+def test_read_raw_times_out_with_nothing(saga):
+    saga.replace_rules([rule("ignore all")])
+    while saga.read_raw(timeout=0):
+        pass
+    t0 = time.monotonic()
+    assert saga.read_raw(timeout=0.3) == b""
+    assert time.monotonic() - t0 >= 0.25
+
+
+def test_read_raw_waits_for_records(saga):
+    saga.replace_rules([rule("log getppid comm=calls"), rule("ignore all")])
+    while saga.read_raw(timeout=0):
+        pass
+    calls("getppid", 2)
+    assert len(saga.read_raw(timeout=5)) >= 2 * _uapi.SAGA_EVENT.size
+
+
+def test_unprivileged_open_is_permission_denied(saga):
+    from kernelutil import NOBODY, as_user
+
+    def attempt():
+        try:
+            KmodDriver.open()
+        except PermissionDenied as exc:
+            return str(exc)
+        return "opened"
+    assert "run as root" in as_user(NOBODY, attempt)
