@@ -182,12 +182,12 @@ def test_control_errors_are_answered_not_fatal(running):
     assert running.status()["daemon"]["pid"] == os.getpid()
 
 
-def test_mount_needs_sagafs(tmp_path, sqlite_url):
-    import importlib.util
-    if importlib.util.find_spec("saga.sagafs") is not None:
-        pytest.fail("saga.sagafs exists now: replace this test with real mount tests")
+def test_a_mount_that_cannot_work_here(tmp_path, sqlite_url, monkeypatch):
+    """Without pyfuse3/libfuse3: --mount is an error, a mount point from the configuration a warning."""
+    from saga.daemon import service
+    monkeypatch.setattr(service, "sagafs_server", lambda: (None, "No module named 'pyfuse3'"))
     cfg = make_config(tmp_path, sqlite_url)
-    with pytest.raises(DriverUnavailable, match="sagafs is not available yet"):
+    with pytest.raises(DriverUnavailable, match="sagafs cannot run here .*pyfuse3.*--no-mount"):
         Daemon(cfg, Options(mount=str(tmp_path / "mnt")), driver=ReplayDriver())
     quiet = Daemon(replace(cfg, sagafs=replace(cfg.sagafs, mount=str(tmp_path / "mnt"))), Options(),
                    driver=ReplayDriver())

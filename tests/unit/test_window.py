@@ -56,3 +56,77 @@ def test_filtered_snapshot_and_idle_rendering():
     assert w.render_some(max_chunks=10) == 3  # sealed chunks only; the tail may still grow
     snap = w.filtered_snapshot(lambda r: r[events.NR] == 257)
     assert snap.read(0, snap.size).decode().count("openat(") == 3
+
+
+def lines_of(batch):
+    return [(render.line(r) + "\n").encode() for r in batch]
+
+
+def test_line_ends_index_and_select_cut_lines_from_the_rendered_text():
+    w = EventWindow(max_events=100, chunk_events=8)
+    batch = raws(5) + raws(3, start=5, nr=257)
+    w.append(batch)
+    chunk = w.chunks[0]
+    assert chunk.rendered_events == 0 and chunk.line_ends().tolist() == []   # nothing rendered, nothing scanned
+    chunk.render_events(3)
+    lines = lines_of(batch)
+    assert chunk.line_ends().tolist() == [sum(map(len, lines[:i + 1])) for i in range(3)]
+    chunk.text()
+    by_slot, by_pid = chunk.index()
+    assert list(by_slot[257]) == [5, 6, 7] and list(by_pid[2]) == [2]
+    assert chunk.select([0, 1, 6]) == lines[0] + lines[1] + lines[6]
+    w.append(raws(1, start=8, nr=257))         # the next chunk; indexes extend as chunks grow
+    assert list(w.chunks[1].index()[0][257]) == [0]
+
+
+def test_text_since_shares_the_rendering_and_counts_losses():
+    w = EventWindow(max_events=20, chunk_events=4)
+    batch = raws(10)
+    w.append(batch)
+    lines = lines_of(batch)
+    text, nxt, lost = w.text_since(0, 10**6)
+    assert (text, nxt, lost) == (b"".join(lines), 10, 0)
+    text, nxt, lost = w.text_since(3, len(lines[3]) + len(lines[4]) + 5)     # whole lines that fit
+    assert (text, nxt) == (lines[3] + lines[4], 5)
+    text, nxt, _ = w.text_since(3, 1)                                        # at least one line
+    assert (text, nxt) == (lines[3], 4)
+    assert w.text_since(10, 100) == (b"", 10, 0)
+    w.append(raws(30, start=10))
+    text, nxt, lost = w.text_since(5, 10**6)
+    assert lost == w.first_seq - 5 and nxt == 40
+    assert text == b"".join(lines_of((raws(10) + raws(30, start=10))[w.first_seq:]))
+
+
+def test_rendered_snapshot_renders_nothing_and_stops_where_rendering_stops():
+    w = EventWindow(max_events=100, chunk_events=4)
+    batch = raws(10)
+    w.append(batch)
+    assert w.rendered_snapshot().size == 0
+    while w.render_step(3, sealed_only=False):
+        pass
+    snap = w.rendered_snapshot()
+    assert snap.read(0, 10**6) == b"".join(lines_of(batch)) and snap.next_seq == 10
+    w.append(raws(2, start=10))
+    assert w.rendered_snapshot().next_seq == 10          # the two new ones are not rendered yet
+
+
+def test_slabs_join_sealed_chunks_without_changing_a_byte():
+    from saga.daemon.window import SLAB_CHUNKS
+    w = EventWindow(max_events=1000, chunk_events=3)
+    batch = raws(3 * SLAB_CHUNKS * 2 + 2)
+    w.append(batch)
+    while w.render_step(50):
+        pass
+    slabbed = [c for c in w.chunks if c.slab is not None]
+    assert len(slabbed) == 2 * SLAB_CHUNKS              # two complete groups; the last chunks wait
+    snap = w.snapshot()
+    assert len(snap.pieces) == 3                         # two slabs and the tail chunk
+    want = b"".join(lines_of(batch))
+    assert snap.read(0, len(want) + 1) == want
+    for off in range(0, len(want), 997):
+        assert bytes(snap.view(off, 1500)) == want[off:off + 1500]
+    assert w.filtered_snapshot(lambda r: r[events.PID] % 7 == 0).read(0, 10**6) == \
+        b"".join(x for x, r in zip(lines_of(batch), batch, strict=True) if r[events.PID] % 7 == 0)
+    w.append(raws(1000, start=len(batch)))               # the slabs' chunks leave the window
+    assert all(c.slab is None or c.first_seq >= w.first_seq for c in w.chunks)
+    assert w.text_since(w.first_seq, 10**6)[0] == b"".join(lines_of(list(w.iter_raws())))

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 
 import trio
 import trio.lowlevel
+import trio.testing
 
 from saga import config as configmod
 from saga import events
@@ -49,6 +50,7 @@ log = logging.getLogger("saga.daemon")
 # Driver errors after which reading can never work again.
 _FATAL_ERRNOS = {errno.ENODEV, errno.EBADF, errno.ENXIO}
 _READS_PER_WAKE = 64
+_RENDER_STEP = 256            # events rendered at a time when idle (~2 ms)
 
 
 @dataclass(frozen=True)
@@ -65,29 +67,28 @@ class Options:
 
 
 def sagafs_server():
-    """saga.sagafs.serve when this build has sagafs, else None (docs/daemon.md: the sagafs seam)."""
+    """(saga.sagafs.serve, None), or (None, why sagafs cannot run in this installation)."""
     try:
         from saga import sagafs
-    except ImportError:
-        return None
-    return getattr(sagafs, "serve", None)
+    except ImportError as exc:       # pyfuse3 or libfuse3 missing
+        return None, str(exc)
+    return sagafs.serve, None
 
 
 def resolve_mount(config: Config, opts: Options):
-    """(mount point or None, serve function or None); an explicit --mount without sagafs is an error."""
+    """(mount point or None, serve function or None); an explicit --mount that cannot work is an error."""
     if opts.no_mount:
         return None, None
     path = opts.mount or config.sagafs.mount or None
     if path is None:
         return None, None
-    serve = sagafs_server()
+    serve, why = sagafs_server()
     if serve is None:
         if opts.mount:
-            raise DriverUnavailable("sagafs is not available yet in this build (no saga.sagafs.serve): "
-                                    "run the daemon with --no-mount")
-        log.warning("sagafs is not available in this build: not mounting %s", path)
+            raise DriverUnavailable(f"sagafs cannot run here ({why}): run the daemon with --no-mount")
+        log.warning("sagafs cannot run here (%s): not mounting %s", why, path)
         return None, None
-    return path, serve
+    return os.path.abspath(path), serve
 
 
 def sd_notify(message: str) -> None:
@@ -284,9 +285,7 @@ class Daemon:
             nursery.start_soon(self._drain, self._stop)
             nursery.start_soon(self._render_idle)
             if self.serve_fs is not None:
-                await nursery.start(self.serve_fs, state, self.mount)
-                state.mountpoint = self.mount
-                log.info("sagafs mounted at %s", self.mount)
+                await self._mount(nursery)
             info = state.driver.info()
             log.info("running: driver %s %s, %d rules, control socket %s", info.driver, info.version,
                      info.nr_rules, self.config.daemon.socket_path)
@@ -296,6 +295,18 @@ class Daemon:
             nursery.cancel_scope.cancel()
         c = state.counters
         log.info("stopped draining after %d events", c.drained_events)
+
+    async def _mount(self, nursery: trio.Nursery) -> None:
+        """Mount sagafs; a mount point from the configuration that cannot be mounted is logged, not fatal."""
+        try:
+            await nursery.start(self.serve_fs, self.state, self.mount)
+        except DriverUnavailable as exc:
+            if self.opts.mount:
+                raise
+            log.error("%s: running without sagafs", exc)
+            return
+        self.state.mountpoint = self.mount
+        log.info("sagafs mounted at %s", self.mount)
 
     async def _signals(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as received:
@@ -343,12 +354,17 @@ class Daemon:
                 await trio.sleep(0.001)   # readable yet empty: do not spin
 
     async def _render_idle(self) -> None:
-        """Render sealed window chunks ahead of readers when there is time (cat /sagafs/log is then instant)."""
+        """Render sealed window chunks ahead of readers when there is time (cat /sagafs/log is then instant).
+
+        Only when every other task is waiting, a few ms at a time: draining and answering readers come
+        first, and a daemon that cannot render as fast as events arrive leaves the rest to readers."""
         window = self.state.window
         while True:
             await trio.sleep(0.2)
-            while window.render_some(1):
-                await trio.lowlevel.checkpoint()
+            while True:
+                await trio.testing.wait_all_tasks_blocked()
+                if not window.render_step(_RENDER_STEP):
+                    break
 
     async def reload(self) -> None:
         """SIGHUP: reread the configuration, apply what can change live, reinstall the stored rules."""
@@ -378,7 +394,8 @@ class Daemon:
                                            ("daemon.window_events", old.daemon.window_events,
                                             new.daemon.window_events),
                                            ("daemon.archive", old.daemon.archive, new.daemon.archive),
-                                           ("sagafs.mount", old.sagafs.mount, new.sagafs.mount)) if a != b]
+                                           ("sagafs.mount", old.sagafs.mount, new.sagafs.mount),
+                                           ("sagafs.group", old.sagafs.group, new.sagafs.group)) if a != b]
         if restart:
             log.warning("reload: %s changed: takes effect when the daemon restarts", ", ".join(restart))
         archiver = self.state.archiver
@@ -390,5 +407,5 @@ class Daemon:
         self.config = replace(new, store=replace(new.store, url=old.store.url, host=old.store.host),
                               daemon=replace(new.daemon, driver=old.daemon.driver, run_dir=old.daemon.run_dir,
                                              window_events=old.daemon.window_events, archive=old.daemon.archive),
-                              sagafs=replace(new.sagafs, mount=old.sagafs.mount))
+                              sagafs=old.sagafs)
         self.state.config = self.config

@@ -101,6 +101,11 @@ class RulesService:
         self._change(drop)
         return removed
 
+    def edit(self, compute: Callable[[list[Rule], Callable[[Rule], Rule]], list[Rule]]) -> list[Rule]:
+        """Any change as one: `compute(stored, with_id)` returns the new list (with_id gives a new rule its
+        id); an exception it raises leaves everything as it was (/sagafs/rules: several lines in one write)."""
+        return self._change(compute)
+
     def lock(self) -> None:
         """Make the driver's rules immutable until it is unloaded (not stored: see config rules.lock)."""
         self._require_driver().lock_rules()

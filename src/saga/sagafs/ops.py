@@ -1,0 +1,304 @@
+"""The pyfuse3 operations: one generic implementation over the table (table.py, tree.py).
+
+House rules: handlers raise only pyfuse3.FUSEError (a SagaError becomes
+its errno, anything else is logged and becomes EIO); nothing blocks the
+trio thread (the rules service and /proc lookups run in worker threads).
+
+Files are served with direct_io and without the page cache: every read
+reaches the open file's own snapshot, so two opens at different moments
+never see each other's bytes through a shared cache, a file whose content
+changes needs no invalidation, and `pipe` can block.  Reads are as large
+as the reader asks (st_blksize is 1 MiB, so `cat` asks for 1 MiB at a
+time).
+
+Sizes: a file's size is what an open made now would read.  `tail`,
+`less` and `wc -c` open, then fstat and seek to the end: their fstat must
+see the size of the snapshot they opened, not of a newer one.  pyfuse3
+does not pass the file handle to getattr, so a getattr from a thread that
+holds the file open answers with the size of that thread's newest
+snapshot ("pinned"); any other getattr describes a fresh snapshot.
+"""
+from __future__ import annotations
+
+import errno
+import functools
+import itertools
+import logging
+import os
+import select
+import stat
+import time
+
+import pyfuse3
+import trio
+
+from saga.daemon.state import DaemonState
+from saga.daemon.window import Snapshot
+from saga.errors import SagaError
+from saga.sagafs.pipe import Pipe
+from saga.sagafs.rulesfile import ErrorLog, errno_of
+from saga.sagafs.tree import Node, Tree
+from saga.sagafs.views import Views
+
+log = logging.getLogger("saga.sagafs")
+
+BLKSIZE = 1 << 20
+MAX_PIPE_READERS = 64
+FILE_ATTR_TIMEOUT = 0.0      # sizes change with every event: always ask
+DIR_ATTR_TIMEOUT = 1.0
+
+
+def _handler(fn):
+    """Run one request: count it (for a clean stop) and turn every failure into a FUSEError."""
+    @functools.wraps(fn)
+    async def run(self, *args):
+        self.active += 1
+        try:
+            return await fn(self, *args)
+        except pyfuse3.FUSEError:
+            raise
+        except SagaError as exc:
+            log.warning("%s: %s", fn.__name__, exc)
+            raise pyfuse3.FUSEError(errno_of(exc)) from None
+        except Exception:
+            log.exception("sagafs: %s failed", fn.__name__)
+            raise pyfuse3.FUSEError(errno.EIO) from None
+        finally:
+            self.active -= 1
+    return run
+
+
+def _as_snapshot(content: bytes | Snapshot) -> Snapshot:
+    return content if isinstance(content, Snapshot) else Snapshot([content] if content else [], 0, 0)
+
+
+class OpenFile:
+    """An open regular file: the snapshot it reads (None when opened write-only)."""
+
+    def __init__(self, node: Node, content: Snapshot | None, writable: bool, pin: tuple[int, int]) -> None:
+        self.node = node
+        self.content = content
+        self.writable = writable
+        self.pin = pin
+
+
+class SagaFS(pyfuse3.Operations):
+    def __init__(self, state: DaemonState, *, gid: int = 0, group_readable: bool = False) -> None:
+        super().__init__()
+        self.state = state
+        self.views = Views(state.window)
+        self.tree = Tree()
+        self.errors = ErrorLog()
+        self.gid = gid
+        self.mask = 0o750 if group_readable else 0o700
+        self.handles: dict[int, OpenFile | Pipe | list] = {}
+        self.pins: dict[tuple[int, int], list[OpenFile]] = {}
+        self.pipe_readers = 0
+        self.pollers: set[Pipe] = set()
+        self.waiting: set[trio.CancelScope] = set()
+        self.closing = False
+        self.active = 0
+        self._fh = itertools.count(1)
+        self._born_ns = time.time_ns()
+
+    # -- attributes ------------------------------------------------------------------------
+    def _node(self, inode: int) -> Node:
+        node = self.tree.node(inode)
+        if node is None:
+            raise pyfuse3.FUSEError(errno.ENOENT)
+        return node
+
+    def _attrs(self, node: Node, size: int = 0) -> pyfuse3.EntryAttributes:
+        a = pyfuse3.EntryAttributes()
+        a.st_ino = node.inode
+        a.st_uid = 0
+        a.st_gid = self.gid
+        a.entry_timeout = self.tree.entry_timeout(node)
+        if node.is_dir:
+            a.st_mode = stat.S_IFDIR | (0o555 & self.mask)
+            a.st_nlink = 2
+            a.attr_timeout = DIR_ATTR_TIMEOUT
+            now = self._born_ns
+        else:
+            a.st_mode = stat.S_IFREG | (node.file.mode & self.mask)
+            a.st_nlink = 1
+            a.st_size = size
+            a.st_blocks = (size + 511) // 512
+            a.attr_timeout = FILE_ATTR_TIMEOUT
+            now = time.time_ns()
+        a.st_blksize = BLKSIZE
+        a.st_atime_ns = a.st_mtime_ns = a.st_ctime_ns = now
+        return a
+
+    async def _size(self, node: Node, tid: int) -> int:
+        if node.is_dir or isinstance(node.file.read, type):
+            return 0                                       # directories, and streams (pipe)
+        pinned = self.pins.get((node.inode, tid))
+        if pinned:
+            return pinned[-1].content.size
+        return _as_snapshot(await node.file.read(self, node.value)).size
+
+    @_handler
+    async def getattr(self, inode, ctx=None):
+        node = self._node(inode)
+        return self._attrs(node, await self._size(node, ctx.pid if ctx else 0))
+
+    @_handler
+    async def lookup(self, parent_inode, name, ctx=None):
+        parent = self._node(parent_inode)
+        if not parent.is_dir:
+            raise pyfuse3.FUSEError(errno.ENOTDIR)
+        node = await self.tree.child(self, parent, os.fsdecode(name))
+        if node is None:
+            raise pyfuse3.FUSEError(errno.ENOENT)
+        return self._attrs(node, await self._size(node, ctx.pid if ctx else 0))
+
+    @_handler
+    async def setattr(self, inode, attr, fields, fh, ctx):
+        node = self._node(inode)
+        # `echo ... > rules` truncates before it writes: on a writable file, truncating is writing nothing.
+        only_size = fields.update_size and not (fields.update_mode or fields.update_uid or fields.update_gid
+                                                 or fields.update_atime or fields.update_mtime)
+        if node.is_dir or node.file.write is None or not only_size or ctx.uid != 0:
+            raise pyfuse3.FUSEError(errno.EPERM)
+        await node.file.write(self, node.value, b"")
+        return self._attrs(node, await self._size(node, ctx.pid))
+
+    @_handler
+    async def statfs(self, ctx):
+        s = pyfuse3.StatvfsData()
+        s.f_bsize = s.f_frsize = 4096
+        s.f_namemax = 255
+        return s
+
+    # -- directories -----------------------------------------------------------------------
+    @_handler
+    async def opendir(self, inode, ctx):
+        node = self._node(inode)
+        if not node.is_dir:
+            raise pyfuse3.FUSEError(errno.ENOTDIR)
+        fh = next(self._fh)
+        self.handles[fh] = await self.tree.children(self, node)     # the listing, fixed at opendir
+        return fh
+
+    @_handler
+    async def readdir(self, fh, start_id, token):
+        entries = self.handles.get(fh)
+        if not isinstance(entries, list):
+            raise pyfuse3.FUSEError(errno.EBADF)
+        for i in range(start_id, len(entries)):
+            name, node = entries[i]
+            # Sizes are not computed here: file attributes are never cached (attr_timeout 0).
+            if not pyfuse3.readdir_reply(token, os.fsencode(name), self._attrs(node), i + 1):
+                break
+
+    @_handler
+    async def releasedir(self, fh):
+        self.handles.pop(fh, None)
+
+    # -- files -----------------------------------------------------------------------------
+    @_handler
+    async def open(self, inode, flags, ctx):
+        node = self._node(inode)
+        if node.is_dir:
+            raise pyfuse3.FUSEError(errno.EISDIR)
+        f = node.file
+        access = flags & os.O_ACCMODE
+        writing = access in (os.O_WRONLY, os.O_RDWR)
+        if writing and (f.write is None or ctx.uid != 0):
+            raise pyfuse3.FUSEError(errno.EACCES)
+        if writing and flags & os.O_TRUNC:                            # as in setattr: write nothing
+            await f.write(self, node.value, b"")
+        fh = next(self._fh)
+        if isinstance(f.read, type):                                  # a stream: pipe
+            if self.pipe_readers >= MAX_PIPE_READERS:
+                raise pyfuse3.FUSEError(errno.EBUSY)
+            self.handles[fh] = f.read(self, node.value, flags, ctx.pid)
+            self.pipe_readers += 1
+            return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False, nonseekable=True)
+        content = None if access == os.O_WRONLY else _as_snapshot(await f.read(self, node.value))
+        handle = OpenFile(node, content, writing, (inode, ctx.pid))
+        self.handles[fh] = handle
+        if content is not None:
+            self.pins.setdefault(handle.pin, []).append(handle)
+        return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False)
+
+    def _handle(self, fh: int):
+        h = self.handles.get(fh)
+        if h is None or isinstance(h, list):
+            raise pyfuse3.FUSEError(errno.EBADF)
+        return h
+
+    @_handler
+    async def read(self, fh, off, size):
+        h = self._handle(fh)
+        if isinstance(h, Pipe):
+            return await h.read(size)
+        if h.content is None:
+            raise pyfuse3.FUSEError(errno.EBADF)
+        return h.content.view(off, size)
+
+    @_handler
+    async def write(self, fh, off, buf):
+        h = self._handle(fh)
+        if isinstance(h, Pipe) or not h.writable:
+            raise pyfuse3.FUSEError(errno.EBADF)
+        await h.node.file.write(self, h.node.value, bytes(buf))
+        return len(buf)
+
+    @_handler
+    async def release(self, fh):
+        h = self.handles.pop(fh, None)
+        if isinstance(h, Pipe):
+            h.close()
+            self.pipe_readers -= 1
+        elif isinstance(h, OpenFile) and h.content is not None:
+            pinned = self.pins.get(h.pin)
+            if pinned is not None:
+                pinned.remove(h)
+                if not pinned:
+                    del self.pins[h.pin]
+
+    @_handler
+    async def poll(self, inode, fh, ph, ctx):
+        h = self.handles.get(fh)
+        if isinstance(h, Pipe):
+            if h.ready():
+                return select.POLLIN | select.POLLRDNORM
+            if ph is not None:
+                h.want_poll(ph)
+            return 0
+        ready = select.POLLIN | select.POLLRDNORM
+        if isinstance(h, OpenFile) and h.writable:
+            ready |= select.POLLOUT | select.POLLWRNORM
+        return ready
+
+    # -- the filesystem cannot be reshaped ------------------------------------------------
+    async def _refuse(self, *args):
+        raise pyfuse3.FUSEError(errno.EPERM)
+
+    mknod = mkdir = unlink = rmdir = symlink = rename = link = _refuse
+
+    async def create(self, parent_inode, name, mode, flags, ctx):
+        raise pyfuse3.FUSEError(errno.EPERM)
+
+    # -- life ------------------------------------------------------------------------------
+    async def notify_pollers(self) -> None:
+        """Wake poll(2)ers of `pipe` when events arrive."""
+        seq = self.state.window.next_seq
+        while True:
+            await self.state.wait_for_events(seq)
+            seq = self.state.window.next_seq
+            for p in list(self.pollers):
+                p.notify_poll()
+
+    async def stop(self, timeout: float = 2.0) -> None:
+        """Answer every blocked reader (end of file) and wait, a little, for requests in flight."""
+        self.closing = True
+        for scope in list(self.waiting):
+            scope.cancel()
+        for p in list(self.pollers):
+            p.notify_poll()
+        with trio.move_on_after(timeout):
+            while self.active:
+                await trio.sleep(0.01)
