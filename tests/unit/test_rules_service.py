@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session
 from saga import rules
 from saga.drivers.replay import ReplayDriver
 from saga.errors import DriverError, RuleError, RulesLocked, StoreError, UsageError
-from saga.rules.service import RulesService, same_rules
+from saga.rules.model import same_rules
+from saga.rules.service import RulesService
 from saga.store import Store
 
 

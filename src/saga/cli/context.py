@@ -9,13 +9,16 @@ an injected driver is never closed by the CLI.
 from __future__ import annotations
 
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from saga import config as configmod
 from saga.config import Config
 from saga.daemon.client import DaemonClient
 from saga.drivers import Driver, open_driver
-from saga.rules.service import RulesService
-from saga.store import Store
+
+if TYPE_CHECKING:       # imported on first use: SQLAlchemy alone adds ~0.4 s to every command
+    from saga.rules.service import RulesService
+    from saga.store import Store
 
 
 class Env:
@@ -45,6 +48,7 @@ class Env:
     def store(self, *, create: bool = True) -> Store:
         """The store; create=False (reading events) refuses to create a SQLite archive that is not there."""
         if self._store is None:
+            from saga.store import Store
             self._store = Store.open(self.config.store.url, create=create)
         return self._store
 
@@ -58,6 +62,7 @@ class Env:
         return self._driver
 
     def rules(self, *, offline: bool = False) -> RulesService:
+        from saga.rules.service import RulesService
         return RulesService(self.store(), None if offline else self.driver(), self.host)
 
     def daemon(self) -> DaemonClient:

@@ -9,7 +9,6 @@ from typing import Annotated
 import typer
 
 from saga.cli.context import Env
-from saga.daemon.service import Daemon, Options
 
 
 class DriverKind(str, enum.Enum):
@@ -39,6 +38,7 @@ def daemon(ctx: typer.Context,
     logging.basicConfig(level=logging.DEBUG if env.debug else logging.INFO, stream=sys.stderr,
                         format="saga daemon: %(levelname)s: %(message)s", force=True)
     logging.getLogger("sqlalchemy").setLevel(logging.WARNING)
+    from saga.daemon.service import Daemon, Options  # trio, SQLAlchemy: only the daemon needs them here
     opts = Options(config_path=env.config_path, db=env.db, driver=kind, replay=replay, mount=mount,
                    no_mount=no_mount)
     status = Daemon(env.config, opts).run()

@@ -19,7 +19,6 @@ from saga.cli.output import note
 from saga.cli.query import Comm, Errors, Json, Pid, Syscall, Uid, print_archived
 from saga.daemon.client import DaemonClient, NotRunning
 from saga.filters import EventFilter
-from saga.store import query as archive_query
 
 
 class _Printer:
@@ -107,8 +106,10 @@ def log(ctx: typer.Context,
             _follow_driver(env, flt, lines, printer)
             return
         note("the daemon is not running: showing the newest archived events")
-        with env.store(create=False).session() as s:
-            found = archive_query.search(s, flt, lines)
+        store = env.store(create=False)
+        from saga.store.query import search  # after env.store: SQLAlchemy only when the archive is read
+        with store.session() as s:
+            found = search(s, flt, lines)
         print_archived(found[-count:] if count else found, as_json)
     except _Done:
         pass

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -11,8 +11,9 @@ from saga import render
 from saga.cli.context import Env
 from saga.cli.output import note
 from saga.filters import EventFilter
-from saga.store import query as archive_query
-from saga.store.query import Archived
+
+if TYPE_CHECKING:
+    from saga.store.query import Archived
 
 NOTHING_MATCHED = 1
 
@@ -62,8 +63,9 @@ def query(ctx: typer.Context,
     flt = EventFilter.build(syscall=syscall, pid=pid, comm=comm, uid=uid, errors=errors, since=since, until=until,
                             host=host)
     store = env.store(create=False)
+    from saga.store.query import search  # after env.store: SQLAlchemy only when the archive is read
     with store.session() as s:
-        found = archive_query.search(s, flt, limit + 1 if limit else None)
+        found = search(s, flt, limit + 1 if limit else None)
     more = bool(limit) and len(found) > limit
     if more:
         found = found[1:]

@@ -10,7 +10,7 @@ import enum
 import os
 import sys
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -20,8 +20,10 @@ from saga.cli.output import json_out, note, out, warn
 from saga.errors import EX_IOERR, RuleError, SagaError, UsageError
 from saga.render import iso_time
 from saga.rules.grammar import parse_uid
-from saga.rules.model import Rule
-from saga.rules.service import RulesService, same_rule, same_rules
+from saga.rules.model import Rule, same_rule, same_rules
+
+if TYPE_CHECKING:
+    from saga.rules.service import RulesService
 
 app = typer.Typer(no_args_is_help=True, help="Rules: what is counted and logged (ordered, first match wins).")
 

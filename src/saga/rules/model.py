@@ -116,3 +116,13 @@ def tokens_for_slots(slots: frozenset[int]) -> tuple[str, ...]:
     if slots == ALL_SLOTS:
         return ("all",)
     return tuple(syscalls.name_of(s) for s in sorted(slots))
+
+
+def same_rule(a: Rule, b: Rule) -> bool:
+    """The same rule with the same id, however its syscall set is written (`open*` or a name list)."""
+    return (a.id == b.id and a.action == b.action and a.slots == b.slots and a.pid == b.pid and a.uid == b.uid
+            and a.comm == b.comm and a.errors == b.errors and a.key == b.key)
+
+
+def same_rules(a: list[Rule], b: list[Rule]) -> bool:
+    return len(a) == len(b) and all(same_rule(x, y) for x, y in zip(a, b, strict=True))

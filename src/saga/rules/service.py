@@ -18,22 +18,12 @@ from collections.abc import Callable
 
 from saga.drivers.base import Driver
 from saga.errors import RuleError, RulesLocked, UsageError
-from saga.rules.model import Rule
+from saga.rules.model import Rule, same_rules
 from saga.store import Store
 from saga.store import rules as stored_rules
 from saga.store.engine import translate
 
 log = logging.getLogger(__name__)
-
-
-def same_rule(a: Rule, b: Rule) -> bool:
-    """The same rule with the same id, however its syscall set is written (`open*` or a name list)."""
-    return (a.id == b.id and a.action == b.action and a.slots == b.slots and a.pid == b.pid and a.uid == b.uid
-            and a.comm == b.comm and a.errors == b.errors and a.key == b.key)
-
-
-def same_rules(a: list[Rule], b: list[Rule]) -> bool:
-    return len(a) == len(b) and all(same_rule(x, y) for x, y in zip(a, b, strict=True))
 
 
 class RulesService:
