@@ -227,3 +227,23 @@ def test_time_ranges_find_calls_archived_long_after_they_began(store_url):
         assert _search(st, EventFilter(since_ns=300)) == []
         assert archive.prune(st.engine, h, before_ns=150) == 10   # the second batch holds ts 50: it stays
         assert [a.raw[TS] for a in _search(st, EventFilter(until_ns=60))] == [50]
+
+
+@pytest.mark.parametrize("n", [1, archive.ROWS_PER_INSERT - 1, archive.ROWS_PER_INSERT,
+                               archive.ROWS_PER_INSERT + 1, 3 * archive.ROWS_PER_INSERT + 7])
+def test_every_write_size_archives_every_event_in_order(store_url, recording, raws, n):
+    """Whole multi-row INSERTs and the rows left over: all arrive, in order, inside the batch's id range."""
+    sizes = [r[events.SIZE] for r in raws[:n]]
+    buf = recording[:sum(sizes)]
+    with Store.open(store_url) as st:
+        h = _host(st)
+        _archive(st, buf, h)
+        _archive(st, buf, h)     # a second batch continues the ids
+        found = _search(st, newest=False)
+        assert [a.raw for a in found] == sorted(raws[:n] * 2, key=lambda r: r[TS])
+        with st.engine.connect() as c:
+            batches = c.execute(text("SELECT first_id, last_id, events FROM event_batches ORDER BY id")).all()
+            ids = [i for (i,) in c.execute(text("SELECT id FROM events ORDER BY id"))]
+        assert [b.events for b in batches] == [n, n]
+        for b, mine in zip(batches, (ids[:n], ids[n:]), strict=True):
+            assert b.first_id <= min(mine) and max(mine) <= b.last_id
