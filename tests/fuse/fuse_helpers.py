@@ -7,20 +7,13 @@ import threading
 import time
 from pathlib import Path
 
+from waiting import wait_for
+
 from saga import render
 from saga.config import Config, DaemonConfig, SagafsConfig, StoreConfig
 from saga.daemon.service import Daemon, Options
 from saga.drivers.replay import ReplayDriver
 from saga.sagafs.mount import detach, mount_type
-
-
-def wait_for(cond, timeout=20.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def lines_of(raws) -> list[str]:

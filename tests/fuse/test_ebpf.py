@@ -19,7 +19,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from fuse_helpers import detach_mounts_under, read_available, wait_for
+from fuse_helpers import detach_mounts_under, read_available
+from waiting import wait_for
 
 from saga.drivers.ebpf import loader
 from saga.sagafs.mount import mount_type

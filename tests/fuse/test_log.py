@@ -5,7 +5,8 @@ import os
 import stat
 import subprocess
 
-from fuse_helpers import lines_of, text_of, wait_for
+from fuse_helpers import lines_of, text_of
+from waiting import wait_for
 
 from saga.sagafs.table import TABLE
 

@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from fuse_helpers import text_of, wait_for
+from fuse_helpers import text_of
+from waiting import wait_for
 
 from saga.sagafs.mount import mount_type
 

@@ -12,7 +12,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from fuse_helpers import blocked_in_read, lines_of, read_lines, wait_for
+from fuse_helpers import blocked_in_read, lines_of, read_lines
+from waiting import wait_for
 
 LOST = re.compile(r"^# lost (\d+) events: this reader fell behind the daemon's window$")
 

@@ -16,24 +16,15 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 from kernelutil import Module, calls
+from waiting import wait_for
 
 from saga.sagafs.mount import mount_type
 
 SAGA = str(Path(sys.executable).with_name("saga"))
-
-
-def wait_for(cond, timeout=120.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +73,7 @@ def lines_of(mnt: Path, pid: int) -> list[str]:
         found[:] = [x for x in (mnt / "log").read_text().splitlines() if f" pid={pid} " in x]
         return any(" exit_group(" in x for x in found)
 
-    wait_for(done, what=f"pid {pid}'s exit_group in /sagafs/log")
+    wait_for(done, timeout=120, what=f"pid {pid}'s exit_group in /sagafs/log")
     return found
 
 

@@ -10,13 +10,13 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from unit_config import make_config
 from typer.testing import CliRunner
+from unit_config import make_config
+from waiting import wait_for
 
 from saga import events, render, rules, syscalls
 from saga.cli.context import Env
@@ -30,15 +30,6 @@ from saga.rules.service import RulesService
 from saga.store import Store, archive
 
 OPENAT = syscalls.BY_NAME["openat"].slot
-
-
-def wait_for(cond, timeout=20.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Running:
