@@ -48,6 +48,9 @@ def run_mix(drv) -> tuple[dict[int, tuple[int, int]], list]:
 
 def normalized(evs) -> list[list[tuple]]:
     """Per thread (in order of first record), each record without what differs between runs."""
+    # kmod: per-CPU buffers, so records are read out of order when a task ran on both CPUs; entry times
+    # are not.  (The workload's first record, its execve, precedes its child's first, the clone.)
+    evs = sorted(evs, key=lambda e: e.ts_ns)
     ids: dict[int, str] = {}
 
     def ident(v: int):
@@ -57,8 +60,7 @@ def normalized(evs) -> list[list[tuple]]:
         for v in (e.pid, e.tid):
             ids.setdefault(v, f"task{len(ids)}")
     threads: dict[int, list[tuple]] = {}
-    # kmod: per-CPU buffers, so a thread that moved between CPUs is read out of order; entry times are not.
-    for e in sorted(evs, key=lambda e: e.ts_ns):
+    for e in evs:
         nargs = len(syscalls.BY_SLOT[e.nr].args) if e.nr in syscalls.BY_SLOT else 6
         threads.setdefault(e.tid, []).append((
             syscalls.name_of(e.nr), e.nr, e.orig_nr, e.flags, tuple(ident(a) for a in e.args[:nargs]),
