@@ -6,11 +6,11 @@
  * src/saga/drivers/ebpf/; the layouts shared with it are in saga_bpf.h.
  *
  * sys_exit counts a completed call and emits its record.  sys_enter keeps
- * entry state (time, arguments, paths) for calls that may be logged and
- * logs exit/exit_group, which never return; user space attaches it only
- * while the rule set can log something, so counting alone costs one
- * program per call.  exit/exit_group are counted when the task exits
- * (sched_process_exit), whether sys_enter is attached or not.
+ * entry state (time, arguments, paths) for calls that may be logged; user
+ * space attaches it only while the rule set can log something, so
+ * counting alone costs one program per call.  The calls sys_exit cannot
+ * attribute (exit, exit_group, (rt_)sigreturn: see noreturn_call) are
+ * counted and logged as at entry, whether sys_enter is attached or not.
  *
  * A call's action is one byte of the per-slot table in slot_actions; only
  * slots that a rule with fields covers look up the rule list and walk it.
@@ -25,9 +25,11 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-/* Native numbers of the calls that never return. */
-#define NR_EXIT		60
-#define NR_EXIT_GROUP	231
+/* Slots of the calls handled at entry (native numbers, and ia32 sigreturn 119). */
+#define NR_RT_SIGRETURN		15
+#define NR_EXIT			60
+#define NR_EXIT_GROUP		231
+#define SLOT_IA32_SIGRETURN	(SAGA_COMPAT_BASE + 119)
 
 /* Global state (the .bss map); user space maps it read-write. */
 struct saga_bpf_config saga_config;
@@ -117,6 +119,17 @@ static __always_inline __u32 slot_of(long nr, int compat)
 	if (nr >= 0 && nr < SAGA_COMPAT_BASE)
 		return nr;
 	return SAGA_NR_UNKNOWN;
+}
+
+/*
+ * Calls that sys_exit cannot attribute: exit and exit_group never get
+ * there, and (rt_)sigreturn restores a context whose syscall number is -1
+ * (sys_exit ignores those).  As in the module they are counted and logged
+ * at entry: flag NORETURN, ret 0, duration 0 (noreturn_call).
+ */
+static __always_inline int done_at_entry(__u32 slot)
+{
+	return slot == NR_EXIT || slot == NR_EXIT_GROUP || slot == NR_RT_SIGRETURN || slot == SLOT_IA32_SIGRETURN;
 }
 
 /* ret_known == 0: decide whether the call may be logged, whatever it returns. */
@@ -386,6 +399,40 @@ static __always_inline void start_record(struct saga_bpf_entry *e, struct pt_reg
 	read_args(regs, compat, e->ev.args);
 }
 
+/*
+ * Count (unless counted_elsewhere) and log a call handled at entry.  Who
+ * calls it, so that each call is counted once whether sys_enter is
+ * attached or not:
+ * - native rt_sigreturn: saga_sigreturn, on its own syscall event, which
+ *   runs for that call only (so counting needs no sys_enter program);
+ * - exit, exit_group: sys_enter logs them, saga_task_exit counts them;
+ * - ia32 sigreturn and rt_sigreturn: sys_enter (no per-call event exists
+ *   for ia32 calls), so only while it is attached (docs/ebpf.md).
+ */
+static __always_inline void noreturn_call(struct pt_regs *regs, long nr, __u32 slot, int compat,
+					  int counted_elsewhere)
+{
+	struct saga_bpf_pcpu *pc;
+	struct saga_bpf_entry *e;
+	int action = action_of(slot, 0, 1);
+
+	if (action == SAGA_ACT_IGNORE)
+		return;
+	pc = bpf_map_lookup_elem(&counters, &zero);
+	if (!pc)
+		return;
+	if (!counted_elsewhere)
+		count(pc, slot, 0);
+	if (action != SAGA_ACT_LOG || is_consumer())
+		return;
+	e = bpf_map_lookup_elem(&scratch, &zero);
+	if (!e)
+		return;
+	start_record(e, regs, nr, slot, compat, bpf_ktime_get_ns());
+	e->ev.flags |= SAGA_EVF_NORETURN;
+	emit(pc, e, 0, 0);
+}
+
 SEC("tp_btf/sys_enter")
 int saga_sys_enter(__u64 *ctx)
 {
@@ -404,20 +451,11 @@ int saga_sys_enter(__u64 *ctx)
 	compat = task->thread_info.status & TS_COMPAT;
 	slot = slot_of(nr, compat);
 
-	if (slot == NR_EXIT || slot == NR_EXIT_GROUP) {
-		/* Never returns: logged here, counted by saga_task_exit. */
-		if (action_of(slot, 0, 1) != SAGA_ACT_LOG || is_consumer())
-			return 0;
-		pc = bpf_map_lookup_elem(&counters, &zero);
-		e = bpf_map_lookup_elem(&scratch, &zero);
-		if (!pc || !e)
-			return 0;
-		start_record(e, regs, nr, slot, compat, bpf_ktime_get_ns());
-		e->ev.flags |= SAGA_EVF_NORETURN;
-		emit(pc, e, 0, 0);
+	if (done_at_entry(slot)) {
+		if (slot != NR_RT_SIGRETURN || compat)	/* native rt_sigreturn: saga_sigreturn's */
+			noreturn_call(regs, nr, slot, compat, slot == NR_EXIT || slot == NR_EXIT_GROUP);
 		return 0;
 	}
-
 	if (action_of(slot, 0, 0) != SAGA_ACT_LOG || is_consumer()) {
 		/* Drop state a previous call may have left (rules changed in between). */
 		e = bpf_task_storage_get(&entries, task, 0, 0);
@@ -456,6 +494,8 @@ int saga_sys_exit(__u64 *ctx)
 	task = bpf_get_current_task_btf();
 	compat = task->thread_info.status & TS_COMPAT;
 	nr = regs->orig_ax;
+	if (nr == -1)	/* sigreturn's restored context, or a call a tracer skipped */
+		return 0;
 	slot = slot_of(nr, compat);
 	action = action_of(slot, ret, 1);
 	if (action == SAGA_ACT_IGNORE)
@@ -512,5 +552,26 @@ int saga_task_exit(__u64 *ctx)
 	pc = bpf_map_lookup_elem(&counters, &zero);
 	if (pc)
 		count(pc, slot, 0);
+	return 0;
+}
+
+/*
+ * Native rt_sigreturn, at entry: the syscalls:sys_enter_rt_sigreturn event
+ * runs this program for that call only (the kernel's per-syscall events
+ * skip ia32 calls), so it is counted whether sys_enter is attached or not.
+ */
+SEC("tracepoint/syscalls/sys_enter_rt_sigreturn")
+int saga_sigreturn(void *ctx)
+{
+	struct task_struct *task;
+	struct pt_regs *regs;
+
+	if (!saga_config.enabled)
+		return 0;
+	task = bpf_get_current_task_btf();
+	regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	if (!regs)
+		return 0;
+	noreturn_call(regs, NR_RT_SIGRETURN, NR_RT_SIGRETURN, 0, 0);
 	return 0;
 }

@@ -12,18 +12,20 @@ import pytest
 from saga import _uapi, events
 from saga.drivers import open_driver
 from saga.drivers.ebpf import EbpfDriver, loader
+from saga.drivers.ebpf import layout as L
 from saga.errors import DriverUnavailable, RulesLocked
 from saga.rules import parse
 
 from ebpf_helpers import loaded, records
 
 GETPPID, READ = 110, 0
+PROG_NAMES = sorted([L.ENTER_PROG] + [p for p, _ in L.PROGS])
 
 
 def saga_progs() -> dict[int, str]:
     """Loaded BPF programs of saga (id -> name), from bpftool."""
     out = subprocess.run(["bpftool", "-j", "prog", "show"], check=True, capture_output=True, text=True).stdout
-    return {p["id"]: p["name"] for p in json.loads(out) if p.get("name", "") in ("saga_sys_enter", "saga_sys_exit", "saga_task_exit")}
+    return {p["id"]: p["name"] for p in json.loads(out) if p.get("name", "") in PROG_NAMES}
 
 
 def saga_links() -> set[int]:
@@ -133,9 +135,9 @@ def test_reload_keeps_nothing_and_unload_detaches(bpffs):
     with loaded(bpffs, "unload"):
         ours = set(saga_progs()) - set(progs_before)
         our_links = saga_links() - links_before
-        assert sorted(saga_progs()[i] for i in ours) == ["saga_sys_enter", "saga_sys_exit", "saga_task_exit"]
-        assert len(our_links) == 3
-        assert sorted(os.listdir(directory)) == sorted(loader.ALL_PINS + ("link_sys_enter",))
+        assert sorted(saga_progs()[i] for i in ours) == PROG_NAMES
+        assert len(our_links) == len(PROG_NAMES)
+        assert sorted(os.listdir(directory)) == sorted(loader.ALL_PINS + (L.ENTER_LINK_PIN,))
         # load=True on a loaded directory attaches to it instead of loading twice
         os.environ["SAGA_BPF_DIR"] = directory
         EbpfDriver.open(load=True).close()

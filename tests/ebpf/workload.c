@@ -13,10 +13,16 @@
  *                  microseconds every 64 calls (default 0)
  *   steps          prints "ready", then one getppid(i) per "c" line read, each
  *                  answered "ok", until end of input
+ *   signal N       N SIGUSR1 sent to itself, each run by a handler that returns
+ *                  (N rt_sigreturn calls)
+ *   nosys N        N syscall(-1) (what a sigreturn's exit looks like), then N
+ *                  calls of number 600 (beyond every table: slot unknown)
+ *   exit CODE      exit_group(CODE) at once
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,6 +82,27 @@ static void steps(void)
 	}
 }
 
+static volatile long handled;
+
+static void on_signal(int sig)
+{
+	handled++;
+}
+
+/* Each signal is delivered when tgkill returns; the handler's return is one rt_sigreturn. */
+static int signals(long n)
+{
+	struct sigaction sa = { .sa_handler = on_signal };
+	pid_t pid = getpid();
+
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGUSR1, &sa, NULL))
+		return 1;
+	for (long i = 0; i < n; i++)
+		syscall(SYS_tgkill, pid, pid, SIGUSR1);
+	return handled == n ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
 	char line[16];
@@ -110,6 +137,15 @@ int main(int argc, char **argv)
 		seq(n_calls, argc > 3 ? atol(argv[3]) : 0);
 	} else if (!strcmp(mode, "steps")) {
 		steps();
+	} else if (!strcmp(mode, "signal")) {
+		return signals(n_calls);
+	} else if (!strcmp(mode, "nosys")) {
+		for (long i = 0; i < n_calls; i++)
+			syscall(-1L);
+		for (long i = 0; i < n_calls; i++)
+			syscall(600L);
+	} else if (!strcmp(mode, "exit")) {
+		syscall(SYS_exit_group, n_calls);
 	} else if (strcmp(mode, "blocked")) {
 		return 64;
 	}

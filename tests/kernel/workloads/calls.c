@@ -17,6 +17,9 @@
  *   calls block N MS         N children, each in one nanosleep of MS ms
  *   calls storm SECONDS      getppid and openat in a loop for SECONDS
  *   calls fuzz N SEED        N random ioctls on /dev/saga (random commands, sizes, bytes, pointers)
+ *   calls mix DIR            a fixed mix for the kmod/ebpf equivalence test: paths (two at once, a
+ *                            long one, a missing one), errors, ia32 calls, handled signals, a forked
+ *                            child; files created in DIR (which must exist) are removed again
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -113,6 +116,43 @@ static void do_signal(long n)
 	signal(SIGUSR1, on_signal);
 	for (long i = 0; i < n; i++)
 		raise(SIGUSR1);
+}
+
+/* Deterministic given the same DIR and environment (run it without ASLR to fix the pointers too). */
+static void do_mix(const char *dir)
+{
+	char a[256], b[256], longp[301];
+	char byte;
+	long fd;
+	pid_t pid;
+
+	snprintf(a, sizeof(a), "%s/a", dir);
+	snprintf(b, sizeof(b), "%s/b", dir);
+	do_getppid(3);
+	fd = syscall(SYS_openat, AT_FDCWD, "/dev/zero", O_RDONLY);
+	syscall(SYS_read, fd, &byte, 1);
+	syscall(SYS_close, fd);
+	syscall(SYS_close, -1L);				/* EBADF */
+	fd = syscall(SYS_openat, AT_FDCWD, a, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	syscall(SYS_write, fd, "saga", 4);
+	syscall(SYS_close, fd);
+	syscall(SYS_renameat, AT_FDCWD, a, AT_FDCWD, b);	/* two paths */
+	syscall(SYS_unlinkat, AT_FDCWD, b, 0);
+	syscall(SYS_openat, AT_FDCWD, "/nonexistent/saga", O_RDONLY);	/* ENOENT */
+	memset(longp, 'x', sizeof(longp) - 1);
+	memcpy(longp, "/nonexistent/", 13);
+	longp[sizeof(longp) - 1] = '\0';
+	syscall(SYS_openat, AT_FDCWD, longp, O_RDONLY);		/* 300 bytes: cut, PATH_TRUNC */
+	do_int80(2);
+	signal(SIGUSR1, on_signal);
+	for (int i = 0; i < 3; i++)
+		syscall(SYS_tgkill, getpid(), getpid(), SIGUSR1);	/* rt_sigreturn each */
+	pid = fork();
+	if (pid == 0) {
+		do_getppid(2);
+		syscall(SYS_exit_group, 3);
+	}
+	syscall(SYS_wait4, pid, NULL, 0, NULL);
 }
 
 static void do_fork(void)
@@ -254,9 +294,11 @@ int main(int argc, char **argv)
 		do_storm(arg_num(argv[2]));
 	else if (!strcmp(mode, "fuzz") && argc == 4)
 		do_fuzz(arg_num(argv[2]), arg_num(argv[3]));
+	else if (!strcmp(mode, "mix") && argc == 3)
+		do_mix(argv[2]);
 	else {
 		fprintf(stderr, "usage: calls getppid|bench|int80|fail N | open PATH | path LEN | fault | fork | exit CODE | signal N | "
-			"sleep MS | block N MS | storm SECONDS | fuzz N SEED\n");
+			"sleep MS | block N MS | storm SECONDS | fuzz N SEED | mix DIR\n");
 		return 64;
 	}
 	return 0;

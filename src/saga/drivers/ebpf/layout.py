@@ -51,7 +51,8 @@ MAP_EVENTS = "events"
 MAP_CONFIG = ".bss"
 PIN_CONFIG = "config"
 # Always attached: program -> link pin.
-PROGS = (("saga_sys_exit", "link_sys_exit"), ("saga_task_exit", "link_task_exit"))
+PROGS = (("saga_sys_exit", "link_sys_exit"), ("saga_task_exit", "link_task_exit"),
+         ("saga_sigreturn", "link_sigreturn"))
 # Attached only while the rule set can log (entry state costs a second program per call).
 ENTER_PROG, ENTER_PROG_PIN, ENTER_LINK_PIN = "saga_sys_enter", "prog_sys_enter", "link_sys_enter"
 VALUE_SIZES = {MAP_CONFIG: CONFIG.size, MAP_COUNTERS: PCPU_SIZE, MAP_ACTIONS: ACTIONS_SIZE}

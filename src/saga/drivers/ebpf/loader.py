@@ -1,7 +1,7 @@
 """Loading, pinning and unloading the BPF program, and why it cannot run.
 
 Everything the driver owns lives under one bpffs directory (default
-/sys/fs/bpf/saga, or $SAGA_BPF_DIR): the two program links and the maps
+/sys/fs/bpf/saga, or $SAGA_BPF_DIR): the program links and the maps
 user space reads (see docs/ebpf.md).  Loading is deliberate (the daemon,
 `make up`); every other process opens the pins.  Unloading unpins them:
 the links go with their last reference, so the programs detach, and the
