@@ -175,7 +175,7 @@ def build(headers: Path) -> dict:
 def path_code(args: tuple) -> int:
     idx = [i for i, (_, _, k) in enumerate(args) if k == "path"][:2]
     code = 0
-    for shift, i in zip((0, 4), idx):
+    for shift, i in zip((0, 4), idx, strict=False):
         code |= (i + 1) << shift
     return code
 
@@ -201,7 +201,7 @@ def render_py(t: dict, source: str) -> str:
 def render_c(t: dict, source: str) -> str:
     names: dict[int, str] = {nr: name for nr, name, _ in t["calls"]}
     paths: dict[int, int] = {nr: path_code(args) for nr, name, args in t["calls"]}
-    for nr, name, slot, args in t["compat"]:
+    for _nr, name, slot, args in t["compat"]:
         if slot >= COMPAT_BASE and slot != NR_SLOTS - 1:
             names[slot] = f"ia32:{name}"
             paths[slot] = path_code(args)

@@ -112,13 +112,16 @@ def render(header_text: str, facts: list[list[str]], header_name: str) -> str:
              "    def names(self) -> tuple[str, ...]:", "        return tuple(f.name for f in self.fields)",
              "", "", "# Constants", ""]
     for name, value in consts:
-        lines.append(f"{name} = {value!r}" if isinstance(value, str) else
-                     f"{name} = {value:#x}" if name.startswith("SAGA_IOC_") and name != "SAGA_IOC_MAGIC" or value > 0xffff
-                     else f"{name} = {value}")
+        if isinstance(value, str):
+            lines.append(f"{name} = {value!r}")
+        elif name.startswith("SAGA_IOC_") and name != "SAGA_IOC_MAGIC" or value > 0xffff:
+            lines.append(f"{name} = {value:#x}")
+        else:
+            lines.append(f"{name} = {value}")
     lines += ["", "# Struct layouts", ""]
     for sname, mems in members.items():
         fmt, pos = "<", 0
-        for mname, off, size, count, code in sorted(mems, key=lambda m: m[1]):
+        for _mname, off, size, _count, code in sorted(mems, key=lambda m: m[1]):
             if off > pos:
                 fmt += f"{off - pos}x"
             fmt += code

@@ -134,11 +134,12 @@ def main() -> None:
             results[key].append(fn(bench))
     med = {key: statistics.median(v) for key, v in results.items()}
     # Ratios pair runs of the same round (adjacent in time), so host drift cancels.
-    ratio = {key: statistics.median(x / a for x, a in zip(v, results["a"])) for key, v in results.items()}
-    c_over_b = statistics.median(c / b for c, b in zip(results["c"], results["b"]))
+    ratio = {key: statistics.median(x / a for x, a in zip(v, results["a"], strict=True)) for key, v in results.items()}
+    c_over_b = statistics.median(c / b for c, b in zip(results["c"], results["b"], strict=True))
 
     print(f"kernel {args.kernel}, {os.cpu_count()} vCPUs under QEMU TCG (no KVM), "
-          f"getppid storm on CPU 0 (the reader of (d) shares it): best of 3 runs of {args.n} calls per variant and round "
+          f"getppid storm on CPU 0 (the reader of (d) shares it): "
+          f"best of 3 runs of {args.n} calls per variant and round "
           f"(one run of {args.n_strace} under strace); median of {args.rounds} alternating rounds; "
           f"ratios are medians of per-round ratios\n")
     print("| variant | ns per getppid (median) | ratio to (a) | min-max |")

@@ -344,7 +344,7 @@ def main() -> int:
 
 
 def added(v: Variant, base: Variant, kind: str) -> list[float]:
-    return [a - b for a, b in zip(v.samples[kind], base.samples[kind])]
+    return [a - b for a, b in zip(v.samples[kind], base.samples[kind], strict=True)]
 
 
 def fmt_spread(xs: list[float]) -> str:
@@ -390,7 +390,7 @@ def report(variants, log_runs, rounds, load0, load1, missing) -> None:
             if v is floor:
                 print(f"| {v.name} | {fmt_spread(v.prog_ns)} | | 1.00 |")
                 continue
-            ratios = [a / b for a, b in zip(v.prog_ns, v.floor_ns) if b > 0]  # NaN compares false
+            ratios = [a / b for a, b in zip(v.prog_ns, v.floor_ns, strict=True) if b > 0]  # NaN compares false
             print(f"| {v.name} | {fmt_spread(v.prog_ns)} | {fmt_spread([b for b in v.floor_ns if b > 0])} | "
                   f"{fmt_ratio(ratios)} |")
     if log_runs:
@@ -403,7 +403,8 @@ def report(variants, log_runs, rounds, load0, load1, missing) -> None:
             runs = [r for r in log_runs if r[0] == label]
             fill = [100 * r[5] for r in runs]
             print(f"| {label} | {fmt_spread([r[3] for r in runs])} | {fmt_spread([r[1] for r in runs])} | "
-                  f"{fmt_spread([r[2] for r in runs])} | {statistics.median(fill):.0f}% ({min(fill):.0f}..{max(fill):.0f}%) "
+                  f"{fmt_spread([r[2] for r in runs])} | "
+                  f"{statistics.median(fill):.0f}% ({min(fill):.0f}..{max(fill):.0f}%) "
                   f"| {sum(r[4] for r in runs):,} | {sum(r[2] for r in runs):,} |")
         print("\nPer round (run: events/s received, drops, peak ring fill): " + "; ".join(
             f"{r[0]}: {r[1]:,.0f}, {r[2]:,}, {100 * r[5]:.0f}%" for r in log_runs))

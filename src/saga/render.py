@@ -1,6 +1,6 @@
 """Events as text lines and as JSON objects (docs/log-format.md).
 
-    2026-11-21T21:30:01.123456789Z cpu=1 pid=812 tid=812 uid=0 comm=sshd openat(AT_FDCWD, "/etc/passwd", O_RDONLY|O_CLOEXEC) = 3 <12us>
+    2026-11-21T21:30:01.123456789Z cpu=1 pid=81 tid=81 uid=0 comm=cat openat(AT_FDCWD, "/etc/hosts", O_RDONLY) = 3 <9us>
 
 This is the format of /sagafs/log, /sagafs/pipe and `saga log`.  Rendering
 is on the ingest path, so each slot's argument formatters are built once
@@ -10,11 +10,27 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from functools import lru_cache
+from functools import cache, lru_cache
 
 from saga import _uapi, decode, events, syscalls
-from saga.events import (ARG0, COMM, CPU, DURATION, FLAGS, GID, NR, ORIG_NR, PATHS, PID, PPID, RET, TID, TS,
-                         UID, comm_str)
+from saga.events import (
+    ARG0,
+    COMM,
+    CPU,
+    DURATION,
+    FLAGS,
+    GID,
+    NR,
+    ORIG_NR,
+    PATHS,
+    PID,
+    PPID,
+    RET,
+    TID,
+    TS,
+    UID,
+    comm_str,
+)
 
 _EVF_NAMES = ((_uapi.SAGA_EVF_COMPAT, "ia32"), (_uapi.SAGA_EVF_PATH_TRUNC, "path-truncated"),
               (_uapi.SAGA_EVF_PATH_FAULT, "path-fault"), (_uapi.SAGA_EVF_NO_ENTER, "no-enter"),
@@ -95,7 +111,7 @@ def _arg_formatter(call: str, arg: syscalls.Arg) -> Callable[[int], str]:
     return _int(arg.ctype)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _call_formatter(slot: int) -> tuple[str, tuple, int]:
     """(name, per-argument (kind, formatter) pairs, index of the mode arg printed only with O_CREAT or -1)."""
     call = syscalls.BY_SLOT.get(slot)

@@ -13,10 +13,9 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from ebpf_helpers import Workload, drain, loaded
 
 from saga.drivers.ebpf import loader
-
-from ebpf_helpers import Workload, drain, loaded
 
 HERE = Path(__file__).parent
 

@@ -5,12 +5,11 @@ import errno
 import os
 
 import pytest
+from ebpf_helpers import drain, records
 
 from saga import _uapi, events
 from saga.errors import DriverError
 from saga.rules import parse
-
-from ebpf_helpers import drain, records
 
 GETPPID, CLOSE, OPENAT, RENAMEAT, EXIT_GROUP = 110, 3, 257, 264, 231
 N = 5000

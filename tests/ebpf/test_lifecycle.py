@@ -8,6 +8,7 @@ import sys
 import time
 
 import pytest
+from ebpf_helpers import loaded, records
 
 from saga import _uapi, events
 from saga.drivers import open_driver
@@ -15,8 +16,6 @@ from saga.drivers.ebpf import EbpfDriver, loader
 from saga.drivers.ebpf import layout as L
 from saga.errors import DriverUnavailable, RulesLocked
 from saga.rules import parse
-
-from ebpf_helpers import loaded, records
 
 GETPPID, READ = 110, 0
 PROG_NAMES = sorted([L.ENTER_PROG] + [p for p, _ in L.PROGS])

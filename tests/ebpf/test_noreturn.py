@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 
+from ebpf_helpers import records
+
 from saga import _uapi, events
 from saga.rules import parse
-
-from ebpf_helpers import records
 
 RT_SIGRETURN, EXIT_GROUP, UNKNOWN = 15, 231, _uapi.SAGA_NR_UNKNOWN
 N = 37
@@ -23,7 +23,7 @@ def counts(drv, *slots: int) -> list[tuple[int, int]]:
 
 
 def delta(after, before) -> list[tuple[int, int]]:
-    return [(a[0] - b[0], a[1] - b[1]) for a, b in zip(after, before)]
+    return [(a[0] - b[0], a[1] - b[1]) for a, b in zip(after, before, strict=True)]
 
 
 def test_rt_sigreturn_counted_and_logged_at_entry(drv, workload):

@@ -5,10 +5,10 @@ import errno
 import os
 import time
 
+from ebpf_helpers import records
+
 from saga import _uapi, events
 from saga.rules import parse
-
-from ebpf_helpers import records
 
 GETPPID, CLOSE, OPENAT, RENAMEAT, EXIT_GROUP = 110, 3, 257, 264, 231
 AT_FDCWD = -100

@@ -100,7 +100,9 @@ def test_many_readers_and_the_cap(fs):
 
 
 def _blocked_reader(cmd: list[str]) -> subprocess.Popen:
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A process group of its own under pytest: never orphaned, so the kernel does not discard
+    # a stop signal sent to it, however pytest itself was started (setsid, CI, nohup).
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, process_group=0)
     wait_for(lambda: blocked_in_read(proc.pid) or proc.poll() is not None, what="the reader to block")
     assert proc.poll() is None
     return proc

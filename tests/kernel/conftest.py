@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import os
 
-import pytest
-
 import kernelutil
+import pytest
 
 
 def pytest_collection_modifyitems(config, items):

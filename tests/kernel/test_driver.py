@@ -3,8 +3,8 @@ import os
 import time
 
 import pytest
-
 from kernelutil import calls, rule
+
 from saga import _uapi
 from saga.drivers import open_driver
 from saga.drivers.kmod import KmodDriver
@@ -39,7 +39,7 @@ def test_rules_round_trip(saga):
     assert ids == sorted(ids) and len(set(ids)) == 3
     got = saga.list_rules()
     assert [g.id for g in got] == ids
-    for g, r in zip(got, rules):
+    for g, r in zip(got, rules, strict=True):
         assert g.slots == r.slots and g.with_id(None).same_rule(
             type(r)(r.action, g.syscalls, r.pid, r.uid, r.comm, r.errors, r.key))
     assert got[2].syscalls == ("all",)

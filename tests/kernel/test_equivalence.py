@@ -18,8 +18,8 @@ import subprocess
 import tempfile
 
 import pytest
-
 from kernelutil import CALLS, Module, drain, only
+
 from saga import _uapi, syscalls
 from saga.drivers.ebpf import EbpfDriver, loader
 
@@ -125,7 +125,7 @@ def test_equivalence_kmod_ebpf(bpf_dir):
     assert e_counts == k_counts
     k_threads, e_threads = normalized(k_evs), normalized(e_evs)
     assert len(k_threads) == 2  # the workload and its forked child
-    for k, e in zip(k_threads, e_threads):
+    for k, e in zip(k_threads, e_threads, strict=True):
         assert e == k
     assert len(e_threads) == len(k_threads)
 

@@ -4,8 +4,8 @@ import errno
 import os
 
 import pytest
-
 from kernelutil import NOBODY, _uapi, as_user, ioctl_errno, rule
+
 from saga.rules.abi import pack_rule
 
 R = _uapi.SAGA_RULE_STRUCT

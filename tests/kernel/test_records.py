@@ -4,6 +4,7 @@ import subprocess
 import time
 
 from kernelutil import CALLS, NOBODY, SLOT, calls, drain, only, spawn, status
+
 from saga import _uapi
 
 AT_FDCWD = 0xFFFFFF9C  # -100 as the int the workload passes (upper register half undefined)

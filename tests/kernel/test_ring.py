@@ -5,6 +5,7 @@ import threading
 import time
 
 from kernelutil import calls, drain, only, spawn
+
 from saga import _uapi, events
 
 

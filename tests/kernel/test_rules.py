@@ -2,8 +2,8 @@
 import os
 
 import pytest
-
 from kernelutil import NOBODY, SLOT, calls, drain, only, proc, rule, slot_calls
+
 from saga import rules as grammar
 from saga.errors import RuleError, RulesLocked
 
@@ -193,7 +193,7 @@ def test_proc_rules_in_the_grammar(saga):
     got = [grammar.parse(line) for line in text]
     want = saga.list_rules()
     assert [r.id for r in got] == [r.id for r in want]
-    for g, w, src in zip(got, want, lines):
+    for g, w, src in zip(got, want, lines, strict=True):
         assert g.slots == w.slots == rule(src).slots
         assert (g.action, g.pid, g.uid, g.comm, g.errors, g.key) == (w.action, w.pid, w.uid, w.comm, w.errors, w.key)
     assert text[0].split(": ", 1)[1] == "count read,write comm=nginx key=nginx-io"
@@ -203,6 +203,7 @@ def test_proc_rules_in_the_grammar(saga):
 
 def test_proc_rules_says_all_for_every_slot(saga):
     from kernelutil import _uapi, ioctl_errno
+
     from saga.rules.abi import pack_rule
 
     raw = bytearray(pack_rule(rule("ignore read pid=1")))

@@ -12,10 +12,9 @@ import os
 import re
 import subprocess
 
-import pytest
-
 import pkgroot
 import pkgvm
+import pytest
 from pkgroot import version
 
 PKG_FILES = {

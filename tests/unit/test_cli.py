@@ -9,8 +9,8 @@ import threading
 from pathlib import Path
 
 import pytest
-from unit_config import make_config
 from typer.testing import CliRunner
+from unit_config import make_config
 
 from saga import _uapi, events, render, rules, syscalls
 from saga.cli.context import Env

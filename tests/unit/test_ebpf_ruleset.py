@@ -91,5 +91,5 @@ def test_action_table_matches_the_rule_set_table():
     assert acts[OPENAT] == L.ACT_WALK                # 'ignore all errors' covers every slot
     assert built(default=IGNORE).actions() == bytes([IGNORE]) * _uapi.SAGA_NR_SLOTS
     # Plain entries are the rule set's own table; walking ones defer to it.
-    for a, t in zip(acts, table(rs)):
+    for a, t in zip(acts, table(rs), strict=True):
         assert a == (L.ACT_WALK if t & L.SLOT_WALK else t)

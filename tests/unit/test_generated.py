@@ -26,7 +26,10 @@ def test_syscall_tables_are_fresh():
     assert res.returncode == 0, res.stderr
 
 
-@pytest.mark.parametrize("unistd", sorted(glob.glob("/usr/src/linux-headers-*-amd64/arch/x86/include/generated/uapi/asm/unistd_64.h")))
+UNISTD_64 = "/usr/src/linux-headers-*-amd64/arch/x86/include/generated/uapi/asm/unistd_64.h"
+
+
+@pytest.mark.parametrize("unistd", sorted(glob.glob(UNISTD_64)))
 def test_every_installed_kernel_call_is_known_by_number(unistd):
     import re
     for name, nr in re.findall(r"#define __NR_(\w+)\s+(\d+)", Path(unistd).read_text()):

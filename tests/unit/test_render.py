@@ -24,7 +24,8 @@ def test_failure_shows_errno_name_and_creat_shows_mode():
     assert 'openat(AT_FDCWD, "/nope", O_WRONLY|O_CREAT, 0644) = -2 ENOENT' in render.line(raw)
 
 
-@pytest.mark.parametrize("ns, text", [(999, "<999ns>"), (1000, "<1us>"), (12_999, "<12us>"), (2_500_000_000, "<2.500s>")])
+@pytest.mark.parametrize("ns, text", [(999, "<999ns>"), (1000, "<1us>"), (12_999, "<12us>"),
+                                      (2_500_000_000, "<2.500s>")])
 def test_duration_units(ns, text):
     assert render.line(one(nr=110, duration_ns=ns)).endswith(text)
 

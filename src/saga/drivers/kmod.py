@@ -16,8 +16,15 @@ import time
 
 from saga import _uapi
 from saga.drivers.base import Driver, DriverInfo, Stats
-from saga.errors import (DriverError, DriverUnavailable, PermissionDenied, RuleError, RulesLocked, SagaError,
-                         from_oserror)
+from saga.errors import (
+    DriverError,
+    DriverUnavailable,
+    PermissionDenied,
+    RuleError,
+    RulesLocked,
+    SagaError,
+    from_oserror,
+)
 from saga.rules.abi import pack_rule, unpack_rule
 from saga.rules.model import ACTION_NAMES, Rule
 

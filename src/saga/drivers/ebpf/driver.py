@@ -106,8 +106,7 @@ class EbpfDriver(Driver):
         return fd
 
     def _check_layout(self, config_fd: int) -> None:
-        sizes = {L.PIN_CONFIG: (config_fd, L.CONFIG.size), L.MAP_COUNTERS: (self._counters, L.PCPU_SIZE)}
-        for name, (fd, size) in sizes.items():
+        for fd, size in ((config_fd, L.CONFIG.size), (self._counters, L.PCPU_SIZE)):
             if libbpf.map_info(fd).value_size != size:
                 raise DriverUnavailable("the loaded eBPF driver comes from another saga version: "
                                         "`make down` and `make up` (or restart the daemon) to reload it")
@@ -150,10 +149,10 @@ class EbpfDriver(Driver):
         totals = list(words[2 * nslots:stride])
         for cpu in range(1, self._ncpus):
             base = cpu * stride
-            calls = [a + b for a, b in zip(calls, words[base:base + 2 * nslots:2])]
-            errors = [a + b for a, b in zip(errors, words[base + 1:base + 2 * nslots:2])]
-            totals = [a + b for a, b in zip(totals, words[base + 2 * nslots:base + stride])]
-        per_slot = {s: (c, e) for s, (c, e) in enumerate(zip(calls, errors)) if c or e}
+            calls = [a + b for a, b in zip(calls, words[base:base + 2 * nslots:2], strict=True)]
+            errors = [a + b for a, b in zip(errors, words[base + 1:base + 2 * nslots:2], strict=True)]
+            totals = [a + b for a, b in zip(totals, words[base + 2 * nslots:base + stride], strict=True)]
+        per_slot = {s: (c, e) for s, (c, e) in enumerate(zip(calls, errors, strict=True)) if c or e}
         events, drops, no_enter, path_faults = totals
         return Stats(per_slot=per_slot, calls=sum(calls), errors=sum(errors), events=events, drops=drops,
                      read=self._cfg_u64(L.CFG_READ), no_enter=no_enter, path_faults=path_faults,
