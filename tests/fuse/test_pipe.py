@@ -99,10 +99,17 @@ def test_many_readers_and_the_cap(fs):
     os.close(os.open(fs.path("pipe"), os.O_RDONLY))    # released: room again
 
 
+def _default_interrupts() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+
+
 def _blocked_reader(cmd: list[str]) -> subprocess.Popen:
-    # A process group of its own under pytest: never orphaned, so the kernel does not discard
-    # a stop signal sent to it, however pytest itself was started (setsid, CI, nohup).
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, process_group=0)
+    # As from an interactive shell, however pytest itself was started (CI, `&`, setsid): a process
+    # group of its own under pytest, never orphaned, so the kernel does not discard a stop signal
+    # sent to it; and SIGINT/SIGQUIT at their defaults (a background shell starts jobs ignoring them).
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, process_group=0,
+                            preexec_fn=_default_interrupts)
     wait_for(lambda: blocked_in_read(proc.pid) or proc.poll() is not None, what="the reader to block")
     assert proc.poll() is None
     return proc
