@@ -17,8 +17,10 @@ from saga.daemon.client import DaemonClient
 from saga.drivers import Driver, open_driver
 
 if TYPE_CHECKING:       # imported on first use: SQLAlchemy alone adds ~0.4 s to every command
+    from saga.filters import EventFilter
     from saga.rules.service import RulesService
     from saga.store import Store
+    from saga.store.query import Archived
 
 
 class Env:
@@ -51,6 +53,12 @@ class Env:
             from saga.store import Store
             self._store = Store.open(self.config.store.url, create=create)
         return self._store
+
+    def search(self, flt: EventFilter, limit: int | None) -> list[Archived]:
+        """The newest `limit` archived events that match (None: all), from an archive that must exist."""
+        from saga.store.query import search
+        with self.store(create=False).session() as s:
+            return search(s, flt, limit)
 
     def driver(self) -> Driver:
         """The capture driver, attached without loading anything (DriverUnavailable says how to load it)."""

@@ -106,10 +106,7 @@ def log(ctx: typer.Context,
             _follow_driver(env, flt, lines, printer)
             return
         note("the daemon is not running: showing the newest archived events")
-        store = env.store(create=False)
-        from saga.store.query import search  # after env.store: SQLAlchemy only when the archive is read
-        with store.session() as s:
-            found = search(s, flt, lines)
+        found = env.search(flt, lines)
         print_archived(found[-count:] if count else found, as_json)
     except _Done:
         pass

@@ -62,10 +62,7 @@ def query(ctx: typer.Context,
     env: Env = ctx.obj
     flt = EventFilter.build(syscall=syscall, pid=pid, comm=comm, uid=uid, errors=errors, since=since, until=until,
                             host=host)
-    store = env.store(create=False)
-    from saga.store.query import search  # after env.store: SQLAlchemy only when the archive is read
-    with store.session() as s:
-        found = search(s, flt, limit + 1 if limit else None)
+    found = env.search(flt, limit + 1 if limit else None)
     more = bool(limit) and len(found) > limit
     if more:
         found = found[1:]
