@@ -127,19 +127,15 @@ def test_call_in_flight_at_load_has_no_entry(module):
     sleeper = spawn("sleep", 3000)
     time.sleep(1.0)  # it is inside nanosleep now
     module.load()
-    drv = module.driver()
-    try:
+    with module.driver() as drv:
         sleeper.wait()
         recs = mine(drain(drv), sleeper.pid, SLOT["nanosleep"])
         assert len(recs) == 1 and recs[0].flags & _uapi.SAGA_EVF_NO_ENTER and recs[0].ret == 0
-    finally:
-        drv.close()
 
 
 def test_full_entry_table_means_no_enter(module):
     module.load(entries=64)
-    drv = module.driver()
-    try:
+    with module.driver() as drv:
         only(drv, "log nanosleep comm=calls", "ignore all")
         drain(drv)
         calls("block", 100, 4000)  # 100 tasks in nanosleep at once, 64 entries
@@ -148,8 +144,6 @@ def test_full_entry_table_means_no_enter(module):
         assert len(recs) == 100
         assert len(no_enter) >= 100 - 64
         assert drv.stats().no_enter >= len(no_enter)
-    finally:
-        drv.close()
 
 
 def test_readers_are_not_logged_but_counted(saga):

@@ -11,8 +11,7 @@ from saga import _uapi, events
 
 def test_tiny_ring_burst_without_reader_accounts_every_call(module):
     module.load(ring_size=4096)
-    drv = module.driver()
-    try:
+    with module.driver() as drv:
         assert drv.info().ring_bytes == 4096
         only(drv, "log getppid comm=calls", "ignore all")
         drain(drv)
@@ -23,19 +22,14 @@ def test_tiny_ring_burst_without_reader_accounts_every_call(module):
         assert s.drops > 0
         assert len(recs) + s.drops == 5000
         assert s.events == len(recs) == s.read
-    finally:
-        drv.close()
 
 
 def test_ring_size_parameter_rounds_up(module):
     module.load(ring_size=5000)
-    drv = module.driver()
-    try:
+    with module.driver() as drv:
         assert drv.info().ring_bytes == 8192
         with open("/sys/module/saga/parameters/ring_size") as f:
             assert f.read().strip() == "8192"
-    finally:
-        drv.close()
 
 
 def test_blocking_read_returns_a_lone_event(saga):
@@ -85,8 +79,7 @@ def test_epoll_wakes_a_sleeping_waiter(saga):
 
 def test_many_events_cross_the_mark_and_wake_at_once(module):
     module.load(ring_size=65536)
-    drv = module.driver()
-    try:
+    with module.driver() as drv:
         only(drv, "log getppid comm=calls", "ignore all")
         drain(drv)
         p = select.poll()
@@ -100,8 +93,6 @@ def test_many_events_cross_the_mark_and_wake_at_once(module):
         while len(got) < 200 and time.monotonic() < deadline:
             got += [e for e in drain(drv) if e.comm == "calls"]
         assert len(got) == 200 and drv.stats().drops == 0
-    finally:
-        drv.close()
 
 
 def test_reader_keeps_up_without_drops(saga):

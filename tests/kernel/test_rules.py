@@ -33,12 +33,9 @@ def test_each_action(saga, action, want_logged, want_counted):
 
 def test_default_action_parameter(module):
     module.load(default_action="count")
-    drv = module.driver()
-    try:
+    with module.driver() as drv:
         assert drv.info().default_action == "count"
         assert logged(drv, "getppid") == (0, pytest.approx(N, abs=5))
-    finally:
-        drv.close()
 
 
 def test_first_match_wins(saga):
@@ -159,8 +156,7 @@ def test_at_least_256_rules_and_the_limit(saga):
 
 def test_lock_makes_rules_immutable_until_unload(module):
     module.load()
-    drv = module.driver()
-    try:
+    with module.driver() as drv:
         drv.add_rule(rule("count getppid"))
         drv.lock_rules()
         assert drv.info().locked
@@ -172,16 +168,11 @@ def test_lock_makes_rules_immutable_until_unload(module):
         drv.lock_rules()  # locking again changes nothing and is allowed
         drv.reset_stats()  # counters are not rules
         assert len(drv.list_rules()) == 1 and drv.info().enabled
-    finally:
-        drv.close()
     module.unload()
     module.load()
-    drv = module.driver()
-    try:
+    with module.driver() as drv:
         assert not drv.info().locked and drv.list_rules() == []
         drv.add_rule(rule("log read"))
-    finally:
-        drv.close()
 
 
 def test_proc_rules_in_the_grammar(saga):

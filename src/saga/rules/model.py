@@ -85,10 +85,6 @@ class Rule:
     def with_id(self, rule_id: int | None) -> Rule:
         return replace(self, id=rule_id)
 
-    def same_rule(self, other: Rule) -> bool:
-        """Equal apart from the id."""
-        return self.with_id(None) == other.with_id(None)
-
     def warnings(self) -> list[str]:
         """Advice about rules that probably do not do what was meant."""
         out = []
