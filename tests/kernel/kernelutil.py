@@ -16,6 +16,9 @@ BIN = os.environ.get("SAGA_BIN", "")
 IN_VM = bool(KO)
 CALLS = os.path.join(BIN, "calls")
 NOBODY = 65534
+# Upper bound (s) for what a Python process does under TCG: a start alone takes
+# 30 s or more when the VMs share the host's CPUs (the daemon once needed over 60 s on -rt).
+TCG_PATIENCE = 300
 
 # Slots (native x86_64 numbers).
 SLOT = {"read": 0, "close": 3, "getppid": 110, "openat": 257, "exit_group": 231, "clone": 56,

@@ -19,12 +19,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from kernelutil import calls
+from kernelutil import TCG_PATIENCE, calls
 from typer.testing import CliRunner
+from waiting import wait_for
 
 from saga.cli.main import app
 
@@ -75,7 +75,8 @@ def test_rules_add_warns_and_the_module_holds_the_rule(cli):
         assert "ignore open" in f.read()
     assert "unknown syscall 'opne'" in cli("rules", "add", "ignore", "opne", code=64).stderr
     cli("rules", "rm", "1")
-    p = subprocess.run([SAGA, "rules", "list"], env=cli.env, capture_output=True, text=True, timeout=300, check=False)
+    p = subprocess.run([SAGA, "rules", "list"], env=cli.env, capture_output=True, text=True,
+                       timeout=TCG_PATIENCE, check=False)
     assert (p.returncode, p.stdout) == (0, "") and "no rules" in p.stderr
 
 
@@ -109,17 +110,13 @@ def test_daemon_log_and_query_with_exact_counts(cli):
                               stderr=subprocess.PIPE, text=True)
     try:
         sock = cli.run_dir / "saga.sock"
-        deadline = time.monotonic() + 60
-        while not sock.exists() and daemon.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert sock.exists(), daemon.stderr.read() if daemon.poll() is not None else "no control socket"
+        wait_for(lambda: sock.exists() or daemon.poll() is not None, timeout=TCG_PATIENCE, what="the control socket")
+        assert sock.exists(), daemon.stderr.read()
         calls("getppid", N_GETPPID)
         calls("fail", N_FAIL)
         want = N_GETPPID + N_FAIL
-        deadline = time.monotonic() + 60
-        while json.loads(cli("status", "--json").stdout)["archive"]["archived"] < want:
-            assert time.monotonic() < deadline, cli("status").stdout
-            time.sleep(0.2)
+        wait_for(lambda: json.loads(cli("status", "--json").stdout)["archive"]["archived"] >= want,
+                 timeout=TCG_PATIENCE, what=f"{want} archived events", every=0.5)
         status = json.loads(cli("status", "--json").stdout)
         assert status["daemon"]["running"] and status["driver"]["name"] == "kmod"
         assert status["capture"]["drops"] == 0
@@ -129,7 +126,7 @@ def test_daemon_log_and_query_with_exact_counts(cli):
         assert len(failed) == N_FAIL and {e["paths"][0] for e in failed} == {MISSING}
     finally:
         daemon.send_signal(signal.SIGTERM)
-        _, err = daemon.communicate(timeout=120)
+        _, err = daemon.communicate(timeout=TCG_PATIENCE)
     assert daemon.returncode == 0, err
     q = [json.loads(x) for x in cli("query", "--syscall", "openat", "--errors", "--json").stdout.splitlines()]
     assert len(q) == N_FAIL

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from kernelutil import Module, calls
+from kernelutil import TCG_PATIENCE, Module, calls
 from waiting import wait_for
 
 from saga.sagafs.mount import mount_type
@@ -43,7 +43,7 @@ def sagafs():
                             text=True)
     try:
         try:   # slow under TCG: the daemon's start alone takes seconds
-            wait_for(lambda: proc.poll() is not None or mount_type(str(mnt)) == "fuse.sagafs", timeout=300,
+            wait_for(lambda: proc.poll() is not None or mount_type(str(mnt)) == "fuse.sagafs", timeout=TCG_PATIENCE,
                      what="the mount")
         except AssertionError:
             proc.kill()
@@ -55,7 +55,7 @@ def sagafs():
         yield mnt
     finally:
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=TCG_PATIENCE)
         stale = mount_type(str(mnt))
         if stale:
             subprocess.run(["umount", "-l", str(mnt)], check=False)
