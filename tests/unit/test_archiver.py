@@ -7,13 +7,13 @@ import threading
 import time
 
 import pytest
-from sqlalchemy import text
 
 from saga import events
 from saga.daemon.archiver import Archiver, Retention
 from saga.daemon.enrich import Enricher, ProcInfo
 from saga.errors import StoreError
-from saga.store import Store, archive
+from saga.filters import EventFilter
+from saga.store import Store, archive, query
 from saga.store import rules as stored_rules
 
 
@@ -106,9 +106,9 @@ def test_exe_comes_from_the_enricher(store):
     a.start()
     a.submit(*batch(3, pid=os.getpid()))
     a.stop()
-    with store.engine.connect() as conn:
-        exes = conn.execute(text("SELECT DISTINCT exe FROM events")).scalars().all()
-    assert exes == [os.path.realpath(sys.executable)]
+    with store.session() as s:
+        found = query.search(s, EventFilter())
+    assert len(found) == 3 and {e.exe for e in found} == {os.path.realpath(sys.executable)}
 
 
 def test_enricher_describes_live_processes_and_caches():

@@ -149,14 +149,15 @@ def test_limit_takes_the_last_or_first_archived_in_time_order(store_url, recordi
         assert [a.raw for a in _search(st, limit=5, newest=False)] == by_time[:5]
 
 
-def test_paths_that_are_not_utf8_survive(store_url):
-    buf = events.pack(dict(nr=257, pid=1, ts_ns=5, comm="x", paths=("/tmp/\udcff\udcfe",), ret=-2))
+def test_names_and_paths_that_are_not_utf8_survive(store_url):
+    buf = events.pack(dict(nr=257, pid=1, ts_ns=5, comm=b"\xffx", paths=("/tmp/\udcff\udcfe",), ret=-2))
     with Store.open(store_url) as st:
         _archive(st, buf, _host(st))
         (a,) = _search(st)
-        assert a.raw[PATHS] == ("/tmp/\udcff\udcfe",)          # the record keeps the bytes
+        # the record keeps the bytes
+        assert a.raw[PATHS] == ("/tmp/\udcff\udcfe",) and a.raw[COMM].rstrip(b"\0") == b"\xffx"
         with st.engine.connect() as conn:
-            assert conn.execute(text("SELECT path FROM events")).scalar() == "/tmp/\\xff\\xfe"
+            assert conn.execute(text("SELECT comm FROM events")).scalar() == "\ufffdx"     # the column is text
 
 
 def test_retention_by_age_and_by_rows_touches_only_its_host(store_url):
@@ -247,3 +248,35 @@ def test_every_write_size_archives_every_event_in_order(store_url, recording, ra
         assert [b.events for b in batches] == [n, n]
         for b, mine in zip(batches, (ids[:n], ids[n:]), strict=True):
             assert b.first_id <= min(mine) and max(mine) <= b.last_id
+
+
+def test_a_write_larger_than_a_batch_takes_several(store_url, recording, raws, monkeypatch):
+    monkeypatch.setattr(archive, "MAX_BATCH_EVENTS", 7)
+    with Store.open(store_url) as st:
+        h = _host(st)
+        _archive(st, recording, h)
+        assert [a.raw for a in _search(st, newest=False)] == sorted(raws, key=lambda r: r[TS])
+        with st.engine.connect() as c:
+            sizes = c.execute(text("SELECT events FROM event_batches ORDER BY id")).scalars().all()
+        assert sum(sizes) == len(raws) and max(sizes) == 7
+
+
+def test_ids_are_never_reused_after_retention_empties_the_archive(store_url):
+    rec = events.pack(dict(nr=0, pid=1, ts_ns=10))
+    with Store.open(store_url) as st:
+        h = _host(st)
+        _archive(st, rec, h)
+        (first,) = _search(st)
+        assert archive.prune(st.engine, h, before_ns=100) == 1 and archive.count(st.engine) == 0
+        _archive(st, rec, h)
+        (second,) = _search(st)
+        assert second.id > first.id and second.raw == first.raw
+
+
+def test_an_event_without_its_batch_is_a_store_error(store_url):
+    with Store.open(store_url) as st:
+        _archive(st, events.pack(dict(nr=0, pid=1, ts_ns=10)), _host(st))
+        with st.engine.begin() as conn:
+            conn.execute(text("DELETE FROM event_batches"))
+        with pytest.raises(StoreError, match="damaged: event .* has no batch"):
+            _search(st)

@@ -1,43 +1,33 @@
 """Writing events into the archive, fast, and pruning them by age and count.
 
-Ingest is the hot path (bench/ingest): parsed records become plain tuples
-in column order and go to the database as multi-row INSERTs (SQLite) or
-COPY (PostgreSQL), one transaction per batch, on one long-lived
-connection.  No ORM objects, no per-row dicts.
+Ingest is the hot path (bench/ingest).  A write is one transaction: one
+narrow row per event with the columns searches filter on, as multi-row
+INSERTs (SQLite) or COPY (PostgreSQL), then one event_batches row holding
+their records as the driver delivered them (one blob, no per-event copy),
+on one long-lived connection.  No ORM objects, no per-row dicts.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+import json
+import sys
+from array import array
+from collections.abc import Iterator, Mapping
 from itertools import accumulate, chain, islice
 from operator import itemgetter
 
 from sqlalchemy import Connection, Engine, delete, func, select
 
-from saga.events import COMM, DURATION, NR, PATHS, PID, PPID, RET, SIZE, TID, TS, UID
+from saga.events import COMM, NR, PID, RET, SIZE, TS, UID
 from saga.store.engine import translate
-from saga.store.models import EventBatch, EventRow
+from saga.store.models import MAX_BATCH_EVENTS, PG_ID_SHIFT, EventBatch, EventRow
 
 # host_id is not a parameter: a writer writes for one host, so it is a literal in the statement.
-COLUMNS = ("ts_ns", "pid", "tid", "ppid", "uid", "syscall", "ret", "duration_ns", "comm", "exe", "path", "record")
+COLUMNS = ("ts_ns", "syscall", "pid", "uid", "ret", "comm")
 _NO_EXE: Mapping[int, str | None] = {}
 # SQLite: rows per INSERT statement.  One statement binding 64 rows costs far less per row than
-# executemany's one statement step per row (bench/ingest: about 1.5x the archive rate); 64 x 13
-# parameters stay well under SQLite's limit of 32766.
+# executemany's one statement step per row (bench/ingest); 64 x 6 parameters stay well under
+# SQLite's limit of 32766.
 ROWS_PER_INSERT = 64
-
-
-def _clean_text(s: str) -> str:
-    """Paths are bytes decoded with surrogateescape; databases take only valid UTF-8 (and no NUL)."""
-    try:
-        s.encode("utf-8")
-    except UnicodeEncodeError:
-        s = s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    return s.replace("\0", "\\x00")
-
-
-def _path_text(p: str) -> str:
-    return p if p.isascii() and "\0" not in p else _clean_text(p)
-
 
 _COMMS: dict[bytes, str] = {}
 
@@ -52,45 +42,112 @@ def comm_text(raw: bytes) -> str:
     return s
 
 
-def rows(buf: bytes, raws: list[tuple], exe_of: Mapping[int, str | None] = _NO_EXE) -> Iterator[tuple]:
-    """The records in `buf`, parsed into `raws` (saga.events.parse(buf)), as rows in COLUMNS order.
+def rows(raws: list[tuple]) -> Iterator[tuple]:
+    """Parsed records (saga.events.parse) as event rows in COLUMNS order.
 
     A generator: the database takes each row as it is built (measured faster than a list).
     """
-    # The hot loop of ingest: locals only, cached lookups, one slice per record.
+    # The hot loop of ingest: locals only, cached lookups.
     comms = _COMMS
     comm = comm_text
-    exe = exe_of.get
-    path = _path_text
-    offsets = accumulate(map(itemgetter(SIZE), raws), initial=0)
-    return ((r[TS], r[PID], r[TID], r[PPID], r[UID], r[NR], r[RET], r[DURATION],
-             comms.get(r[COMM]) or comm(r[COMM]), exe(r[PID]), path(r[PATHS][0]) if r[PATHS] else None,
-             buf[o:o + r[SIZE]])
-            for r, o in zip(raws, offsets, strict=False))
+    return ((r[TS], r[NR], r[PID], r[UID], r[RET], comms.get(r[COMM]) or comm(r[COMM])) for r in raws)
 
 
 Read = tuple[bytes, list]   # bytes read from a driver, and saga.events.parse of them
 
 
-class EventWriter:
-    """Bulk insert on one connection of its own; not thread-safe (the archiver thread owns it).
+def _batches(reads: list[Read]) -> Iterator[list[Read]]:
+    """The reads in groups of at most MAX_BATCH_EVENTS events (a read never exceeds it in practice)."""
+    group: list[Read] = []
+    n = 0
+    for buf, raws in reads:
+        while len(raws) > MAX_BATCH_EVENTS:      # split an oversized read at a record boundary
+            cut = sum(map(itemgetter(SIZE), raws[:MAX_BATCH_EVENTS]))
+            yield [(buf[:cut], raws[:MAX_BATCH_EVENTS])]
+            buf, raws = buf[cut:], raws[MAX_BATCH_EVENTS:]
+        if n + len(raws) > MAX_BATCH_EVENTS:
+            yield group
+            group, n = [], 0
+        if raws:
+            group.append((buf, raws))
+            n += len(raws)
+    if group:
+        yield group
 
-    Each write is one transaction: the rows, and one event_batches row with
-    the id range they took and the time range they cover (models.EventBatch).
-    """
+
+def _little_endian(a: array) -> array:
+    """event_batches.offsets is little-endian u32, as the records are; the same call decodes it."""
+    if sys.byteorder == "big":
+        a.byteswap()
+    return a
+
+
+def offsets_of(blob: bytes) -> array:
+    """Where each record of a batch starts in its `records` (event_batches.offsets decoded)."""
+    return _little_endian(array("I", blob))
+
+
+def write_batch(conn: Connection, host_id: int, reads: list[Read], exe_of: Mapping[int, str | None],
+                sql: dict[str, str] | None = None) -> int:
+    """Archive one batch (at most MAX_BATCH_EVENTS events) in the caller's transaction; returns how many."""
+    raws_all = [raws for _, raws in reads if raws]
+    n = sum(map(len, raws_all))
+    if not n:
+        return 0
+    sql = sql or statements(conn.dialect.name, host_id)
+    batch = chain.from_iterable(map(rows, raws_all))
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        if conn.dialect.name == "postgresql":
+            # Hosts COPY at the same time: a batch's ids come from its own id, not a shared sequence.
+            cursor.execute("SELECT nextval(pg_get_serial_sequence('event_batches', 'id'))")
+            batch_id = cursor.fetchone()[0]
+            first = batch_id << PG_ID_SHIFT
+            host = (host_id,)
+            with cursor.copy(sql["copy"]) as copy:
+                for i, row in enumerate(batch, first):
+                    copy.write_row((i, *row, *host))
+        else:
+            # One writer's transaction: the rows take consecutive ids.
+            batch_id = None
+            flat = chain.from_iterable
+            for _ in range(n // ROWS_PER_INSERT):
+                cursor.execute(sql["many"], tuple(flat(islice(batch, ROWS_PER_INSERT))))
+            cursor.executemany(sql["one"], batch)      # the last n % ROWS_PER_INSERT
+            first = cursor.execute("SELECT last_insert_rowid()").fetchone()[0] - n + 1
+    finally:
+        cursor.close()
+    offsets = array("I", accumulate(map(itemgetter(SIZE), chain.from_iterable(raws_all)), initial=0))
+    offsets.pop()
+    exes = {str(pid): exe for pid, exe in exe_of.items() if exe is not None}
+    values = {} if batch_id is None else {"id": batch_id}
+    conn.execute(EventBatch.__table__.insert().values(
+        **values, host_id=host_id, first_id=first, last_id=first + n - 1, events=n,
+        min_ts=min(min(map(itemgetter(TS), raws)) for raws in raws_all),
+        max_ts=max(max(map(itemgetter(TS), raws)) for raws in raws_all),
+        records=b"".join(buf for buf, raws in reads if raws), offsets=_little_endian(offsets).tobytes(),
+        exes=json.dumps(exes, separators=(",", ":")) if exes else None))
+    return n
+
+
+def statements(dialect: str, host_id: int) -> dict[str, str]:
+    """The event-row statements of a writer for one host."""
+    cols = ", ".join(COLUMNS)
+    if dialect == "postgresql":
+        return {"copy": f"COPY events (id, {cols}, host_id) FROM STDIN"}
+    values = f"({'?, ' * len(COLUMNS)}{int(host_id)})"
+    return {"one": f"INSERT INTO events ({cols}, host_id) VALUES {values}",
+            "many": f"INSERT INTO events ({cols}, host_id) VALUES {', '.join([values] * ROWS_PER_INSERT)}"}
+
+
+class EventWriter:
+    """Bulk insert on one connection of its own; not thread-safe (the archiver thread owns it)."""
 
     def __init__(self, engine: Engine, host_id: int) -> None:
         self.engine = engine
         self.host_id = int(host_id)
-        self.dialect = engine.dialect.name
+        self._sql = statements(engine.dialect.name, self.host_id)
         self._conn: Connection | None = None
-        cols = ", ".join(COLUMNS)
-        if self.dialect == "postgresql":
-            self._sql = f"COPY events ({cols}, host_id) FROM STDIN"
-        else:
-            values = f"({'?, ' * len(COLUMNS)}{self.host_id})"
-            self._sql = f"INSERT INTO events ({cols}, host_id) VALUES {values}"
-            self._sql_many = f"INSERT INTO events ({cols}, host_id) VALUES {', '.join([values] * ROWS_PER_INSERT)}"
 
     def _connection(self) -> Connection:
         if self._conn is None or self._conn.closed or self._conn.invalidated:
@@ -98,51 +155,18 @@ class EventWriter:
         return self._conn
 
     def write(self, reads: list[Read], exe_of: Mapping[int, str | None] = _NO_EXE) -> int:
-        """Archive whole reads in one transaction; returns how many events."""
-        n = sum(len(raws) for _, raws in reads)
-        if not n:
+        """Archive whole reads in one transaction (one batch per MAX_BATCH_EVENTS); returns how many events."""
+        if not any(raws for _, raws in reads):
             return 0
-        times = [min(map(itemgetter(TS), raws)) for _, raws in reads if raws]
-        times += [max(map(itemgetter(TS), raws)) for _, raws in reads if raws]
-        batch = chain.from_iterable(rows(buf, raws, exe_of) for buf, raws in reads)
         with translate("archiving events"):
             conn = self._connection()
             try:
                 with conn.begin():
-                    cursor = conn.connection.dbapi_connection.cursor()
-                    try:
-                        first, last = self._insert(cursor, batch, n)
-                    finally:
-                        cursor.close()
-                    conn.execute(EventBatch.__table__.insert().values(
-                        host_id=self.host_id, first_id=first, last_id=last, min_ts=min(times), max_ts=max(times),
-                        events=n))
+                    return sum(write_batch(conn, self.host_id, group, exe_of, self._sql)
+                               for group in _batches(reads))
             except BaseException:
                 self.close()   # a connection in an unknown state is not reused
                 raise
-        return n
-
-    def _insert(self, cursor, batch: Iterable[tuple], n: int) -> tuple[int, int]:
-        """Insert the n rows; (lowest, highest) id they can have taken."""
-        if self.dialect == "postgresql":
-            # Other hosts may COPY at the same time: our ids lie between a value taken
-            # just before and the last one we took (the range may hold others' ids too).
-            cursor.execute("SELECT nextval(pg_get_serial_sequence('events', 'id'))")
-            before = cursor.fetchone()[0]
-            host = (self.host_id,)
-            with cursor.copy(self._sql) as copy:
-                for row in batch:
-                    copy.write_row(row + host)
-            cursor.execute("SELECT currval(pg_get_serial_sequence('events', 'id'))")
-            return before + 1, cursor.fetchone()[0]
-        rows_left = iter(batch)
-        flat = chain.from_iterable
-        for _ in range(n // ROWS_PER_INSERT):
-            cursor.execute(self._sql_many, tuple(flat(islice(rows_left, ROWS_PER_INSERT))))
-        cursor.executemany(self._sql, rows_left)      # the last n % ROWS_PER_INSERT
-        # One writer holds the database: the rows took consecutive rowids.
-        last = cursor.execute("SELECT last_insert_rowid()").fetchone()[0]
-        return last - n + 1, last
 
     def close(self) -> None:
         if self._conn is not None:
@@ -175,13 +199,15 @@ def prune(engine: Engine, host_id: int, *, before_ns: int | None = None, keep_ro
             with engine.connect() as conn:
                 cut = conn.execute(select(e.c.id).where(e.c.host_id == host_id)
                                    .order_by(e.c.id.desc()).offset(keep_rows).limit(1)).scalar()
-                low = conn.execute(select(func.min(e.c.id)).where(e.c.host_id == host_id)).scalar()
-            if cut is not None:
-                deleted += _delete_ids(engine, host_id, low, cut, chunk)
-                with engine.begin() as conn:
-                    conn.execute(delete(b).where(b.c.host_id == host_id, b.c.last_id <= cut))
-                    conn.execute(b.update().where(b.c.host_id == host_id, b.c.first_id <= cut)
-                                 .values(first_id=cut + 1))
+                # Event ids are dense within a batch only: delete batch by batch.
+                older = [] if cut is None else conn.execute(
+                    select(b.c.id, b.c.first_id, b.c.last_id)
+                    .where(b.c.host_id == host_id, b.c.first_id <= cut).order_by(b.c.id)).all()
+            for batch_id, first, last in older:
+                deleted += _delete_ids(engine, host_id, first, min(last, cut), chunk)
+                if last <= cut:     # else its newer events stay, and its records with them
+                    with engine.begin() as conn:
+                        conn.execute(delete(b).where(b.c.id == batch_id))
     return deleted
 
 

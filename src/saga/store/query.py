@@ -1,13 +1,21 @@
-"""Searching the archive (saga query, saga log without a daemon)."""
+"""Searching the archive (saga query, saga log without a daemon).
+
+The event rows find the matching ids in SQL; the batch whose id range holds
+an id has its record, at position id - first_id of the batch's `records`
+(docs/store.md), parsed by the code that parses the live stream.
+"""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from saga import _uapi, events
+from saga.errors import StoreError
 from saga.filters import EventFilter
+from saga.store.archive import offsets_of
 from saga.store.engine import translate
 from saga.store.models import EventBatch, EventRow, Host
 
@@ -24,9 +32,29 @@ class Archived:
     raw: tuple
 
 
-def _raw(row) -> tuple:
-    """The archived record, parsed as the live log parses it: the archive prints exactly like the log."""
-    return events.parse(row.record)[0]
+class _Batches:
+    """The records of archived events, one batch held at a time (searches return ids in id order)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.first = self.last = -1
+
+    def get(self, event_id: int) -> tuple[tuple, str | None]:
+        """(raw tuple, exe) of an archived event."""
+        if not self.first <= event_id <= self.last:
+            b = EventBatch.__table__
+            batch = self.session.execute(
+                select(b.c.first_id, b.c.last_id, b.c.records, b.c.offsets, b.c.exes)
+                .where(b.c.first_id <= event_id).order_by(b.c.first_id.desc()).limit(1)).one_or_none()
+            if batch is None or batch.last_id < event_id:
+                raise StoreError(f"the archive is damaged: event {event_id} has no batch holding its record")
+            self.first, self.last, records, offsets, exes = batch
+            self.view, self.starts = memoryview(records), offsets_of(offsets)
+            self.exes = json.loads(exes) if exes else {}
+        start = self.starts[event_id - self.first]
+        size = int.from_bytes(self.view[start:start + 2], "little")
+        (raw,) = events.parse(self.view[start:start + size])
+        return raw, self.exes.get(str(raw[events.PID]))
 
 
 def _id_range(session: Session, flt: EventFilter) -> tuple[int, int] | None:
@@ -46,7 +74,7 @@ def _id_range(session: Session, flt: EventFilter) -> tuple[int, int] | None:
 def search(session: Session, flt: EventFilter, limit: int | None = None, *, newest: bool = True) -> list[Archived]:
     """Events matching `flt`, in time order: the `limit` archived last (newest=True) or first."""
     e = EventRow.__table__
-    stmt = select(e, Host.name.label("host")).join(Host, Host.id == e.c.host_id)
+    stmt = select(e.c.id, Host.name.label("host")).join(Host, Host.id == e.c.host_id)
     with translate("searching the archive"):
         if flt.since_ns is not None or flt.until_ns is not None:
             ids = _id_range(session, flt)
@@ -73,7 +101,11 @@ def search(session: Session, flt: EventFilter, limit: int | None = None, *, newe
         stmt = stmt.order_by(e.c.id.desc() if newest else e.c.id)
         if limit is not None:
             stmt = stmt.limit(limit)
-        found = [Archived(r.id, r.host, r.exe, _raw(r)) for r in session.execute(stmt)]
+        batches = _Batches(session)
+        found = []
+        for hit in session.execute(stmt).all():
+            raw, exe = batches.get(hit.id)
+            found.append(Archived(hit.id, hit.host, exe, raw))
     found.sort(key=lambda a: (a.raw[events.TS], a.id))
     return found
 

@@ -6,26 +6,22 @@ created at the current version; an older one runs MIGRATIONS[v] for each
 version v it is behind (v -> v + 1); a newer one is refused, so an old
 saga never writes into a layout it does not know.  To change the schema:
 edit models.py, bump SCHEMA_VERSION, and add the step from the previous
-version here (plain SQL through the connection; both SQLite and
+version to migrations.py (through the connection; both SQLite and
 PostgreSQL run DDL transactionally, so a failing step leaves nothing
 behind).
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 from sqlalchemy import Connection, Engine, inspect, select, text
 
 from saga.errors import StoreError
 from saga.store.engine import WRITE
+from saga.store.migrations import MIGRATIONS, Migration
 from saga.store.models import Base, Meta
 
-SCHEMA_VERSION = 1
-
-Migration = Callable[[Connection], None]
-
-# MIGRATIONS[v] upgrades a database from version v to v + 1.
-MIGRATIONS: Mapping[int, Migration] = {}
+SCHEMA_VERSION = 2
 
 
 def _lock(conn: Connection) -> None:
