@@ -13,16 +13,16 @@ from typing import NamedTuple
 
 from saga import _uapi
 
-_RECORD = _uapi.SAGA_EVENT_STRUCT
+# The record, and a zero-length field at the end: PATHS of a call without paths comes out
+# of the unpack itself (b""), so the common record is appended as unpacked, not copied.
+_RECORD = struct.Struct(_uapi.SAGA_EVENT_STRUCT.format + "0s")
 FIXED = _uapi.SAGA_EVENT.size
 
 # Indexes into a raw record tuple, as returned by parse().
 SIZE, FLAGS, NR, ORIG_NR, CPU, PID, TID, PPID, UID, GID, TS, DURATION, RET = range(13)
 ARG0 = 13  # ARG0 .. ARG0 + 5
 COMM, PATH_LEN0, PATH_LEN1 = 19, 20, 21
-PATHS = 23  # tuple of decoded paths (empty when the call took none)
-
-_NO_PATHS: tuple[tuple[str, ...]] = ((),)
+PATHS = 23  # the decoded paths: a tuple of str, or b"" when the call took none (test it for truth)
 
 
 class RecordError(ValueError):
@@ -40,21 +40,21 @@ def parse(buf: bytes | bytearray | memoryview) -> list[tuple]:
             rec = unpack(buf, off)
             size = rec[0]
             if size == FIXED:  # the common case: a call without paths
-                append(rec + _NO_PATHS)
+                append(rec)
             elif size < FIXED or size & 7 or off + size > end:
                 raise RecordError(f"bad record size {size} at byte {off}")
             elif not rec[PATH_LEN1] and 0 < rec[PATH_LEN0] < size - FIXED:   # one path: most calls that have any
                 start = off + FIXED
-                append(rec + ((str(buf[start:start + rec[PATH_LEN0]], "utf-8", "surrogateescape"),),))
+                append(rec[:PATHS] + ((str(buf[start:start + rec[PATH_LEN0]], "utf-8", "surrogateescape"),),))
             else:
-                append(rec + (_paths(buf, off + FIXED, off + size, rec[PATH_LEN0], rec[PATH_LEN1]),))
+                append(rec[:PATHS] + (_paths(buf, off + FIXED, off + size, rec[PATH_LEN0], rec[PATH_LEN1]),))
             off += size
     except struct.error:
         raise RecordError(f"truncated record at byte {off}: {end - off} bytes left, {FIXED} needed") from None
     return out
 
 
-def _paths(buf, start: int, end: int, len0: int, len1: int) -> tuple[str, ...]:
+def _paths(buf, start: int, end: int, len0: int, len1: int) -> tuple[str, ...] | bytes:
     paths = []
     for n in (len0, len1):
         if not n:
@@ -63,7 +63,7 @@ def _paths(buf, start: int, end: int, len0: int, len1: int) -> tuple[str, ...]:
             raise RecordError(f"path of {n} bytes overruns its record")
         paths.append(bytes(buf[start:start + n]).decode("utf-8", "surrogateescape"))
         start += n + 1
-    return tuple(paths)
+    return tuple(paths) if paths else b""
 
 
 def pack(fields: dict) -> bytes:
@@ -79,7 +79,7 @@ def pack(fields: dict) -> bytes:
                         fields.get("cpu", 0), fields.get("pid", 0), fields.get("tid", fields.get("pid", 0)),
                         fields.get("ppid", 0), fields.get("uid", 0), fields.get("gid", 0),
                         fields.get("ts_ns", 0), fields.get("duration_ns", 0), fields.get("ret", 0),
-                        *args, comm_b[:15], lens[0], lens[1], 0)
+                        *args, comm_b[:15], lens[0], lens[1], 0, b"")
     return head + tail + b"\0" * (size - FIXED - len(tail))
 
 
@@ -105,7 +105,7 @@ class Event(NamedTuple):
     @classmethod
     def from_raw(cls, r: tuple) -> Event:
         return cls(r[FLAGS], r[NR], r[ORIG_NR], r[CPU], r[PID], r[TID], r[PPID], r[UID], r[GID],
-                   r[TS], r[DURATION], r[RET], r[ARG0:ARG0 + 6], comm_str(r[COMM]), r[PATHS])
+                   r[TS], r[DURATION], r[RET], r[ARG0:ARG0 + 6], comm_str(r[COMM]), tuple(r[PATHS]))
 
     def to_fields(self) -> dict:
         d = self._asdict()

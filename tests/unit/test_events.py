@@ -21,7 +21,7 @@ def test_parse_steps_by_size_over_mixed_records():
     recs = events.parse(raw)
     assert [r[events.NR] for r in recs] == list(range(1, 50))
     assert recs[2][events.PATHS] == ("/x" * 3,)
-    assert recs[1][events.PATHS] == ()
+    assert recs[1][events.PATHS] == b""
 
 
 @pytest.mark.parametrize("cut", [1, 8, 100, 127])

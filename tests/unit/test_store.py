@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from itertools import accumulate
 
 import pytest
 from sqlalchemy import create_engine, inspect, text
@@ -230,24 +231,29 @@ def test_time_ranges_find_calls_archived_long_after_they_began(store_url):
         assert [a.raw[TS] for a in _search(st, EventFilter(until_ns=60))] == [50]
 
 
-@pytest.mark.parametrize("n", [1, archive.ROWS_PER_INSERT - 1, archive.ROWS_PER_INSERT,
-                               archive.ROWS_PER_INSERT + 1, 3 * archive.ROWS_PER_INSERT + 7])
+BIG, SMALL = archive.ROWS_PER_INSERT
+
+
+@pytest.mark.parametrize("n", [1, SMALL - 1, SMALL, SMALL + 1, 3 * SMALL + 7, BIG - 1, BIG, BIG + SMALL + 7,
+                               2 * BIG + 3 * SMALL])
 def test_every_write_size_archives_every_event_in_order(store_url, recording, raws, n):
-    """Whole multi-row INSERTs and the rows left over: all arrive, in order, inside the batch's id range."""
-    sizes = [r[events.SIZE] for r in raws[:n]]
-    buf = recording[:sum(sizes)]
+    """Multi-row INSERTs of each size and the rows left over: all arrive, in order, with their batch's ids."""
+    starts = list(accumulate((r[events.SIZE] for r in raws), initial=0))
+    records = [recording[a:b] for a, b in zip(starts, starts[1:], strict=False)]
+    buf = b"".join(records[i % len(records)] for i in range(n))      # n records: the recording's, repeated
+    mine = events.parse(buf)
     with Store.open(store_url) as st:
         h = _host(st)
         _archive(st, buf, h)
         _archive(st, buf, h)     # a second batch continues the ids
         found = _search(st, newest=False)
-        assert [a.raw for a in found] == sorted(raws[:n] * 2, key=lambda r: r[TS])
+        assert [a.raw for a in found] == sorted(mine * 2, key=lambda r: r[TS])
         with st.engine.connect() as c:
             batches = c.execute(text("SELECT first_id, last_id, events FROM event_batches ORDER BY id")).all()
             ids = [i for (i,) in c.execute(text("SELECT id FROM events ORDER BY id"))]
         assert [b.events for b in batches] == [n, n]
-        for b, mine in zip(batches, (ids[:n], ids[n:]), strict=True):
-            assert b.first_id <= min(mine) and max(mine) <= b.last_id
+        for b, taken in zip(batches, (ids[:n], ids[n:]), strict=True):
+            assert taken == list(range(b.first_id, b.last_id + 1))
 
 
 def test_a_write_larger_than_a_batch_takes_several(store_url, recording, raws, monkeypatch):
