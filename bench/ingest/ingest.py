@@ -81,6 +81,10 @@ def archive_run(chunks: list[bytes], workdir: str) -> float:
         writer.write([(buf, raws)], enricher.exes(raws))
     took = time.perf_counter() - t0
     writer.close()
+    stored = archive.count(store.engine)
+    want = sum(len(events.parse(buf)) for buf in chunks)
+    if stored != want:
+        raise SystemExit(f"ingest: the archive holds {stored} events, {want} were written")
     store.close()
     shutil.rmtree(path)
     return took

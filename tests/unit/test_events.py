@@ -1,6 +1,8 @@
 import struct
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from saga import events
 
@@ -44,3 +46,25 @@ def test_a_path_longer_than_its_record_is_refused_on_the_one_path_fast_path():
     with pytest.raises(events.RecordError, match="overruns"):
         events.parse(bytes(raw))
     assert events.parse(memoryview(events.pack(dict(nr=257, paths=("/x/ÿ",)))))[0][events.PATHS] == ("/x/ÿ",)
+
+
+@pytest.mark.parametrize("run", [1, 31, 32, 33, 127, 128, 129, 2000])
+def test_runs_of_records_without_paths_parse_like_single_records(run):
+    """Runs are parsed in windows that grow while they last: every length, where a window ends or not."""
+    plain = [events.pack(dict(nr=0, pid=i, ts_ns=i)) for i in range(run)]
+    with_path = events.pack(dict(nr=257, pid=-1 & 0xFFFFFFFF, paths=("/p",)))
+    records = plain + [with_path] + plain[: run // 2] + [with_path] + plain
+    got = events.parse(b"".join(records))
+    assert got == [events.parse(r)[0] for r in records]
+    assert [r[events.PID] for r in got[:run]] == list(range(run)) and got[run][events.PATHS] == ("/p",)
+
+
+@given(st.lists(st.sampled_from(["plain", "path", "two"]), max_size=300))
+def test_any_mix_of_records_parses_like_each_record_alone(kinds):
+    fields = {"plain": {}, "path": {"paths": ("/etc/x",)}, "two": {"paths": ("/a", "/bb")}}
+    records = [events.pack(dict(nr=i % 400, ts_ns=i, **fields[k])) for i, k in enumerate(kinds)]
+    buf = b"".join(records)
+    assert events.parse(buf) == [events.parse(r)[0] for r in records]
+    if buf:
+        with pytest.raises(events.RecordError):
+            events.parse(buf[:-8])
