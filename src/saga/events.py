@@ -13,16 +13,18 @@ from typing import NamedTuple
 
 from saga import _uapi
 
-# The record, and a zero-length field at the end: PATHS of a call without paths comes out
-# of the unpack itself (b""), so the common record is appended as unpacked, not copied.
-_RECORD = struct.Struct(_uapi.SAGA_EVENT_STRUCT.format + "0s")
+_HEADER = _uapi.SAGA_EVENT_STRUCT.format
 FIXED = _uapi.SAGA_EVENT.size
+# The record as one struct, its tail (the bytes after the fixed part) the last field: one unpack
+# makes the whole tuple.  Records without paths have an empty tail; the others, one struct per size.
+_RECORD = struct.Struct(_HEADER + "0s")
+_WITH_TAIL: dict[int, struct.Struct] = {FIXED: _RECORD}
 
 # Indexes into a raw record tuple, as returned by parse().
 SIZE, FLAGS, NR, ORIG_NR, CPU, PID, TID, PPID, UID, GID, TS, DURATION, RET = range(13)
 ARG0 = 13  # ARG0 .. ARG0 + 5
 COMM, PATH_LEN0, PATH_LEN1 = 19, 20, 21
-PATHS = 23  # the decoded paths: a tuple of str, or b"" when the call took none (test it for truth)
+PATHS = 23  # the tail: the paths, each NUL-terminated, and padding (b"" without paths); paths_of() decodes
 
 
 class RecordError(ValueError):
@@ -36,53 +38,60 @@ _SIZE_LO, _SIZE_HI = bytes([FIXED & 0xFF]), bytes([FIXED >> 8])
 
 
 def parse(buf: bytes | bytearray | memoryview) -> list[tuple]:
-    """Parse a run of whole records into raw tuples (fields + paths)."""
+    """Parse a run of whole records into raw tuples (see the indexes above)."""
     data = buf if type(buf) is bytes else bytes(buf)
     view = memoryview(data)
     out: list[tuple] = []
     append, extend = out.append, out.extend
-    unpack, unpack_all = _RECORD.unpack_from, _RECORD.iter_unpack
+    unpack_all = _RECORD.iter_unpack
+    by_size = _WITH_TAIL
     off, end = 0, len(data)
     window = _RUN_PROBE
-    try:
-        while off < end:
-            # How many records from here are FIXED bytes long: the low and the high byte of
-            # their size fields, every FIXED bytes, compared in C; the run is one C loop too.
-            lows = data[off:off + window:FIXED]
-            run = len(lows) - len(lows.lstrip(_SIZE_LO))
-            if run:
-                highs = data[off + 1:off + run * FIXED:FIXED]
-                run = min(len(highs) - len(highs.lstrip(_SIZE_HI)), (end - off) // FIXED)
-            if run:
-                extend(unpack_all(view[off:off + run * FIXED]))
-                window = window * 4 if run * FIXED == window else _RUN_PROBE
-                off += run * FIXED
-                continue
-            rec = unpack(data, off)
-            size = rec[0]
-            if size < FIXED or size & 7 or off + size > end:
-                raise RecordError(f"bad record size {size} at byte {off}")
-            if not rec[PATH_LEN1] and 0 < rec[PATH_LEN0] < size - FIXED:   # one path: most calls that have any
-                start = off + FIXED
-                append(rec[:PATHS] + ((str(data[start:start + rec[PATH_LEN0]], "utf-8", "surrogateescape"),),))
-            else:
-                append(rec[:PATHS] + (_paths(data, off + FIXED, off + size, rec[PATH_LEN0], rec[PATH_LEN1]),))
-            off += size
-    except struct.error:
-        raise RecordError(f"truncated record at byte {off}: {end - off} bytes left, {FIXED} needed") from None
+    while off < end:
+        # How many records from here are FIXED bytes long: the low and the high byte of
+        # their size fields, every FIXED bytes, compared in C; the run is one C loop too.
+        lows = data[off:off + window:FIXED]
+        run = len(lows) - len(lows.lstrip(_SIZE_LO))
+        if run:
+            highs = data[off + 1:off + run * FIXED:FIXED]
+            run = min(len(highs) - len(highs.lstrip(_SIZE_HI)), (end - off) // FIXED)
+        if run:
+            extend(unpack_all(view[off:off + run * FIXED]))
+            window = window * 4 if run * FIXED == window else _RUN_PROBE
+            off += run * FIXED
+            continue
+        if end - off < FIXED:
+            raise RecordError(f"truncated record at byte {off}: {end - off} bytes left, {FIXED} needed")
+        size = data[off] | data[off + 1] << 8
+        if size < FIXED or size & 7 or off + size > end:
+            raise RecordError(f"bad record size {size} at byte {off}")
+        rec = (by_size.get(size) or _with_tail(size)).unpack_from(data, off)
+        len0, len1 = rec[PATH_LEN0], rec[PATH_LEN1]
+        if (len0 and len0 + 1) + (len1 and len1 + 1) > size - FIXED:
+            raise RecordError(f"record at byte {off}: its paths ({len0} and {len1} bytes) run past its end")
+        append(rec)
+        off += size
     return out
 
 
-def _paths(buf, start: int, end: int, len0: int, len1: int) -> tuple[str, ...] | bytes:
-    paths = []
-    for n in (len0, len1):
-        if not n:
-            continue
-        if start + n >= end:
-            raise RecordError(f"path of {n} bytes overruns its record")
-        paths.append(bytes(buf[start:start + n]).decode("utf-8", "surrogateescape"))
-        start += n + 1
-    return tuple(paths) if paths else b""
+def _with_tail(size: int) -> struct.Struct:
+    """The struct for records of `size` bytes (at most 8,192 sizes: u16, multiples of 8)."""
+    st = _WITH_TAIL[size] = struct.Struct(f"{_HEADER}{size - FIXED}s")
+    return st
+
+
+def paths_of(raw: tuple) -> tuple[str, ...]:
+    """The paths a record carries, decoded (bytes that are not UTF-8 kept as surrogates)."""
+    tail = raw[PATHS]
+    if not tail:
+        return ()
+    out = []
+    start = 0
+    for n in (raw[PATH_LEN0], raw[PATH_LEN1]):   # a path of length 0 takes no bytes, not even its NUL
+        if n:
+            out.append(tail[start:start + n].decode("utf-8", "surrogateescape"))
+            start += n + 1
+    return tuple(out)
 
 
 def pack(fields: dict) -> bytes:
@@ -124,7 +133,7 @@ class Event(NamedTuple):
     @classmethod
     def from_raw(cls, r: tuple) -> Event:
         return cls(r[FLAGS], r[NR], r[ORIG_NR], r[CPU], r[PID], r[TID], r[PPID], r[UID], r[GID],
-                   r[TS], r[DURATION], r[RET], r[ARG0:ARG0 + 6], comm_str(r[COMM]), tuple(r[PATHS]))
+                   r[TS], r[DURATION], r[RET], r[ARG0:ARG0 + 6], comm_str(r[COMM]), paths_of(r))
 
     def to_fields(self) -> dict:
         d = self._asdict()

@@ -22,7 +22,6 @@ from saga.events import (
     GID,
     NR,
     ORIG_NR,
-    PATHS,
     PID,
     PPID,
     RET,
@@ -30,6 +29,7 @@ from saga.events import (
     TS,
     UID,
     comm_str,
+    paths_of,
 )
 
 _EVF_NAMES = ((_uapi.SAGA_EVF_COMPAT, "ia32"), (_uapi.SAGA_EVF_PATH_TRUNC, "path-truncated"),
@@ -123,7 +123,7 @@ def _call_formatter(slot: int) -> tuple[str, tuple, int]:
 
 def format_args(raw: tuple) -> str:
     name, fmts, creat_mode = _call_formatter(raw[NR])
-    paths = raw[PATHS]
+    paths = paths_of(raw)
     flags = raw[FLAGS]
     out = []
     path_i = 0
@@ -210,7 +210,7 @@ def to_json(raw: tuple) -> dict:
         "time": iso_time(raw[TS]), "ts_ns": raw[TS], "cpu": raw[CPU], "pid": raw[PID], "tid": raw[TID],
         "ppid": raw[PPID], "uid": raw[UID], "gid": raw[GID], "comm": comm_str(raw[COMM]),
         "syscall": _call_formatter(raw[NR])[0], "nr": raw[NR], "orig_nr": raw[ORIG_NR],
-        "args": list(raw[ARG0:ARG0 + 6]), "args_text": format_args(raw), "paths": list(raw[PATHS]),
+        "args": list(raw[ARG0:ARG0 + 6]), "args_text": format_args(raw), "paths": list(paths_of(raw)),
         "ret": ret, "errno": decode.errno_name(-ret) if -4096 < ret < 0 else None,
         "duration_ns": raw[DURATION], "flags": flag_names(raw[FLAGS]),
     }

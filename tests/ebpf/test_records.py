@@ -73,19 +73,19 @@ def test_paths(drv, workload, tmp_path):
     assert len(opens) == 3 and len(renames) == 1
 
     created, longp, bad = opens
-    assert created[events.PATHS] == (f"{tmp_path}/a",)
+    assert events.paths_of(created) == (f"{tmp_path}/a",)
     assert created[events.RET] >= 0 and created[events.FLAGS] == 0
     assert created[events.ARG0] & 0xFFFFFFFF == AT_FDCWD & 0xFFFFFFFF  # raw register: an int
     assert created[events.PATH_LEN0] == len(f"{tmp_path}/a") and created[events.PATH_LEN1] == 0
 
     r = renames[0]
-    assert r[events.PATHS] == (f"{tmp_path}/a", f"{tmp_path}/b")
+    assert events.paths_of(r) == (f"{tmp_path}/a", f"{tmp_path}/b")
     assert r[events.RET] == 0
     assert r[events.SIZE] % 8 == 0 and r[events.SIZE] > events.FIXED
 
     assert longp[events.FLAGS] & _uapi.SAGA_EVF_PATH_TRUNC
     assert longp[events.PATH_LEN0] == _uapi.SAGA_PATH_MAX - 1
-    assert longp[events.PATHS][0] == ("/nonexistent/" + "x" * 300)[:255]
+    assert events.paths_of(longp)[0] == ("/nonexistent/" + "x" * 300)[:255]
     assert longp[events.RET] == -errno.ENAMETOOLONG or longp[events.RET] == -errno.ENOENT
 
     assert bad[events.FLAGS] & _uapi.SAGA_EVF_PATH_FAULT
