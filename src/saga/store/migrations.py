@@ -5,7 +5,7 @@ transaction schema.ensure opened: a step that fails leaves nothing behind.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 from sqlalchemy import BigInteger, Column, Connection, Integer, LargeBinary, MetaData, Table, Text, select, text
 
@@ -27,7 +27,7 @@ def _v1_to_v2(conn: Connection) -> None:
 
     Version 1 kept each record, and columns nothing searches, in its event row.
     Every event is rewritten, host by host in archive order, into batches of
-    _MOVE_ROWS events with version 2's ids.
+    at most _MOVE_ROWS events with version 2's ids.
     """
     if conn.dialect.name == "postgresql":    # index names are global there; the new table takes them
         for index in EventRow.__table__.indexes:
@@ -45,18 +45,37 @@ def _v1_to_v2(conn: Connection) -> None:
             stmt = select(old.c.id, old.c.pid, old.c.exe, old.c.record).where(old.c.host_id == host)
             if after is not None:
                 stmt = stmt.where(old.c.id > after)
-            chunk = conn.execute(stmt.order_by(old.c.id).limit(_MOVE_ROWS)).all()
-            if not chunk:
+            page = conn.execute(stmt.order_by(old.c.id).limit(_MOVE_ROWS)).all()
+            if not page:
                 break
-            after = chunk[-1].id
-            buf = b"".join(r.record for r in chunk)
-            try:
-                raws = events.parse(buf)
-            except events.RecordError as exc:
-                raise StoreError(f"migrating the archive to version 2: events {chunk[0].id} to {after} of host "
-                                 f"{host} hold a malformed record ({exc})") from None
-            archive.write_batch(conn, host, [(buf, raws)], {r.pid: r.exe for r in chunk if r.exe is not None})
+            after = page[-1].id
+            for rows in _one_exe_per_pid(page):
+                _move(conn, host, rows)
     conn.execute(text("DROP TABLE events_v1"))
+
+
+def _one_exe_per_pid(rows: list) -> Iterator[list]:
+    """The rows, cut where a pid's executable changes (an exec, or one not known yet): a batch
+    has one executable per pid, and version 1 had one per event."""
+    run: list = []
+    exe_of: dict[int, str | None] = {}
+    for r in rows:
+        if exe_of.setdefault(r.pid, r.exe) != r.exe:
+            yield run
+            run, exe_of = [], {r.pid: r.exe}
+        run.append(r)
+    if run:
+        yield run
+
+
+def _move(conn: Connection, host: int, rows: list) -> None:
+    buf = b"".join(r.record for r in rows)
+    try:
+        raws = events.parse(buf)
+    except events.RecordError as exc:
+        raise StoreError(f"migrating the archive to version 2: events {rows[0].id} to {rows[-1].id} of host "
+                         f"{host} hold a malformed record ({exc})") from None
+    archive.write_batch(conn, host, [(buf, raws)], {r.pid: r.exe for r in rows if r.exe is not None})
 
 
 MIGRATIONS: Mapping[int, Migration] = {1: _v1_to_v2}
