@@ -27,6 +27,7 @@ from pathlib import Path
 
 from saga import _uapi, events
 from saga.daemon.enrich import Enricher
+from saga.drivers.replay import split_records
 from saga.store import Store, archive
 from saga.store import rules as stored_rules
 
@@ -39,10 +40,7 @@ TARGET_ARCHIVE = 300_000
 def corpora(n: int) -> tuple[bytes, bytes]:
     """(fixed-size corpus, realistic mix), n records each, from the recorded workload."""
     data = gzip.decompress((ROOT / "tests/data/workload.saga.gz").read_bytes())
-    recs, off = [], 0
-    for raw in events.parse(data):
-        recs.append(data[off:off + raw[events.SIZE]])
-        off += raw[events.SIZE]
+    recs = [rec for rec, _ in split_records(data)]
     fixed = [r for r in recs if len(r) == events.FIXED]
     mix = b"".join(recs[i % len(recs)] for i in range(n))
     return b"".join(fixed[i % len(fixed)] for i in range(n)), mix

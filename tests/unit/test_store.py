@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import os
-from itertools import accumulate
 
 import pytest
 from sqlalchemy import create_engine, inspect, text
 
 from saga import events, rules, syscalls
+from saga.drivers.replay import split_records
 from saga.errors import PermissionDenied, StoreError
 from saga.events import COMM, NR, PID, RET, TS, UID
 from saga.filters import EventFilter
@@ -238,8 +238,7 @@ BIG, SMALL = archive.ROWS_PER_INSERT
                                2 * BIG + 3 * SMALL])
 def test_every_write_size_archives_every_event_in_order(store_url, recording, raws, n):
     """Multi-row INSERTs of each size and the rows left over: all arrive, in order, with their batch's ids."""
-    starts = list(accumulate((r[events.SIZE] for r in raws), initial=0))
-    records = [recording[a:b] for a, b in zip(starts, starts[1:], strict=False)]
+    records = [rec for rec, _ in split_records(recording)]
     buf = b"".join(records[i % len(records)] for i in range(n))      # n records: the recording's, repeated
     mine = events.parse(buf)
     with Store.open(store_url) as st:
