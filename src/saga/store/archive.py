@@ -103,10 +103,9 @@ def write_batch(conn: Connection, host_id: int, reads: list[Read], exe_of: Mappi
             cursor.execute("SELECT nextval(pg_get_serial_sequence('event_batches', 'id'))")
             batch_id = cursor.fetchone()[0]
             first = batch_id << PG_ID_SHIFT
-            host = (host_id,)
             with cursor.copy(sql["copy"]) as copy:
                 for i, row in enumerate(batch, first):
-                    copy.write_row((i, *row, *host))
+                    copy.write_row((i, *row, host_id))
         else:
             # One writer's transaction: the rows take consecutive ids.
             batch_id = None
