@@ -160,13 +160,17 @@ def attach_pinned_prog(prog_path: str, link_path: str) -> None:
     """Attach a pinned tp_btf program and pin the new link (any process can do it)."""
     prog = obj_get(prog_path)
     try:
-        link = check(lib().bpf_raw_tracepoint_open(None, prog), f"attach {prog_path}")
-        try:
-            check(lib().bpf_obj_pin(link, link_path.encode()), f"pin {link_path}")
-        finally:
-            os.close(link)
+        _pin_and_close(check(lib().bpf_raw_tracepoint_open(None, prog), f"attach {prog_path}"), link_path)
     finally:
         os.close(prog)
+
+
+def _pin_and_close(link: int, link_path: str) -> None:
+    """Pin a new link (the pin then holds it) and close our descriptor of it."""
+    try:
+        check(lib().bpf_obj_pin(link, link_path.encode()), f"pin {link_path}")
+    finally:
+        os.close(link)
 
 
 def perf_link_pin(prog_fd: int, event_id: int, link_path: str) -> None:
@@ -185,11 +189,8 @@ def perf_link_pin(prog_fd: int, event_id: int, link_path: str) -> None:
         err = _c.get_errno()
         raise OSError(err, f"perf_event_open (trace event {event_id}): {os.strerror(err)}")
     try:
-        link = check(lib().bpf_link_create(prog_fd, pfd, BPF_PERF_EVENT, None), "attach to the perf event")
-        try:
-            check(lib().bpf_obj_pin(link, link_path.encode()), f"pin {link_path}")
-        finally:
-            os.close(link)
+        _pin_and_close(check(lib().bpf_link_create(prog_fd, pfd, BPF_PERF_EVENT, None), "attach to the perf event"),
+                       link_path)
     finally:
         os.close(pfd)
 
