@@ -211,7 +211,7 @@ class BpfObject:
     def __init__(self, path: str):
         self._lib = lib()
         log.clear()
-        self.ptr = check(self._lib.bpf_object__open_file(path.encode(), None), f"open {path}")
+        self.ptr: int | None = check(self._lib.bpf_object__open_file(path.encode(), None), f"open {path}")
 
     def map(self, name: str) -> int:
         m = self._lib.bpf_object__find_map_by_name(self.ptr, name.encode())

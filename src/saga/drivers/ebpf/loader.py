@@ -97,14 +97,13 @@ def _check_privileges() -> None:
 
 def realtime_offset() -> int:
     """CLOCK_REALTIME - CLOCK_MONOTONIC in ns, from the tightest of a few bracketed samples."""
-    best = None
+    samples = []
     for _ in range(5):
         m0 = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
         r = time.clock_gettime_ns(time.CLOCK_REALTIME)
         m1 = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
-        if best is None or m1 - m0 < best[0]:
-            best = (m1 - m0, r - (m0 + m1) // 2)
-    return best[1]
+        samples.append((m1 - m0, r - (m0 + m1) // 2))
+    return min(samples)[1]
 
 
 # -- load and unload -----------------------------------------------------------
