@@ -159,7 +159,7 @@ def probe(name: str, *args) -> int:
     try:
         fd = _sys(name, *args)
     except OSError as exc:
-        return exc.errno
+        return exc.errno or 0
     os.close(fd)
     return 0
 
@@ -176,7 +176,7 @@ def _detached(fstype: str) -> int:
         finally:
             os.close(fs)
     except OSError as exc:
-        raise DriverUnavailable(_refused(fstype, call, exc.errno)) from None
+        raise DriverUnavailable(_refused(fstype, call, exc.errno or 0)) from None
 
 
 def _refused(fstype: str, call: str, err: int) -> str:
