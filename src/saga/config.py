@@ -111,7 +111,7 @@ def _closest(word: str, choices) -> str:
 
 
 def _value(where: str, f: dataclasses.Field, value: Any) -> Any:
-    want = _PY_TYPES[f.type]
+    want = _PY_TYPES[str(f.type)]       # a string: this module's annotations are not evaluated
     if want is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not isinstance(value, want) or (want is int and isinstance(value, bool)):

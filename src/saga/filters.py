@@ -143,7 +143,7 @@ class EventFilter:
               ppid: int | None = None, tid: int | None = None, unit: str | None = None,
               argv: str | None = None) -> EventFilter:
         """From command-line values; bad values raise UsageError/RuleError (exit 64)."""
-        slots = None
+        slots: frozenset[int] | None = None
         if syscall:
             slots = frozenset()
             for token in (t.strip() for t in syscall.split(",")):

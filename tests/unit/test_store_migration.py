@@ -142,7 +142,7 @@ def test_a_real_version_2_archive_is_migrated_without_losing_an_event(store_url,
             assert schema.version(conn) == 3
             assert set(inspect(conn).get_table_names()) == {"saga_meta", "hosts", "rules", *_V3_ONLY}
         with st.session() as s:
-            a = stored_rules.host_id(s, "a", create=False)
+            a = stored_rules.find_host_id(s, "a")
             found = query.search(s, EventFilter(host="a"))
             assert [x.raw for x in found] == raws + raws       # every event, every field, in archive order
             # each write's executables stay with its events

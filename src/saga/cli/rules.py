@@ -30,7 +30,7 @@ app = typer.Typer(no_args_is_help=True, help="Rules: what is counted and logged 
 Offline = Annotated[bool, typer.Option("--offline", help="Change only the stored rules (no driver needed)")]
 
 
-class Action(str, enum.Enum):
+class Action(enum.Enum):
     log = "log"
     count = "count"
     ignore = "ignore"
@@ -129,10 +129,12 @@ def rm(ctx: typer.Context,
                                                help="Remove every rule with this key")] = None,
        offline: Offline = False) -> None:
     """Remove a rule by id, or every rule with a key."""
-    if (rule_id is None) == (key is None):
+    if rule_id is not None and key is None:
+        removed = [_service(ctx, offline).remove(rule_id)]
+    elif key is not None and rule_id is None:
+        removed = _service(ctx, offline).remove_key(key)
+    else:
         raise UsageError("give a rule ID or --key K (saga rules list shows both)")
-    svc = _service(ctx, offline)
-    removed = [svc.remove(rule_id)] if rule_id is not None else svc.remove_key(key)
     for r in removed:
         out(f"removed {grammar.format(r, with_id=True)}")
 

@@ -52,6 +52,8 @@ def create(url: URL) -> Engine:
 
 def _sqlite_engine(url: URL) -> Engine:
     path = url.database
+    if not path:                     # normalize_url refuses these; an Engine for one would be in memory
+        raise StoreError("a SQLite database needs a file (sqlite:////path/saga.db)")
     parent = os.path.dirname(path) or "."
     if not os.path.isdir(parent):
         try:

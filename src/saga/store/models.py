@@ -8,7 +8,9 @@ registers often above 2**63) are kept as arrays of raw little-endian bytes.
 """
 from __future__ import annotations
 
-from sqlalchemy import DDL, BigInteger, Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text, event
+from typing import ClassVar
+
+from sqlalchemy import DDL, BigInteger, Boolean, ForeignKey, Index, Integer, LargeBinary, String, Table, Text, event
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # SQLite only makes a column an alias of the rowid (cheap autoincrement, ordered ids) for INTEGER PRIMARY KEY.
@@ -16,7 +18,7 @@ BigIntId = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class Base(DeclarativeBase):
-    pass
+    __table__: ClassVar[Table]       # every class here maps one Table (SQLAlchemy types it as any FromClause)
 
 
 class Meta(Base):
