@@ -105,12 +105,16 @@ def parse_errno(text: str | int) -> int:
             raise UsageError(f"bad errno {text!r}: errnos are 1 to 4095")
         return n
     name = text.strip().upper()
-    n = getattr(_errno, name, None)
-    if not isinstance(n, int):
-        n = next((k for k, v in decode.ERRNO_NAMES.items() if v == name), None)
-    if n is None:
+    found = getattr(_errno, name, None)
+    if not isinstance(found, int):
+        found = next((k for k, v in decode.ERRNO_NAMES.items() if v == name), None)
+    if found is None:
         raise UsageError(f"unknown errno {text!r}: give a name such as EACCES or ENOENT, or a number")
-    return n
+    return found
+
+
+def _equals(index: int, value: object) -> Callable[[tuple], bool]:
+    return lambda r: r[index] == value
 
 
 @dataclass(frozen=True)
@@ -186,26 +190,15 @@ class EventFilter:
         if self.slots is not None:
             slots = self.slots
             tests.append(lambda r: r[NR] in slots)
-        if self.pid is not None:
-            pid = self.pid
-            tests.append(lambda r: r[PID] == pid)
-        if self.uid is not None:
-            uid = self.uid
-            tests.append(lambda r: r[UID] == uid)
-        if self.comm is not None:
-            comm = self.comm_bytes
-            tests.append(lambda r: r[COMM] == comm)
+        for index, value in ((PID, self.pid), (UID, self.uid), (PPID, self.ppid), (TID, self.tid),
+                             (COMM, self.comm_bytes)):
+            if value is not None:
+                tests.append(_equals(index, value))
         if self.errors:
             tests.append(lambda r: -4096 < r[RET] < 0 and not r[FLAGS] & _uapi.SAGA_EVF_NORETURN)
         if self.errno is not None:
             neg = -self.errno
             tests.append(lambda r: r[RET] == neg and not r[FLAGS] & _uapi.SAGA_EVF_NORETURN)
-        if self.ppid is not None:
-            ppid = self.ppid
-            tests.append(lambda r: r[PPID] == ppid)
-        if self.tid is not None:
-            tid = self.tid
-            tests.append(lambda r: r[TID] == tid)
         if self.path is not None:
             glob = self.path
             tests.append(lambda r: any(fnmatchcase(p, glob) for p in paths_of(r)))

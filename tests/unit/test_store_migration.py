@@ -10,23 +10,9 @@ from __future__ import annotations
 
 import gzip
 
+import sqlalchemy as sa
 from conftest import DATA
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    Index,
-    Integer,
-    LargeBinary,
-    MetaData,
-    SmallInteger,
-    String,
-    Table,
-    Text,
-    create_engine,
-    inspect,
-    select,
-    text,
-)
+from sqlalchemy import create_engine, inspect, select, text
 
 from saga.events import PID, SIZE, TS
 from saga.filters import EventFilter
@@ -35,25 +21,26 @@ from saga.store import rules as stored_rules
 from saga.store.models import Host, RuleRow
 
 # Version 1's event tables, as saga 1 created them.
-V1 = MetaData()
-V1_EVENTS = Table(
+V1 = sa.MetaData()
+V1_EVENTS = sa.Table(
     "events", V1,
-    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
-    Column("host_id", Integer), Column("ts_ns", BigInteger), Column("pid", BigInteger), Column("tid", BigInteger),
-    Column("ppid", BigInteger), Column("uid", BigInteger), Column("syscall", SmallInteger), Column("ret", BigInteger),
-    Column("duration_ns", BigInteger), Column("comm", String(64)), Column("exe", Text), Column("path", Text),
-    Column("record", LargeBinary),
-    Index("ix_events_ts", "ts_ns").ddl_if(dialect="postgresql"),
-    Index("ix_events_syscall_ts", "syscall", "ts_ns").ddl_if(dialect="postgresql"),
-    Index("ix_events_pid_ts", "pid", "ts_ns").ddl_if(dialect="postgresql"),
-    Index("ix_events_host_ts", "host_id", "ts_ns").ddl_if(dialect="postgresql"),
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("host_id", sa.Integer),
+    *(sa.Column(name, sa.BigInteger) for name in ("ts_ns", "pid", "tid", "ppid", "uid")),
+    sa.Column("syscall", sa.SmallInteger), sa.Column("ret", sa.BigInteger), sa.Column("duration_ns", sa.BigInteger),
+    sa.Column("comm", sa.String(64)), sa.Column("exe", sa.Text), sa.Column("path", sa.Text),
+    sa.Column("record", sa.LargeBinary),
+    sa.Index("ix_events_ts", "ts_ns").ddl_if(dialect="postgresql"),
+    sa.Index("ix_events_syscall_ts", "syscall", "ts_ns").ddl_if(dialect="postgresql"),
+    sa.Index("ix_events_pid_ts", "pid", "ts_ns").ddl_if(dialect="postgresql"),
+    sa.Index("ix_events_host_ts", "host_id", "ts_ns").ddl_if(dialect="postgresql"),
 )
-V1_BATCHES = Table(
+V1_BATCHES = sa.Table(
     "event_batches", V1,
-    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
-    Column("host_id", Integer), Column("first_id", BigInteger), Column("last_id", BigInteger),
-    Column("min_ts", BigInteger), Column("max_ts", BigInteger), Column("events", Integer),
-    Index("ix_event_batches_max_ts", "max_ts"),
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("host_id", sa.Integer), sa.Column("first_id", sa.BigInteger), sa.Column("last_id", sa.BigInteger),
+    sa.Column("min_ts", sa.BigInteger), sa.Column("max_ts", sa.BigInteger), sa.Column("events", sa.Integer),
+    sa.Index("ix_event_batches_max_ts", "max_ts"),
 )
 _V3_ONLY = ("event_columns", "event_batches", "strings", "rule_keys")
 

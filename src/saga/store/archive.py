@@ -9,14 +9,16 @@ find its paths' ids; everything else costs per batch, not per event.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 
 import numpy as np
 from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from saga import _uapi, events
+from saga.errors import StoreError
 from saga.events import SIZE
 from saga.store import columns
 from saga.store.columns import COLUMN_SLOTS, FIELD_CODES, Extracted
@@ -29,7 +31,7 @@ _RULE, _CGROUP, _TS = FIELD_CODES["rule_id"], FIELD_CODES["cgroup_id"], FIELD_CO
 # The strings a writer remembers (paths, executables, units); past this many it starts afresh.
 CACHE_ENTRIES = 65536
 
-Read = tuple[bytes, list | None]   # bytes read from a driver, and saga.events.parse of them (or None)
+Read = tuple[bytes, Sequence | None]   # bytes read from a driver, and saga.events.parse of them (or None)
 
 
 def failed(ret: np.ndarray, flags: np.ndarray | None) -> np.ndarray:
@@ -40,7 +42,7 @@ def failed(ret: np.ndarray, flags: np.ndarray | None) -> np.ndarray:
     return bad
 
 
-def sizes_of(buf: bytes, raws: list | None) -> np.ndarray:
+def sizes_of(buf: bytes, raws: Sequence | None) -> np.ndarray:
     """Each record's size: from the parse when there is one, else read from the bytes."""
     if raws is not None:
         return np.fromiter(map(itemgetter(SIZE), raws), np.int64, count=len(raws))
@@ -88,14 +90,12 @@ class Strings:
 
 def _store_strings(conn: Connection, values: list[bytes]) -> dict[bytes, int]:
     table = StringRow.__table__
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    add = dialect.insert(table).on_conflict_do_nothing(index_elements=["value"])
     found: dict[bytes, int] = {}
     for i in range(0, len(values), 500):
         part = values[i:i + 500]
-        conn.execute(insert(table).on_conflict_do_nothing(index_elements=["value"]), [{"value": v} for v in part])
+        conn.execute(add, [{"value": v} for v in part])
         found.update((bytes(v), k) for k, v in conn.execute(select(table.c.id, table.c.value)
                                                              .where(table.c.value.in_(part))))
     return found
@@ -135,13 +135,17 @@ def _path_ids(conn: Connection, ext: Extracted, strings: Strings) -> tuple[np.nd
 def _pairs(conn: Connection, strings: Strings, present: np.ndarray, names: Mapping[int, str | None],
            dtype: np.dtype) -> np.ndarray | None:
     """(key, string id) for the keys present in the batch that `names` names, sorted by key."""
-    keys = [k for k in np.unique(present).tolist() if names.get(k)]
-    if not keys:
+    named = {}
+    for k in np.unique(present).tolist():
+        name = names.get(k)
+        if name:
+            named[k] = name.encode("utf-8", "surrogateescape")
+    if not named:
         return None
-    ids = strings.lookup(conn, (names[k].encode("utf-8", "surrogateescape") for k in keys))
-    out = np.empty(len(keys), dtype)
-    out["key"] = keys
-    out["id"] = [ids[names[k].encode("utf-8", "surrogateescape")] for k in keys]
+    ids = strings.lookup(conn, named.values())
+    out = np.empty(len(named), dtype)
+    out["key"] = list(named)
+    out["id"] = [ids[v] for v in named.values()]
     return out
 
 
@@ -186,7 +190,10 @@ def write_batch(conn: Connection, host_id: int, buf: bytes, sizes: np.ndarray, s
         host_id=host_id, events=ext.n, min_ts=int(ts.min()), max_ts=int(ts.max()), stored_bytes=stored,
         syscalls=np.packbits(slots, bitorder="little").tobytes(), errnos=errnos.tobytes(),
         rule_ids=rule_ids.tobytes()).returning(table.c.id)).scalar_one()
-    cursor = conn.connection.dbapi_connection.cursor()
+    dbapi = conn.connection.dbapi_connection
+    if dbapi is None:
+        raise StoreError("the database connection was closed")
+    cursor = dbapi.cursor()
     try:
         sql = "INSERT INTO event_columns (id, data) VALUES (%s, %b)" if conn.dialect.name == "postgresql" \
             else "INSERT INTO event_columns (id, data) VALUES (?, ?)"
@@ -196,7 +203,7 @@ def write_batch(conn: Connection, host_id: int, buf: bytes, sizes: np.ndarray, s
     return Written(batch_id, ext.n, stored)
 
 
-def _batches(reads: list[Read]) -> Iterator[tuple[bytes, np.ndarray]]:
+def _batches(reads: Sequence[Read]) -> Iterator[tuple[bytes, np.ndarray]]:
     """The reads as (bytes, record sizes) of at most MAX_BATCH_EVENTS records each."""
     bufs: list[bytes] = []
     sizes: list[np.ndarray] = []
@@ -232,7 +239,7 @@ class EventWriter:
             self._conn = self.engine.connect()
         return self._conn
 
-    def write(self, reads: list[Read], exe_of: Mapping[int, str | None] = _NONE,
+    def write(self, reads: Sequence[Read], exe_of: Mapping[int, str | None] = _NONE,
               unit_of: Mapping[int, str | None] = _NONE) -> int:
         """Archive whole reads in one transaction (a batch per MAX_BATCH_EVENTS events); returns how many.
 

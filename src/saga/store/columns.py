@@ -49,11 +49,11 @@ def record_dtype(layout: Layout) -> np.dtype:
     """The numpy view of a record's fixed part (`struct saga_event`), fields by name."""
     names, formats, offsets = [], [], []
     for f in layout.fields:
-        base = f.code.lstrip("0123456789")
+        base, count = f.code.lstrip("0123456789"), f[3]     # f.count is tuple.count to a type checker
         if base == "s":
             fmt: object = f"V{f.size}"
         else:
-            fmt = f"<{base}" if f.count == 1 else (f"<{base}", (f.count,))
+            fmt = f"<{base}" if count == 1 else (f"<{base}", (count,))
         names.append(f.name)
         formats.append(fmt)
         offsets.append(f.offset)
@@ -71,15 +71,19 @@ def dtype_of(layout: Layout) -> np.dtype:
     return dt
 
 
+def names_of(dt: np.dtype) -> tuple[str, ...]:
+    return dt.names or ()
+
+
 def column_dtype(code: int, layout: Layout = CURRENT) -> np.dtype:
     """How column `code` is stored: a field's own type (as in the ABI), or the derived array's."""
     if code in _DERIVED:
         return _DERIVED[code]
     name = CODE_NAMES[code]
-    base = dtype_of(layout).fields.get(name) if name in dtype_of(layout).names else None
-    if base is None:     # a field this ABI does not have (yet): its type in the ABI that added it
+    dt = dtype_of(layout)
+    if name not in names_of(dt):     # a field this ABI does not have (yet): its type in the ABI that added it
         return np.dtype("<u4") if name == "rule_id" else np.dtype("<u8")
-    return base[0]
+    return dt[name]
 
 
 def decode(code: int, data: bytes, n: int) -> np.ndarray:
@@ -112,15 +116,15 @@ def extract(buf: bytes, sizes: np.ndarray, layout: Layout = CURRENT) -> Extracte
     n, fixed = len(sizes), layout.size
     if n * fixed == len(buf):            # no record has paths: the bytes are the array
         hdr = np.frombuffer(buf, dt)
-        return Extracted(n, {code: hdr[name] for name, code in FIELD_CODES.items() if name in dt.names},
+        return Extracted(n, {code: hdr[name] for name, code in FIELD_CODES.items() if name in names_of(dt)},
                          np.zeros(0, np.int64), [])
     # gather each fixed part, 8-byte words at a time (records are 8-aligned)
     starts = starts_of(sizes)
     words = np.frombuffer(buf, "<u8", count=len(buf) // 8)
     hdr = words[(starts >> 3)[:, None] + np.arange(fixed // 8)].view(dt).ravel()
-    fields = {code: hdr[name] for name, code in FIELD_CODES.items() if name in dt.names}
+    fields = {code: hdr[name] for name, code in FIELD_CODES.items() if name in names_of(dt)}
     rows = np.flatnonzero(sizes > fixed)
-    keys = []
+    keys: list[bytes] = []
     append = keys.append
     for at, (l0, l1) in zip((starts[rows] + fixed).tolist(), hdr["path_len"][rows].tolist(), strict=True):
         # a path of length 0 takes no bytes, not even its NUL (docs/kernel-abi.md)
@@ -136,7 +140,7 @@ def records(fields: Mapping[int, np.ndarray], paths: list[tuple[bytes, bytes]] |
     hdr = np.zeros(n, dt)
     for name, code in FIELD_CODES.items():
         col = fields.get(code)
-        if col is not None and name in dt.names:
+        if col is not None and name in names_of(dt):
             hdr[name] = col
     fixed = layout.size
     hdr["size"] = fixed

@@ -10,7 +10,7 @@ ABI never changes what an old step does.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 from sqlalchemy import (
@@ -110,7 +110,7 @@ def _v1_to_v2(conn: Connection) -> None:
     conn.execute(text("DROP TABLE events_v1"))
 
 
-def _one_exe_per_pid(rows: list) -> Iterator[list]:
+def _one_exe_per_pid(rows: Sequence) -> Iterator[list]:
     """The rows, cut where a pid's executable changes (an exec, or one not known yet): a batch
     has one executable per pid, and version 1 had one per event."""
     run: list = []
@@ -124,7 +124,7 @@ def _one_exe_per_pid(rows: list) -> Iterator[list]:
         yield run
 
 
-def _move_to_v2(conn: Connection, host: int, rows: list) -> None:
+def _move_to_v2(conn: Connection, host: int, rows: Sequence) -> None:
     """One version 2 batch: its event rows (consecutive ids), then the batch row with the records."""
     buf = b"".join(r.record for r in rows)
     sizes = np.array([len(r.record) for r in rows], np.int64)

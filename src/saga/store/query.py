@@ -81,7 +81,8 @@ def match_strings(conn: Connection, pattern: str, *, base_name: bool = False) ->
         return np.array(sorted(ids), np.int64)
     rx = re.compile(glob_regex(pattern), re.S)
     stmt = select(s.c.id, s.c.value)
-    literal = raw[:_WILD.search(pattern).start()] if _WILD.search(pattern) else raw
+    wild = _WILD.search(pattern)
+    literal = raw[:len(pattern[:wild.start()].encode("utf-8", "surrogateescape"))] if wild else raw
     if literal and not base_name or literal.startswith(b"/"):
         stmt = stmt.where(s.c.value >= literal, s.c.value < literal + b"\xff")    # the b-tree narrows it
     found = []
@@ -175,6 +176,10 @@ def _summary_skips(row, flt: EventFilter, p: Plan) -> bool:
     return False
 
 
+def _equals(b: Batch, code: int, want: int) -> Callable[[], np.ndarray]:
+    return lambda: b.col(code) == want
+
+
 def matches(b: Batch, flt: EventFilter, p: Plan) -> np.ndarray:
     """Positions in the batch of the events that match (sorted)."""
     mask = np.ones(b.n, bool)
@@ -201,7 +206,7 @@ def matches(b: Batch, flt: EventFilter, p: Plan) -> np.ndarray:
     for name in ("pid", "tid", "ppid", "uid"):
         want = getattr(flt, name)
         if want is not None:
-            steps.append(lambda name=name, want=want: b.col(_C[name]) == want)
+            steps.append(_equals(b, _C[name], want))
     if flt.errno is not None:
         neg = -flt.errno
         steps.append(lambda: (b.col(_C["ret"]) == neg) & failed(b.col(_C["ret"]), b.col(_C["flags"])))
