@@ -41,6 +41,12 @@ class DriverUnavailable(SagaError):
     exit_code = EX_UNAVAILABLE
 
 
+class DriverBusy(SagaError):
+    """Another daemon owns the driver (one daemon per driver), or it is in use and cannot be unloaded."""
+
+    exit_code = EX_TEMPFAIL
+
+
 class DriverError(SagaError):
     """A driver operation failed; errno is kept for callers that branch on it."""
 
