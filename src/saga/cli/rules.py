@@ -17,7 +17,7 @@ import typer
 from saga import rules as grammar
 from saga.cli.context import Env
 from saga.cli.output import json_out, note, out, warn
-from saga.errors import EX_IOERR, RuleError, SagaError, UsageError
+from saga.errors import RuleError, UsageError, WriteFailed, from_oserror
 from saga.render import iso_time
 from saga.rules.grammar import parse_uid
 from saga.rules.model import Rule, same_rule, same_rules
@@ -73,7 +73,7 @@ def _read_rules_file(path: str) -> list[Rule]:
             with open(path, encoding="utf-8") as f:
                 text = f.read()
     except OSError as exc:
-        raise UsageError(f"{path}: {exc.strerror}") from None
+        raise from_oserror(exc, f"reading {path}", UsageError) from None
     except UnicodeDecodeError:
         raise RuleError(f"{path}: not a text file") from None
     return grammar.parse_lines(text, "<stdin>" if path == "-" else path)
@@ -197,5 +197,5 @@ def save(ctx: typer.Context,
             os.unlink(tmp)
         except OSError:
             pass
-        raise SagaError(f"{path}: {exc.strerror}", exit_code=EX_IOERR) from None
+        raise from_oserror(exc, f"writing {path}", WriteFailed, hint="run as root, or save elsewhere") from None
     out(f"saved {len(rules)} rule{'s' if len(rules) != 1 else ''} to {path}")

@@ -36,10 +36,11 @@ from saga.errors import (
     EX_TEMPFAIL,
     DriverError,
     DriverUnavailable,
-    PermissionDenied,
+    OSFailure,
     RulesLocked,
     SagaError,
     StoreError,
+    from_oserror,
 )
 from saga.rules.service import RulesService
 from saga.store import Store
@@ -131,10 +132,7 @@ class PidFile:
             os.makedirs(self.run_dir, mode=0o755, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
-            if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-                raise PermissionDenied(f"cannot create {self.path}: {exc.strerror} (run the daemon as root)") \
-                    from None
-            raise SagaError(f"cannot create {self.path}: {exc.strerror}") from None
+            raise from_oserror(exc, f"cannot create {self.path}", OSFailure, hint="run the daemon as root") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import saga
 from saga import _uapi, events
 from saga.drivers.base import Driver, DriverInfo, Stats
-from saga.errors import DriverError, DriverUnavailable, RulesLocked
+from saga.errors import DriverError, DriverUnavailable, RulesLocked, from_oserror
 from saga.rules.model import ACTION_NAMES, ACTIONS, Rule, tokens_for_slots
 
 _ALL_FEATURES = _uapi.SAGA_FEAT_PATHS | _uapi.SAGA_FEAT_DURATION | _uapi.SAGA_FEAT_COMPAT | _uapi.SAGA_FEAT_POLL
@@ -104,7 +104,7 @@ class ReplayDriver(Driver):
             with open(path, "rb") as f:
                 data = f.read()
         except OSError as exc:
-            raise DriverUnavailable(f"replay recording {path}: {exc.strerror}") from None
+            raise from_oserror(exc, f"reading the replay recording {path}", DriverUnavailable) from None
         if data[:2] == b"\x1f\x8b":
             try:
                 data = gzip.decompress(data)

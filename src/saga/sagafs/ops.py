@@ -1,7 +1,7 @@
 """The pyfuse3 operations: one generic implementation over the table (table.py, tree.py).
 
 House rules: handlers raise only pyfuse3.FUSEError (a SagaError becomes
-its errno, anything else is logged and becomes EIO); nothing blocks the
+its `errno`, saga.errors; anything else is logged and becomes EIO); nothing blocks the
 trio thread (the rules service and /proc lookups run in worker threads).
 
 Files are served with direct_io and without the page cache: every read
@@ -36,7 +36,7 @@ from saga.daemon.state import DaemonState
 from saga.daemon.window import Snapshot
 from saga.errors import SagaError
 from saga.sagafs.pipe import Pipe
-from saga.sagafs.rulesfile import ErrorLog, errno_of
+from saga.sagafs.rulesfile import ErrorLog
 from saga.sagafs.tree import Node, Tree
 from saga.sagafs.views import Views
 
@@ -59,7 +59,7 @@ def _handler(fn):
             raise
         except SagaError as exc:
             log.warning("%s: %s", fn.__name__, exc)
-            raise pyfuse3.FUSEError(errno_of(exc)) from None
+            raise pyfuse3.FUSEError(exc.errno) from None
         except Exception:
             log.exception("sagafs: %s failed", fn.__name__)
             raise pyfuse3.FUSEError(errno.EIO) from None

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import pyfuse3
 import trio
 
-from saga.errors import DriverError, PermissionDenied, RulesLocked, SagaError, UsageError
+from saga.errors import SagaError, UsageError
 from saga.render import iso_time
 from saga.rules import grammar
 from saga.rules.model import Rule
@@ -43,7 +43,7 @@ class CommandError(UsageError):
 
 
 class NoSuchRule(CommandError):
-    pass
+    errno = errno.ENOENT
 
 
 class ErrorLog:
@@ -116,24 +116,9 @@ def _apply(service, commands: list[Command]) -> None:
     service.edit(compute)
 
 
-def errno_of(exc: SagaError) -> int:
-    """The errno a write fails with for a rules service error."""
-    if isinstance(exc, NoSuchRule):
-        return errno.ENOENT
-    if isinstance(exc, RulesLocked):
-        return errno.EPERM
-    if isinstance(exc, PermissionDenied):
-        return errno.EACCES
-    if isinstance(exc, UsageError):
-        return errno.EINVAL
-    if isinstance(exc, DriverError) and exc.errno:
-        return exc.errno
-    return errno.EIO
-
-
 def _fail(fs, exc: SagaError, command: str) -> pyfuse3.FUSEError:
     fs.errors.add("error", str(exc), exc.line if isinstance(exc, CommandError) else command)
-    return pyfuse3.FUSEError(errno_of(exc))
+    return pyfuse3.FUSEError(exc.errno)
 
 
 async def write_rules(fs, _key: int, data: bytes) -> None:
