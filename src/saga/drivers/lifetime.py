@@ -53,6 +53,21 @@ def lock_holder(fd: int) -> int | None:
     return None
 
 
+def claimed_by(path: str, flags: int) -> int | None:
+    """The pid of the daemon whose claim (flock) is on path: -1 if its pid cannot be told, None if unclaimed."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | flags)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return lock_holder(fd) or -1
+    finally:
+        os.close(fd)
+    return None
+
+
 def _busy(kind: str, where: str, holder: int | None) -> DriverBusy:
     who = f"a saga daemon (pid {holder})" if holder and holder > 0 else "another saga daemon"
     return DriverBusy(f"{who} owns the {kind} driver ({where}): one daemon per driver; "
@@ -81,17 +96,7 @@ class _Kmod:
         return Loaded(self.kind, self.where, version, self._holder())
 
     def _holder(self) -> int | None:
-        try:
-            fd = os.open(self.where, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
-        except OSError:
-            return None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return lock_holder(fd) or -1
-        finally:
-            os.close(fd)
-        return None
+        return claimed_by(self.where, os.O_NONBLOCK)
 
     def own(self) -> tuple[Driver, int | None]:
         from saga.drivers.kmod import KmodDriver
@@ -148,17 +153,7 @@ class _Ebpf:
 
     def _holder(self) -> int | None:
         from saga.drivers.ebpf import loader
-        try:
-            fd = os.open(os.path.join(self.where, loader.OWNER), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except OSError:
-            return None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return lock_holder(fd) or -1
-        finally:
-            os.close(fd)
-        return None
+        return claimed_by(os.path.join(self.where, loader.OWNER), os.O_DIRECTORY)
 
     def _claim(self) -> int:
         from saga.drivers.ebpf import kernelfs, loader
