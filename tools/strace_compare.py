@@ -14,7 +14,9 @@ are not compared: saga does not capture them.
     tools/strace_compare.py [--workload ordinary|server] [--top N] [-- CMD ...]
 
 Needs root, strace and the eBPF driver's object (`make build`); loads the
-driver into a private bpffs and unloads it at the end.  tests/ebpf/test_strace_parity.py
+driver into a private bpffs and unloads it at the end.  The command runs as
+`nobody` (strace -u) and only that user's calls are logged, so the rest of
+the machine cannot fill the ring.  tests/ebpf/test_strace_parity.py
 runs it on the two workloads and holds the share to at most 2%.
 """
 from __future__ import annotations
@@ -381,6 +383,10 @@ srv.shutdown(); srv.server_close()
 }
 
 
+WORKLOAD_USER, WORKLOAD_UID = "nobody", 65534
+WORKLOAD_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
 def _run_traced(argv: list[str], timeout: float = 300) -> None:
     """Run argv in a session of its own; on a timeout, kill all of it (strace would let its tracees go)."""
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, start_new_session=True)
@@ -411,8 +417,10 @@ def record(cmd: list[str], workdir: str, bpffs: str | None = None) -> tuple[str,
     out = os.path.join(workdir, "strace.txt")
     chunks: list[bytes] = []
     try:
-        with loaded(bpffs, "strace-compare") as drv:
-            drv.add_rule(grammar.parse("ignore all comm=strace"))
+        # Only the workload's calls are logged: it runs as its own user (the machine's other
+        # processes could fill the ring and drop events).
+        with loaded(bpffs, "strace-compare", default_action="ignore") as drv:
+            drv.add_rule(grammar.parse(f"log all uid={WORKLOAD_UID}"))
             stop = threading.Event()
 
             def reader() -> None:
@@ -424,7 +432,8 @@ def record(cmd: list[str], workdir: str, bpffs: str | None = None) -> tuple[str,
             t = threading.Thread(target=reader, daemon=True)
             t.start()
             try:
-                _run_traced(["strace", "-f", "-qq", "-e", "signal=none", "-s", "64", "-o", out, "--", *cmd])
+                _run_traced(["strace", "-f", "-qq", "-e", "signal=none", "-s", "64", "-o", out,
+                             "-u", WORKLOAD_USER, "-E", f"PATH={WORKLOAD_PATH}", "-E", "HOME=/tmp", "--", *cmd])
                 time.sleep(0.2)
             finally:
                 stop.set()

@@ -450,16 +450,18 @@ def futex_op(v: int) -> str:
     return name + ("|FUTEX_CLOCK_REALTIME" if v & _FUTEX_CLOCK_RT else "")
 
 
-# futex's arguments after the operation, by command (strace's futex decoder): which of
-# val (2), timeout/val2 (3), uaddr2 (4) and val3 (5) the command reads.
-_FUTEX_ARGS = {
-    "FUTEX_WAIT": (2, 3), "FUTEX_WAKE": (2,), "FUTEX_FD": (2,), "FUTEX_LOCK_PI": (3,), "FUTEX_LOCK_PI2": (3,),
-    "FUTEX_UNLOCK_PI": (), "FUTEX_TRYLOCK_PI": (), "FUTEX_WAIT_BITSET": (2, 3, 5), "FUTEX_WAKE_BITSET": (2, 5),
-    "FUTEX_REQUEUE": (2, "val2", 4), "FUTEX_CMP_REQUEUE": (2, "val2", 4, "val3"),
-    "FUTEX_CMP_REQUEUE_PI": (2, "val2", 4, "val3"), "FUTEX_WAKE_OP": (2, "val2", 4, "wake_op"),
-    "FUTEX_WAIT_REQUEUE_PI": (2, 3, 4),
+# futex's arguments after the operation, by command (as strace's futex decoder prints them): which of
+# val, timeout or val2 (the same register), uaddr2 and val3 the command reads.
+_FUTEX_ARGS: dict[str, tuple[str, ...]] = {
+    "FUTEX_WAIT": ("val", "timeout"), "FUTEX_WAKE": ("val",), "FUTEX_FD": ("val",), "FUTEX_LOCK_PI": ("timeout",),
+    "FUTEX_LOCK_PI2": ("timeout",), "FUTEX_UNLOCK_PI": (), "FUTEX_TRYLOCK_PI": (),
+    "FUTEX_WAIT_BITSET": ("val", "timeout", "bitset"), "FUTEX_WAKE_BITSET": ("val", "bitset"),
+    "FUTEX_REQUEUE": ("val", "val2", "uaddr2"), "FUTEX_CMP_REQUEUE": ("val", "val2", "uaddr2", "val3"),
+    "FUTEX_CMP_REQUEUE_PI": ("val", "val2", "uaddr2", "val3"),
+    "FUTEX_WAKE_OP": ("val", "val2", "uaddr2", "wake_op"), "FUTEX_WAIT_REQUEUE_PI": ("val", "timeout", "uaddr2"),
 }
 _FUTEX_ARGS_BY_CMD = {_FUTEX[n]: a for n, a in _FUTEX_ARGS.items()}
+_FUTEX_OTHER = ("val", "timeout", "uaddr2", "val3")
 _wake_op = enum(C.FUTEX_WAKE_OPS, unknown=_dec)
 _wake_cmp = enum(C.FUTEX_WAKE_CMPS, unknown=_dec)
 
@@ -470,24 +472,19 @@ def _futex_wake_op(v: int) -> str:
     return (f"{shift}{_wake_op(op)}<<28|{(v >> 12) & 0xFFF:#x}<<12|{_wake_cmp(cmp_)}<<24|{v & 0xFFF:#x}")
 
 
+_FUTEX_PRINT: dict[str, Callable[[tuple, list[str]], str]] = {
+    "val": lambda a, out: str(a[2] & 0xFFFFFFFF), "timeout": lambda a, out: out[3],
+    "val2": lambda a, out: str(a[3] & 0xFFFFFFFF), "uaddr2": lambda a, out: out[4],
+    "val3": lambda a, out: hex0(a[5] & 0xFFFFFFFF), "bitset": lambda a, out: _futex_bitset(a[5]),
+    "wake_op": lambda a, out: _futex_wake_op(a[5] & 0xFFFFFFFF),
+}
+
+
 @_call("futex")
 def _futex(a: tuple, out: list[str]) -> list[str]:
     op = a[1] & 0xFFFFFFFF
-    picked = [out[0], futex_op(op)]
-    for which in _FUTEX_ARGS_BY_CMD.get(op & 0x7F, (2, 3, 4, "val3")):
-        if which == 2:
-            picked.append(str(a[2] & 0xFFFFFFFF))
-        elif which == "val2":
-            picked.append(str(a[3] & 0xFFFFFFFF))
-        elif which == "val3":
-            picked.append(hex0(a[5] & 0xFFFFFFFF))
-        elif which == "wake_op":
-            picked.append(_futex_wake_op(a[5] & 0xFFFFFFFF))
-        elif which == 5:
-            picked.append(_futex_bitset(a[5]))
-        else:
-            picked.append(out[which])
-    return picked
+    return [out[0], futex_op(op),
+            *(_FUTEX_PRINT[w](a, out) for w in _FUTEX_ARGS_BY_CMD.get(op & 0x7F, _FUTEX_OTHER))]
 
 
 _F = dict(C.FCNTL_CMDS)
