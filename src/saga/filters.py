@@ -22,6 +22,8 @@ from saga.events import COMM, FLAGS, NR, PID, PPID, RET, TID, TS, UID, paths_of
 from saga.rules.grammar import parse_uid
 from saga.rules.model import expand
 
+MAX_NS = (1 << 63) - 1      # a time in ns as the archive stores it (a signed 64-bit column)
+MAX_ID = (1 << 32) - 1      # pids and uids are u32 in a record
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)$")
 _UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _FORMATS = ("%Y-%m-%dT%H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M",
@@ -68,7 +70,16 @@ def parse_time(text: str, now_ns: int | None = None) -> int:
     `boot`: when the machine booted; `@1700000000` (epoch seconds); `2026-11-21`,
     `2026-11-21T21:30:00`, `2026-11-21 21:30`: local time, or UTC with a `Z` suffix.
     """
-    now_ns = time.time_ns() if now_ns is None else now_ns
+    try:
+        ns = _parse_time(text, time.time_ns() if now_ns is None else now_ns)
+    except OverflowError:        # @inf, 1e400 days, a year mktime cannot place
+        ns = MAX_NS + 1
+    if not 0 <= ns <= MAX_NS:
+        raise UsageError(f"time {text!r} is out of range (1970 to 2262, as the archive keeps times)")
+    return ns
+
+
+def _parse_time(text: str, now_ns: int) -> int:
     s = text.strip()
     word = _word_time(s, now_ns)
     if word is not None:
@@ -138,6 +149,17 @@ class EventFilter:
 
     # Fields that need what only the archive (or the daemon) knows besides the record.
     CONTEXT = ("exe", "key", "unit", "argv")
+
+    def __post_init__(self) -> None:
+        """Values no record can hold are refused here, before a database is asked (exit 64, never 70)."""
+        for name in ("pid", "uid"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= MAX_ID:
+                raise UsageError(f"{name} {value} is out of range (0 to {MAX_ID})")
+        for name in ("since_ns", "until_ns"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= MAX_NS:
+                raise UsageError(f"{name} {value} is out of range (0 to {MAX_NS})")
 
     @classmethod
     def build(cls, *, syscall: str | None = None, pid: int | None = None, uid: str | int | None = None,
