@@ -11,7 +11,7 @@ BPF_OBJ := $(BPF_DIR)/saga.bpf.o
 # Kernels the module is tested on (Debian's 6.1, 6.1 PREEMPT_RT and 6.12).
 TEST_KERNELS = $(shell tools/kernels.sh)
 
-.PHONY: help up down deps build kmod bpf uapi syscalls test test-unit test-host test-vm test-pkg bench deb clean
+.PHONY: help up down deps build kmod bpf uapi syscalls consts test test-unit test-host test-vm test-pkg bench deb clean
 
 help:
 	@echo "make up      install what is needed, build, start saga (module or eBPF) and mount /sagafs"
@@ -52,6 +52,9 @@ uapi:
 syscalls:
 	$(PY) tools/gen_syscalls.py
 
+consts:
+	$(PY) tools/gen_consts.py
+
 test:
 	tools/deps.sh base bpf vm pkg pg bench
 	$(MAKE) --no-print-directory build
@@ -60,9 +63,10 @@ test:
 test-unit:
 	$(PYTEST) tests/unit
 
-# eBPF and FUSE on this machine's kernel (root).
+# eBPF and FUSE on this machine's kernel (root), as on a fresh machine: in a
+# private mount namespace where no tracefs, debugfs or bpffs is mounted.
 test-host:
-	$(PYTEST) tests/ebpf tests/fuse
+	tools/fresh-ns env $(PYTEST) tests/ebpf tests/fuse
 
 # One VM boot per kernel: build saga.ko against its headers, run tests/kernel inside.
 test-vm:

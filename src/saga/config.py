@@ -15,7 +15,7 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
-from saga.errors import ConfigError
+from saga.errors import ConfigError, from_oserror
 
 DEFAULT_PATH = "/etc/saga/saga.toml"
 DEFAULT_DB = "sqlite:////var/lib/saga/saga.db"
@@ -36,21 +36,23 @@ def _one_of(*choices: str):
     return check
 
 
-def _key(default, check=None):
-    return field(default=default, metadata={"check": check})
+def _key(default, check=None, *, restart: bool = False):
+    """A key; restart=True: read once at daemon start, so a reload keeps its running value (and says so)."""
+    return field(default=default, metadata={"check": check, "restart": restart})
 
 
 @dataclass(frozen=True)
 class DaemonConfig:
-    driver: str = _key("auto", _one_of(*DRIVERS))
-    replay: str = _key("")                        # the recording, for driver = "replay"
-    run_dir: str = _key("/run/saga")              # control socket and pidfile
-    window_events: int = _key(1_000_000, _positive)
-    batch_bytes: int = _key(1 << 20, _positive)
-    archive: bool = _key(True)
+    driver: str = _key("auto", _one_of(*DRIVERS), restart=True)
+    replay: str = _key("", restart=True)          # the recording, for driver = "replay"
+    run_dir: str = _key("/run/saga", restart=True)  # control socket and pidfile
+    window_events: int = _key(1_000_000, _positive, restart=True)
+    batch_bytes: int = _key(1 << 20, _positive, restart=True)
+    archive: bool = _key(True, restart=True)
     archive_queue: int = _key(262_144, _positive)   # events waiting for the database
     enrich: bool = _key(True)
     stop_timeout: float = _key(30.0, _not_negative)
+    keep_capturing: bool = _key(False)            # leave the driver loaded when the daemon stops
 
     @property
     def socket_path(self) -> str:
@@ -63,14 +65,14 @@ class DaemonConfig:
 
 @dataclass(frozen=True)
 class SagafsConfig:
-    mount: str = _key("/sagafs")                  # "" = do not mount
-    group: str = _key("")                         # a group allowed to read; "" = root only
+    mount: str = _key("/sagafs", restart=True)    # "" = do not mount
+    group: str = _key("", restart=True)           # a group allowed to read; "" = root only
 
 
 @dataclass(frozen=True)
 class StoreConfig:
-    url: str = _key(DEFAULT_DB)
-    host: str = _key("")                          # "" = this machine's host name
+    url: str = _key(DEFAULT_DB, restart=True)
+    host: str = _key("", restart=True)            # "" = this machine's host name
     retention_days: float = _key(30.0, _not_negative)
     retention_rows: int = _key(0, _not_negative)
     prune_interval: float = _key(300.0, _positive)
@@ -105,13 +107,32 @@ _SECTION_TYPES = {"daemon": DaemonConfig, "sagafs": SagafsConfig, "store": Store
 _PY_TYPES = {"str": str, "int": int, "float": float, "bool": bool}
 
 
+def restart_keys() -> list[tuple[str, str]]:
+    """(section, key) of every key a running daemon reads only at start."""
+    return [(name, f.name) for name in _SECTION_TYPES for f in dataclasses.fields(_SECTION_TYPES[name])
+            if f.metadata["restart"]]
+
+
+def needs_restart(old: Config, new: Config) -> list[str]:
+    """The restart keys whose values differ, as `section.key`."""
+    return [f"{s}.{k}" for s, k in restart_keys() if getattr(getattr(old, s), k) != getattr(getattr(new, s), k)]
+
+
+def keep_running(old: Config, new: Config) -> Config:
+    """`new` with every restart key at its running value (`old`'s): what a reload applies."""
+    sections = {s: dataclasses.replace(getattr(new, s), **{k: getattr(getattr(old, s), k)
+                                                             for s2, k in restart_keys() if s2 == s})
+                for s in _SECTION_TYPES}
+    return dataclasses.replace(new, **sections)
+
+
 def _closest(word: str, choices) -> str:
     hint = difflib.get_close_matches(word, list(choices), n=1)
     return f"; did you mean {hint[0]!r}?" if hint else ""
 
 
 def _value(where: str, f: dataclasses.Field, value: Any) -> Any:
-    want = _PY_TYPES[f.type]
+    want = _PY_TYPES[str(f.type)]       # a string: this module's annotations are not evaluated
     if want is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not isinstance(value, want) or (want is int and isinstance(value, bool)):
@@ -153,10 +174,12 @@ def load(path: str | None = None) -> Config:
         if explicit:
             raise ConfigError(f"{path}: no such configuration file") from None
         return Config()
-    except PermissionError:
-        raise ConfigError(f"{path}: permission denied") from None
     except IsADirectoryError:
         raise ConfigError(f"{path}: is a directory, not a configuration file") from None
+    except OSError as exc:
+        raise from_oserror(exc, f"reading {path}", ConfigError) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     return from_dict(data, path)
