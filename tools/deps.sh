@@ -2,7 +2,8 @@
 # Install what saga needs, idempotently.  Usage: tools/deps.sh GROUP...
 #   base   compilers, FUSE, the Python venv (.venv) with saga installed editable
 #   bpf    clang, bpftool and libbpf, to build and load the eBPF driver
-#   vm     qemu, virtme-ng and the Debian kernels + headers the module is tested on
+#   vm     qemu, virtme-ng and the Debian kernels + headers the module is tested on:
+#          Debian 12's here, Debian 13's in the root of tools/kernel-root.sh
 #   pkg    Debian packaging tools and debootstrap
 #   pg     a PostgreSQL server for the store tests
 #   bench  the tools the benchmarks compare against (strace, bpftrace, perf, auditd)
@@ -10,14 +11,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The kernels the module is tested on (metapackages: they follow Debian's updates).
+# Debian 12's kernels the module is tested on (metapackages: they follow Debian's
+# updates), and the 6.12 headers tools/gen_syscalls.py reads.
 KERNEL_PKGS="linux-image-amd64 linux-headers-amd64 linux-image-rt-amd64 linux-headers-rt-amd64
-             linux-image-6.12-amd64 linux-headers-6.12-amd64"
+             linux-headers-6.12-amd64"
 
 declare -A APT=(
   [base]="gcc make pkg-config libfuse3-dev fuse3 kmod git shellcheck"
   [bpf]="clang llvm bpftool libbpf1 libbpf-dev linux-libc-dev"
-  [vm]="qemu-system-x86 $KERNEL_PKGS"
+  [vm]="qemu-system-x86 busybox-static debootstrap $KERNEL_PKGS"
   [pkg]="debhelper dh-dkms dkms dh-virtualenv debootstrap fakeroot dpkg-dev build-essential python3-venv python3-dev systemd"
   [pg]="postgresql"
   [bench]="strace bpftrace linux-perf auditd"
@@ -66,7 +68,9 @@ for group in "$@"; do
   apt_install ${APT[$group]}
   case $group in
     base) venv ;;
-    vm) [ -x .venv/bin/vng ] || .venv/bin/pip install -q virtme-ng ;;
+    vm) [ -x .venv/bin/vng ] || .venv/bin/pip install -q virtme-ng
+        need_root
+        tools/kernel-root.sh prepare ;;
     bench) [ ! -x .venv/bin/python ] || .venv/bin/python -c 'import matplotlib' 2>/dev/null \
              || .venv/bin/pip install -q matplotlib ;;  # the benchmark plots
   esac

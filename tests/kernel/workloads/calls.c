@@ -17,6 +17,10 @@
  *   calls block N MS         N children, each in one nanosleep of MS ms
  *   calls storm SECONDS      getppid and openat in a loop for SECONDS
  *   calls fuzz N SEED        N random ioctls on /dev/saga (random commands, sizes, bytes, pointers)
+ *   calls hammer N CPU       on CPU only: N rounds of getppid, openat("/") and close
+ *   calls swap FILE...       RULE_REPLACE with each FILE's rules in turn (struct saga_rule arrays
+ *                            as the test packed them), as fast as the ioctl allows, until SIGTERM;
+ *                            prints "ready" once running and "swaps=N" (successful ioctls) at the end
  *   calls mix DIR            a fixed mix for the kmod/ebpf equivalence test: paths (two at once, a
  *                            long one, a missing one), errors, ia32 calls, handled signals, a forked
  *                            child; files created in DIR (which must exist) are removed again
@@ -24,6 +28,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -35,6 +40,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <linux/saga.h>		/* kmod/include/uapi, by name only: no layout is assumed here */
 
 static long arg_num(const char *s)
 {
@@ -262,6 +269,74 @@ static void do_fuzz(long n, long seed)
 	close(fd);
 }
 
+static void do_hammer(long n, long cpu)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	if (sched_setaffinity(0, sizeof(set), &set)) {
+		perror("calls: sched_setaffinity");
+		exit(1);
+	}
+	for (long i = 0; i < n; i++) {
+		long fd;
+
+		syscall(SYS_getppid);
+		fd = syscall(SYS_openat, AT_FDCWD, "/", O_RDONLY);
+		if (fd >= 0)
+			syscall(SYS_close, fd);
+	}
+}
+
+static volatile sig_atomic_t stop;
+
+static void on_term(int sig)
+{
+	(void)sig;
+	stop = 1;
+}
+
+/* One rule set per file, each a whole number of struct saga_rule. */
+static void do_swap(int nfiles, char **files)
+{
+	struct saga_rule_list *lists = calloc(nfiles, sizeof(*lists));
+	struct sigaction sa = { .sa_handler = on_term };
+	long swaps = 0;
+	int fd = open("/dev/saga", O_RDWR);
+
+	if (fd < 0 || !lists) {
+		perror("calls: /dev/saga");
+		exit(1);
+	}
+	for (int i = 0; i < nfiles; i++) {
+		FILE *f = fopen(files[i], "rb");
+		struct saga_rule *rules = malloc(SAGA_MAX_RULES * sizeof(*rules));
+		size_t n = f && rules ? fread(rules, sizeof(*rules), SAGA_MAX_RULES, f) : 0;
+
+		if (!n) {
+			fprintf(stderr, "calls: no rules in %s\n", files[i]);
+			exit(1);
+		}
+		fclose(f);
+		lists[i].count = n;
+		lists[i].rules_ptr = (uintptr_t)rules;
+	}
+	sigaction(SIGTERM, &sa, NULL);
+	printf("ready\n");
+	fflush(stdout);
+	for (long i = 0; !stop; i++) {
+		if (ioctl(fd, SAGA_IOC_RULE_REPLACE, &lists[i % nfiles]) == 0)
+			swaps++;
+		else if (errno != EINTR) {
+			perror("calls: RULE_REPLACE");
+			exit(1);
+		}
+	}
+	printf("swaps=%ld\n", swaps);
+	close(fd);
+}
+
 int main(int argc, char **argv)
 {
 	const char *mode = argc > 1 ? argv[1] : "";
@@ -296,9 +371,13 @@ int main(int argc, char **argv)
 		do_fuzz(arg_num(argv[2]), arg_num(argv[3]));
 	else if (!strcmp(mode, "mix") && argc == 3)
 		do_mix(argv[2]);
+	else if (!strcmp(mode, "hammer") && argc == 4)
+		do_hammer(arg_num(argv[2]), arg_num(argv[3]));
+	else if (!strcmp(mode, "swap") && argc >= 3)
+		do_swap(argc - 2, argv + 2);
 	else {
 		fprintf(stderr, "usage: calls getppid|bench|int80|fail N | open PATH | path LEN | fault | fork | exit CODE | signal N | "
-			"sleep MS | block N MS | storm SECONDS | fuzz N SEED | mix DIR\n");
+			"sleep MS | block N MS | storm SECONDS | fuzz N SEED | mix DIR | hammer N CPU | swap FILE...\n");
 		return 64;
 	}
 	return 0;
