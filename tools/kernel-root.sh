@@ -12,7 +12,9 @@
 #   tools/kernel-root.sh prepare       make or refresh the root, and its /opt/saga venv when
 #                                      pyproject.toml changed (root; idempotent)
 #   tools/kernel-root.sh path          print where it is
-#   tools/kernel-root.sh releases      the kernel releases it holds, one a line
+#   tools/kernel-root.sh venv          the guest's venv for this tree's pyproject.toml
+#   tools/kernel-root.sh releases [SUITE:METAPACKAGE...]
+#                                      the kernel releases it holds (or the metapackages'), one a line
 #   tools/kernel-root.sh run [--bind DIR] CMD...
 #                                      run CMD in it (chroot; /proc /sys /dev and DIR at
 #                                      /saga/results, for CMD only)
@@ -126,7 +128,7 @@ refresh() {
   apt_in_root update
   # shellcheck disable=SC2086
   apt_in_root install $PACKAGES
-  local want=() pair suite img rel old
+  local want=() chosen=() pair suite img rel old
   for pair in $KERNELS; do
     suite=${pair%%:*}
     img=$(target_image "$suite" "${pair#*:}")
@@ -135,6 +137,7 @@ refresh() {
     # -t: a backports kernel needs its suite's linux-base and kbuild too
     apt_in_root -t "$suite" install "linux-image-$rel" "linux-headers-$rel"
     want+=("$rel")
+    chosen+=("$pair $rel")
   done
   # Kernels the metapackages left behind go (autoremove takes what came with them).
   # shellcheck disable=SC2016 # a dpkg-query format, not a shell expansion
@@ -148,25 +151,34 @@ refresh() {
   done
   apt_in_root autoremove --purge
   apt_in_root clean
-  printf '%s\n' "${want[@]}" >"$ROOT/.saga-kernels"
+  printf '%s\n' "${chosen[@]}" >"$ROOT/.saga-kernels"   # suite:metapackage release
   touch "$ROOT/.saga-refreshed"
 }
 
-# /opt/saga: saga's dependencies, pytest and the `saga` command for Python
-# 3.13 (an editable install; tools/vmtest's PYTHONPATH points the guest at
-# the snapshot of the tree under test).
+# /opt/saga/HASH: saga's dependencies, pytest and the `saga` command for
+# Python 3.13, one venv per pyproject.toml (HASH: its digest), so trees on
+# different commits share the root without rebuilding each other's; the
+# three newest are kept.  saga is installed editable; tools/vmtest's
+# PYTHONPATH points the guest at the snapshot of the tree under test.
+venv_of_tree() {
+  echo "/opt/saga/$(sha256sum <"$TREE/pyproject.toml" | cut -c1-16)"
+}
+
 guest_venv() {
-  local want
-  want=$(sha256sum <"$TREE/pyproject.toml" | cut -c1-16)
-  [ "$(cat "$ROOT/opt/saga/.saga-stamp" 2>/dev/null)" = "$want" ] && return 0
-  echo "kernel-root: building /opt/saga in $ROOT"
+  local venv old
+  venv=$(venv_of_tree)
+  [ -f "$ROOT$venv/.complete" ] && return 0
+  echo "kernel-root: building $venv in $ROOT (pyproject.toml changed)"
   # pip trusts what this machine's TLS clients trust (a proxy's CA, say).
   cp /etc/ssl/certs/ca-certificates.crt "$ROOT/etc/ssl/certs/host-ca-certificates.crt"
-  ROOT_DIR=$ROOT BIND_TREE=$TREE in_root sh -c 'rm -rf /opt/saga && python3 -m venv /opt/saga &&
-    /opt/saga/bin/pip install -q --disable-pip-version-check \
-      --cert /etc/ssl/certs/host-ca-certificates.crt -e /saga/tree pytest' >>"$LOG" 2>&1 \
-    || { tail -30 "$LOG" >&2; die "the /opt/saga venv could not be made (all of it: $LOG)"; }
-  echo "$want" >"$ROOT/opt/saga/.saga-stamp"
+  # shellcheck disable=SC2016 # the inner script expands its own arguments
+  ROOT_DIR=$ROOT BIND_TREE=$TREE in_root sh -c 'rm -rf "$1" && python3 -m venv "$1" &&
+    "$1/bin/pip" install -q --disable-pip-version-check \
+      --cert /etc/ssl/certs/host-ca-certificates.crt -e /saga/tree pytest' sh "$venv" >>"$LOG" 2>&1 \
+    || { tail -30 "$LOG" >&2; die "the venv $venv could not be made (all of it: $LOG)"; }
+  touch "$ROOT$venv/.complete"
+  find "$ROOT/opt/saga" -mindepth 1 -maxdepth 1 -type d -printf '%T@ %p\n' | sort -rn | tail -n +4 \
+    | cut -d' ' -f2- | while read -r old; do rm -rf "$old"; done
 }
 
 stale() {
@@ -194,9 +206,19 @@ prepare() {
 case ${1:-} in
   prepare) prepare ;;
   path) echo "$ROOT" ;;
+  venv)
+    [ -f "$ROOT$(venv_of_tree)/.complete" ] || die "no venv for this tree's pyproject.toml: tools/deps.sh vm"
+    venv_of_tree ;;
   releases)
     [ -f "$ROOT/.saga-kernels" ] || die "no kernels yet: tools/deps.sh vm"
-    cat "$ROOT/.saga-kernels" ;;
+    shift
+    if [ $# -eq 0 ]; then
+      cut -d' ' -f2 "$ROOT/.saga-kernels"
+    else
+      for pair in "$@"; do
+        grep "^$pair " "$ROOT/.saga-kernels" | cut -d' ' -f2 | grep . || die "no kernel for $pair"
+      done
+    fi ;;
   run)
     shift
     [ -f "$ROOT/.saga-kernels" ] || die "no root yet: tools/deps.sh vm"

@@ -101,7 +101,7 @@ vm_guest() {
   if [ "$(vm_sysroot "$rel")" = / ]; then
     G_RES=$res G_PY=$VM_ROOT/.venv/bin/python
   else
-    G_RES=/saga/results G_PY=/opt/saga/bin/python
+    G_RES=/saga/results G_PY=$("$VM_ROOT/tools/kernel-root.sh" venv)/bin/python || return 1
   fi
   G_TREE=$G_RES/tree
 }
