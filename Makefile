@@ -8,7 +8,8 @@ PY      := $(VENV)/bin/python
 PYTEST  := PYTHONDONTWRITEBYTECODE=1 $(PY) -m pytest -p no:cacheprovider
 BPF_DIR := src/saga/drivers/ebpf
 BPF_OBJ := $(BPF_DIR)/saga.bpf.o
-# Kernels the module is tested on (Debian's 6.1, 6.1 PREEMPT_RT and 6.12).
+# Kernels the module is tested on: Debian 12's 6.1 and 6.1 PREEMPT_RT, Debian 13's
+# 6.12 and 6.12 PREEMPT_RT, trixie-backports' 7.x and 7.x PREEMPT_RT (tools/kernels.sh).
 TEST_KERNELS = $(shell tools/kernels.sh)
 
 .PHONY: help up down deps build kmod bpf uapi syscalls consts test test-unit test-host test-vm test-pkg bench deb clean
@@ -68,7 +69,8 @@ test-unit:
 test-host:
 	tools/fresh-ns env $(PYTEST) tests/ebpf tests/fuse
 
-# One VM boot per kernel: build saga.ko against its headers, run tests/kernel inside.
+# One VM boot per kernel: build saga.ko with its release's toolchain, run tests/kernel
+# inside (and the eBPF driver's core tests on 6.1 and 7.x).
 test-vm:
 	tools/vmtest $(TEST_KERNELS)
 
