@@ -101,14 +101,6 @@ def _store_strings(conn: Connection, values: list[bytes]) -> dict[bytes, int]:
     return found
 
 
-def _split(key: bytes) -> tuple[bytes, bytes]:
-    """A path section key (columns.extract) as its two paths."""
-    if key[:1] == b"\0":
-        return b"", key[1:-1]
-    first, _, rest = key.partition(b"\0")
-    return first, rest[:-1]
-
-
 def _path_ids(conn: Connection, ext: Extracted, strings: Strings) -> tuple[np.ndarray, np.ndarray]:
     """Each event's path ids (0: no path in that slot)."""
     p0 = np.zeros(ext.n, np.uint32)
@@ -119,12 +111,12 @@ def _path_ids(conn: Connection, ext: Extracted, strings: Strings) -> tuple[np.nd
     got = list(map(pairs.get, ext.path_keys))
     if None in got:
         new = {k for k, g in zip(ext.path_keys, got, strict=True) if g is None}
-        split = {k: _split(k) for k in new}
-        ids = strings.lookup(conn, (p for ab in split.values() for p in ab if p))
+        split = {k: columns.split_key(k) for k in new}
+        ids = strings.lookup(conn, (p for ab in split.values() for p in ab if p is not None))
         if len(pairs) + len(new) > strings.entries:
             pairs.clear()
         for k, (a, b) in split.items():
-            pairs[k] = (ids[a] if a else 0, ids[b] if b else 0)
+            pairs[k] = (0 if a is None else ids[a], 0 if b is None else ids[b])
         got = list(map(pairs.__getitem__, ext.path_keys))
     both = np.array(got, np.uint32)
     p0[ext.path_rows] = both[:, 0]
@@ -158,11 +150,17 @@ class Written:
 
 def write_batch(conn: Connection, host_id: int, buf: bytes, sizes: np.ndarray, strings: Strings,
                 exe_of: Mapping[int, str | None] = _NONE, unit_of: Mapping[int, str | None] = _NONE,
-                layout: _uapi.Layout = columns.CURRENT) -> Written:
+                fmt: columns.RecordFormat = columns.CURRENT) -> Written:
     """Archive the records in `buf` (at most MAX_BATCH_EVENTS) as one batch, in the caller's transaction."""
-    ext = columns.extract(buf, sizes, layout)
+    ext = columns.extract(buf, sizes, fmt)
     f = ext.fields
     cols: dict[int, np.ndarray] = dict(f)
+    if ext.aux:
+        index = np.empty(len(ext.aux), columns.PAIR32)
+        index["key"] = ext.aux_rows
+        index["id"] = np.cumsum([len(a) for a in ext.aux])
+        cols[columns.AUX_INDEX] = index
+        cols[columns.AUX_DATA] = np.frombuffer(b"".join(ext.aux), np.uint8)
     cols[columns.PATH0], cols[columns.PATH1] = _path_ids(conn, ext, strings)
     if ext.path_keys:
         used = np.unique(np.concatenate((cols[columns.PATH0][ext.path_rows], cols[columns.PATH1][ext.path_rows])))
@@ -183,7 +181,7 @@ def write_batch(conn: Connection, host_id: int, buf: bytes, sizes: np.ndarray, s
         # a column of zeros is not stored: it reads back as zeros
         if arr.dtype.kind != "V" and not arr.any():
             continue
-        blobs.append((code, arr.tobytes()))
+        blobs.append((code, arr.astype(columns.element_type(code), copy=False).tobytes()))
     stored = sum(len(b) for _, b in blobs)
     table = EventBatch.__table__
     batch_id = conn.execute(table.insert().values(
