@@ -9,6 +9,7 @@ find its paths' ids; everything else costs per batch, not per event.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
@@ -25,6 +26,7 @@ from saga.store.columns import COLUMN_SLOTS, FIELD_CODES, Extracted
 from saga.store.engine import translate
 from saga.store.models import ID_SHIFT, MAX_BATCH_EVENTS, EventBatch, EventColumn, StringRow
 
+log = logging.getLogger("saga.store.archive")
 _NONE: Mapping = {}
 _NR, _RET, _FLAGS, _PID = FIELD_CODES["nr"], FIELD_CODES["ret"], FIELD_CODES["flags"], FIELD_CODES["pid"]
 _RULE, _CGROUP, _TS = FIELD_CODES["rule_id"], FIELD_CODES["cgroup_id"], FIELD_CODES["ts_ns"]
@@ -174,12 +176,15 @@ def write_batch(conn: Connection, host_id: int, buf: bytes, sizes: np.ndarray, s
             cols[columns.UNITS] = units
     ts, ret = f[_TS], f[_RET]
     slots = np.bincount(f[_NR], minlength=_uapi.SAGA_NR_SLOTS)[:_uapi.SAGA_NR_SLOTS] > 0
-    errnos = np.unique(-ret[failed(ret, f.get(_FLAGS))]).astype("<u2")
+    bad = failed(ret, f.get(_FLAGS))
+    cols[columns.FAILED] = np.flatnonzero(bad)
+    cols[columns.FAILED_ERRNO] = -ret[bad]
+    errnos = np.unique(cols[columns.FAILED_ERRNO]).astype("<u2")
     rule_ids = np.unique(f[_RULE]).astype("<u4") if _RULE in f else np.zeros(1, "<u4")
     blobs = []
     for code, arr in cols.items():
-        # a column of zeros is not stored: it reads back as zeros
-        if arr.dtype.kind != "V" and not arr.any():
+        # a column of zeros is not stored: it reads back as zeros (an empty one for per-batch arrays)
+        if not len(arr) if code in columns.PER_BATCH else arr.dtype.kind != "V" and not arr.any():
             continue
         blobs.append((code, arr.astype(columns.element_type(code), copy=False).tobytes()))
     stored = sum(len(b) for _, b in blobs)
@@ -223,6 +228,81 @@ def _batches(reads: Sequence[Read]) -> Iterator[tuple[bytes, np.ndarray]]:
         yield b"".join(bufs), np.concatenate(sizes)
 
 
+# -- merging small batches -------------------------------------------------------------------------
+# A quiet host writes a few events at a time; searches pay per batch, so the writer merges its
+# small batches into one once they hold MERGE_EVENTS events (or MERGE_BATCHES batches).
+SMALL_BATCH = 16384
+MERGE_EVENTS = 65536
+MERGE_BATCHES = 256
+
+
+def _conflicts(pairs: list[np.ndarray]) -> int:
+    """How many of these batches' (key, id) maps agree (a pid that exec'd between two maps: they do not)."""
+    seen: dict[int, int] = {}
+    for i, p in enumerate(pairs):
+        for k, v in zip(p["key"].tolist(), p["id"].tolist(), strict=True):
+            if seen.setdefault(k, v) != v:
+                return i
+    return len(pairs)
+
+
+def merge_batches(conn: Connection, batch_ids: list[int]) -> list[int]:
+    """Rewrite consecutive batches of one host as one batch (in the caller's transaction); returns the ids
+    merged (a prefix of batch_ids: it stops before a batch whose executables or units disagree)."""
+    b, c = EventBatch.__table__, EventColumn.__table__
+    rows = conn.execute(select(b).where(b.c.id.in_(batch_ids)).order_by(b.c.id)).all()
+    lo, hi = rows[0].id * COLUMN_SLOTS, rows[-1].id * COLUMN_SLOTS + COLUMN_SLOTS - 1
+    stored: dict[int, dict[int, bytes]] = {r.id: {} for r in rows}
+    for cid, data in conn.execute(select(c.c.id, c.c.data).where(c.c.id.between(lo, hi))):
+        if cid // COLUMN_SLOTS in stored:
+            stored[cid // COLUMN_SLOTS][cid % COLUMN_SLOTS] = bytes(data)
+
+    def pairs(code: int) -> list[np.ndarray]:
+        return [columns.decode(code, stored[r.id][code], r.events) if code in stored[r.id]
+                else columns.zeros(code, r.events) for r in rows]
+
+    keep = min(_conflicts(pairs(columns.EXES)), _conflicts(pairs(columns.UNITS)))
+    rows = rows[:keep]
+    if len(rows) < 2:
+        return []
+    sizes = [r.events for r in rows]
+    bases = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+    codes = {code for r in rows for code in stored[r.id]}
+    out: dict[int, bytes] = {}
+    for code in codes:
+        parts = [stored[r.id].get(code) for r in rows]
+        if code in columns.PER_BATCH:
+            arrays = [columns.decode(code, p, n) if p is not None else columns.zeros(code, n)
+                      for p, n in zip(parts, sizes, strict=True)]
+            if code == columns.FAILED:
+                arrays = [a + base for a, base in zip(arrays, bases.tolist(), strict=True)]
+            elif code == columns.AUX_INDEX:
+                data_ends = np.cumsum([0] + [int(a["id"][-1]) if len(a) else 0 for a in arrays])
+                for a, base, start in zip(arrays, bases.tolist(), data_ends.tolist(), strict=False):
+                    a["key"] += base
+                    a["id"] += start
+            merged = np.concatenate(arrays)
+            if code in (columns.PATHSET, columns.EXES, columns.UNITS):
+                merged = np.unique(merged)
+            out[code] = merged.astype(columns.element_type(code), copy=False).tobytes()
+        else:
+            width = columns.STORED[code].itemsize
+            out[code] = b"".join(p if p is not None else bytes(n * width) for p, n in zip(parts, sizes, strict=True))
+    syscalls = np.bitwise_or.reduce([np.frombuffer(r.syscalls, np.uint8) for r in rows])
+    errnos = np.unique(np.concatenate([np.frombuffer(r.errnos, "<u2") for r in rows])).astype("<u2")
+    rules = np.unique(np.concatenate([np.frombuffer(r.rule_ids, "<u4") for r in rows])).astype("<u4")
+    new_id = conn.execute(b.insert().values(
+        host_id=rows[0].host_id, events=sum(sizes), min_ts=min(r.min_ts for r in rows),
+        max_ts=max(r.max_ts for r in rows), stored_bytes=sum(map(len, out.values())), syscalls=syscalls.tobytes(),
+        errnos=errnos.tobytes(), rule_ids=rules.tobytes()).returning(b.c.id)).scalar_one()
+    conn.execute(c.insert(), [{"id": new_id * COLUMN_SLOTS + code, "data": data} for code, data in out.items()])
+    merged_ids = [r.id for r in rows]
+    for bid in merged_ids:
+        conn.execute(c.delete().where(c.c.id.between(bid * COLUMN_SLOTS, bid * COLUMN_SLOTS + COLUMN_SLOTS - 1)))
+    conn.execute(b.delete().where(b.c.id.in_(merged_ids)))
+    return merged_ids
+
+
 class EventWriter:
     """Bulk insert on one connection of its own; not thread-safe (the archiver thread owns it)."""
 
@@ -231,6 +311,7 @@ class EventWriter:
         self.host_id = int(host_id)
         self.strings = Strings()
         self._conn: Connection | None = None
+        self._small: list[Written] = []     # this writer's last batches, all small, in order
 
     def _connection(self) -> Connection:
         if self._conn is None or self._conn.closed or self._conn.invalidated:
@@ -249,12 +330,31 @@ class EventWriter:
             conn = self._connection()
             try:
                 with conn.begin():
-                    return sum(write_batch(conn, self.host_id, buf, sizes, self.strings, exe_of, unit_of).events
-                               for buf, sizes in _batches(reads))
+                    written = [write_batch(conn, self.host_id, buf, sizes, self.strings, exe_of, unit_of)
+                               for buf, sizes in _batches(reads)]
             except BaseException:
                 self.strings.forget()   # ids taken in the failed transaction do not exist
                 self.close()            # a connection in an unknown state is not reused
                 raise
+            for w in written:
+                self._small = self._small + [w] if w.events < SMALL_BATCH else []
+            if sum(w.events for w in self._small) >= MERGE_EVENTS or len(self._small) >= MERGE_BATCHES:
+                self._merge()
+            return sum(w.events for w in written)
+
+    def _merge(self) -> None:
+        """Merge the small batches this writer wrote last (events already archived: a failure loses nothing)."""
+        ids = [w.batch_id for w in self._small]
+        self._small = []
+        try:
+            conn = self._connection()
+            with conn.begin():
+                while len(ids) > 1:
+                    done = merge_batches(conn, ids)
+                    ids = ids[max(len(done), 1):]
+        except Exception as exc:     # the events are archived: searches are only slower without the merge
+            log.warning("merging small batches of the archive failed (%s); they stay as they are", exc)
+            self.close()
 
     def close(self) -> None:
         if self._conn is not None:

@@ -25,7 +25,7 @@ from saga import _uapi, events
 from saga.errors import StoreError
 from saga.filters import EventFilter
 from saga.store import columns
-from saga.store.archive import event_id, failed
+from saga.store.archive import event_id
 from saga.store.columns import COLUMN_SLOTS, FIELD_CODES
 from saga.store.engine import translate
 from saga.store.models import EventBatch, EventColumn, Host, RuleKey, StringRow
@@ -201,6 +201,17 @@ def _argv_contains(b: Batch, needle: bytes) -> np.ndarray:
     return out & ((flags & _AUX_MASK) >> _AUX_SHIFT == _AUX_ARGV)
 
 
+def _failed_with(b: Batch, errno: int | None) -> np.ndarray:
+    """Which events failed (with this errno, when given), from the batch's index of failures."""
+    b.load([columns.FAILED, columns.FAILED_ERRNO])
+    pos = b.col(columns.FAILED)
+    if errno is not None:
+        pos = pos[b.col(columns.FAILED_ERRNO) == errno]
+    out = np.zeros(b.n, bool)
+    out[pos] = True
+    return out
+
+
 def _equals(b: Batch, code: int, want: int) -> Callable[[], np.ndarray]:
     return lambda: b.col(code) == want
 
@@ -214,10 +225,14 @@ def matches(b: Batch, flt: EventFilter, p: Plan) -> np.ndarray:
         mask &= test()
         return bool(mask.any())
 
+    # cheapest and most selective first: per-batch sets, the index of failures, then whole columns
     steps: list[Callable[[], np.ndarray]] = []
     if p.path_ids is not None:
         ids = p.path_ids
         steps.append(lambda: np.full(b.n, np.isin(b.col(columns.PATHSET), ids).any()))
+    if flt.errno is not None or flt.errors:
+        steps.append(lambda: _failed_with(b, flt.errno))
+    if p.path_ids is not None:
         steps.append(lambda: np.isin(b.col(columns.PATH0), ids) | np.isin(b.col(columns.PATH1), ids))
     if p.exe_ids is not None:
         ids_e = p.exe_ids
@@ -232,11 +247,6 @@ def matches(b: Batch, flt: EventFilter, p: Plan) -> np.ndarray:
         want = getattr(flt, name)
         if want is not None:
             steps.append(_equals(b, _C[name], want))
-    if flt.errno is not None:
-        neg = -flt.errno
-        steps.append(lambda: (b.col(_C["ret"]) == neg) & failed(b.col(_C["ret"]), b.col(_C["flags"])))
-    elif flt.errors:
-        steps.append(lambda: failed(b.col(_C["ret"]), b.col(_C["flags"])))
     if p.slots is not None:
         lut = p.slots
         steps.append(lambda: lut[b.col(_C["nr"])])
