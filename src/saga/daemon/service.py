@@ -24,7 +24,7 @@ import trio.lowlevel
 import trio.testing
 
 from saga import config as configmod
-from saga import events
+from saga import events, render
 from saga.config import Config
 from saga.daemon.archiver import Archiver, Retention
 from saga.daemon.control import ControlServer
@@ -196,13 +196,16 @@ class Daemon:
                                     max_queued=c.daemon.archive_queue, retention=self._retention(c))
             state = DaemonState(config=c, driver=driver, store=store, rules=rules,
                                 window=EventWindow(max_events=c.daemon.window_events), enricher=enricher,
-                                archiver=archiver, host=host)
+                                archiver=archiver, host=host,
+                                context=c.daemon.enrich and driver.name != "replay")
         except BaseException:
             self._release_driver(keep=False)
             store.close()
             raise
         if archiver is not None:
             archiver.start()
+        if state.context:   # a recording's processes ran elsewhere: no unit or container for them
+            render.context_of = enricher.where
         self.state = state
         return state
 
@@ -243,6 +246,8 @@ class Daemon:
                     status = StoreError.exit_code
             self._release_driver(keep=self.config.daemon.keep_capturing)
             state.store.close()
+            if render.context_of == state.enricher.where:
+                render.context_of = None
         if self.fatal is not None:
             log.error("%s", self.fatal)
             status = self.fatal.exit_code
@@ -303,6 +308,8 @@ class Daemon:
             await nursery.start(control.serve)
             nursery.start_soon(self._drain, stop)
             nursery.start_soon(self._render_idle)
+            if self._open_state.context:
+                nursery.start_soon(self._enrich)
             if self.serve_fs is not None:
                 await self._mount(nursery)
             info = state.driver.info()
@@ -371,6 +378,15 @@ class Daemon:
                 await trio.lowlevel.checkpoint()
             if not got:
                 await trio.sleep(0.001)   # readable yet empty: do not spin
+
+    async def _enrich(self) -> None:
+        """Look up the processes new events came from (in a thread): their unit, container, namespace pids."""
+        enricher = self._open_state.enricher
+        while True:
+            await trio.sleep(0.05)
+            pids = enricher.take_pending()
+            if pids:
+                await trio.to_thread.run_sync(enricher.lookup_all, pids)
 
     async def _render_idle(self) -> None:
         """Render sealed window chunks ahead of readers when there is time (cat /sagafs/log is then instant).

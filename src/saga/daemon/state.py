@@ -47,6 +47,7 @@ class DaemonState:
     archiver: Archiver | None           # None when archiving is off (daemon.archive = false)
     host: str
     mountpoint: str | None = None       # where /sagafs is mounted, once it is
+    context: bool = False               # look up where the events' processes run (live drivers only)
     counters: Counters = field(default_factory=Counters)
     started_ns: int = field(default_factory=time.time_ns)
     _new_events: trio.Event = field(default_factory=trio.Event)
@@ -58,6 +59,8 @@ class DaemonState:
         self.counters.drained_bytes += len(buf)
         self.counters.reads += 1
         self.window.append(raws)
+        if self.context:
+            self.enricher.note(raws)
         if self.archiver is not None:
             self.archiver.submit(buf, raws)
         self._new_events.set()
