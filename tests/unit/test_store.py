@@ -335,3 +335,17 @@ def test_small_batches_are_merged_and_search_the_same(store_url, recording, raws
         for flt in (EventFilter.build(errno="ENOENT"), EventFilter.build(errors=True), EventFilter.build(path="/*")):
             assert [a.raw for a in _search(st, flt)] == [r for r in raws if flt.predicate()(r)]
         assert archive.usage(st.engine).events == len(raws)
+
+
+def test_units_and_the_same_transaction_hook(store_url, recording, raws):
+    pid = raws[0][PID]
+    seen = []
+    with Store.open(store_url) as st:
+        w = archive.EventWriter(st.engine, _host(st))
+        w.write([(recording, raws)], {}, {pid: "backup.service"}, also=lambda conn: seen.append(conn.in_transaction()))
+        w.close()
+        mine = [r for r in raws if r[PID] == pid]
+        for unit in ("backup.service", "*.service", "backup.*"):
+            assert [a.raw for a in _search(st, EventFilter.build(unit=unit))] == mine
+        assert _search(st, EventFilter.build(unit="nginx.service")) == []
+    assert seen == [True]

@@ -10,7 +10,7 @@ find its paths' ids; everything else costs per batch, not per event.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 
@@ -170,10 +170,9 @@ def write_batch(conn: Connection, host_id: int, buf: bytes, sizes: np.ndarray, s
     exes = _pairs(conn, strings, f[_PID], exe_of, columns.PAIR32) if exe_of else None
     if exes is not None:
         cols[columns.EXES] = exes
-    if unit_of and _CGROUP in f:
-        units = _pairs(conn, strings, f[_CGROUP], unit_of, columns.PAIR64)
-        if units is not None:
-            cols[columns.UNITS] = units
+    units = _pairs(conn, strings, f[_PID], unit_of, columns.PAIR32) if unit_of else None
+    if units is not None:
+        cols[columns.UNITS] = units
     ts, ret = f[_TS], f[_RET]
     slots = np.bincount(f[_NR], minlength=_uapi.SAGA_NR_SLOTS)[:_uapi.SAGA_NR_SLOTS] > 0
     bad = failed(ret, f.get(_FLAGS))
@@ -319,12 +318,13 @@ class EventWriter:
         return self._conn
 
     def write(self, reads: Sequence[Read], exe_of: Mapping[int, str | None] = _NONE,
-              unit_of: Mapping[int, str | None] = _NONE) -> int:
+              unit_of: Mapping[int, str | None] = _NONE, also: Callable[[Connection], None] | None = None) -> int:
         """Archive whole reads in one transaction (a batch per MAX_BATCH_EVENTS events); returns how many.
 
-        exe_of: pid -> executable, unit_of: cgroup id -> systemd unit or container, as the daemon knew them.
+        exe_of: pid -> executable, unit_of: pid -> systemd unit or container, as the daemon knew them.
+        also(conn) runs in the same transaction (the daemon's spool cursor).
         """
-        if not any(buf for buf, _ in reads):
+        if not any(buf for buf, _ in reads) and also is None:
             return 0
         with translate("archiving events"):
             conn = self._connection()
@@ -332,6 +332,8 @@ class EventWriter:
                 with conn.begin():
                     written = [write_batch(conn, self.host_id, buf, sizes, self.strings, exe_of, unit_of)
                                for buf, sizes in _batches(reads)]
+                    if also is not None:
+                        also(conn)
             except BaseException:
                 self.strings.forget()   # ids taken in the failed transaction do not exist
                 self.close()            # a connection in an unknown state is not reused

@@ -39,12 +39,11 @@ FAILED = 20                    # positions of the events whose call failed, asce
 FAILED_ERRNO = 21              # the errno of each of them (an errno search reads these, not `ret`)
 PATHSET = 32                   # the batch's distinct path ids, sorted (to skip batches)
 EXES = 33                      # (pid, string id of its executable) pairs, sorted by pid
-UNITS = 34                     # (cgroup id, string id of its unit) pairs, sorted by cgroup id
+UNITS = 34                     # (pid, string id of its unit or container) pairs, sorted by pid
 CODE_NAMES: Mapping[int, str] = {**{c: n for n, c in FIELD_CODES.items()}, PATH0: "path0", PATH1: "path1",
                                  AUX_INDEX: "aux_index", AUX_DATA: "aux_data", FAILED: "failed",
                                  FAILED_ERRNO: "failed_errno", PATHSET: "pathset", EXES: "exes", UNITS: "units"}
 PAIR32 = np.dtype([("key", "<u4"), ("id", "<u4")])
-PAIR64 = np.dtype([("key", "<u8"), ("id", "<u8")])
 # How each column is stored, whatever the record format it came from.
 STORED: Mapping[int, np.dtype] = {
     **{FIELD_CODES[n]: np.dtype("<u4") for n in ("pid", "tid", "ppid", "uid", "gid", "cpu", "rule_id")},
@@ -53,7 +52,7 @@ STORED: Mapping[int, np.dtype] = {
     FIELD_CODES["ret"]: np.dtype("<i8"), FIELD_CODES["args"]: np.dtype(("<u8", (6,))),
     FIELD_CODES["comm"]: np.dtype("V16"),
     PATH0: np.dtype("<u4"), PATH1: np.dtype("<u4"), PATHSET: np.dtype("<u4"), AUX_INDEX: PAIR32,
-    AUX_DATA: np.dtype("u1"), FAILED: np.dtype("<u4"), FAILED_ERRNO: np.dtype("<u2"), EXES: PAIR32, UNITS: PAIR64,
+    AUX_DATA: np.dtype("u1"), FAILED: np.dtype("<u4"), FAILED_ERRNO: np.dtype("<u2"), EXES: PAIR32, UNITS: PAIR32,
 }
 # Not one value per event: stored when not empty (a per-event column is stored when not all zeros).
 PER_BATCH = frozenset({PATHSET, EXES, UNITS, AUX_INDEX, AUX_DATA, FAILED, FAILED_ERRNO})

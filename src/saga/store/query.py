@@ -239,7 +239,7 @@ def matches(b: Batch, flt: EventFilter, p: Plan) -> np.ndarray:
         steps.append(lambda: np.isin(b.col(_C["pid"]), b.keys_for(columns.EXES, ids_e)))
     if p.unit_ids is not None:
         ids_u = p.unit_ids
-        steps.append(lambda: np.isin(b.col(_C["cgroup_id"]), b.keys_for(columns.UNITS, ids_u)))
+        steps.append(lambda: np.isin(b.col(_C["pid"]), b.keys_for(columns.UNITS, ids_u)))
     if p.rule_ids is not None:
         rids = p.rule_ids.get(b.host_id, np.zeros(0, np.int64))
         steps.append(lambda: np.isin(b.col(_C["rule_id"]), rids))
