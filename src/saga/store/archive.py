@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from array import array
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from itertools import accumulate, chain, islice
 from operator import itemgetter
 
@@ -156,16 +156,22 @@ class EventWriter:
             self._conn = self.engine.connect()
         return self._conn
 
-    def write(self, reads: list[Read], exe_of: Mapping[int, str | None] = _NO_EXE) -> int:
-        """Archive whole reads in one transaction (one batch per MAX_BATCH_EVENTS); returns how many events."""
-        if not any(raws for _, raws in reads):
+    def write(self, reads: list[Read], exe_of: Mapping[int, str | None] = _NO_EXE,
+              also: Callable[[Connection], None] | None = None) -> int:
+        """Archive whole reads in one transaction (one batch per MAX_BATCH_EVENTS); returns how many events.
+
+        `also(conn)` runs in the same transaction (the daemon's spool cursor: saga.store.cursor)."""
+        if not any(raws for _, raws in reads) and also is None:
             return 0
         with translate("archiving events"):
             conn = self._connection()
             try:
                 with conn.begin():
-                    return sum(write_batch(conn, self.host_id, group, exe_of, self._sql)
-                               for group in _batches(reads))
+                    n = sum(write_batch(conn, self.host_id, group, exe_of, self._sql)
+                            for group in _batches(reads))
+                    if also is not None:
+                        also(conn)
+                    return n
             except BaseException:
                 self.close()   # a connection in an unknown state is not reused
                 raise
