@@ -41,14 +41,16 @@ def test_every_layer_adds_up_while_events_are_lost(tmp_path, sqlite_url, recordi
             seen.append(st)
             bad.extend(_check_layers(st))
 
-    t = threading.Thread(target=sample)
+    t = threading.Thread(target=sample, daemon=True)
     t.start()
-    for _ in range(30):
-        drv.feed(recording)
-        drv.advance(len(raws))      # calls made while nobody reads: the ring overflows
-    wait_for(lambda: r.status()["capture"]["events"] == r.status()["capture"]["read"], what="the ring drained")
-    done.set()
-    t.join()
+    try:
+        for _ in range(30):
+            drv.feed(recording)
+            drv.advance(len(raws))      # calls made while nobody reads: the ring overflows
+        wait_for(lambda: r.status()["capture"]["events"] == r.status()["capture"]["read"], what="the ring drained")
+    finally:
+        done.set()
+        t.join()
     wait_for(lambda: r.status()["archive"]["queued"] == 0 and r.status()["archive"]["in_flight"] == 0)
     st = r.status()
     a = st["archive"]

@@ -144,38 +144,38 @@ class LossMonitor:
 
     @staticmethod
     def _message(name: str, n: int, span: float, status: dict, cpu: float | None) -> str:
-        when = f"in the last {span:.0f} s" if span >= 1 else "just now"
-        if name == "ring":
-            ring = status["driver"]["ring_bytes"]
-            if cpu is not None and cpu >= STARVED_CPU:
-                return (f"lost {n:,} events {when}: the driver's ring ({ring >> 10} KiB) overflowed because the "
-                        f"daemon could not keep up (it used {cpu:.0%} of a CPU); log fewer calls (count-only rules "
-                        f"for busy calls, e.g. the default rule file) or give the daemon more CPU")
-            return (f"lost {n:,} events {when}: the driver's ring ({ring >> 10} KiB) overflowed during a burst "
-                    f"(the daemon used {'?' if cpu is None else f'{cpu:.0%}'} of a CPU); load the driver with a "
-                    f"bigger ring (module parameter ring_size, or the eBPF ring size) or log fewer calls")
-        if name == "malformed":
-            return (f"lost {n:,} reads {when}: the driver returned malformed records (a driver bug: the log "
-                    f"above has the details; please report it)")
-        if name == "readers":
-            return (f"readers of /sagafs/pipe or `saga log -f` missed {n:,} events {when}: they read more slowly "
-                    f"than events arrived and fell out of the window (daemon.window_events); they were told how "
-                    f"many in their stream. The archive has every event")
         arc = status["archive"]
-        cause = name.split(".", 1)[1]
-        why = arc.get("last_error") or "no error: it was too slow"
-        if cause == "queue_full":
-            return (f"lost {n:,} events {when}: the archive could not keep up ({why}) and the queue "
-                    f"(daemon.archive_queue) and the spool (daemon.spool_max_bytes) were full; fix the database, "
-                    f"or raise daemon.spool_max_bytes, or log fewer calls")
-        if cause == "suspended":
-            return (f"lost {n:,} events {when}: archiving is suspended ({arc.get('suspended')}); free disk space "
-                    f"or lower store.max_size")
-        if cause == "bug":
-            return f"lost {n:,} events {when}: an unexpected error while archiving (traceback above; please report it)"
-        if cause == "at_stop":
-            return f"lost {n:,} events {when}: the database still failed when the stop timed out ({why})"
-        return f"lost {n:,} events {when}: drained while the daemon was stopping"
+        key = name.split(".", 1)[1] if name.startswith("archive.") else name
+        if key == "ring":
+            key = "ring_busy" if cpu is not None and cpu >= STARVED_CPU else "ring_burst"
+        return _MESSAGES[key].format(
+            lost=f"lost {n:,} {'reads' if key == 'malformed' else 'events'} "
+                 f"{f'in the last {span:.0f} s' if span >= 1 else 'just now'}",
+            n=n, ring=status["driver"]["ring_bytes"] >> 10, cpu="?" if cpu is None else f"{cpu:.0%}",
+            why=arc.get("last_error") or "no error: it was too slow", suspended=arc.get("suspended"))
+
+
+# What each cause of loss means and what to do about it ({lost} = "lost N events in the last S s").
+_MESSAGES = {
+    "ring_busy": "{lost}: the driver's ring ({ring} KiB) overflowed because the daemon could not keep up (it used "
+                 "{cpu} of a CPU); log fewer calls (count-only rules for busy calls, e.g. the default rule file) "
+                 "or give the daemon more CPU",
+    "ring_burst": "{lost}: the driver's ring ({ring} KiB) overflowed during a burst (the daemon used {cpu} of a "
+                  "CPU); load the driver with a bigger ring (module parameter ring_size, or the eBPF ring size) "
+                  "or log fewer calls",
+    "malformed": "{lost}: the driver returned malformed records (a driver bug: the log above has the details; "
+                 "please report it)",
+    "readers": "readers of /sagafs/pipe or `saga log -f` missed {n:,} events: they read more slowly than events "
+               "arrived and fell out of the window (daemon.window_events); they were told how many in their "
+               "stream. The archive has every event",
+    "queue_full": "{lost}: the archive could not keep up ({why}) and the queue (daemon.archive_queue) and the "
+                  "spool (daemon.spool_max_bytes) were full; fix the database, or raise daemon.spool_max_bytes, "
+                  "or log fewer calls",
+    "suspended": "{lost}: archiving is suspended ({suspended}); free disk space or lower store.max_size",
+    "bug": "{lost}: an unexpected error while archiving (traceback above; please report it)",
+    "at_stop": "{lost}: the database still failed when the stop timed out ({why})",
+    "stopping": "{lost}: drained while the daemon was stopping",
+}
 
 
 def _cpu_seconds() -> float:
