@@ -32,15 +32,16 @@ from saga.daemon.enrich import Enricher
 from saga.daemon.spool import Spool, parse_cursor
 from saga.daemon.state import DaemonState
 from saga.daemon.window import EventWindow
-from saga.drivers import Driver, open_driver
+from saga.drivers import Driver, lifetime
 from saga.errors import (
     EX_TEMPFAIL,
     DriverError,
     DriverUnavailable,
-    PermissionDenied,
+    OSFailure,
     RulesLocked,
     SagaError,
     StoreError,
+    from_oserror,
 )
 from saga.rules.service import RulesService
 from saga.store import Store, cursor
@@ -109,8 +110,8 @@ def sd_notify(message: str) -> None:
 
 def _first_error(group: BaseExceptionGroup) -> BaseException:
     """The error to report from a group of task errors: a SagaError if there is one."""
-    errors = []
-    stack = [group]
+    errors: list[BaseException] = []
+    stack: list[BaseException] = [group]
     while stack:
         exc = stack.pop()
         if isinstance(exc, BaseExceptionGroup):
@@ -133,10 +134,7 @@ class PidFile:
             os.makedirs(self.run_dir, mode=0o755, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
-            if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-                raise PermissionDenied(f"cannot create {self.path}: {exc.strerror} (run the daemon as root)") \
-                    from None
-            raise SagaError(f"cannot create {self.path}: {exc.strerror}") from None
+            raise from_oserror(exc, f"cannot create {self.path}", OSFailure, hint="run the daemon as root") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -153,7 +151,8 @@ class PidFile:
             os.unlink(self.path)
         except FileNotFoundError:
             pass
-        os.close(self.fd)
+        if self.fd is not None:
+            os.close(self.fd)
 
 
 class Daemon:
@@ -166,6 +165,7 @@ class Daemon:
         self.fatal: SagaError | None = None
         self.mount, self.serve_fs = resolve_mount(config, opts)
         self._driver = driver
+        self.owned: lifetime.Owned | None = None
         self._token: trio.lowlevel.TrioToken | None = None
         self._stop: trio.Event | None = None
         self.ready = threading.Event()       # set once serving (tests, embedding)
@@ -182,7 +182,8 @@ class Daemon:
             driver = self._driver
             if driver is None:
                 kind = self.opts.driver or c.daemon.driver
-                driver = open_driver(kind, load=True, replay_path=self.opts.replay or c.daemon.replay or None)
+                self.owned = lifetime.own(kind, replay_path=self.opts.replay or c.daemon.replay or None)
+                driver = self.owned.driver
         except BaseException:
             if spool is not None:
                 spool.close(clean=False)
@@ -209,8 +210,7 @@ class Daemon:
                                 archiver=archiver, host=host, spool=spool,
                                 ring_drops_at_start=driver.stats().drops)
         except BaseException:
-            if self._driver is None:
-                driver.close()
+            self._release_driver(keep=False)
             if spool is not None:
                 spool.close(clean=False)
             store.close()
@@ -267,9 +267,10 @@ class Daemon:
             log.warning("the driver's rules are locked and differ from the stored ones: they stay as they are "
                         "until the driver is unloaded")
             return False
+        driver = rules.require_driver()
         if changed:
-            log.info("installed the %d stored rules in the %s driver", len(rules.stored()), rules.driver.name)
-        if self.config.rules.lock and not rules.driver.info().locked:
+            log.info("installed the %d stored rules in the %s driver", len(rules.stored()), driver.name)
+        if self.config.rules.lock and not driver.info().locked:
             rules.lock()
         return changed
 
@@ -294,13 +295,24 @@ class Daemon:
                 log.warning("this run lost %d events: %s", lost_now, _loss_summary(report))
             if state.spool is not None:
                 state.spool.close(clean=True)
-            if self._driver is None:   # an injected driver belongs to whoever injected it
-                state.driver.close()
+            self._release_driver(keep=self.config.daemon.keep_capturing)
             state.store.close()
         if self.fatal is not None:
             log.error("%s", self.fatal)
             status = self.fatal.exit_code
         return status
+
+    def _release_driver(self, *, keep: bool) -> None:
+        """Close the driver we own and unload it (unless keep): a stopped saga costs nothing per call."""
+        owned, self.owned = self.owned, None
+        if owned is None:   # an injected driver belongs to whoever injected it
+            return
+        try:
+            owned.release(keep=keep)
+        except SagaError as exc:
+            log.error("stopping the driver: %s", exc)
+        if keep and owned.backend is not None:
+            log.info("the %s driver keeps capturing without the daemon (daemon.keep_capturing)", owned.backend.kind)
 
     def run(self, *, signals: bool = True) -> int:
         """The whole life of the daemon; returns its exit status.
@@ -320,23 +332,30 @@ class Daemon:
 
     def stop(self) -> None:
         """Ask a running daemon to stop, from any thread (as SIGTERM does)."""
-        if self._token is not None:
+        if self._token is not None and self._stop is not None:
             try:
                 trio.from_thread.run_sync(self._stop.set, trio_token=self._token)
             except trio.RunFinishedError:
                 pass
 
     # -- the event loop ------------------------------------------------------------------
+    @property
+    def _open_state(self) -> DaemonState:
+        """The state of a daemon that open() set up (everything below runs after it)."""
+        if self.state is None:
+            raise RuntimeError("the daemon is not open")
+        return self.state
+
     async def _serve(self, signals: bool) -> None:
-        state = self.state
+        state = self._open_state
         self._token = trio.lowlevel.current_trio_token()
-        self._stop = trio.Event()
+        self._stop = stop = trio.Event()
         async with trio.open_nursery() as nursery:
             if signals:
-                await nursery.start(self._signals)
+                await nursery.start(self._signals, stop)
             control = ControlServer(state, self.config.daemon.socket_path, self.reload)
             await nursery.start(control.serve)
-            nursery.start_soon(self._drain, self._stop)
+            nursery.start_soon(self._drain, stop)
             nursery.start_soon(self._watch_losses)
             if self.serve_fs is not None:
                 await self._mount(nursery)
@@ -345,7 +364,7 @@ class Daemon:
                      info.nr_rules, self.config.daemon.socket_path)
             sd_notify("READY=1")
             self.ready.set()
-            await self._stop.wait()
+            await stop.wait()
             nursery.cancel_scope.cancel()
         c = state.counters
         log.info("stopped draining after %d events", c.drained_events)
@@ -353,16 +372,16 @@ class Daemon:
     async def _mount(self, nursery: trio.Nursery) -> None:
         """Mount sagafs; a mount point from the configuration that cannot be mounted is logged, not fatal."""
         try:
-            await nursery.start(self.serve_fs, self.state, self.mount)
+            await nursery.start(self.serve_fs, self._open_state, self.mount)
         except DriverUnavailable as exc:
             if self.opts.mount:
                 raise
             log.error("%s: running without sagafs", exc)
             return
-        self.state.mountpoint = self.mount
+        self._open_state.mountpoint = self.mount
         log.info("sagafs mounted at %s", self.mount)
 
-    async def _signals(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    async def _signals(self, stop: trio.Event, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as received:
             task_status.started()
             async for signum in received:
@@ -370,11 +389,11 @@ class Daemon:
                     await self.reload()
                 else:
                     log.info("stopping (%s)", signal.Signals(signum).name)
-                    self._stop.set()
+                    stop.set()
 
     async def _drain(self, stop: trio.Event) -> None:
         """Read records whenever the driver's descriptor polls readable; never blocks on the archive."""
-        state = self.state
+        state = self._open_state
         driver = state.driver
         spool = state.spool
         fd = driver.fileno()
@@ -416,15 +435,15 @@ class Daemon:
     async def _watch_losses(self) -> None:
         """Look at the loss counters once a second; warn (rate-limited) about each cause that lost events."""
         monitor = losses.LossMonitor(every=self.config.daemon.warn_interval)
-        monitor.start(self.state.status())
+        monitor.start(self._open_state.status())
         while True:
             await trio.sleep(_LOOK_EVERY_S)
             monitor.every = self.config.daemon.warn_interval
-            monitor.look(self.state.status())
+            monitor.look(self._open_state.status())
 
     async def reload(self) -> None:
         """SIGHUP: reread the configuration, apply what can change live, reinstall the stored rules."""
-        state = self.state
+        state = self._open_state
         sd_notify("RELOADING=1")
         if self.opts.reload_config:
             try:
@@ -456,13 +475,14 @@ class Daemon:
                                            ("sagafs.group", old.sagafs.group, new.sagafs.group)) if a != b]
         if restart:
             log.warning("reload: %s changed: takes effect when the daemon restarts", ", ".join(restart))
-        archiver = self.state.archiver
+        state = self._open_state
+        archiver = state.archiver
         if archiver is not None:
             archiver.retention = self._retention(new)
-            archiver.enricher = self.state.enricher if new.daemon.enrich else None
+            archiver.enricher = state.enricher if new.daemon.enrich else None
             archiver.max_queued = new.daemon.archive_queue
-        if self.state.spool is not None:
-            self.state.spool.max_bytes = new.daemon.spool_max_bytes
+        if state.spool is not None:
+            state.spool.max_bytes = new.daemon.spool_max_bytes
         # Keep what needs a restart as it runs; take the rest.
         self.config = replace(new, store=replace(new.store, url=old.store.url, host=old.store.host,
                                                  group=old.store.group),
@@ -470,7 +490,7 @@ class Daemon:
                                              window_events=old.daemon.window_events, archive=old.daemon.archive,
                                              spool_dir=old.daemon.spool_dir),
                               sagafs=old.sagafs)
-        self.state.config = self.config
+        state.config = self.config
 
 
 def open_archive(c: Config) -> Store:

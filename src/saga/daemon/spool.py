@@ -132,7 +132,8 @@ class Spool:
         os.makedirs(directory, mode=0o700, exist_ok=True)
         os.chmod(directory, 0o700)
         self._map, self._page = self._map_state()
-        self.spool_id = self._take_over()
+        self._taken = False
+        self.spool_id = self._read_previous()
 
     # -- the state page ------------------------------------------------------------------------
     def _map_state(self) -> tuple[mmap.mmap, Words]:
@@ -146,8 +147,8 @@ class Spool:
             os.close(fd)
         return m, Words(m)
 
-    def _take_over(self) -> int:
-        """Read what the previous run left in the state page, then make it this run's."""
+    def _read_previous(self) -> int:
+        """Read what the previous run left in the state page; returns the spool's id (a new one for a new page)."""
         p = self._page
         if p.u64(_W_MAGIC) == _MAGIC:
             spool_id = p.u64(_W_SPOOL_ID)
@@ -161,13 +162,20 @@ class Spool:
             spool_id = secrets.randbits(63) or 1
             self._prev_seg = self._prev_end = 0
             self._prev_hand = (0, 0)
-        for off in range(0, _PAGE, 8):
+        return spool_id
+
+    def _take_over(self) -> None:
+        """Make the state page this run's (once what the previous run left has been dealt with)."""
+        p = self._page
+        p.set_u64(_W_MAGIC, 0)
+        for off in range(8, _PAGE, 8):
             p.set_u64(off, 0)
-        p.set_u64(_W_SPOOL_ID, spool_id)
+        p.set_u64(_W_SPOOL_ID, self.spool_id)
         p.set_u64(_W_PID, os.getpid())
         p.set_u64(_W_STARTED, time.time_ns())
+        p.set_u64(_W_SEG, self._seg)
         p.set_u64(_W_MAGIC, _MAGIC)
-        return spool_id
+        self._taken = True
 
     # This run's totals in the state page (the report after a crash).  Each word has one writer thread.
     def _add(self, word: int, n: int) -> None:
@@ -235,6 +243,7 @@ class Spool:
             prev.lost_at_most += max(prev.unspooled - prev.unspooled_done, 0)
             prev.recovered = replay.events
         self._seg = (segs[-1] + 1) if segs else max(self._prev_seg + 1, 1)
+        self._take_over()
         return replay
 
     def _pieces(self, seg: int, start: int, end: int) -> list[tuple[Location, int]]:
@@ -356,7 +365,7 @@ class Spool:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
-        if clean:
+        if clean and self._taken:
             self._page.set_u64(_W_CLEAN, 1)
         self._page.release()
         self._map.close()

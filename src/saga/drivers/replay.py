@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import saga
 from saga import _uapi, events
 from saga.drivers.base import Driver, DriverInfo, Stats
-from saga.errors import DriverError, DriverUnavailable, RulesLocked
+from saga.errors import DriverError, DriverUnavailable, RulesLocked, from_oserror
 from saga.rules.model import ACTION_NAMES, ACTIONS, Rule, tokens_for_slots
 
 _ALL_FEATURES = _uapi.SAGA_FEAT_PATHS | _uapi.SAGA_FEAT_DURATION | _uapi.SAGA_FEAT_COMPAT | _uapi.SAGA_FEAT_POLL
@@ -104,7 +104,7 @@ class ReplayDriver(Driver):
             with open(path, "rb") as f:
                 data = f.read()
         except OSError as exc:
-            raise DriverUnavailable(f"replay recording {path}: {exc.strerror}") from None
+            raise from_oserror(exc, f"reading the replay recording {path}", DriverUnavailable) from None
         if data[:2] == b"\x1f\x8b":
             try:
                 data = gzip.decompress(data)
@@ -269,7 +269,7 @@ class ReplayDriver(Driver):
     def _install(self, rules: list[Rule]) -> None:
         self._rules = rules
         self._compiled = [_Compiled.of(r) for r in rules]
-        self._next_id = max([self._next_id] + [r.id + 1 for r in rules])
+        self._next_id = max([self._next_id] + [r.id + 1 for r in rules if r.id is not None])
 
     def _assign_id(self, rule: Rule, taken: set[int]) -> Rule:
         """The rule with its own id checked, or a fresh one not in `taken`; the id joins `taken`."""
@@ -282,6 +282,8 @@ class ReplayDriver(Driver):
             while self._next_id in taken:
                 self._next_id += 1
             rule = rule.with_id(self._next_id)
+            taken.add(self._next_id)
+            return rule
         taken.add(rule.id)
         return rule
 
@@ -296,10 +298,11 @@ class ReplayDriver(Driver):
             self._check_unlocked()
             if len(self._rules) >= _uapi.SAGA_MAX_RULES:
                 raise DriverError(f"no room for more than {_uapi.SAGA_MAX_RULES} rules", errno=errno.ENOSPC)
-            rule = self._assign_id(rule, {r.id for r in self._rules})
+            rule = self._assign_id(rule, {r.id for r in self._rules if r.id is not None})
             rules = list(self._rules)
             rules.insert(len(rules) if position is None else min(position, len(rules)), rule)
             self._install(rules)
+            assert rule.id is not None
             return rule.id
 
     def remove_rule(self, rule_id: int) -> None:
@@ -329,7 +332,7 @@ class ReplayDriver(Driver):
             taken = set(given)
             installed = [r if r.id is not None else self._assign_id(r, taken) for r in rules]
             for r in installed:
-                if not 0 < r.id <= 0xFFFFFFFF:
+                if r.id is None or not 0 < r.id <= 0xFFFFFFFF:
                     raise DriverError(f"rule id {r.id} is out of range", errno=errno.EINVAL)
             self._install(installed)
 

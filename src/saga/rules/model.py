@@ -1,11 +1,13 @@
 """The rule model: what a rule says, independent of how it is written or applied."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
 
 from saga import _uapi, syscalls
 from saga.errors import RuleError
+from saga.render import printable
 
 ACTIONS = {"log": _uapi.SAGA_ACT_LOG, "count": _uapi.SAGA_ACT_COUNT, "ignore": _uapi.SAGA_ACT_IGNORE}
 ACTION_NAMES = {v: k for k, v in ACTIONS.items()}
@@ -73,6 +75,11 @@ class Rule:
             raise RuleError(f"comm must be 1 to {COMM_MAX} bytes (the kernel keeps {COMM_MAX} of a task name)")
         if self.key is not None and not 0 < len(self.key.encode()) <= KEY_MAX:
             raise RuleError(f"key must be 1 to {KEY_MAX} bytes")
+        for name, text in (("comm", self.comm), ("key", self.key)):
+            # A newline would forge a line in every listing, an ESC reach the terminal as it is.
+            if text is not None and printable(text) != text:
+                raise RuleError(f"{name}={printable(text)}: control characters (newline, tab, escape ...) "
+                                "are not allowed")
         self.slots  # noqa: B018 - validates every syscall token now, not at apply time
 
     @cached_property
@@ -112,6 +119,15 @@ def tokens_for_slots(slots: frozenset[int]) -> tuple[str, ...]:
     if slots == ALL_SLOTS:
         return ("all",)
     return tuple(syscalls.name_of(s) for s in sorted(slots))
+
+
+def check_list(rules: Sequence[Rule]) -> None:
+    """What a whole rule list must be to be installed (every driver holds SAGA_MAX_RULES, ids are unique)."""
+    if len(rules) > _uapi.SAGA_MAX_RULES:
+        raise RuleError(f"{len(rules)} rules: a driver holds at most {_uapi.SAGA_MAX_RULES}")
+    ids = [r.id for r in rules if r.id is not None]
+    if len(ids) != len(set(ids)):
+        raise RuleError("a rule id appears twice")
 
 
 def same_rule(a: Rule, b: Rule) -> bool:

@@ -17,8 +17,8 @@ import logging
 from collections.abc import Callable
 
 from saga.drivers.base import Driver
-from saga.errors import RuleError, RulesLocked, UsageError
-from saga.rules.model import Rule, same_rules
+from saga.errors import RulesLocked, UsageError
+from saga.rules.model import Rule, check_list, same_rules
 from saga.store import Store
 from saga.store import rules as stored_rules
 from saga.store.engine import translate
@@ -37,7 +37,7 @@ class RulesService:
     # -- reading -------------------------------------------------------------
     def stored(self) -> list[Rule]:
         with translate("reading the stored rules"), self.store.session() as s:
-            hid = stored_rules.host_id(s, self.host, create=False)
+            hid = stored_rules.find_host_id(s, self.host)
             return [] if hid is None else stored_rules.load(s, hid)
 
     def in_force(self) -> list[Rule]:
@@ -76,10 +76,9 @@ class RulesService:
 
     def replace(self, rules: list[Rule]) -> list[Rule]:
         """Make `rules` the whole list (rule files); ids given in the file are kept."""
-        given = [r.id for r in rules if r.id is not None]
-        if len(given) != len(set(given)):
-            raise RuleError("a rule id appears twice")
-        return self._change(lambda _old, ids: [ids(r) for r in rules], keep_ids=given)
+        check_list(rules)
+        return self._change(lambda _old, ids: [ids(r) for r in rules],
+                            keep_ids=[r.id for r in rules if r.id is not None])
 
     def clear(self) -> list[Rule]:
         removed: list[Rule] = []
@@ -98,11 +97,11 @@ class RulesService:
 
     def lock(self) -> None:
         """Make the driver's rules immutable until it is unloaded (not stored: see config rules.lock)."""
-        self._require_driver().lock_rules()
+        self.require_driver().lock_rules()
 
     def sync(self) -> bool:
         """Install the stored rules in the driver; returns True when the driver had others."""
-        driver = self._require_driver()
+        driver = self.require_driver()
         wanted = self.stored()
         if same_rules(driver.list_rules(), wanted):
             return False
@@ -110,7 +109,7 @@ class RulesService:
         return True
 
     # -- the one change path -------------------------------------------------
-    def _require_driver(self) -> Driver:
+    def require_driver(self) -> Driver:
         if self.driver is None:
             raise UsageError("this needs the capture driver, and none is open")
         return self.driver
@@ -131,6 +130,7 @@ class RulesService:
                 return rule if rule.id is not None else rule.with_id(stored_rules.take_rule_ids(s, hid, 1)[0])
 
             new = compute(old, with_id)
+            check_list(new)              # what no driver would take is not stored either (--offline)
             stored_rules.save(s, hid, new)
             if self.driver is None:
                 s.commit()
@@ -146,6 +146,6 @@ class RulesService:
 
     def _restore(self, before: list[Rule]) -> None:
         try:
-            self.driver.replace_rules(before)
+            self.require_driver().replace_rules(before)
         except Exception as exc:  # the commit error is the one to report; this one is logged
             log.error("could not restore the driver's rules after a failed commit: %s", exc)

@@ -1,6 +1,7 @@
 """Writing `/sagafs/rules`, and `/sagafs/error_log` (docs/sagafs.md).
 
-One write(2) holds one or more lines, each a command:
+The lines a write(2) completes (ops.py keeps a line cut across writes until its newline, or
+close) are commands:
 
     RULE        add the rule at the end (the rule grammar, docs/rules.md)
     -ID         remove the rule with this id
@@ -25,8 +26,8 @@ from dataclasses import dataclass
 import pyfuse3
 import trio
 
-from saga.errors import DriverError, PermissionDenied, RulesLocked, SagaError, UsageError
-from saga.render import iso_time
+from saga.errors import SagaError, UsageError
+from saga.render import iso_time, printable
 from saga.rules import grammar
 from saga.rules.model import Rule
 
@@ -34,8 +35,16 @@ MAX_WRITE = 64 * 1024
 ERROR_LOG_ENTRIES = 16
 
 
-class NoSuchRule(UsageError):
-    pass
+class CommandError(UsageError):
+    """A command of a write that fails; `line` is the command, for error_log."""
+
+    def __init__(self, message: str, line: str):
+        super().__init__(message)
+        self.line = line
+
+
+class NoSuchRule(CommandError):
+    errno = errno.ENOENT
 
 
 class ErrorLog:
@@ -46,7 +55,8 @@ class ErrorLog:
 
     def add(self, level: str, message: str, command: str) -> None:
         command = command if len(command) <= 200 else command[:200] + "..."
-        self.entries.append(f"[{iso_time(time.time_ns())}] rules: {level}: {message}\n  Command: {command}\n")
+        self.entries.append(f"[{iso_time(time.time_ns())}] rules: {level}: {printable(message)}\n"
+                            f"  Command: {printable(command)}\n")
 
     def text(self) -> bytes:
         return "".join(self.entries).encode("utf-8", "surrogateescape")
@@ -64,25 +74,24 @@ class Command:
 
 
 def parse_commands(text: str) -> list[Command]:
-    """The commands of one write; UsageError (with the failing line in `.line`) on the first bad one."""
+    """The commands of one write; CommandError on the first bad one."""
     out = []
     for raw in text.splitlines():
         line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
         try:
-            out.append(_command(line))
+            words = grammar.words(line)      # comments as in rule files
+            if words:
+                out.append(_command(line, words))
         except UsageError as exc:
-            exc.line = line
-            raise
+            raise CommandError(str(exc), line) from exc
     return out
 
 
-def _command(line: str) -> Command:
-    if line == "clear":
+def _command(line: str, words: list[str]) -> Command:
+    if words == ["clear"]:
         return Command("clear", line)
     if line.startswith("-"):
-        rid = line[1:].strip()
+        rid = " ".join(words)[1:].strip()
         if not rid.isdigit():
             raise UsageError(f"'-ID' removes the rule with that id: {rid!r} is not an id")
         return Command("remove", line, rule_id=int(rid))
@@ -100,9 +109,7 @@ def _apply(service, commands: list[Command]) -> None:
                 new.append(with_id(c.rule))
             elif c.op == "remove":
                 if not any(r.id == c.rule_id for r in new):
-                    err = NoSuchRule(f"no rule with id {c.rule_id}")
-                    err.line = c.line
-                    raise err
+                    raise NoSuchRule(f"no rule with id {c.rule_id}", c.line)
                 new = [r for r in new if r.id != c.rule_id]
             else:
                 new = []
@@ -111,24 +118,9 @@ def _apply(service, commands: list[Command]) -> None:
     service.edit(compute)
 
 
-def errno_of(exc: SagaError) -> int:
-    """The errno a write fails with for a rules service error."""
-    if isinstance(exc, NoSuchRule):
-        return errno.ENOENT
-    if isinstance(exc, RulesLocked):
-        return errno.EPERM
-    if isinstance(exc, PermissionDenied):
-        return errno.EACCES
-    if isinstance(exc, UsageError):
-        return errno.EINVAL
-    if isinstance(exc, DriverError) and exc.errno:
-        return exc.errno
-    return errno.EIO
-
-
 def _fail(fs, exc: SagaError, command: str) -> pyfuse3.FUSEError:
-    fs.errors.add("error", str(exc), getattr(exc, "line", command))
-    return pyfuse3.FUSEError(errno_of(exc))
+    fs.errors.add("error", str(exc), exc.line if isinstance(exc, CommandError) else command)
+    return pyfuse3.FUSEError(exc.errno)
 
 
 async def write_rules(fs, _key: int, data: bytes) -> None:

@@ -48,7 +48,7 @@ class Store:
         """
         parsed = _engine.normalize_url(url)
         text = _engine.describe(parsed)
-        if not create and parsed.get_backend_name() == "sqlite" and not os.path.exists(parsed.database):
+        if not create and parsed.get_backend_name() == "sqlite" and not os.path.exists(parsed.database or ""):
             raise StoreError(f"no archive at {parsed.database} yet (the daemon creates it; --db selects another)")
         return cls(cls._connect(parsed, text, create=create, migrate=migrate, own=own, gid=gid), text, parsed,
                    own, gid)

@@ -114,7 +114,9 @@ class RuleSet:
             raise DriverError(f"too many rules: at most {_uapi.SAGA_MAX_RULES}", errno=errno.ENOSPC)
         rules.insert(pos, rule)
         rules, next_id = self._take_ids(rules, self.next_id)
-        return self._evolve(rules, next_id), rules[pos].id
+        new_id = rules[pos].id
+        assert new_id is not None      # _take_ids gave it one
+        return self._evolve(rules, next_id), new_id
 
     def remove(self, rule_id: int) -> RuleSet:
         if not any(r.id == rule_id for r in self.rules):
