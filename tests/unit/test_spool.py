@@ -100,7 +100,7 @@ def test_a_full_spool_takes_nothing_more_and_archived_segments_go(tmp_path):
     assert all(wheres) and sp.append(buf, 100) is None and sp.full_since is not None
     assert len([f for f in os.listdir(d) if f.endswith(".spool")]) == 3
     sp.archived_up_to(wheres[1])
-    assert len([f for f in os.listdir(d) if f.endswith(".spool")]) == 1 and sp.bytes == len(buf)
+    assert len([f for f in os.listdir(d) if f.endswith(".spool")]) == 1 and sp.size == len(buf)
     assert sp.append(buf, 100) is not None and sp.full_since is None
     sp.close()
 

@@ -87,7 +87,6 @@ class Archiver:
         self.retention = retention or Retention()
         self.spool = spool
         self.new_archive = new_archive   # after a reopen onto a new archive: register the host, returns its id
-        self.bounds = None               # saga.daemon.bounds.DiskBounds, set by the daemon
         self._queue: deque[Entry] = deque()
         self._cond = threading.Condition()
         self._stopping = False
@@ -175,9 +174,6 @@ class Archiver:
                 if self._stopping:
                     return None
                 wait = self._next_prune - time.monotonic() if self.retention.active else None
-                if self.bounds is not None:
-                    due = self.bounds.next_check - time.monotonic()
-                    wait = due if wait is None else min(wait, due)
                 if wait is not None and wait <= 0:
                     return []
                 self._cond.wait(wait)
@@ -212,8 +208,6 @@ class Archiver:
                     if self.spool is not None:
                         self.spool.archived(n, unspooled=sum(e.n for e in batch if e.where is None))
             now = time.monotonic()
-            if self.bounds is not None and now >= self.bounds.next_check and not self._stopping:
-                self.bounds.check(self)
             if self.retention.active and now >= self._next_prune and not self._stopping:
                 self._prune()
 
@@ -233,14 +227,16 @@ class Archiver:
         """The batch's reads, the ones only the spool keeps read back from it."""
         out = []
         for e in batch:
-            if e.buf is None:
-                buf = self.spool.read(e.where)
-                raws = events.parse(buf)
-                if len(raws) != e.n:
-                    raise RuntimeError(f"spool segment {e.where.seg} changed: {len(raws)} events, {e.n} expected")
-                out.append((buf, raws))
-            else:
+            if e.buf is not None and e.raws is not None:
                 out.append((e.buf, e.raws))
+                continue
+            if self.spool is None or e.where is None:
+                raise RuntimeError("a queued read is neither in memory nor in the spool")
+            buf = self.spool.read(e.where)
+            raws = events.parse(buf)
+            if len(raws) != e.n:
+                raise RuntimeError(f"spool segment {e.where.seg} changed: {len(raws)} events, {e.n} expected")
+            out.append((buf, raws))
         return out
 
     def _write(self, batch: list[Entry]) -> None:
@@ -256,7 +252,7 @@ class Archiver:
             try:
                 self._check_file()
                 also = None
-                if last is not None:
+                if last is not None and self.spool is not None:
                     also = functools.partial(cursor.write, host_id=self.host_id, value=self.spool.cursor_text(last))
                 self._writer.write(reads, exes, also)
             except (ArchiveCorrupt, ArchiveGone) as exc:

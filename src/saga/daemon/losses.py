@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 log = logging.getLogger("saga.daemon.losses")
@@ -93,7 +94,7 @@ class LossMonitor:
     """Rate-limited warnings about lost events (one per cause per `every` seconds)."""
 
     every: float = 60.0
-    clock: object = time.monotonic
+    clock: Callable[[], float] = time.monotonic
     causes: dict[str, _Cause] = field(default_factory=dict)
     _cpu: tuple[float, float] | None = None
 

@@ -276,8 +276,10 @@ class Spool:
         p.set_u64(_W_HAND_EVENTS, nevents)
 
     @property
-    def bytes(self) -> int:
-        return sum(self._sizes.values())
+    def size(self) -> int:
+        """Bytes in the spool now."""
+        with self._lock:
+            return sum(self._sizes.values())
 
     def append(self, buf: bytes, nevents: int) -> Location | None:
         """Write one read (whole records) to the spool, and it is no longer in hand.  None when the spool is

@@ -119,5 +119,5 @@ class DaemonState:
         sp = self.spool
         if sp is None:
             return {"enabled": False}
-        return {"enabled": sp.max_bytes > 0, "dir": sp.dir, "bytes": sp.bytes, "max_bytes": sp.max_bytes,
+        return {"enabled": sp.max_bytes > 0, "dir": sp.dir, "bytes": sp.size, "max_bytes": sp.max_bytes,
                 "full": sp.full_since is not None, "write_errors": sp.write_errors, "last_error": sp.last_error}

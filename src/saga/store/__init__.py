@@ -59,8 +59,9 @@ class Store:
         with translate(f"cannot open the database {text}"):
             eng = _engine.create(parsed)
             try:
-                if own and parsed.get_backend_name() == "sqlite":
-                    _engine.prepare_file(parsed.database, gid)
+                path = _engine.sqlite_path(parsed)
+                if own and path is not None:
+                    _engine.prepare_file(path, gid)
                 if migrate:
                     schema.ensure(eng)
                 else:
@@ -94,6 +95,8 @@ class Store:
 
     def set_aside(self) -> str:
         """Move a damaged SQLite archive out of the way (reopen() then starts a new one); its new name."""
+        if self.path is None:
+            raise StoreError("only a SQLite archive can be set aside")
         self.engine.dispose()
         return _engine.set_aside(self.path)
 

@@ -172,7 +172,7 @@ def classify(exc: BaseException) -> type[StoreError]:
     return StoreError
 
 
-def _dbapi_errors() -> tuple[type[BaseException], ...]:
+def _dbapi_errors() -> tuple[type[Exception], ...]:
     """Errors of the drivers' own cursors (saga's bulk writes use them directly, below SQLAlchemy)."""
     try:
         import psycopg
@@ -181,7 +181,8 @@ def _dbapi_errors() -> tuple[type[BaseException], ...]:
     return (sqlite3.Error, psycopg.Error)
 
 
-_DBAPI_ERRORS = _dbapi_errors()
+_DBAPI_ERRORS: tuple[type[Exception], ...] = _dbapi_errors()
+_DB_ERRORS: tuple[type[Exception], ...] = (sqlalchemy.exc.SQLAlchemyError, *_DBAPI_ERRORS)
 
 
 @contextmanager
@@ -191,7 +192,7 @@ def translate(what: str) -> Iterator[None]:
         yield
     except SagaError:
         raise
-    except (sqlalchemy.exc.SQLAlchemyError, *_DBAPI_ERRORS) as exc:
+    except _DB_ERRORS as exc:
         raise classify(exc)(f"{what}: {_reason(exc)}") from exc
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
