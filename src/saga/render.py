@@ -125,17 +125,18 @@ def _arg_formatter(call: str, arg: syscalls.Arg) -> Callable[[int], str]:
 
 
 @cache
-def _call_formatter(slot: int) -> tuple[str, tuple, int]:
-    """(name, per-argument (kind, formatter) pairs, index of the mode arg printed only with O_CREAT or -1)."""
+def _call_formatter(slot: int) -> tuple[str, tuple, int, decode.CallPrinter | None]:
+    """(name, per-argument (kind, formatter) pairs, index of the mode arg printed only with O_CREAT or -1,
+    the printer of the whole call or None)."""
     call = syscalls.BY_SLOT.get(slot)
     if call is None:
-        return syscalls.name_of(slot), tuple(("ulong", _hex) for _ in range(6)), -1
+        return syscalls.name_of(slot), tuple(("ulong", _hex) for _ in range(6)), -1, None
     fmts = tuple((a.kind, _arg_formatter(call.name, a)) for a in call.args)
-    return call.name, fmts, decode.MODE_NEEDS_CREAT.get(call.name, -1)
+    return call.name, fmts, decode.MODE_NEEDS_CREAT.get(call.name, -1), decode.CALLS.get(call.name)
 
 
 def format_args(raw: tuple) -> str:
-    name, fmts, creat_mode = _call_formatter(raw[NR])
+    name, fmts, creat_mode, whole = _call_formatter(raw[NR])
     paths = path_args(raw) if raw[PATHS] else (None, None)
     flags = raw[FLAGS]
     out = []
@@ -157,6 +158,8 @@ def format_args(raw: tuple) -> str:
             continue
         else:
             out.append(fmt(v))
+    if whole is not None:
+        out = whole(raw[ARG0:ARG0 + 6], out)
     return ", ".join(out)
 
 
@@ -169,8 +172,11 @@ def format_ret(raw: tuple) -> str:
     name = _call_formatter(raw[NR])[0]
     if name in decode.RETURNS_ADDRESS:
         return hex(ret & 0xFFFFFFFFFFFFFFFF)
-    if name in decode.RETURNS_MODE:
-        return decode.octal_ret(ret)
+    meaning = decode.RETURNS.get(name)
+    if meaning is not None:
+        text = meaning(raw[ARG0:ARG0 + 6], ret)
+        if text is not None:
+            return text
     return str(ret)
 
 

@@ -91,10 +91,13 @@ def test_retention_runs_in_the_archiver(store):
     h = _host(store)
     a = Archiver(store, h, retention=Retention(max_rows=100, interval_s=0.05))
     a._next_prune = 0
-    a.submit(*batch(300))
     a.start()
     deadline = time.monotonic() + 10
-    while (a.archived < 300 or archive.count(store.engine) > 100) and time.monotonic() < deadline:
+    for n in (100, 200, 300):      # three writes, three batches: retention removes whole batches
+        a.submit(*batch(100))
+        while a.archived < n and time.monotonic() < deadline:
+            time.sleep(0.01)
+    while archive.count(store.engine) > 100 and time.monotonic() < deadline:
         time.sleep(0.05)
     a.stop()
     assert archive.count(store.engine) == 100 and a.pruned == 200

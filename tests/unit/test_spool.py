@@ -8,7 +8,8 @@ import pytest
 from saga import events
 from saga.daemon.archiver import Archiver
 from saga.daemon.spool import Spool, parse_cursor, whole_records
-from saga.store import Store, archive, cursor
+from saga.filters import EventFilter
+from saga.store import Store, archive, cursor, query
 from saga.store import rules as stored_rules
 
 
@@ -149,8 +150,8 @@ def test_after_a_crash_the_archive_gets_each_event_exactly_once(store, tmp_path)
         b.submit_spooled(where, n)
     b.start()
     assert b.stop() == 0 and (b.archived, b.recovered) == (400, 400)
-    with store.engine.connect() as conn:
-        ts = [row[0] for row in conn.exec_driver_sql("SELECT ts_ns FROM events")]
+    with store.session() as s:
+        ts = [e.raw[events.TS] for e in query.search(s, EventFilter())]
     assert sorted(ts) == sorted(r[events.TS] for _, raws in reads for r in raws)     # all, none twice
     sp2.close()
     assert not [f for f in os.listdir(d) if f.endswith(".spool") and os.path.getsize(os.path.join(d, f))]

@@ -57,6 +57,8 @@ class Env:
     def search(self, flt: EventFilter, limit: int | None) -> list[Archived]:
         """The newest `limit` archived events that match (None: all), from an archive that must exist."""
         from saga.store.query import search
+        if limit is not None and limit >= 1 << 63:    # more than a database counts (SQL LIMIT is 64-bit): all
+            limit = None
         with self.store(create=False).session() as s:
             return search(s, flt, limit)
 

@@ -81,7 +81,7 @@ def stats(ctx: typer.Context,
           sort: Annotated[Sort, typer.Option("--sort", "-s", help="Order by calls, errors or name")] = Sort.calls,
           as_json: Annotated[bool, typer.Option("--json", help="Print JSON (with --watch: one object per line)")]
           = False,
-          watch: Annotated[float | None, typer.Option("--watch", "-w", metavar="SECS", min=0.1,
+          watch: Annotated[float | None, typer.Option("--watch", "-w", metavar="SECS", min=0.1, max=86400.0,
                                                       help="Refresh every SECS seconds, with rates")] = None,
           count: Annotated[int | None, typer.Option("--count", "-c", min=1, metavar="N",
                                                     help="With --watch: stop after N refreshes")] = None,

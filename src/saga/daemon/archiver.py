@@ -254,7 +254,7 @@ class Archiver:
                 also = None
                 if last is not None and self.spool is not None:
                     also = functools.partial(cursor.write, host_id=self.host_id, value=self.spool.cursor_text(last))
-                self._writer.write(reads, exes, also)
+                self._writer.write(reads, exes, also=also)
             except (ArchiveCorrupt, ArchiveGone) as exc:
                 self._count_error(exc)
                 self._replace_archive(exc)

@@ -17,7 +17,7 @@ import os
 import signal
 import socket
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import trio
 import trio.lowlevel
@@ -462,17 +462,7 @@ class Daemon:
 
     def _apply(self, new: Config) -> None:
         old = self.config
-        restart = [name for name, a, b in (("store.url", old.store.url, new.store.url),
-                                           ("store.host", old.store.host, new.store.host),
-                                           ("daemon.driver", old.daemon.driver, new.daemon.driver),
-                                           ("daemon.run_dir", old.daemon.run_dir, new.daemon.run_dir),
-                                           ("daemon.window_events", old.daemon.window_events,
-                                            new.daemon.window_events),
-                                           ("daemon.archive", old.daemon.archive, new.daemon.archive),
-                                           ("daemon.spool_dir", old.spool_dir, new.spool_dir),
-                                           ("store.group", old.store.group, new.store.group),
-                                           ("sagafs.mount", old.sagafs.mount, new.sagafs.mount),
-                                           ("sagafs.group", old.sagafs.group, new.sagafs.group)) if a != b]
+        restart = configmod.needs_restart(old, new)      # the keys marked restart in saga.config
         if restart:
             log.warning("reload: %s changed: takes effect when the daemon restarts", ", ".join(restart))
         state = self._open_state
@@ -483,13 +473,7 @@ class Daemon:
             archiver.max_queued = new.daemon.archive_queue
         if state.spool is not None:
             state.spool.max_bytes = new.daemon.spool_max_bytes
-        # Keep what needs a restart as it runs; take the rest.
-        self.config = replace(new, store=replace(new.store, url=old.store.url, host=old.store.host,
-                                                 group=old.store.group),
-                              daemon=replace(new.daemon, driver=old.daemon.driver, run_dir=old.daemon.run_dir,
-                                             window_events=old.daemon.window_events, archive=old.daemon.archive,
-                                             spool_dir=old.daemon.spool_dir),
-                              sagafs=old.sagafs)
+        self.config = configmod.keep_running(old, new)
         state.config = self.config
 
 

@@ -65,7 +65,8 @@ def normalize_url(text: str) -> URL:
         return URL.create("sqlite", database=os.path.abspath(text))
     try:
         url = make_url(text)
-    except sqlalchemy.exc.ArgumentError:
+        url.port                     # noqa: B018 - parsed lazily; a bad one ('[::1') raises ValueError here
+    except (sqlalchemy.exc.ArgumentError, ValueError):
         raise StoreError(f"not a database URL: {text!r} (e.g. sqlite:////var/lib/saga/saga.db)") from None
     backend = url.get_backend_name()
     if backend in ("postgresql", "postgres"):
