@@ -215,12 +215,22 @@ def flag_names(flags: int) -> list[str]:
     return [name for bit, name in _EVF_NAMES if flags & bit]
 
 
+# Where an event's process runs, from the daemon's process cache (saga.daemon.enrich.Enricher.where):
+# (the line's words, such as `unit=nginx.service`, and the JSON fields), or None when not known.
+# Set by the daemon while it captures live; None elsewhere (a replayed recording is another machine's).
+context_of: Callable[[tuple], tuple[str, dict] | None] | None = None
+_NO_CONTEXT = {"unit": None, "container": None, "runtime": None, "pod": None, "cgroup": None, "nspid": None}
+
+
 def line(raw: tuple) -> str:
     """One event as one line (no trailing newline)."""
     flags = raw[FLAGS]
     name = _call_formatter(raw[NR])[0]
+    where = context_of(raw) if context_of is not None else None
+    words = f" {where[0]}" if where is not None and where[0] else ""
     text = (f"{iso_time(raw[TS])} cpu={raw[CPU]} pid={raw[PID]} tid={raw[TID]} uid={raw[UID]} "
-            f"comm={comm_token(raw[COMM])} {name}({format_args(raw)}) = {format_ret(raw)} <{format_duration(raw)}>")
+            f"comm={comm_token(raw[COMM])}{words} {name}({format_args(raw)}) = {format_ret(raw)} "
+            f"<{format_duration(raw)}>")
     if flags:
         text += " [" + ",".join(flag_names(flags)) + "]"
     return text
@@ -229,14 +239,18 @@ def line(raw: tuple) -> str:
 def to_json(raw: tuple) -> dict:
     """One event as a JSON-ready object (the `--json` output of `saga log` and `saga query`)."""
     ret = raw[RET]
-    return {
+    obj = {
         "time": iso_time(raw[TS]), "ts_ns": raw[TS], "cpu": raw[CPU], "pid": raw[PID], "tid": raw[TID],
         "ppid": raw[PPID], "uid": raw[UID], "gid": raw[GID], "comm": comm_str(raw[COMM]),
         "syscall": _call_formatter(raw[NR])[0], "nr": raw[NR], "orig_nr": raw[ORIG_NR],
         "args": list(raw[ARG0:ARG0 + 6]), "args_text": format_args(raw), "paths": json_paths(raw),
         "ret": ret, "errno": decode.errno_name(-ret) if -4096 < ret < 0 else None,
-        "duration_ns": raw[DURATION], "flags": flag_names(raw[FLAGS]),
+        "duration_ns": raw[DURATION], "flags": flag_names(raw[FLAGS]), **_NO_CONTEXT,
     }
+    where = context_of(raw) if context_of is not None else None
+    if where is not None:
+        obj.update(where[1])
+    return obj
 
 
 def json_bytes(s: str) -> str | dict[str, str]:

@@ -23,7 +23,7 @@ import trio
 import trio.lowlevel
 
 from saga import config as configmod
-from saga import events
+from saga import events, render
 from saga.config import Config
 from saga.daemon import losses
 from saga.daemon.archiver import Archiver, Retention
@@ -208,7 +208,8 @@ class Daemon:
             state = DaemonState(config=c, driver=driver, store=store, rules=rules,
                                 window=EventWindow(max_events=c.daemon.window_events), enricher=enricher,
                                 archiver=archiver, host=host, spool=spool,
-                                ring_drops_at_start=driver.stats().drops)
+                                ring_drops_at_start=driver.stats().drops,
+                                context=c.daemon.enrich and driver.name != "replay")
         except BaseException:
             self._release_driver(keep=False)
             if spool is not None:
@@ -219,6 +220,8 @@ class Daemon:
             report_previous_run(spool.previous)
         if archiver is not None:
             archiver.start()
+        if state.context:   # a recording's processes ran elsewhere: no unit or container for them
+            render.context_of = enricher.where
         self.state = state
         return state
 
@@ -297,6 +300,8 @@ class Daemon:
                 state.spool.close(clean=True)
             self._release_driver(keep=self.config.daemon.keep_capturing)
             state.store.close()
+            if render.context_of == state.enricher.where:
+                render.context_of = None
         if self.fatal is not None:
             log.error("%s", self.fatal)
             status = self.fatal.exit_code
@@ -357,6 +362,8 @@ class Daemon:
             await nursery.start(control.serve)
             nursery.start_soon(self._drain, stop)
             nursery.start_soon(self._watch_losses)
+            if self._open_state.context:
+                nursery.start_soon(self._enrich)
             if self.serve_fs is not None:
                 await self._mount(nursery)
             info = state.driver.info()
@@ -431,6 +438,15 @@ class Daemon:
                 await trio.lowlevel.checkpoint()
             if not got:
                 await trio.sleep(0.001)   # readable yet empty: do not spin
+
+    async def _enrich(self) -> None:
+        """Look up the processes new events came from (in a thread): their unit, container, namespace pids."""
+        enricher = self._open_state.enricher
+        while True:
+            await trio.sleep(0.05)
+            pids = enricher.take_pending()
+            if pids:
+                await trio.to_thread.run_sync(enricher.lookup_all, pids)
 
     async def _watch_losses(self) -> None:
         """Look at the loss counters once a second; warn (rate-limited) about each cause that lost events."""

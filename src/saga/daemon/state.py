@@ -51,6 +51,7 @@ class DaemonState:
     host: str
     spool: Spool | None = None          # the spool and crash state page (None: no spool_dir)
     mountpoint: str | None = None       # where /sagafs is mounted, once it is
+    context: bool = False               # look up where the events' processes run (live drivers only)
     counters: Counters = field(default_factory=Counters)
     started_ns: int = field(default_factory=time.time_ns)
     ring_drops_at_start: int = 0        # the driver's drop counter when this daemon started
@@ -68,6 +69,8 @@ class DaemonState:
         spool = self.spool
         where = spool.append(buf, n) if spool is not None and self.archiver is not None else None
         self.window.append(raws)
+        if self.context:
+            self.enricher.note(raws)
         if self.archiver is not None:
             queued = self.archiver.submit(buf, raws, where)
             if spool is not None:
