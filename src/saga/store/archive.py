@@ -322,7 +322,7 @@ class EventWriter:
         """Archive whole reads in one transaction (a batch per MAX_BATCH_EVENTS events); returns how many.
 
         exe_of: pid -> executable, unit_of: pid -> systemd unit or container, as the daemon knew them.
-        also(conn) runs in the same transaction (the daemon's spool cursor).
+        also(conn) runs in the same transaction (the daemon's spool cursor: saga.store.cursor).
         """
         if not any(buf for buf, _ in reads) and also is None:
             return 0
