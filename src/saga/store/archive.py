@@ -9,7 +9,7 @@ find its paths' ids; everything else costs per batch, not per event.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 
@@ -240,19 +240,23 @@ class EventWriter:
         return self._conn
 
     def write(self, reads: Sequence[Read], exe_of: Mapping[int, str | None] = _NONE,
-              unit_of: Mapping[int, str | None] = _NONE) -> int:
+              unit_of: Mapping[int, str | None] = _NONE, also: Callable[[Connection], None] | None = None) -> int:
         """Archive whole reads in one transaction (a batch per MAX_BATCH_EVENTS events); returns how many.
 
         exe_of: pid -> executable, unit_of: cgroup id -> systemd unit or container, as the daemon knew them.
+        also(conn) runs in the same transaction (the daemon's spool cursor: saga.store.cursor).
         """
-        if not any(buf for buf, _ in reads):
+        if not any(buf for buf, _ in reads) and also is None:
             return 0
         with translate("archiving events"):
             conn = self._connection()
             try:
                 with conn.begin():
-                    return sum(write_batch(conn, self.host_id, buf, sizes, self.strings, exe_of, unit_of).events
-                               for buf, sizes in _batches(reads))
+                    n = sum(write_batch(conn, self.host_id, buf, sizes, self.strings, exe_of, unit_of).events
+                            for buf, sizes in _batches(reads))
+                    if also is not None:
+                        also(conn)
+                    return n
             except BaseException:
                 self.strings.forget()   # ids taken in the failed transaction do not exist
                 self.close()            # a connection in an unknown state is not reused
