@@ -44,7 +44,7 @@ Render = Callable[[tuple], str]
 Text = bytes | memoryview
 Select = Callable[["Chunk", int], Sequence[int] | None]   # (chunk, events of it in view) -> positions, None: all
 _NEWLINE = re.compile(b"\n")
-TEXT_BUDGET = 64 << 20
+TEXT_BUDGET = 128 << 20     # a default window of the recorded workload renders to ~110 MB
 
 
 class TextBudget:
