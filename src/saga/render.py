@@ -22,6 +22,8 @@ from saga.events import (
     GID,
     NR,
     ORIG_NR,
+    PATH_LEN0,
+    PATH_LEN1,
     PATHS,
     PID,
     PPID,
@@ -125,18 +127,46 @@ def _arg_formatter(call: str, arg: syscalls.Arg) -> Callable[[int], str]:
 
 
 @cache
-def _call_formatter(slot: int) -> tuple[str, tuple, int, decode.CallPrinter | None]:
+def _call_formatter(slot: int) -> tuple[str, tuple, int, decode.CallPrinter | None, tuple | None]:
     """(name, per-argument (kind, formatter) pairs, index of the mode arg printed only with O_CREAT or -1,
-    the printer of the whole call or None)."""
+    the printer of the whole call or None, the formatters alone when no argument is a path or that mode)."""
     call = syscalls.BY_SLOT.get(slot)
     if call is None:
-        return syscalls.name_of(slot), tuple(("ulong", _hex) for _ in range(6)), -1, None
+        fmts: tuple = tuple(("ulong", _hex) for _ in range(6))
+        return syscalls.name_of(slot), fmts, -1, None, tuple(f for _, f in fmts)
     fmts = tuple((a.kind, _arg_formatter(call.name, a)) for a in call.args)
-    return call.name, fmts, decode.MODE_NEEDS_CREAT.get(call.name, -1), decode.CALLS.get(call.name)
+    creat_mode = decode.MODE_NEEDS_CREAT.get(call.name, -1)
+    plain = None if creat_mode >= 0 or any(k == "path" for k, _ in fmts) else tuple(f for _, f in fmts)
+    return call.name, fmts, creat_mode, decode.CALLS.get(call.name), plain
+
+
+# Arguments as text by everything they depend on: a server repeats the same calls (the same futex
+# word, fd and buffer) and most lines reuse their arguments' text (bench/render).
+_ARGS_TEXT: dict[tuple, str] = {}
+_ARGS_TEXT_MAX = 8192
+
+
+def clear_caches() -> None:
+    """Forget every formatter and argument text (after a change to saga.decode's tables: tests)."""
+    _call_formatter.cache_clear()
+    _ARGS_TEXT.clear()
 
 
 def format_args(raw: tuple) -> str:
-    name, fmts, creat_mode, whole = _call_formatter(raw[NR])
+    key = raw[ARG0:ARG0 + 6] + (raw[NR], raw[FLAGS], raw[PATH_LEN0], raw[PATH_LEN1], raw[PATHS])
+    text = _ARGS_TEXT.get(key)
+    if text is None:
+        if len(_ARGS_TEXT) >= _ARGS_TEXT_MAX:
+            _ARGS_TEXT.clear()
+        text = _ARGS_TEXT[key] = _format_args(raw)
+    return text
+
+
+def _format_args(raw: tuple) -> str:
+    name, fmts, creat_mode, whole, plain = _call_formatter(raw[NR])
+    if plain is not None:   # most calls: each argument by its own formatter
+        out = [fmt(v) for fmt, v in zip(plain, raw[ARG0:ARG0 + len(plain)], strict=True)]
+        return ", ".join(whole(raw[ARG0:ARG0 + 6], out) if whole is not None else out)
     paths = path_args(raw) if raw[PATHS] else (None, None)
     flags = raw[FLAGS]
     out = []

@@ -58,7 +58,7 @@ def test_a_failing_database_is_retried_then_reported_at_stop(store, monkeypatch)
     a = Archiver(store, _host(store))
     calls = []
 
-    def broken(reads, exes, also=None):
+    def broken(reads, exes, units=None, also=None):
         calls.append(len(reads))
         raise StoreError("archiving events: database is locked")
 
@@ -75,10 +75,10 @@ def test_recovery_after_database_errors(store, monkeypatch):
     real = a._writer.write
     fails = threading.Semaphore(2)
 
-    def flaky(reads, exes, also=None):
+    def flaky(reads, exes, units=None, also=None):
         if fails.acquire(blocking=False):
             raise StoreError("archiving events: database is locked")
-        return real(reads, exes, also)
+        return real(reads, exes, units, also)
 
     monkeypatch.setattr(a._writer, "write", flaky)
     a.start()
@@ -143,11 +143,11 @@ def test_a_bug_in_one_batch_does_not_stop_the_archiver(store, monkeypatch):
     real = a._writer.write
     first = threading.Event()
 
-    def buggy(reads, exes, also=None):
+    def buggy(reads, exes, units=None, also=None):
         if not first.is_set():
             first.set()
             raise ValueError("a bug")
-        return real(reads, exes, also)
+        return real(reads, exes, units, also)
 
     monkeypatch.setattr(a._writer, "write", buggy)
     a.submit(*batch(7))

@@ -242,8 +242,9 @@ class Archiver:
     def _write(self, batch: list[Entry]) -> None:
         n = sum(e.n for e in batch)
         reads = self._reads(batch)
-        raws = chain.from_iterable(r for _, r in reads)
+        raws = list(chain.from_iterable(r for _, r in reads))
         exes = self.enricher.exes(raws) if self.enricher is not None else {}
+        units = self.enricher.units(raws) if self.enricher is not None else {}   # saga query --unit
         last = next((e.where for e in reversed(batch) if e.where is not None), None)
         backoff = BACKOFF_MIN_S
         attempts = 0
@@ -254,7 +255,7 @@ class Archiver:
                 also = None
                 if last is not None and self.spool is not None:
                     also = functools.partial(cursor.write, host_id=self.host_id, value=self.spool.cursor_text(last))
-                self._writer.write(reads, exes, also=also)
+                self._writer.write(reads, exes, units, also=also)
             except (ArchiveCorrupt, ArchiveGone) as exc:
                 self._count_error(exc)
                 self._replace_archive(exc)
