@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import grp
 import os
 import socket
 import tomllib
@@ -19,6 +20,7 @@ from saga.errors import ConfigError, from_oserror
 
 DEFAULT_PATH = "/etc/saga/saga.toml"
 DEFAULT_DB = "sqlite:////var/lib/saga/saga.db"
+DEFAULT_SPOOL = "/var/lib/saga/spool"
 DRIVERS = ("auto", "kmod", "ebpf", "replay")
 
 
@@ -53,6 +55,9 @@ class DaemonConfig:
     enrich: bool = _key(True)
     stop_timeout: float = _key(30.0, _not_negative)
     keep_capturing: bool = _key(False)            # leave the driver loaded when the daemon stops
+    spool_dir: str = _key("", restart=True)       # drained events on disk until archived; "" = beside the archive
+    spool_max_bytes: int = _key(256 << 20, _not_negative)   # 0 = no spool
+    warn_interval: float = _key(60.0, _positive)  # at most one loss warning per cause this often
 
     @property
     def socket_path(self) -> str:
@@ -67,6 +72,7 @@ class DaemonConfig:
 class SagafsConfig:
     mount: str = _key("/sagafs", restart=True)    # "" = do not mount
     group: str = _key("", restart=True)           # a group allowed to read; "" = root only
+    max_opens_per_user: int = _key(16, _positive)  # log and pipe files one user (not root) may hold open
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,7 @@ class StoreConfig:
     retention_days: float = _key(30.0, _not_negative)
     retention_rows: int = _key(0, _not_negative)
     prune_interval: float = _key(300.0, _positive)
+    group: str = _key("", restart=True)           # a group allowed to read a SQLite archive; "" = root only
 
     @property
     def host_name(self) -> str:
@@ -94,6 +101,18 @@ class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     rules: RulesConfig = field(default_factory=RulesConfig)
     path: str | None = None                       # the file it came from, None for defaults
+
+    @property
+    def spool_dir(self) -> str:
+        """daemon.spool_dir, or its default: beside a SQLite archive (saga.db.spool), else DEFAULT_SPOOL."""
+        if self.daemon.spool_dir:
+            return self.daemon.spool_dir
+        url = self.store.url
+        if "://" not in url:
+            return os.path.abspath(url) + ".spool"
+        if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
+            return os.path.abspath(url[len("sqlite:///"):]) + ".spool"
+        return DEFAULT_SPOOL
 
     def with_db(self, url: str | None) -> Config:
         """The same configuration with the database URL overridden (--db, SAGA_DB)."""
@@ -161,6 +180,14 @@ def from_dict(data: dict, source: str = "<config>") -> Config:
             values[key] = _value(f"{source}: [{name}] {key}", f, value)
         sections[name] = cls(**values)
     return Config(**sections, path=source if source != "<config>" else None)
+
+
+def group_id(key: str, name: str) -> int:
+    """The id of the group a key names (sagafs.group, store.group); an unknown group is a ConfigError."""
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        raise ConfigError(f"{key}: no such group {name!r}") from None
 
 
 def load(path: str | None = None) -> Config:

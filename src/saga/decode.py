@@ -597,10 +597,10 @@ def _clone(a: tuple, out: list[str]) -> list[str]:
     parts = [f"child_stack={hex(a[1]) if a[1] else 'NULL'}", f"flags={clone_flags(fl)}"]
     if fl & (_CLONE["CLONE_PARENT_SETTID"] | _CLONE["CLONE_PIDFD"]):
         parts.append(f"parent_tid={hex(a[2]) if a[2] else 'NULL'}")
-    if fl & (_CLONE["CLONE_CHILD_SETTID"] | _CLONE["CLONE_CHILD_CLEARTID"]):
-        parts.append(f"child_tidptr={hex(a[3]) if a[3] else 'NULL'}")
     if fl & _CLONE["CLONE_SETTLS"]:
         parts.append(f"tls={hex(a[4]) if a[4] else 'NULL'}")
+    if fl & (_CLONE["CLONE_CHILD_SETTID"] | _CLONE["CLONE_CHILD_CLEARTID"]):
+        parts.append(f"child_tidptr={hex(a[3]) if a[3] else 'NULL'}")
     return parts
 
 

@@ -124,6 +124,11 @@ def parse_errno(text: str | int) -> int:
     return found
 
 
+def failed(raw: tuple) -> bool:
+    """Whether a call failed: it returned -errno (-4095..-1), as saga.render shows it."""
+    return -4096 < raw[RET] < 0 and not raw[FLAGS] & _uapi.SAGA_EVF_NORETURN
+
+
 def _equals(index: int, value: object) -> Callable[[tuple], bool]:
     return lambda r: r[index] == value
 
@@ -217,7 +222,7 @@ class EventFilter:
             if value is not None:
                 tests.append(_equals(index, value))
         if self.errors:
-            tests.append(lambda r: -4096 < r[RET] < 0 and not r[FLAGS] & _uapi.SAGA_EVF_NORETURN)
+            tests.append(failed)
         if self.errno is not None:
             neg = -self.errno
             tests.append(lambda r: r[RET] == neg and not r[FLAGS] & _uapi.SAGA_EVF_NORETURN)

@@ -214,7 +214,7 @@ def test_sigterm_archives_everything_drained_and_cleans_up(tmp_path, sqlite_url,
     drained = int(re.search(r"stopped draining after (\d+) events", err).group(1))
     with Store.open(sqlite_url) as st:
         assert archive.count(st.engine) == drained
-    assert f"archived {drained} events in all" in err
+    assert f"stopped: {drained:,} events drained, {drained:,} archived, none lost" in err
     assert not (tmp_path / "run" / "saga.sock").exists() and not (tmp_path / "run" / "saga.pid").exists()
 
 

@@ -310,3 +310,42 @@ def test_a_missing_path_string_is_a_store_error(store_url):
             conn.execute(text("DELETE FROM strings"))
         with pytest.raises(StoreError, match="damaged: string .* is missing"):
             _search(st)
+
+
+def test_small_batches_are_merged_and_search_the_same(store_url, recording, raws, monkeypatch):
+    """A quiet host writes a few events at a time: the writer merges them; every event stays, in order."""
+    monkeypatch.setattr(archive, "MERGE_BATCHES", 4)
+    records = [rec for rec, _ in split_records(recording)]
+    pid = raws[0][PID]
+    with Store.open(store_url) as st:
+        h = _host(st)
+        w = archive.EventWriter(st.engine, h)
+        for i in range(0, len(records), 50):            # 9 writes: two merges of 4, one left alone
+            buf = b"".join(records[i:i + 50])
+            w.write([(buf, events.parse(buf))], {pid: "/usr/bin/a" if i < 100 else "/usr/bin/b"})
+        w.close()
+        found = _search(st)
+        assert [a.raw for a in found] == raws
+        assert [a.exe for a in found if a.raw[PID] == pid] == \
+            ["/usr/bin/a" if i < 100 else "/usr/bin/b" for i, r in enumerate(raws) if r[PID] == pid]
+        with st.engine.connect() as c:
+            sizes = c.execute(text("SELECT events FROM event_batches ORDER BY id")).scalars().all()
+        # writes 1-4 merge in two (the pid's executable changed after the second), 5-8 in one, 9 waits
+        assert sizes == [100, 100, 200, 4]
+        for flt in (EventFilter.build(errno="ENOENT"), EventFilter.build(errors=True), EventFilter.build(path="/*")):
+            assert [a.raw for a in _search(st, flt)] == [r for r in raws if flt.predicate()(r)]
+        assert archive.usage(st.engine).events == len(raws)
+
+
+def test_units_and_the_same_transaction_hook(store_url, recording, raws):
+    pid = raws[0][PID]
+    seen = []
+    with Store.open(store_url) as st:
+        w = archive.EventWriter(st.engine, _host(st))
+        w.write([(recording, raws)], {}, {pid: "backup.service"}, also=lambda conn: seen.append(conn.in_transaction()))
+        w.close()
+        mine = [r for r in raws if r[PID] == pid]
+        for unit in ("backup.service", "*.service", "backup.*"):
+            assert [a.raw for a in _search(st, EventFilter.build(unit=unit))] == mine
+        assert _search(st, EventFilter.build(unit="nginx.service")) == []
+    assert seen == [True]

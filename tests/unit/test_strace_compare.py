@@ -53,11 +53,11 @@ def test_a_number_where_strace_has_a_symbol_is_a_gap_and_a_wrong_value_is_counte
 def test_the_comparison_sees_what_an_older_renderer_printed(monkeypatch):
     from saga import decode, render
     monkeypatch.setitem(decode.CALLS, "futex", lambda a, out: [out[0], str(a[1]), out[2]])
-    render._call_formatter.cache_clear()
+    render.clear_caches()
     try:
         rep = sc.compare(sc.parse_strace(STRACE), [rec(100, "futex", 0x7F00, 0x81, 1, ts=3)])
     finally:
-        render._call_formatter.cache_clear()
+        render.clear_caches()
     assert rep.gap_calls == 1 and rep.gaps[("futex", "op")] == 1 and rep.gap_share == 1.0
 
 

@@ -9,7 +9,8 @@ find its paths' ids; everything else costs per batch, not per event.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 
@@ -25,6 +26,7 @@ from saga.store.columns import COLUMN_SLOTS, FIELD_CODES, Extracted
 from saga.store.engine import translate
 from saga.store.models import ID_SHIFT, MAX_BATCH_EVENTS, EventBatch, EventColumn, StringRow
 
+log = logging.getLogger("saga.store.archive")
 _NONE: Mapping = {}
 _NR, _RET, _FLAGS, _PID = FIELD_CODES["nr"], FIELD_CODES["ret"], FIELD_CODES["flags"], FIELD_CODES["pid"]
 _RULE, _CGROUP, _TS = FIELD_CODES["rule_id"], FIELD_CODES["cgroup_id"], FIELD_CODES["ts_ns"]
@@ -101,14 +103,6 @@ def _store_strings(conn: Connection, values: list[bytes]) -> dict[bytes, int]:
     return found
 
 
-def _split(key: bytes) -> tuple[bytes, bytes]:
-    """A path section key (columns.extract) as its two paths."""
-    if key[:1] == b"\0":
-        return b"", key[1:-1]
-    first, _, rest = key.partition(b"\0")
-    return first, rest[:-1]
-
-
 def _path_ids(conn: Connection, ext: Extracted, strings: Strings) -> tuple[np.ndarray, np.ndarray]:
     """Each event's path ids (0: no path in that slot)."""
     p0 = np.zeros(ext.n, np.uint32)
@@ -119,12 +113,12 @@ def _path_ids(conn: Connection, ext: Extracted, strings: Strings) -> tuple[np.nd
     got = list(map(pairs.get, ext.path_keys))
     if None in got:
         new = {k for k, g in zip(ext.path_keys, got, strict=True) if g is None}
-        split = {k: _split(k) for k in new}
-        ids = strings.lookup(conn, (p for ab in split.values() for p in ab if p))
+        split = {k: columns.split_key(k) for k in new}
+        ids = strings.lookup(conn, (p for ab in split.values() for p in ab if p is not None))
         if len(pairs) + len(new) > strings.entries:
             pairs.clear()
         for k, (a, b) in split.items():
-            pairs[k] = (ids[a] if a else 0, ids[b] if b else 0)
+            pairs[k] = (0 if a is None else ids[a], 0 if b is None else ids[b])
         got = list(map(pairs.__getitem__, ext.path_keys))
     both = np.array(got, np.uint32)
     p0[ext.path_rows] = both[:, 0]
@@ -158,11 +152,17 @@ class Written:
 
 def write_batch(conn: Connection, host_id: int, buf: bytes, sizes: np.ndarray, strings: Strings,
                 exe_of: Mapping[int, str | None] = _NONE, unit_of: Mapping[int, str | None] = _NONE,
-                layout: _uapi.Layout = columns.CURRENT) -> Written:
+                fmt: columns.RecordFormat = columns.CURRENT) -> Written:
     """Archive the records in `buf` (at most MAX_BATCH_EVENTS) as one batch, in the caller's transaction."""
-    ext = columns.extract(buf, sizes, layout)
+    ext = columns.extract(buf, sizes, fmt)
     f = ext.fields
     cols: dict[int, np.ndarray] = dict(f)
+    if ext.aux:
+        index = np.empty(len(ext.aux), columns.PAIR32)
+        index["key"] = ext.aux_rows
+        index["id"] = np.cumsum([len(a) for a in ext.aux])
+        cols[columns.AUX_INDEX] = index
+        cols[columns.AUX_DATA] = np.frombuffer(b"".join(ext.aux), np.uint8)
     cols[columns.PATH0], cols[columns.PATH1] = _path_ids(conn, ext, strings)
     if ext.path_keys:
         used = np.unique(np.concatenate((cols[columns.PATH0][ext.path_rows], cols[columns.PATH1][ext.path_rows])))
@@ -170,20 +170,22 @@ def write_batch(conn: Connection, host_id: int, buf: bytes, sizes: np.ndarray, s
     exes = _pairs(conn, strings, f[_PID], exe_of, columns.PAIR32) if exe_of else None
     if exes is not None:
         cols[columns.EXES] = exes
-    if unit_of and _CGROUP in f:
-        units = _pairs(conn, strings, f[_CGROUP], unit_of, columns.PAIR64)
-        if units is not None:
-            cols[columns.UNITS] = units
+    units = _pairs(conn, strings, f[_PID], unit_of, columns.PAIR32) if unit_of else None
+    if units is not None:
+        cols[columns.UNITS] = units
     ts, ret = f[_TS], f[_RET]
     slots = np.bincount(f[_NR], minlength=_uapi.SAGA_NR_SLOTS)[:_uapi.SAGA_NR_SLOTS] > 0
-    errnos = np.unique(-ret[failed(ret, f.get(_FLAGS))]).astype("<u2")
+    bad = failed(ret, f.get(_FLAGS))
+    cols[columns.FAILED] = np.flatnonzero(bad)
+    cols[columns.FAILED_ERRNO] = -ret[bad]
+    errnos = np.unique(cols[columns.FAILED_ERRNO]).astype("<u2")
     rule_ids = np.unique(f[_RULE]).astype("<u4") if _RULE in f else np.zeros(1, "<u4")
     blobs = []
     for code, arr in cols.items():
-        # a column of zeros is not stored: it reads back as zeros
-        if arr.dtype.kind != "V" and not arr.any():
+        # a column of zeros is not stored: it reads back as zeros (an empty one for per-batch arrays)
+        if not len(arr) if code in columns.PER_BATCH else arr.dtype.kind != "V" and not arr.any():
             continue
-        blobs.append((code, arr.tobytes()))
+        blobs.append((code, arr.astype(columns.element_type(code), copy=False).tobytes()))
     stored = sum(len(b) for _, b in blobs)
     table = EventBatch.__table__
     batch_id = conn.execute(table.insert().values(
@@ -225,6 +227,81 @@ def _batches(reads: Sequence[Read]) -> Iterator[tuple[bytes, np.ndarray]]:
         yield b"".join(bufs), np.concatenate(sizes)
 
 
+# -- merging small batches -------------------------------------------------------------------------
+# A quiet host writes a few events at a time; searches pay per batch, so the writer merges its
+# small batches into one once they hold MERGE_EVENTS events (or MERGE_BATCHES batches).
+SMALL_BATCH = 16384
+MERGE_EVENTS = 65536
+MERGE_BATCHES = 256
+
+
+def _conflicts(pairs: list[np.ndarray]) -> int:
+    """How many of these batches' (key, id) maps agree (a pid that exec'd between two maps: they do not)."""
+    seen: dict[int, int] = {}
+    for i, p in enumerate(pairs):
+        for k, v in zip(p["key"].tolist(), p["id"].tolist(), strict=True):
+            if seen.setdefault(k, v) != v:
+                return i
+    return len(pairs)
+
+
+def merge_batches(conn: Connection, batch_ids: list[int]) -> list[int]:
+    """Rewrite consecutive batches of one host as one batch (in the caller's transaction); returns the ids
+    merged (a prefix of batch_ids: it stops before a batch whose executables or units disagree)."""
+    b, c = EventBatch.__table__, EventColumn.__table__
+    rows = conn.execute(select(b).where(b.c.id.in_(batch_ids)).order_by(b.c.id)).all()
+    lo, hi = rows[0].id * COLUMN_SLOTS, rows[-1].id * COLUMN_SLOTS + COLUMN_SLOTS - 1
+    stored: dict[int, dict[int, bytes]] = {r.id: {} for r in rows}
+    for cid, data in conn.execute(select(c.c.id, c.c.data).where(c.c.id.between(lo, hi))):
+        if cid // COLUMN_SLOTS in stored:
+            stored[cid // COLUMN_SLOTS][cid % COLUMN_SLOTS] = bytes(data)
+
+    def pairs(code: int) -> list[np.ndarray]:
+        return [columns.decode(code, stored[r.id][code], r.events) if code in stored[r.id]
+                else columns.zeros(code, r.events) for r in rows]
+
+    keep = min(_conflicts(pairs(columns.EXES)), _conflicts(pairs(columns.UNITS)))
+    rows = rows[:keep]
+    if len(rows) < 2:
+        return []
+    sizes = [r.events for r in rows]
+    bases = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+    codes = {code for r in rows for code in stored[r.id]}
+    out: dict[int, bytes] = {}
+    for code in codes:
+        parts = [stored[r.id].get(code) for r in rows]
+        if code in columns.PER_BATCH:
+            arrays = [columns.decode(code, p, n) if p is not None else columns.zeros(code, n)
+                      for p, n in zip(parts, sizes, strict=True)]
+            if code == columns.FAILED:
+                arrays = [a + base for a, base in zip(arrays, bases.tolist(), strict=True)]
+            elif code == columns.AUX_INDEX:
+                data_ends = np.cumsum([0] + [int(a["id"][-1]) if len(a) else 0 for a in arrays])
+                for a, base, start in zip(arrays, bases.tolist(), data_ends.tolist(), strict=False):
+                    a["key"] += base
+                    a["id"] += start
+            merged = np.concatenate(arrays)
+            if code in (columns.PATHSET, columns.EXES, columns.UNITS):
+                merged = np.unique(merged)
+            out[code] = merged.astype(columns.element_type(code), copy=False).tobytes()
+        else:
+            width = columns.STORED[code].itemsize
+            out[code] = b"".join(p if p is not None else bytes(n * width) for p, n in zip(parts, sizes, strict=True))
+    syscalls = np.bitwise_or.reduce([np.frombuffer(r.syscalls, np.uint8) for r in rows])
+    errnos = np.unique(np.concatenate([np.frombuffer(r.errnos, "<u2") for r in rows])).astype("<u2")
+    rules = np.unique(np.concatenate([np.frombuffer(r.rule_ids, "<u4") for r in rows])).astype("<u4")
+    new_id = conn.execute(b.insert().values(
+        host_id=rows[0].host_id, events=sum(sizes), min_ts=min(r.min_ts for r in rows),
+        max_ts=max(r.max_ts for r in rows), stored_bytes=sum(map(len, out.values())), syscalls=syscalls.tobytes(),
+        errnos=errnos.tobytes(), rule_ids=rules.tobytes()).returning(b.c.id)).scalar_one()
+    conn.execute(c.insert(), [{"id": new_id * COLUMN_SLOTS + code, "data": data} for code, data in out.items()])
+    merged_ids = [r.id for r in rows]
+    for bid in merged_ids:
+        conn.execute(c.delete().where(c.c.id.between(bid * COLUMN_SLOTS, bid * COLUMN_SLOTS + COLUMN_SLOTS - 1)))
+    conn.execute(b.delete().where(b.c.id.in_(merged_ids)))
+    return merged_ids
+
+
 class EventWriter:
     """Bulk insert on one connection of its own; not thread-safe (the archiver thread owns it)."""
 
@@ -233,6 +310,7 @@ class EventWriter:
         self.host_id = int(host_id)
         self.strings = Strings()
         self._conn: Connection | None = None
+        self._small: list[Written] = []     # this writer's last batches, all small, in order
 
     def _connection(self) -> Connection:
         if self._conn is None or self._conn.closed or self._conn.invalidated:
@@ -240,23 +318,45 @@ class EventWriter:
         return self._conn
 
     def write(self, reads: Sequence[Read], exe_of: Mapping[int, str | None] = _NONE,
-              unit_of: Mapping[int, str | None] = _NONE) -> int:
+              unit_of: Mapping[int, str | None] = _NONE, also: Callable[[Connection], None] | None = None) -> int:
         """Archive whole reads in one transaction (a batch per MAX_BATCH_EVENTS events); returns how many.
 
-        exe_of: pid -> executable, unit_of: cgroup id -> systemd unit or container, as the daemon knew them.
+        exe_of: pid -> executable, unit_of: pid -> systemd unit or container, as the daemon knew them.
+        also(conn) runs in the same transaction (the daemon's spool cursor: saga.store.cursor).
         """
-        if not any(buf for buf, _ in reads):
+        if not any(buf for buf, _ in reads) and also is None:
             return 0
         with translate("archiving events"):
             conn = self._connection()
             try:
                 with conn.begin():
-                    return sum(write_batch(conn, self.host_id, buf, sizes, self.strings, exe_of, unit_of).events
-                               for buf, sizes in _batches(reads))
+                    written = [write_batch(conn, self.host_id, buf, sizes, self.strings, exe_of, unit_of)
+                               for buf, sizes in _batches(reads)]
+                    if also is not None:
+                        also(conn)
             except BaseException:
                 self.strings.forget()   # ids taken in the failed transaction do not exist
                 self.close()            # a connection in an unknown state is not reused
                 raise
+            for w in written:
+                self._small = self._small + [w] if w.events < SMALL_BATCH else []
+            if sum(w.events for w in self._small) >= MERGE_EVENTS or len(self._small) >= MERGE_BATCHES:
+                self._merge()
+            return sum(w.events for w in written)
+
+    def _merge(self) -> None:
+        """Merge the small batches this writer wrote last (events already archived: a failure loses nothing)."""
+        ids = [w.batch_id for w in self._small]
+        self._small = []
+        try:
+            conn = self._connection()
+            with conn.begin():
+                while len(ids) > 1:
+                    done = merge_batches(conn, ids)
+                    ids = ids[max(len(done), 1):]
+        except Exception as exc:     # the events are archived: searches are only slower without the merge
+            log.warning("merging small batches of the archive failed (%s); they stay as they are", exc)
+            self.close()
 
     def close(self) -> None:
         if self._conn is not None:

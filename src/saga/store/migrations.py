@@ -46,6 +46,7 @@ ABI1_EVENT = Layout("saga_event", 128, "<HHHHIIIIIIQQq6Q16s2HI", (
     Field("ret", 48, 8, 1, "q"), Field("args", 56, 48, 6, "6Q"), Field("comm", 104, 16, 16, "16s"),
     Field("path_len", 120, 4, 2, "2H"), Field("__pad", 124, 4, 1, "I"),
 ))
+ABI1 = columns.RecordFormat(ABI1_EVENT, nul_in_len=False)
 _BIGID = BigInteger().with_variant(Integer(), "sqlite")
 
 # Version 1's events table, as far as the move to version 2 reads it (renamed first).
@@ -131,7 +132,7 @@ def _move_to_v2(conn: Connection, host: int, rows: Sequence) -> None:
     try:
         if any(int.from_bytes(r.record[:2], "little") != len(r.record) for r in rows):
             raise ValueError("a record's size field does not match its length")
-        f = columns.extract(buf, sizes, ABI1_EVENT).fields
+        f = columns.extract(buf, sizes, ABI1).fields
     except ValueError as exc:
         raise StoreError(f"migrating the archive to version 2: events {rows[0].id} to {rows[-1].id} of host "
                          f"{host} hold a malformed record ({exc})") from None
@@ -192,7 +193,7 @@ def _v2_to_v3(conn: Connection) -> None:
             sizes = sizes[kept]
         exes = {int(pid): exe for pid, exe in json.loads(row.exes).items()} if row.exes else {}
         try:
-            archive.write_batch(conn, row.host_id, records, sizes, strings, exes, layout=ABI1_EVENT)
+            archive.write_batch(conn, row.host_id, records, sizes, strings, exes, fmt=ABI1)
         except ValueError as exc:
             raise StoreError(f"migrating the archive to version 3: batch {row.id} of host {row.host_id} "
                              f"holds malformed records ({exc})") from None

@@ -25,7 +25,7 @@ from saga import _uapi, events
 from saga.errors import StoreError
 from saga.filters import EventFilter
 from saga.store import columns
-from saga.store.archive import event_id, failed
+from saga.store.archive import event_id
 from saga.store.columns import COLUMN_SLOTS, FIELD_CODES
 from saga.store.engine import translate
 from saga.store.models import EventBatch, EventColumn, Host, RuleKey, StringRow
@@ -129,10 +129,8 @@ class Batch:
         if arr is None:
             c = EventColumn.__table__
             data = self.conn.execute(select(c.c.data).where(c.c.id == self.id * COLUMN_SLOTS + code)).scalar()
-            if data is None:            # not stored: all zeros (or no entries, for the per-batch sets)
-                dt = columns.column_dtype(code)
-                n = 0 if code in (columns.PATHSET, columns.EXES, columns.UNITS) else self.n
-                arr = np.zeros((n, *dt.shape), dt.base if dt.subdtype else dt)
+            if data is None:            # not stored: all zeros (or no entries, for the per-batch arrays)
+                arr = columns.zeros(code, self.n)
             else:
                 arr = columns.decode(code, data, self.n)
             self._cols[code] = arr
@@ -176,6 +174,44 @@ def _summary_skips(row, flt: EventFilter, p: Plan) -> bool:
     return False
 
 
+# ABI 2 keeps the aux kind in flags bits 8-10 (docs/kernel-abi.md); ABI 1 records have none.
+_AUX_SHIFT = getattr(_uapi, "SAGA_EVF_AUX_SHIFT", 8)
+_AUX_MASK = getattr(_uapi, "SAGA_EVF_AUX_MASK", 0x700)
+_AUX_ARGV = getattr(_uapi, "SAGA_AUX_ARGV", 1)
+
+
+def _argv_contains(b: Batch, needle: bytes) -> np.ndarray:
+    """Which events carry an argv (execve) containing `needle`, the arguments joined by spaces."""
+    out = np.zeros(b.n, bool)
+    index = b.col(columns.AUX_INDEX)
+    if not len(index):
+        return out
+    ends = index["id"].astype(np.int64)
+    starts = np.concatenate(([0], ends[:-1]))
+    data = b.col(columns.AUX_DATA).tobytes().replace(b"\0", b" ")
+    at = data.find(needle)
+    while at >= 0:
+        k = int(np.searchsorted(ends, at, side="right"))
+        if at + len(needle) <= ends[k]:          # inside one event's blob
+            out[index["key"][k]] = True
+            at = data.find(needle, int(ends[k]))  # next event's blob
+        else:
+            at = data.find(needle, int(starts[k + 1]) if k + 1 < len(ends) else len(data))
+    flags = b.col(_C["flags"])
+    return out & ((flags & _AUX_MASK) >> _AUX_SHIFT == _AUX_ARGV)
+
+
+def _failed_with(b: Batch, errno: int | None) -> np.ndarray:
+    """Which events failed (with this errno, when given), from the batch's index of failures."""
+    b.load([columns.FAILED, columns.FAILED_ERRNO])
+    pos = b.col(columns.FAILED)
+    if errno is not None:
+        pos = pos[b.col(columns.FAILED_ERRNO) == errno]
+    out = np.zeros(b.n, bool)
+    out[pos] = True
+    return out
+
+
 def _equals(b: Batch, code: int, want: int) -> Callable[[], np.ndarray]:
     return lambda: b.col(code) == want
 
@@ -189,17 +225,21 @@ def matches(b: Batch, flt: EventFilter, p: Plan) -> np.ndarray:
         mask &= test()
         return bool(mask.any())
 
+    # cheapest and most selective first: per-batch sets, the index of failures, then whole columns
     steps: list[Callable[[], np.ndarray]] = []
     if p.path_ids is not None:
         ids = p.path_ids
         steps.append(lambda: np.full(b.n, np.isin(b.col(columns.PATHSET), ids).any()))
+    if flt.errno is not None or flt.errors:
+        steps.append(lambda: _failed_with(b, flt.errno))
+    if p.path_ids is not None:
         steps.append(lambda: np.isin(b.col(columns.PATH0), ids) | np.isin(b.col(columns.PATH1), ids))
     if p.exe_ids is not None:
         ids_e = p.exe_ids
         steps.append(lambda: np.isin(b.col(_C["pid"]), b.keys_for(columns.EXES, ids_e)))
     if p.unit_ids is not None:
         ids_u = p.unit_ids
-        steps.append(lambda: np.isin(b.col(_C["cgroup_id"]), b.keys_for(columns.UNITS, ids_u)))
+        steps.append(lambda: np.isin(b.col(_C["pid"]), b.keys_for(columns.UNITS, ids_u)))
     if p.rule_ids is not None:
         rids = p.rule_ids.get(b.host_id, np.zeros(0, np.int64))
         steps.append(lambda: np.isin(b.col(_C["rule_id"]), rids))
@@ -207,11 +247,6 @@ def matches(b: Batch, flt: EventFilter, p: Plan) -> np.ndarray:
         want = getattr(flt, name)
         if want is not None:
             steps.append(_equals(b, _C[name], want))
-    if flt.errno is not None:
-        neg = -flt.errno
-        steps.append(lambda: (b.col(_C["ret"]) == neg) & failed(b.col(_C["ret"]), b.col(_C["flags"])))
-    elif flt.errors:
-        steps.append(lambda: failed(b.col(_C["ret"]), b.col(_C["flags"])))
     if p.slots is not None:
         lut = p.slots
         steps.append(lambda: lut[b.col(_C["nr"])])
@@ -225,7 +260,8 @@ def matches(b: Batch, flt: EventFilter, p: Plan) -> np.ndarray:
         until = flt.until_ns
         steps.append(lambda: b.col(_C["ts_ns"]) <= until)
     if flt.argv is not None:
-        steps.append(lambda: np.zeros(b.n, bool))   # no record carries arguments before ABI 2
+        needle = flt.argv.encode("utf-8", "surrogateescape")
+        steps.append(lambda: _argv_contains(b, needle))
     for step in steps:
         if not narrow(step):
             return np.zeros(0, np.int64)
@@ -235,13 +271,13 @@ def matches(b: Batch, flt: EventFilter, p: Plan) -> np.ndarray:
 class Search:
     """One search: the filter resolved, the batches walked, the matches built into events."""
 
-    def __init__(self, session: Session, flt: EventFilter) -> None:
+    def __init__(self, session: Session, flt: EventFilter, progress: Callable[[], None] | None = None) -> None:
         self.conn = session.connection()
         self.flt = flt
         with translate("searching the archive"):
             self.plan = plan(self.conn, flt)
         self._strings: dict[int, bytes] = {}
-        self.batches_done = 0
+        self.progress = progress      # called for each batch examined
 
     def _where(self, stmt):
         b, flt, p = EventBatch.__table__, self.flt, self.plan
@@ -271,7 +307,8 @@ class Search:
             with translate("searching the archive"):
                 page = self.conn.execute(stmt.order_by(b.c.id.desc() if newest else b.c.id).limit(PAGE)).all()
             for row in page:
-                self.batches_done += 1
+                if self.progress is not None:
+                    self.progress()
                 if not _summary_skips(row, self.flt, self.plan):
                     yield Batch(self.conn, row)
             if len(page) < PAGE:
@@ -302,15 +339,15 @@ class Search:
     def events(self, batch: Batch, pos: np.ndarray) -> list[Archived]:
         """The batch's events at these positions, as the live stream would have parsed them."""
         with translate("reading archived events"):
-            batch.load([*FIELD_CODES.values(), columns.PATH0, columns.PATH1, columns.EXES])
+            batch.load([*FIELD_CODES.values(), columns.PATH0, columns.PATH1, columns.EXES, columns.AUX_INDEX])
             fields = {code: batch.col(code)[pos] for code in FIELD_CODES.values()}
             p0, p1 = batch.col(columns.PATH0)[pos], batch.col(columns.PATH1)[pos]
             paths = None
             if p0.any() or p1.any():
                 known = self.strings(np.concatenate((p0, p1)).tolist())
-                paths = [(known[a] if a else b"", known[b] if b else b"") for a, b in zip(p0.tolist(), p1.tolist(),
-                                                                                         strict=True)]
-            raws = events.parse(columns.records(fields, paths, len(pos)))
+                paths = [(known[a] if a else None, known[b] if b else None)
+                         for a, b in zip(p0.tolist(), p1.tolist(), strict=True)]
+            raws = events.parse(columns.records(fields, len(pos), paths, self._aux(batch, pos)))
             exes = batch.col(columns.EXES)
             exe_names: dict[int, str] = {}
             if len(exes):
@@ -319,6 +356,21 @@ class Search:
         host = self.plan.hosts.get(batch.host_id, "?")
         return [Archived(event_id(batch.id, i), host, exe_names.get(r[events.PID]), r)
                 for i, r in zip(pos.tolist(), raws, strict=True)]
+
+    @staticmethod
+    def _aux(batch: Batch, pos: np.ndarray) -> dict[int, bytes] | None:
+        """The aux blobs of the events at pos, by index into pos."""
+        index = batch.col(columns.AUX_INDEX)
+        if not len(index):
+            return None
+        data = batch.col(columns.AUX_DATA).tobytes()
+        starts = np.concatenate(([0], index["id"][:-1]))
+        at = np.searchsorted(index["key"], pos).clip(max=len(index) - 1)
+        out = {}
+        for i in np.flatnonzero(index["key"][at] == pos).tolist():
+            k = int(at[i])
+            out[i] = data[int(starts[k]):int(index["id"][k])]
+        return out
 
     def stream(self) -> Iterator[Archived]:
         """Every match, oldest archived first, a chunk of a batch at a time."""
