@@ -38,9 +38,10 @@ RECIPE=1   # bump when what goes into the root changes: the next prepare rebuild
 
 # Build tools, and what the guests need: saga's Python (a venv, /opt/saga,
 # made as tools/deps.sh makes this machine's: pip, editable from the tree,
-# which a guest finds at /saga/tree), fuse3, libbpf, iproute2 for virtme-ng.
+# which a guest finds at /saga/tree), fuse3, libbpf and bpftool, strace for
+# bench/kmod, iproute2 for virtme-ng.
 PACKAGES="make gcc libc6-dev pkg-config kmod procps util-linux iproute2 busybox-static
-          fuse3 libfuse3-dev libbpf1 python3 python3-venv python3-dev"
+          fuse3 libfuse3-dev libbpf1 bpftool strace python3 python3-venv python3-dev"
 # suite:metapackage pairs; each metapackage names one image (its headers follow the same name).
 KERNELS="trixie:linux-image-amd64 trixie:linux-image-rt-amd64
          trixie-backports:linux-image-amd64 trixie-backports:linux-image-rt-amd64"
