@@ -66,9 +66,9 @@ def test_every_call_logged_once_in_order_while_sets_change(drv, workload):
     before = drv.stats()
     recs, changes = run_while_switching(drv, w, sets_logging(w.pid))
     assert changes >= 10, "the workload ended before the rules changed much: the test proves little"
-    assert [r[events.ARG0] for r in recs] == list(range(N))
     st = drv.stats()
-    assert st.drops == before.drops
+    assert st.drops == before.drops     # first: a drop (counted) explains missing records, a loss does not
+    assert [r[events.ARG0] for r in recs] == list(range(N))
     assert st.per_slot[GETPPID][0] - before.per_slot.get(GETPPID, (0, 0))[0] >= N
 
 
