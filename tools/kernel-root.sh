@@ -34,7 +34,7 @@ LOCK=$CACHE/kernels-trixie.lock
 LOG=$CACHE/kernels-trixie.log
 REFRESH=${SAGA_KROOT_REFRESH:-86400}
 TREE=$(cd "$(dirname "$0")/.." && pwd)
-RECIPE=1   # bump when what goes into the root changes: the next prepare rebuilds it
+RECIPE=2   # bump when what goes into the root changes: the next prepare rebuilds it
 
 # Build tools, and what the guests need: saga's Python (a venv, /opt/saga,
 # made as tools/deps.sh makes this machine's: pip, editable from the tree,
@@ -109,9 +109,11 @@ EOF
   mkdir -p "$tmp/saga/tree" "$tmp/saga/results"
   ROOT_DIR=$tmp
   apt_in_root update
-  apt_in_root install initramfs-tools
-  # virtme-ng boots the kernels with its own initramfs: Debian's is not made.
-  in_root dpkg-divert --quiet --local --rename --add /etc/kernel/postinst.d/initramfs-tools
+  # The kernels need an initramfs tool; tiny-initramfs brings no udev, which
+  # a guest would start and wait for (40 s of coldplug under TCG).  virtme-ng
+  # boots with its own initramfs, so the tool's hook is never run.
+  apt_in_root install tiny-initramfs
+  in_root dpkg-divert --quiet --local --rename --add /etc/kernel/postinst.d/tiny-initramfs
   echo "$RECIPE" >"$tmp/.saga-recipe"
   rm -rf "$ROOT"
   mv "$tmp" "$ROOT"

@@ -22,7 +22,7 @@
 #   vm_splats FILE...           print kernel-log lines that show a kernel bug
 
 VM_ROOT=${VM_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
-VM_TIMEOUT=${SAGA_VM_TIMEOUT:-1200}   # seconds for one boot, tests included
+VM_TIMEOUT=${SAGA_VM_TIMEOUT:-2400}   # seconds for one boot, tests included (a hang guard: a loaded host needs long)
 VM_MEMORY=${SAGA_VM_MEMORY:-2G}
 VM_CPUS=${SAGA_VM_CPUS:-2}
 VM_KROOT=$("$VM_ROOT/tools/kernel-root.sh" path)
