@@ -38,7 +38,7 @@ PATH_NAMES = {"filename", "pathname", "path", "oldname", "newname", "old", "new"
 PATH_BY_CALL = {"umount": {"name"}, "umount2": {"name"}, "acct": {"name"},
                 "name_to_handle_at": {"name"}}
 FD_NAMES = {"fd", "oldfd", "newfd", "fd_in", "fd_out", "epfd", "out_fd", "in_fd", "ufd",
-            "fdin", "fdout", "pidfd", "src_fd", "dst_fd"}
+            "fdin", "fdout", "pidfd", "src_fd", "dst_fd", "fildes"}
 DIRFD_NAMES = {"dfd", "olddfd", "newdfd", "dirfd", "from_dfd", "to_dfd"}
 
 # Classes as in strace's -e trace=%class; %file is derived (takes a path).
@@ -83,25 +83,60 @@ def parse_args(arglist: str) -> tuple[tuple[str, str], ...] | None:
     return tuple(out)
 
 
-def arg_kind(call: str, name: str, ctype: str) -> str:
+# The C types of syscall arguments that are not pointers, resolved to how a value is printed:
+# int/long signed decimal (32/64 bits), uint/ulong unsigned decimal, addr a 64-bit address or
+# handle in hex, id a uid/gid (unsigned, but -1 means "unchanged" and prints as -1), mode octal.
+# Every typedef the prototypes use must be here: an unknown one stops the generator, so a new
+# type is never silently cut to 32 bits (cap_user_header_t is a pointer, aio_context_t a handle).
+SCALAR_TYPES = {
+    "int": "int", "__s32": "int", "long": "long", "unsigned": "uint", "unsigned int": "uint",
+    "u32": "uint", "__u32": "uint", "uint32_t": "uint", "unsigned long": "ulong", "size_t": "ulong",
+    "u64": "ulong", "__u64": "ulong", "pid_t": "int", "clockid_t": "int", "timer_t": "int",
+    "key_t": "int", "key_serial_t": "int", "mqd_t": "int", "old_sigset_t": "ulong", "rwf_t": "int",
+    "off_t": "long", "loff_t": "long", "uid_t": "id", "gid_t": "id", "qid_t": "id",
+    "old_uid_t": "id", "old_gid_t": "id", "umode_t": "mode", "aio_context_t": "addr",
+    "cap_user_header_t": "ptr", "cap_user_data_t": "ptr", "__sighandler_t": "ptr",
+}
+# Argument names that hold an address when their type is an integer.
+ADDR_NAMES = {"addr", "start", "brk", "new_addr", "shmaddr"}
+# File modes passed as a plain int (elsewhere a `mode` is a policy or an access mask).
+MODE_ARGS = {("umask", "mask")}
+
+
+def scalar_type(ctype: str) -> str:
+    base = " ".join(w for w in ctype.split() if w not in ("const", "volatile", "__user"))
+    if base.startswith("enum "):
+        return "int"
+    if base not in SCALAR_TYPES:
+        raise SystemExit(f"gen_syscalls: argument type {base!r} is not in SCALAR_TYPES: say how it is printed")
+    return SCALAR_TYPES[base]
+
+
+def arg_kind(call: str, name: str, ctype: str, compat: bool = False) -> str:
+    """How an argument is printed: path str ptr fd dirfd mode flags flags64 int uint long ulong addr id."""
     user_char = re.search(r"\bchar\s+__user\s*\*$|\bchar\s*\*$", ctype.replace("const ", "")) is not None
     if user_char and (name in PATH_NAMES or name in PATH_BY_CALL.get(call, ())):
         return "path"
     if user_char:
         return "str"
-    if "*" in ctype or ctype.endswith(("_t __user", "__user")) or "__user" in ctype:
+    if "*" in ctype:
         return "ptr"
+    scalar = scalar_type(ctype)
+    if compat and scalar in ("long", "ulong", "addr"):
+        scalar = {"long": "int", "ulong": "uint", "addr": "uint"}[scalar]  # ia32 registers are 32 bits
+    if scalar in ("ptr", "id", "mode"):
+        return scalar
     if name in DIRFD_NAMES:
         return "dirfd"
     if name in FD_NAMES:
         return "fd"
-    if name in ("mode", "umode") or ctype == "umode_t":
+    if (call, name) in MODE_ARGS:
         return "mode"
     if "flag" in name:
-        return "flags"
-    if ctype.startswith("unsigned") or ctype in ("size_t", "u32", "u64", "uid_t", "gid_t", "qid_t", "key_serial_t"):
-        return "uint"
-    return "int"
+        return "flags64" if scalar in ("long", "ulong") else "flags"
+    if name in ADDR_NAMES and not compat and scalar in ("ulong", "addr"):
+        return "addr"
+    return scalar
 
 
 def clean_type(ctype: str) -> str:
@@ -153,9 +188,9 @@ def build(headers: Path) -> dict:
         native[name] = nr
     protos.update(extra_protos)
 
-    def args_of(name: str) -> tuple:
+    def args_of(name: str, compat: bool = False) -> tuple:
         entry = name if name in protos else ENTRY_ALIASES.get(name, name)
-        return tuple((a, clean_type(t), arg_kind(name, a, t)) for a, t in protos.get(entry, ()))
+        return tuple((a, clean_type(t), arg_kind(name, a, t, compat)) for a, t in protos.get(entry, ()))
 
     missing = sorted(n for n in native if n not in protos and ENTRY_ALIASES.get(n) not in protos)
     calls = sorted((nr, name, args_of(name)) for name, nr in native.items())
@@ -165,7 +200,7 @@ def build(headers: Path) -> dict:
         slot = by_name.get(name, COMPAT_BASE + nr)
         if slot >= NR_SLOTS - 1:
             slot = NR_SLOTS - 1
-        compat.append((nr, name, slot, args_of(name) if slot >= COMPAT_BASE else ()))
+        compat.append((nr, name, slot, args_of(name, compat=True) if slot >= COMPAT_BASE else ()))
     classes = {"file": sorted(n for _, n, a in calls if any(k == "path" for _, _, k in a))}
     for cls, names in CLASSES.items():
         classes[cls] = sorted(n for n in names.split() if n in by_name)
@@ -184,7 +219,8 @@ def render_py(t: dict, source: str) -> str:
     lines = [f'"""Syscall table, generated by tools/gen_syscalls.py from {source}.', "",
              "Do not edit: run `make syscalls`.", "", "NATIVE: (slot, name, ((arg, type, kind), ...)) per x86_64 call.",
              "IA32: (ia32 number, name, slot, args) per 32-bit call; args only for calls counted apart.",
-             "Argument kinds: path str ptr fd dirfd mode flags int uint.", '"""', "",
+             "Argument kinds: path str ptr fd dirfd mode flags flags64 int uint long ulong addr id.",
+             '"""', "",
              "NATIVE = ("]
     for nr, name, args in t["calls"]:
         lines.append(f"    ({nr}, {name!r}, {args!r}),")

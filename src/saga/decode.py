@@ -66,8 +66,26 @@ def dirfd(v: int) -> str:
     return "AT_FDCWD" if v == -100 else str(v)
 
 
+def open_takes_mode(flags: int) -> bool:
+    """open's mode is read only with O_CREAT or O_TMPFILE (whose bits include O_DIRECTORY's)."""
+    return bool(flags & O_CREAT) or flags & O_TMPFILE == O_TMPFILE
+
+
 def octal(v: int) -> str:
-    return f"0{v & 0o7777:o}" if v & 0o7777 else "0"
+    """A file mode as strace prints it (C's %#03o): 0644, 027, 000."""
+    v &= 0xFFFFFFFF
+    return f"0{v:o}".rjust(3, "0") if v else "000"
+
+
+def octal_ret(v: int) -> str:
+    """A mode returned by umask (C's %#o): 022, 0."""
+    return f"0{v:o}" if v > 0 else str(v)
+
+
+def ugid(v: int) -> str:
+    """A uid or gid: unsigned, but -1 (\"leave unchanged\") as -1 like strace."""
+    v &= 0xFFFFFFFF
+    return "-1" if v == 0xFFFFFFFF else str(v)
 
 
 at_flags = bits(((0x100, "AT_SYMLINK_NOFOLLOW"), (0x400, "AT_SYMLINK_FOLLOW"), (0x800, "AT_NO_AUTOMOUNT"),
@@ -182,5 +200,6 @@ def errno_name(err: int) -> str:
     return ERRNO_NAMES.get(err, f"E{err}")
 
 
-# Calls that return an address (printed in hex).
+# Calls that return an address (printed in hex) and a file mode (octal).
 RETURNS_ADDRESS = frozenset(("mmap", "mremap", "brk", "shmat"))
+RETURNS_MODE = frozenset(("umask",))

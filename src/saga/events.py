@@ -94,10 +94,26 @@ def paths_of(raw: tuple) -> tuple[str, ...]:
     return tuple(out)
 
 
+def path_args(raw: tuple) -> tuple[str | None, str | None]:
+    """The captured path of the call's first and second path argument, by position (None: not captured).
+
+    A path of length 0 is an empty path, a NULL pointer or one that could not be read: the record
+    does not tell them apart, so it is None rather than "".
+    """
+    tail = raw[PATHS]
+    if not tail:
+        return None, None
+    len0, len1 = raw[PATH_LEN0], raw[PATH_LEN1]
+    first = tail[:len0].decode("utf-8", "surrogateescape") if len0 else None
+    start = len0 + 1 if len0 else 0
+    second = tail[start:start + len1].decode("utf-8", "surrogateescape") if len1 else None
+    return first, second
+
+
 def pack(fields: dict) -> bytes:
     """Build one record (for tests, the replay driver and benchmarks)."""
     paths = [p.encode("utf-8", "surrogateescape") for p in fields.get("paths", ())]
-    tail = b"".join(p + b"\0" for p in paths)
+    tail = b"".join(p + b"\0" for p in paths if p)  # an empty path takes no bytes, not even its NUL
     size = (FIXED + len(tail) + 7) & ~7
     lens = [len(p) for p in paths] + [0] * (2 - len(paths))
     args = list(fields.get("args", ())) + [0] * (6 - len(fields.get("args", ())))

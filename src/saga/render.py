@@ -22,6 +22,7 @@ from saga.events import (
     GID,
     NR,
     ORIG_NR,
+    PATHS,
     PID,
     PPID,
     RET,
@@ -29,7 +30,7 @@ from saga.events import (
     TS,
     UID,
     comm_str,
-    paths_of,
+    path_args,
 )
 
 _EVF_NAMES = ((_uapi.SAGA_EVF_COMPAT, "ia32"), (_uapi.SAGA_EVF_PATH_TRUNC, "path-truncated"),
@@ -79,36 +80,40 @@ def _hex(v: int) -> str:
     return "NULL" if v == 0 else hex(v)
 
 
-def _int(ctype: str) -> Callable[[int], str]:
-    if "long" in ctype and "unsigned" not in ctype:
-        return lambda v: str(decode.s64(v))
-    return lambda v: str(decode.s32(v))
+def _flags32(v: int) -> str:
+    v &= 0xFFFFFFFF
+    return hex(v) if v else "0"
 
 
-def _uint(ctype: str) -> Callable[[int], str]:
-    if "long" in ctype or ctype in ("size_t", "u64", "loff_t"):
-        return str
-    return lambda v: str(v & 0xFFFFFFFF)
+def _flags64(v: int) -> str:
+    return hex(v) if v else "0"
+
+
+def _uint32(v: int) -> str:
+    return str(v & 0xFFFFFFFF)
+
+
+def _s32(v: int) -> str:
+    return str(decode.s32(v))
+
+
+def _s64(v: int) -> str:
+    return str(decode.s64(v))
+
+
+# How each argument kind of the syscall table (tools/gen_syscalls.py) is printed.
+_BY_KIND: dict[str, Callable[[int], str]] = {
+    "ptr": _hex, "str": _hex, "addr": _hex, "path": _hex, "dirfd": decode.dirfd, "fd": _s32,
+    "mode": decode.octal, "flags": _flags32, "flags64": _flags64, "int": _s32, "long": _s64,
+    "uint": _uint32, "ulong": str, "id": decode.ugid,
+}
 
 
 def _arg_formatter(call: str, arg: syscalls.Arg) -> Callable[[int], str]:
     special = decode.BY_ARG.get((call, arg.name))
     if special:
         return lru_cache(maxsize=256)(special)  # flag words repeat: decode each once
-    kind = arg.kind
-    if kind in ("ptr", "str"):
-        return _hex
-    if kind == "dirfd":
-        return decode.dirfd
-    if kind == "fd":
-        return lambda v: str(decode.s32(v))
-    if kind == "mode":
-        return decode.octal
-    if kind == "flags":
-        return hex
-    if kind == "uint":
-        return _hex if arg.name in ("addr", "start", "brk", "new_addr") else _uint(arg.ctype)
-    return _int(arg.ctype)
+    return _BY_KIND.get(arg.kind, _hex)
 
 
 @cache
@@ -116,30 +121,31 @@ def _call_formatter(slot: int) -> tuple[str, tuple, int]:
     """(name, per-argument (kind, formatter) pairs, index of the mode arg printed only with O_CREAT or -1)."""
     call = syscalls.BY_SLOT.get(slot)
     if call is None:
-        return syscalls.name_of(slot), tuple(("uint", _hex) for _ in range(6)), -1
+        return syscalls.name_of(slot), tuple(("ulong", _hex) for _ in range(6)), -1
     fmts = tuple((a.kind, _arg_formatter(call.name, a)) for a in call.args)
     return call.name, fmts, decode.MODE_NEEDS_CREAT.get(call.name, -1)
 
 
 def format_args(raw: tuple) -> str:
     name, fmts, creat_mode = _call_formatter(raw[NR])
-    paths = paths_of(raw)
+    paths = path_args(raw) if raw[PATHS] else (None, None)
     flags = raw[FLAGS]
     out = []
     path_i = 0
     for i, (kind, fmt) in enumerate(fmts):
         v = raw[ARG0 + i]
         if kind == "path":
-            if path_i < len(paths):
-                text = quote(paths[path_i])
-                if flags & _uapi.SAGA_EVF_PATH_TRUNC and path_i == len(paths) - 1 \
-                        and len(paths[path_i].encode("utf-8", "surrogateescape")) >= _uapi.SAGA_PATH_MAX - 1:
+            path = paths[path_i] if path_i < 2 else None
+            if path is not None:
+                text = quote(path)
+                if flags & _uapi.SAGA_EVF_PATH_TRUNC \
+                        and len(path.encode("utf-8", "surrogateescape")) >= _uapi.SAGA_PATH_MAX - 1:
                     text += "..."
                 out.append(text)
             else:
                 out.append(_hex(v))
             path_i += 1
-        elif i == creat_mode and not raw[ARG0 + i - 1] & (decode.O_CREAT | decode.O_TMPFILE):
+        elif i == creat_mode and not decode.open_takes_mode(raw[ARG0 + i - 1]):
             continue
         else:
             out.append(fmt(v))
@@ -152,8 +158,11 @@ def format_ret(raw: tuple) -> str:
     ret = raw[RET]
     if -4096 < ret < 0:
         return f"{ret} {decode.errno_name(-ret)}"
-    if _call_formatter(raw[NR])[0] in decode.RETURNS_ADDRESS:
+    name = _call_formatter(raw[NR])[0]
+    if name in decode.RETURNS_ADDRESS:
         return hex(ret & 0xFFFFFFFFFFFFFFFF)
+    if name in decode.RETURNS_MODE:
+        return decode.octal_ret(ret)
     return str(ret)
 
 
@@ -210,10 +219,29 @@ def to_json(raw: tuple) -> dict:
         "time": iso_time(raw[TS]), "ts_ns": raw[TS], "cpu": raw[CPU], "pid": raw[PID], "tid": raw[TID],
         "ppid": raw[PPID], "uid": raw[UID], "gid": raw[GID], "comm": comm_str(raw[COMM]),
         "syscall": _call_formatter(raw[NR])[0], "nr": raw[NR], "orig_nr": raw[ORIG_NR],
-        "args": list(raw[ARG0:ARG0 + 6]), "args_text": format_args(raw), "paths": list(paths_of(raw)),
+        "args": list(raw[ARG0:ARG0 + 6]), "args_text": format_args(raw), "paths": json_paths(raw),
         "ret": ret, "errno": decode.errno_name(-ret) if -4096 < ret < 0 else None,
         "duration_ns": raw[DURATION], "flags": flag_names(raw[FLAGS]),
     }
+
+
+def json_bytes(s: str) -> str | dict[str, str]:
+    """A string from a record as JSON: itself when it is UTF-8, else {"hex": its bytes in hex} (lossless)."""
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:  # bytes that are not UTF-8, held as surrogates (surrogateescape)
+        return {"hex": s.encode("utf-8", "surrogateescape").hex()}
+    return s
+
+
+def json_paths(raw: tuple) -> list:
+    """One entry per path argument of the call, in order: the path (json_bytes) or None when not captured."""
+    call = syscalls.BY_SLOT.get(raw[NR])
+    n = len(call.path_args) if call else 0
+    if not n:
+        return []
+    got = path_args(raw) if raw[PATHS] else (None, None)
+    return [None if p is None else json_bytes(p) for p in got[:n]]
 
 
 def lines(raws: list[tuple]) -> str:

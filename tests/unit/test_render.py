@@ -49,7 +49,7 @@ def test_truncated_path_is_marked_and_odd_characters_stay_on_one_line():
 def test_two_paths_and_address_returns():
     line = render.line(one(nr=syscalls.BY_NAME["renameat2"].slot, args=(0xFFFFFF9C, 1, 0xFFFFFF9C, 2, 0),
                            paths=("/a", "/b")))
-    assert 'renameat2(AT_FDCWD, "/a", AT_FDCWD, "/b", 0x0)' in line
+    assert 'renameat2(AT_FDCWD, "/a", AT_FDCWD, "/b", 0)' in line
     line = render.line(one(nr=syscalls.BY_NAME["mmap"].slot, ret=0x7F0000001000, args=(0, 4096, 3, 0x22, 2**64 - 1, 0)))
     assert "mmap(NULL, 4096, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x7f0000001000" in line
 
@@ -65,3 +65,72 @@ def test_bytes_that_are_not_utf8_are_escaped_so_the_line_is_valid_text():
     from saga.render import quote
     assert quote("/tmp/\udcff\udcfe-x") == '"/tmp/\\xff\\xfe-x"'
     assert quote("a\\b\udcff") == '"a\\\\b\\xff"'
+
+
+def nr(name):
+    return syscalls.BY_NAME[name].slot
+
+
+def args_text(name, *args, **fields):
+    return render.format_args(one(nr=nr(name), args=args, **fields))
+
+
+def test_openat_prints_the_mode_only_with_o_creat_or_all_of_o_tmpfile():
+    # O_DIRECTORY is one of O_TMPFILE's bits: it alone does not make openat read the mode
+    directory = 0o2000000 | 0o200000 | 0o4000
+    assert args_text("openat", 0xFFFFFF9C, 1, directory, 0, paths=("/tmp",)) == \
+        'AT_FDCWD, "/tmp", O_RDONLY|O_NONBLOCK|O_DIRECTORY|O_CLOEXEC'
+    assert args_text("openat", 0xFFFFFF9C, 1, 0o20200002, 0o600, paths=("/tmp",)) == \
+        'AT_FDCWD, "/tmp", O_RDWR|O_TMPFILE, 0600'
+    assert args_text("open", 1, 0o101, 0, paths=("/x",)) == '"/x", O_WRONLY|O_CREAT, 000'
+
+
+def test_pointers_handles_and_offsets_keep_their_64_bits():
+    assert args_text("capget", 0x7FFD9B8A1230, 0) == "0x7ffd9b8a1230, NULL"
+    assert args_text("capset", 0x7FFD9B8A1230, 0x7FFD9B8A1240) == "0x7ffd9b8a1230, 0x7ffd9b8a1240"
+    assert args_text("io_destroy", 0x7F5A12340000) == "0x7f5a12340000"
+    assert args_text("pread64", 3, 0x7F00, 10, 5 << 32) == f"3, 0x7f00, 10, {5 << 32}"
+    assert args_text("lseek", 3, 2**64 - 10, 1).startswith("3, -10, ")
+
+
+def test_every_argument_type_of_the_table_is_known_to_the_generator():
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[2] / "tools/gen_syscalls.py"
+    spec = importlib.util.spec_from_file_location("gen_syscalls", path)
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    assert gen.arg_kind("capget", "header", "cap_user_header_t") == "ptr"
+    assert gen.arg_kind("io_submit", "ctx_id", "aio_context_t") == "addr"
+    with pytest.raises(SystemExit, match="new_handle_t"):
+        gen.arg_kind("x", "h", "new_handle_t")
+    kinds = {a.kind for s in syscalls.BY_SLOT.values() for a in s.args}
+    assert kinds <= set(render._BY_KIND)
+
+
+def test_umask_in_octal_like_strace():
+    assert render.line(one(nr=nr("umask"), args=(0o27,), ret=0o22)).endswith("umask(027) = 022 <0ns>")
+    assert args_text("umask", 0) == "000"
+
+
+def test_minus_one_ids_are_minus_one():
+    assert args_text("setresuid", 2**32 - 1, 1000, 2**32 - 1) == "-1, 1000, -1"
+    assert args_text("fchown", 3, 2**32 - 1, 0) == "3, -1, 0"
+    assert args_text("setgid", 4294967294) == "4294967294"
+
+
+def test_json_paths_are_valid_utf8_and_lossless():
+    obj = render.to_json(one(nr=nr("renameat2"), args=(0xFFFFFF9C, 1, 0xFFFFFF9C, 2, 0),
+                             paths=("/tmp/\udcff\udcfe-x", "/tmp/ok")))
+    text = json.dumps(obj, ensure_ascii=False).encode("utf-8")  # raises on a lone surrogate
+    back = json.loads(text)["paths"]
+    assert back == [{"hex": b"/tmp/\xff\xfe-x".hex()}, "/tmp/ok"]
+    assert bytes.fromhex(back[0]["hex"]) == b"/tmp/\xff\xfe-x"
+    assert render.to_json(one(nr=nr("getppid")))["paths"] == []
+
+
+def test_an_empty_first_path_does_not_shift_the_second_into_its_place():
+    # rename("", "/tmp/x"): the first path has length 0, the second is captured
+    raw = one(nr=nr("rename"), args=(0x7FFC0010, 0x7FFC0020), paths=("", "/tmp/x"))
+    assert render.format_args(raw) == '0x7ffc0010, "/tmp/x"'
+    assert render.to_json(raw)["paths"] == [None, "/tmp/x"]
