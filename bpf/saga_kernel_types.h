@@ -31,11 +31,30 @@ struct thread_info {
 	__u32 status;		/* TS_COMPAT while an ia32 syscall runs */
 };
 
+/* The executable's identity (exe= rules): mm->exe_file->f_inode's i_ino and i_sb->s_dev. */
+struct super_block {
+	__u32 s_dev;		/* dev_t, the kernel's encoding (major << 20 | minor) */
+};
+
+struct inode {
+	unsigned long i_ino;
+	struct super_block *i_sb;
+};
+
+struct file {
+	struct inode *f_inode;
+};
+
+struct mm_struct {
+	struct file *exe_file;
+};
+
 struct task_struct {
 	struct thread_info thread_info;
 	unsigned int flags;	/* PF_* */
 	int tgid;
 	struct task_struct *real_parent;
+	struct mm_struct *mm;
 };
 
 #pragma clang attribute pop

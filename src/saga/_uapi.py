@@ -26,6 +26,43 @@ class Layout(NamedTuple):
     def names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.fields)
 
+    def field(self, name: str) -> Field:
+        return next(f for f in self.fields if f.name == name)
+
+    def offset(self, name: str) -> int:
+        return self.field(name).offset
+
+    def positions(self) -> dict[str, int]:
+        """Where each member starts in the unpacked tuple (an array of numbers takes one item each);
+        the key "" is one past the last."""
+        out, pos = {}, 0
+        for f in self.fields:
+            out[f.name] = pos
+            pos += 1 if f.code.endswith("s") else f.count
+        out[""] = pos
+        return out
+
+    def unpack(self, buf, offset: int = 0) -> dict:
+        """The members by name (arrays of numbers as tuples)."""
+        values = struct.unpack_from(self.fmt, buf, offset)
+        out, i = {}, 0
+        for f in self.fields:
+            n = 1 if f.code.endswith("s") else f.count
+            out[f.name] = values[i] if n == 1 else values[i:i + n]
+            i += n
+        return out
+
+    def pack(self, **values) -> bytearray:
+        """The struct from members by name; missing ones are zero."""
+        flat: list = []
+        for f in self.fields:
+            if f.code.endswith("s") or f.count == 1:
+                flat.append(values.get(f.name, b"" if f.code.endswith("s") else 0))
+            else:
+                v = list(values.get(f.name, ()))[:f.count]
+                flat.extend(v + [0] * (f.count - len(v)))
+        return bytearray(struct.pack(self.fmt, *flat))
+
 
 # Constants
 
@@ -79,6 +116,7 @@ SAGA_MATCH_EXE = 16
 SAGA_MATCH_TREE = 32
 SAGA_MATCH_ALL = 63
 SAGA_MATCH_PROCESS = 23
+SAGA_TREE_MARKS = 4
 SAGA_IOC_MAGIC = 213
 SAGA_IOC_GET_INFO = 0x8058d500
 SAGA_IOC_RULE_LIST = 0xc018d501

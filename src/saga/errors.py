@@ -37,6 +37,14 @@ class RuleError(UsageError):
     """A rule that does not parse or cannot be applied."""
 
 
+class RuleRefused(RuleError):
+    """A driver refused a rule list (EINVAL, EEXIST, ENOSPC: docs/kernel-abi.md); the errno is kept."""
+
+    def __init__(self, message: str, *, errno: int):
+        super().__init__(message)
+        self.errno = errno
+
+
 class DriverUnavailable(SagaError):
     exit_code = EX_UNAVAILABLE
 

@@ -35,7 +35,8 @@ from saga.events import (
 
 _EVF_NAMES = ((_uapi.SAGA_EVF_COMPAT, "ia32"), (_uapi.SAGA_EVF_PATH_TRUNC, "path-truncated"),
               (_uapi.SAGA_EVF_PATH_FAULT, "path-fault"), (_uapi.SAGA_EVF_NO_ENTER, "no-enter"),
-              (_uapi.SAGA_EVF_NORETURN, "noreturn"))
+              (_uapi.SAGA_EVF_NORETURN, "noreturn"), (_uapi.SAGA_EVF_AUX_TRUNC, "aux-truncated"),
+              (_uapi.SAGA_EVF_AUX_FAULT, "aux-fault"))
 _ESCAPES = {ord("\\"): "\\\\", ord('"'): '\\"', ord("\n"): "\\n", ord("\t"): "\\t", ord("\r"): "\\r"}
 
 
@@ -203,7 +204,7 @@ def flag_names(flags: int) -> list[str]:
 
 def line(raw: tuple) -> str:
     """One event as one line (no trailing newline)."""
-    flags = raw[FLAGS]
+    flags = raw[FLAGS] & ~_uapi.SAGA_EVF_AUX_MASK  # the aux kind is not a flag
     name = _call_formatter(raw[NR])[0]
     text = (f"{iso_time(raw[TS])} cpu={raw[CPU]} pid={raw[PID]} tid={raw[TID]} uid={raw[UID]} "
             f"comm={comm_token(raw[COMM])} {name}({format_args(raw)}) = {format_ret(raw)} <{format_duration(raw)}>")

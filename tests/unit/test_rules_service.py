@@ -102,7 +102,7 @@ def test_locked_rules_refuse_changes_before_touching_the_database(svc):
 
 def test_sync_installs_the_stored_rules(svc):
     svc.add(rules.parse("ignore open*"))
-    svc.driver.clear_rules()
+    svc.driver.replace_rules([])
     assert not in_step(svc)
     assert svc.sync() is True and in_step(svc)
     assert svc.sync() is False

@@ -6,6 +6,7 @@ from functools import cached_property
 
 from saga import _uapi, syscalls
 from saga.errors import RuleError
+from saga.rules import exe as exe_id
 
 ACTIONS = {"log": _uapi.SAGA_ACT_LOG, "count": _uapi.SAGA_ACT_COUNT, "ignore": _uapi.SAGA_ACT_IGNORE}
 ACTION_NAMES = {v: k for k, v in ACTIONS.items()}
@@ -50,7 +51,7 @@ def expand(token: str) -> frozenset[int]:
 
 @dataclass(frozen=True)
 class Rule:
-    """ACTION SYSCALLS [pid=N] [uid=N] [comm=NAME] [errors] [key=K], with an id once stored."""
+    """ACTION SYSCALLS [pid=N] [uid=N] [comm=NAME] [exe=PATH] [errors] [tree] [key=K], with an id once stored."""
 
     action: str
     syscalls: tuple[str, ...]
@@ -60,6 +61,8 @@ class Rule:
     errors: bool = False
     key: str | None = None
     id: int | None = None
+    exe: str | None = None   # an absolute path, or @MAJOR:MINOR:INODE as drivers list it (rules/exe.py)
+    tree: bool = False       # the process fields also match descendants forked while the rule is in force
 
     def __post_init__(self) -> None:
         if self.action not in ACTIONS:
@@ -73,6 +76,10 @@ class Rule:
             raise RuleError(f"comm must be 1 to {COMM_MAX} bytes (the kernel keeps {COMM_MAX} of a task name)")
         if self.key is not None and not 0 < len(self.key.encode()) <= KEY_MAX:
             raise RuleError(f"key must be 1 to {KEY_MAX} bytes")
+        if self.exe is not None:
+            exe_id.check(self.exe)
+        if self.tree and self.pid is None and self.uid is None and self.comm is None and self.exe is None:
+            raise RuleError("tree needs a process to start from: pid=, uid=, comm= or exe=")
         self.slots  # noqa: B018 - validates every syscall token now, not at apply time
 
     @cached_property
@@ -114,10 +121,21 @@ def tokens_for_slots(slots: frozenset[int]) -> tuple[str, ...]:
     return tuple(syscalls.name_of(s) for s in sorted(slots))
 
 
+def _same_exe(a: str | None, b: str | None) -> bool:
+    if a == b or a is None or b is None:
+        return a == b
+    try:
+        return exe_id.identity(a) == exe_id.identity(b)
+    except RuleError:  # a program that is gone: not the rule a driver holds
+        return False
+
+
 def same_rule(a: Rule, b: Rule) -> bool:
-    """The same rule with the same id, however its syscall set is written (`open*` or a name list)."""
+    """The same rule with the same id, however its syscall set is written (`open*` or a name list)
+    and its exe= (a path or the identity a driver lists)."""
     return (a.id == b.id and a.action == b.action and a.slots == b.slots and a.pid == b.pid and a.uid == b.uid
-            and a.comm == b.comm and a.errors == b.errors and a.key == b.key)
+            and a.comm == b.comm and a.errors == b.errors and a.key == b.key and a.tree == b.tree
+            and _same_exe(a.exe, b.exe))
 
 
 def same_rules(a: list[Rule], b: list[Rule]) -> bool:

@@ -150,6 +150,8 @@ struct saga_info {
 #define SAGA_MATCH_ALL		0x3fU
 /* The fields that describe a process (the roots of a TREE rule). */
 #define SAGA_MATCH_PROCESS	(SAGA_MATCH_PID | SAGA_MATCH_UID | SAGA_MATCH_COMM | SAGA_MATCH_EXE)
+/* TREE rules a task can be marked for (more are counted in saga_stats.tree_drops). */
+#define SAGA_TREE_MARKS		4
 
 /*
  * A rule.  The syscall set is a bitmap over slots.  Rules are kept in an
