@@ -15,7 +15,7 @@ KERNEL_PKGS="linux-image-amd64 linux-headers-amd64 linux-image-rt-amd64 linux-he
              linux-image-6.12-amd64 linux-headers-6.12-amd64"
 
 declare -A APT=(
-  [base]="gcc make pkg-config libfuse3-dev fuse3 kmod git"
+  [base]="gcc make pkg-config libfuse3-dev fuse3 kmod git shellcheck"
   [bpf]="clang llvm bpftool libbpf1 libbpf-dev linux-libc-dev"
   [vm]="qemu-system-x86 $KERNEL_PKGS"
   [pkg]="debhelper dh-dkms dkms dh-virtualenv debootstrap fakeroot dpkg-dev build-essential python3-venv python3-dev systemd"
@@ -51,7 +51,7 @@ apt_install() {
 
 venv() {
   local stamp=.venv/.saga-stamp want
-  want=$(cat pyproject.toml | sha256sum | cut -c1-16)
+  want=$(sha256sum < pyproject.toml | cut -c1-16)
   if [ -x .venv/bin/python ] && [ "$(cat $stamp 2>/dev/null)" = "$want" ]; then return 0; fi
   echo "deps: building .venv"
   [ -x .venv/bin/python ] || python3 -m venv .venv

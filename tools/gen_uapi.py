@@ -165,7 +165,7 @@ def render(header_text: str, facts: list[list[str]], header_name: str, title: st
              "", "Do not edit: run `make uapi` after changing the header.", '"""',
              "from __future__ import annotations", "", "import struct", "from typing import NamedTuple", "", "",
              "class Field(NamedTuple):", "    name: str", "    offset: int", "    size: int",
-             "    count: int", "    code: str", "", "",
+             "    elems: int", "    code: str", "", "",
              "class Layout(NamedTuple):", "    name: str", "    size: int", "    fmt: str",
              "    fields: tuple[Field, ...]", "", "    @property",
              "    def names(self) -> tuple[str, ...]:", "        return tuple(f.name for f in self.fields)",
@@ -180,7 +180,7 @@ def render(header_text: str, facts: list[list[str]], header_name: str, title: st
     lines += ["", "# Struct layouts", ""]
     for sname, mems in members.items():
         fmt, pos = "<", 0
-        for _mname, off, size, _count, code in sorted(mems, key=lambda m: m[1]):
+        for _mname, off, size, _elems, code in sorted(mems, key=lambda m: m[1]):
             if off > pos:
                 fmt += f"{off - pos}x"
             fmt += code

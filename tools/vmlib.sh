@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by tools/vmtest and bench/kmod/run (source it; bash).
 # Builds saga.ko and the C workloads on the host, and boots one kernel with
 # virtme-ng (TCG: no KVM here) to run a script inside.

@@ -12,7 +12,7 @@ class Field(NamedTuple):
     name: str
     offset: int
     size: int
-    count: int
+    elems: int
     code: str
 
 

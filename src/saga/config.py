@@ -15,7 +15,7 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
-from saga.errors import ConfigError
+from saga.errors import ConfigError, from_oserror
 
 DEFAULT_PATH = "/etc/saga/saga.toml"
 DEFAULT_DB = "sqlite:////var/lib/saga/saga.db"
@@ -111,7 +111,7 @@ def _closest(word: str, choices) -> str:
 
 
 def _value(where: str, f: dataclasses.Field, value: Any) -> Any:
-    want = _PY_TYPES[f.type]
+    want = _PY_TYPES[str(f.type)]       # a string: this module's annotations are not evaluated
     if want is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not isinstance(value, want) or (want is int and isinstance(value, bool)):
@@ -153,10 +153,12 @@ def load(path: str | None = None) -> Config:
         if explicit:
             raise ConfigError(f"{path}: no such configuration file") from None
         return Config()
-    except PermissionError:
-        raise ConfigError(f"{path}: permission denied") from None
     except IsADirectoryError:
         raise ConfigError(f"{path}: is a directory, not a configuration file") from None
+    except OSError as exc:
+        raise from_oserror(exc, f"reading {path}", ConfigError) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     return from_dict(data, path)

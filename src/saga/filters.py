@@ -76,7 +76,7 @@ class EventFilter:
               comm: str | None = None, errors: bool = False, since: str | None = None, until: str | None = None,
               host: str | None = None, now_ns: int | None = None) -> EventFilter:
         """From command-line values; bad values raise UsageError/RuleError (exit 64)."""
-        slots = None
+        slots: frozenset[int] | None = None
         if syscall:
             slots = frozenset()
             for token in (t.strip() for t in syscall.split(",")):

@@ -8,7 +8,7 @@ import pytest
 from saga import _uapi
 from saga.drivers.ebpf import layout as L
 from saga.drivers.ebpf.ruleset import RuleSet
-from saga.errors import RuleRefused
+from saga.errors import RuleError
 from saga.rules import parse
 
 LOG, COUNT, IGNORE = _uapi.SAGA_ACT_LOG, _uapi.SAGA_ACT_COUNT, _uapi.SAGA_ACT_IGNORE
@@ -69,7 +69,7 @@ def test_round_trip_keeps_order_ids_and_fields():
 @pytest.mark.parametrize("ids, code", [([4, 4], errno.EEXIST), ([0], errno.EINVAL), ([None], errno.EINVAL),
                                        ([5, 1 << 32], errno.EINVAL)])
 def test_ids_are_the_callers_nonzero_and_unique(ids, code):
-    with pytest.raises(RuleRefused) as e:
+    with pytest.raises(RuleError) as e:
         RuleSet((), LOG).replace([parse("count read").with_id(i) for i in ids])
     assert e.value.errno == code
 

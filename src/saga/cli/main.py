@@ -12,7 +12,8 @@ import logging
 import os
 import sys
 import traceback
-from typing import Annotated
+from collections.abc import Sequence
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
@@ -20,7 +21,7 @@ from typer.core import TyperGroup
 try:                      # typer >= 0.2x vendors click
     from typer import _click as click
 except ImportError:       # older typer uses the click package
-    import click
+    import click  # type: ignore[no-redef, import-not-found, unused-ignore]  # not installed with a new typer
 
 from saga import __version__
 from saga.cli import daemon as daemon_cmd
@@ -41,12 +42,13 @@ _NoArgsIsHelp = getattr(click.exceptions, "NoArgsIsHelpError", ())
 class SagaGroup(TyperGroup):
     """The root command: maps every failure to one stderr line and an exit code."""
 
-    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, windows_expand_args: bool = True, **extra: Any) -> Any:
         global _debug
         _debug = False
         try:
             rv = super().main(args=args, prog_name="saga", complete_var=complete_var,
-                              standalone_mode=False, **extra)
+                              standalone_mode=False, windows_expand_args=windows_expand_args, **extra)
             code = rv if isinstance(rv, int) else 0
         except _NoArgsIsHelp as exc:
             typer.echo(exc.format_message())   # `saga`, `saga rules`: the help is the answer

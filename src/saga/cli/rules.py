@@ -17,7 +17,7 @@ import typer
 from saga import rules as grammar
 from saga.cli.context import Env
 from saga.cli.output import json_out, note, out, warn
-from saga.errors import EX_IOERR, RuleError, SagaError, UsageError
+from saga.errors import RuleError, UsageError, WriteFailed, from_oserror
 from saga.render import iso_time
 from saga.rules.grammar import parse_uid
 from saga.rules.model import Rule, same_rule, same_rules
@@ -30,7 +30,7 @@ app = typer.Typer(no_args_is_help=True, help="Rules: what is counted and logged 
 Offline = Annotated[bool, typer.Option("--offline", help="Change only the stored rules (no driver needed)")]
 
 
-class Action(str, enum.Enum):
+class Action(enum.Enum):
     log = "log"
     count = "count"
     ignore = "ignore"
@@ -73,7 +73,7 @@ def _read_rules_file(path: str) -> list[Rule]:
             with open(path, encoding="utf-8") as f:
                 text = f.read()
     except OSError as exc:
-        raise UsageError(f"{path}: {exc.strerror}") from None
+        raise from_oserror(exc, f"reading {path}", UsageError) from None
     except UnicodeDecodeError:
         raise RuleError(f"{path}: not a text file") from None
     return grammar.parse_lines(text, "<stdin>" if path == "-" else path)
@@ -132,10 +132,12 @@ def rm(ctx: typer.Context,
                                                help="Remove every rule with this key")] = None,
        offline: Offline = False) -> None:
     """Remove a rule by id, or every rule with a key."""
-    if (rule_id is None) == (key is None):
+    if rule_id is not None and key is None:
+        removed = [_service(ctx, offline).remove(rule_id)]
+    elif key is not None and rule_id is None:
+        removed = _service(ctx, offline).remove_key(key)
+    else:
         raise UsageError("give a rule ID or --key K (saga rules list shows both)")
-    svc = _service(ctx, offline)
-    removed = [svc.remove(rule_id)] if rule_id is not None else svc.remove_key(key)
     for r in removed:
         out(f"removed {grammar.format(r, with_id=True)}")
 
@@ -198,5 +200,5 @@ def save(ctx: typer.Context,
             os.unlink(tmp)
         except OSError:
             pass
-        raise SagaError(f"{path}: {exc.strerror}", exit_code=EX_IOERR) from None
+        raise from_oserror(exc, f"writing {path}", WriteFailed, hint="run as root, or save elsewhere") from None
     out(f"saved {len(rules)} rule{'s' if len(rules) != 1 else ''} to {path}")

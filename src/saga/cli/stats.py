@@ -4,7 +4,7 @@ from __future__ import annotations
 import enum
 import sys
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -26,7 +26,7 @@ def rows(st: Stats, sort: Sort, top: int | None, prev: Stats | None = None, dt: 
     """One dict per syscall with counts (and rates against `prev` over dt seconds)."""
     out_rows = []
     for slot, (calls, errors) in st.per_slot.items():
-        row = {"name": syscalls.name_of(slot), "nr": slot, "calls": calls, "errors": errors}
+        row: dict[str, Any] = {"name": syscalls.name_of(slot), "nr": slot, "calls": calls, "errors": errors}
         if prev is not None and dt > 0:
             pc, pe = prev.per_slot.get(slot, (0, 0))
             row["calls_per_s"] = round(max(calls - pc, 0) / dt, 1)
@@ -61,7 +61,7 @@ def render_table(st: Stats, sort: Sort, top: int | None, prev: Stats | None = No
         lines.append(line)
     pct = f"{100 * st.errors / st.calls:.1f}" if st.calls else "-"
     total = ["total", "", st.calls, st.errors, pct]
-    if live:
+    if live and prev is not None:
         total += [f"{max(st.calls - prev.calls, 0) / dt:.1f}", f"{max(st.errors - prev.errors, 0) / dt:.1f}"]
     shown = f"top {len(body)} of {len(st.per_slot)}" if top and len(st.per_slot) > len(body) else \
         f"{len(st.per_slot)} syscalls"

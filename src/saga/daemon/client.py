@@ -4,12 +4,11 @@ Plain blocking sockets: the CLI does not run an event loop.
 """
 from __future__ import annotations
 
-import errno
 import json
 import socket
 from collections.abc import Iterator
 
-from saga.errors import PermissionDenied, SagaError
+from saga.errors import EX_TEMPFAIL, OSFailure, SagaError, from_oserror
 
 CONNECT_TIMEOUT = 5.0
 
@@ -31,15 +30,9 @@ class DaemonClient:
         except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError):
             sock.close()
             raise NotRunning(self.path) from None
-        except PermissionError:
-            sock.close()
-            raise PermissionDenied(f"cannot talk to the daemon at {self.path}: permission denied (run as root)") \
-                from None
         except OSError as exc:
             sock.close()
-            if exc.errno in (errno.ECONNREFUSED, errno.ENOENT):
-                raise NotRunning(self.path) from None
-            raise SagaError(f"cannot talk to the daemon at {self.path}: {exc.strerror}") from None
+            raise from_oserror(exc, f"cannot talk to the daemon at {self.path}", OSFailure) from None
         sock.settimeout(self.timeout)
         return sock
 
@@ -55,9 +48,9 @@ class DaemonClient:
                         raise SagaError(f"daemon: {msg['error']}", exit_code=msg.get("exit_code", 70))
                     yield msg
         except TimeoutError:
-            raise SagaError(f"the daemon at {self.path} did not answer in time") from None
-        except (ConnectionResetError, BrokenPipeError):
-            raise SagaError(f"the daemon at {self.path} closed the connection") from None
+            raise SagaError(f"the daemon at {self.path} did not answer in time", exit_code=EX_TEMPFAIL) from None
+        except (ConnectionResetError, BrokenPipeError) as exc:
+            raise from_oserror(exc, f"the daemon at {self.path} closed the connection", OSFailure) from None
         finally:
             sock.close()
 

@@ -27,7 +27,7 @@ import trio
 
 from saga import render
 from saga.daemon.state import DaemonState
-from saga.errors import EX_CONFIG, SagaError, UsageError
+from saga.errors import ConfigError, SagaError, UsageError, from_oserror
 from saga.filters import EventFilter
 
 log = logging.getLogger("saga.daemon.control")
@@ -83,8 +83,8 @@ class ControlServer:
             await sock.bind(self.path)
         except OSError as exc:
             sock.close()
-            raise SagaError(f"cannot create the control socket {self.path}: {exc.strerror or exc} "
-                            "(daemon.run_dir)", exit_code=EX_CONFIG) from None
+            raise from_oserror(exc, f"cannot create the control socket {self.path} (daemon.run_dir)",
+                               ConfigError) from None
         finally:
             os.umask(old_umask)
         sock.listen(64)

@@ -36,10 +36,11 @@ from saga.errors import (
     EX_TEMPFAIL,
     DriverError,
     DriverUnavailable,
-    PermissionDenied,
+    OSFailure,
     RulesLocked,
     SagaError,
     StoreError,
+    from_oserror,
 )
 from saga.rules.service import RulesService
 from saga.store import Store
@@ -107,8 +108,8 @@ def sd_notify(message: str) -> None:
 
 def _first_error(group: BaseExceptionGroup) -> BaseException:
     """The error to report from a group of task errors: a SagaError if there is one."""
-    errors = []
-    stack = [group]
+    errors: list[BaseException] = []
+    stack: list[BaseException] = [group]
     while stack:
         exc = stack.pop()
         if isinstance(exc, BaseExceptionGroup):
@@ -131,10 +132,7 @@ class PidFile:
             os.makedirs(self.run_dir, mode=0o755, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
-            if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-                raise PermissionDenied(f"cannot create {self.path}: {exc.strerror} (run the daemon as root)") \
-                    from None
-            raise SagaError(f"cannot create {self.path}: {exc.strerror}") from None
+            raise from_oserror(exc, f"cannot create {self.path}", OSFailure, hint="run the daemon as root") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -151,7 +149,8 @@ class PidFile:
             os.unlink(self.path)
         except FileNotFoundError:
             pass
-        os.close(self.fd)
+        if self.fd is not None:
+            os.close(self.fd)
 
 
 class Daemon:
@@ -218,9 +217,10 @@ class Daemon:
             log.warning("the driver's rules are locked and differ from the stored ones: they stay as they are "
                         "until the driver is unloaded")
             return False
+        driver = rules.require_driver()
         if changed:
-            log.info("installed the %d stored rules in the %s driver", len(rules.stored()), rules.driver.name)
-        if self.config.rules.lock and not rules.driver.info().locked:
+            log.info("installed the %d stored rules in the %s driver", len(rules.stored()), driver.name)
+        if self.config.rules.lock and not driver.info().locked:
             rules.lock()
         return changed
 
@@ -266,23 +266,30 @@ class Daemon:
 
     def stop(self) -> None:
         """Ask a running daemon to stop, from any thread (as SIGTERM does)."""
-        if self._token is not None:
+        if self._token is not None and self._stop is not None:
             try:
                 trio.from_thread.run_sync(self._stop.set, trio_token=self._token)
             except trio.RunFinishedError:
                 pass
 
     # -- the event loop ------------------------------------------------------------------
+    @property
+    def _open_state(self) -> DaemonState:
+        """The state of a daemon that open() set up (everything below runs after it)."""
+        if self.state is None:
+            raise RuntimeError("the daemon is not open")
+        return self.state
+
     async def _serve(self, signals: bool) -> None:
-        state = self.state
+        state = self._open_state
         self._token = trio.lowlevel.current_trio_token()
-        self._stop = trio.Event()
+        self._stop = stop = trio.Event()
         async with trio.open_nursery() as nursery:
             if signals:
-                await nursery.start(self._signals)
+                await nursery.start(self._signals, stop)
             control = ControlServer(state, self.config.daemon.socket_path, self.reload)
             await nursery.start(control.serve)
-            nursery.start_soon(self._drain, self._stop)
+            nursery.start_soon(self._drain, stop)
             nursery.start_soon(self._render_idle)
             if self.serve_fs is not None:
                 await self._mount(nursery)
@@ -291,7 +298,7 @@ class Daemon:
                      info.nr_rules, self.config.daemon.socket_path)
             sd_notify("READY=1")
             self.ready.set()
-            await self._stop.wait()
+            await stop.wait()
             nursery.cancel_scope.cancel()
         c = state.counters
         log.info("stopped draining after %d events", c.drained_events)
@@ -299,16 +306,16 @@ class Daemon:
     async def _mount(self, nursery: trio.Nursery) -> None:
         """Mount sagafs; a mount point from the configuration that cannot be mounted is logged, not fatal."""
         try:
-            await nursery.start(self.serve_fs, self.state, self.mount)
+            await nursery.start(self.serve_fs, self._open_state, self.mount)
         except DriverUnavailable as exc:
             if self.opts.mount:
                 raise
             log.error("%s: running without sagafs", exc)
             return
-        self.state.mountpoint = self.mount
+        self._open_state.mountpoint = self.mount
         log.info("sagafs mounted at %s", self.mount)
 
-    async def _signals(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    async def _signals(self, stop: trio.Event, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as received:
             task_status.started()
             async for signum in received:
@@ -316,11 +323,11 @@ class Daemon:
                     await self.reload()
                 else:
                     log.info("stopping (%s)", signal.Signals(signum).name)
-                    self._stop.set()
+                    stop.set()
 
     async def _drain(self, stop: trio.Event) -> None:
         """Read records whenever the driver's descriptor polls readable; never blocks on the archive."""
-        state = self.state
+        state = self._open_state
         driver = state.driver
         fd = driver.fileno()
         size = self.config.daemon.batch_bytes
@@ -358,7 +365,7 @@ class Daemon:
 
         Only when every other task is waiting, a few ms at a time: draining and answering readers come
         first, and a daemon that cannot render as fast as events arrive leaves the rest to readers."""
-        window = self.state.window
+        window = self._open_state.window
         while True:
             await trio.sleep(0.2)
             while True:
@@ -368,7 +375,7 @@ class Daemon:
 
     async def reload(self) -> None:
         """SIGHUP: reread the configuration, apply what can change live, reinstall the stored rules."""
-        state = self.state
+        state = self._open_state
         sd_notify("RELOADING=1")
         if self.opts.reload_config:
             try:
@@ -398,14 +405,15 @@ class Daemon:
                                            ("sagafs.group", old.sagafs.group, new.sagafs.group)) if a != b]
         if restart:
             log.warning("reload: %s changed: takes effect when the daemon restarts", ", ".join(restart))
-        archiver = self.state.archiver
+        state = self._open_state
+        archiver = state.archiver
         if archiver is not None:
             archiver.retention = self._retention(new)
-            archiver.enricher = self.state.enricher if new.daemon.enrich else None
+            archiver.enricher = state.enricher if new.daemon.enrich else None
             archiver.max_queued = new.daemon.archive_queue
         # Keep what needs a restart as it runs; take the rest.
         self.config = replace(new, store=replace(new.store, url=old.store.url, host=old.store.host),
                               daemon=replace(new.daemon, driver=old.daemon.driver, run_dir=old.daemon.run_dir,
                                              window_events=old.daemon.window_events, archive=old.daemon.archive),
                               sagafs=old.sagafs)
-        self.state.config = self.config
+        state.config = self.config

@@ -102,9 +102,9 @@ class Chunk:
 
     def index(self) -> tuple[dict[int, array], dict[int, array]]:
         """Positions of the chunk's events by syscall slot and by pid, in order (extended as it grows)."""
-        if self._by_slot is None:
-            self._by_slot, self._by_pid = {}, {}
         by_slot, by_pid = self._by_slot, self._by_pid
+        if by_slot is None or by_pid is None:
+            by_slot, by_pid = self._by_slot, self._by_pid = {}, {}
         raws = self.raws
         for i in range(self._indexed, len(raws)):
             raw = raws[i]
@@ -136,7 +136,7 @@ class Chunk:
 class Snapshot:
     """A frozen, byte-addressable view of rendered events (one open file)."""
 
-    def __init__(self, pieces: list[Text], first_seq: int, next_seq: int) -> None:
+    def __init__(self, pieces: Sequence[Text], first_seq: int, next_seq: int) -> None:
         self.pieces = pieces
         self.starts = []
         pos = 0
@@ -188,14 +188,17 @@ class EventWindow:
     # -- ingest ------------------------------------------------------------
     def append(self, raws: Iterable[tuple]) -> None:
         tail = self.chunks[-1]
+        pending = tail.raws
+        assert isinstance(pending, list), "the newest chunk is never sealed"
         for raw in raws:
-            if len(tail.raws) >= self.chunk_events:
+            if len(pending) >= self.chunk_events:
                 # Sealed: a tuple of (untracked) tuples, which the garbage collector then leaves alone;
                 # a million events in lists would cost every full collection ~100 ms of traversal.
-                tail.raws = tuple(tail.raws)
+                tail.raws = tuple(pending)
                 tail = Chunk(self.next_seq)
                 self.chunks.append(tail)
-            tail.raws.append(raw)
+                pending = tail.raws = []
+            pending.append(raw)
             self.next_seq += 1
         self._evict()
 
@@ -317,7 +320,7 @@ class EventWindow:
         lost = 0
         if seq < self.first_seq:
             lost, seq = self.first_seq - seq, self.first_seq
-        out: list[bytes] = []
+        out: list[Text] = []
         room = max_bytes
         chunks = self.chunks
         i = len(chunks) - 1

@@ -9,12 +9,13 @@ records (tests and demos).  Every method raises only SagaError subclasses
 from __future__ import annotations
 
 import errno as errnos
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 from saga import _uapi
-from saga.errors import DriverError, PermissionDenied, RuleRefused, RulesLocked, SagaError
+from saga.errors import DriverError, PermissionDenied, RuleError, RulesLocked, SagaError
 from saga.rules.model import Rule
 
 
@@ -105,9 +106,9 @@ def refusal(code: int, what: str) -> SagaError:
     if code == errnos.EPERM:
         return PermissionDenied(f"{what}: needs CAP_SYS_ADMIN (run as root)")
     if code == errnos.EEXIST:
-        return RuleRefused(f"{what}: two rules have the same id", errno=code)
+        return RuleError(f"{what}: two rules have the same id", errno=code)
     if code == errnos.ENOSPC:
-        return RuleRefused(f"{what}: too many rules (at most {_uapi.SAGA_MAX_RULES})", errno=code)
+        return RuleError(f"{what}: too many rules (at most {_uapi.SAGA_MAX_RULES})", errno=code)
     if code == errnos.EINVAL:
-        return RuleRefused(f"{what}: the driver refused a rule (invalid argument)", errno=code)
-    return DriverError(f"{what}: {errnos.errorcode.get(code, code)}", errno=code)
+        return RuleError(f"{what}: the driver refused a rule (invalid argument)", errno=code)
+    return DriverError(f"{what}: {os.strerror(code)}", errno=code)

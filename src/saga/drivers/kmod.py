@@ -93,7 +93,7 @@ class KmodDriver(Driver):
         except FileNotFoundError:
             raise DriverUnavailable(why_unavailable()) from None
         except OSError as exc:
-            raise DriverUnavailable(f"cannot open {device}: {os.strerror(exc.errno)}") from None
+            raise from_oserror(exc, f"cannot open {device}", DriverUnavailable) from None
         drv = cls(fd)
         try:
             info = drv.info()

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import saga
 from saga import _uapi, events, syscalls
 from saga.drivers.base import Driver, DriverInfo, Stats, refusal
-from saga.errors import DriverError, DriverUnavailable
+from saga.errors import DriverError, DriverUnavailable, from_oserror
 from saga.rules import exe as exe_id
 from saga.rules.abi import check_list, pack_rule, unpack_rule
 from saga.rules.model import ACTION_NAMES, ACTIONS, Rule
@@ -122,7 +122,7 @@ class ReplayDriver(Driver):
             with open(path, "rb") as f:
                 data = f.read()
         except OSError as exc:
-            raise DriverUnavailable(f"replay recording {path}: {exc.strerror}") from None
+            raise from_oserror(exc, f"reading the replay recording {path}", DriverUnavailable) from None
         if data[:2] == b"\x1f\x8b":
             try:
                 data = gzip.decompress(data)

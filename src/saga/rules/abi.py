@@ -7,7 +7,7 @@ from __future__ import annotations
 import errno
 
 from saga import _uapi
-from saga.errors import RuleRefused
+from saga.errors import RuleError
 from saga.rules import exe as exe_id
 from saga.rules.model import ACTION_NAMES, ACTIONS, Rule, slots_from_bitmap, tokens_for_slots
 
@@ -50,14 +50,14 @@ def unpack_rule(buf, offset: int = 0) -> Rule:
 
 
 def check_list(rules: list[Rule]) -> None:
-    """What RULE_REPLACE refuses (ENOSPC, EINVAL, EEXIST, in that order), as RuleRefused."""
+    """What RULE_REPLACE refuses (ENOSPC, EINVAL, EEXIST, in that order), as RuleError."""
     if len(rules) > _uapi.SAGA_MAX_RULES:
-        raise RuleRefused(f"too many rules: at most {_uapi.SAGA_MAX_RULES}", errno=errno.ENOSPC)
+        raise RuleError(f"too many rules: at most {_uapi.SAGA_MAX_RULES}", errno=errno.ENOSPC)
     seen: set[int] = set()
     for r in rules:
         if not r.id or not 0 < r.id <= 0xFFFFFFFF:
-            raise RuleRefused(f"rule id {r.id} is not a nonzero 32-bit number (ids come from the store)",
+            raise RuleError(f"rule id {r.id} is not a nonzero 32-bit number (ids come from the store)",
                               errno=errno.EINVAL)
         if r.id in seen:
-            raise RuleRefused(f"rule id {r.id} appears twice", errno=errno.EEXIST)
+            raise RuleError(f"rule id {r.id} appears twice", errno=errno.EEXIST)
         seen.add(r.id)

@@ -37,7 +37,7 @@ class RulesService:
     # -- reading -------------------------------------------------------------
     def stored(self) -> list[Rule]:
         with translate("reading the stored rules"), self.store.session() as s:
-            hid = stored_rules.host_id(s, self.host, create=False)
+            hid = stored_rules.find_host_id(s, self.host)
             return [] if hid is None else stored_rules.load(s, hid)
 
     def in_force(self) -> list[Rule]:
@@ -98,11 +98,11 @@ class RulesService:
 
     def lock(self) -> None:
         """Make the driver's rules immutable until it is unloaded (not stored: see config rules.lock)."""
-        self._require_driver().lock_rules()
+        self.require_driver().lock_rules()
 
     def sync(self) -> bool:
         """Install the stored rules in the driver; returns True when the driver had others."""
-        driver = self._require_driver()
+        driver = self.require_driver()
         wanted = self.stored()
         if same_rules(driver.list_rules(), wanted):
             return False
@@ -110,7 +110,7 @@ class RulesService:
         return True
 
     # -- the one change path -------------------------------------------------
-    def _require_driver(self) -> Driver:
+    def require_driver(self) -> Driver:
         if self.driver is None:
             raise UsageError("this needs the capture driver, and none is open")
         return self.driver
@@ -146,6 +146,6 @@ class RulesService:
 
     def _restore(self, before: list[Rule]) -> None:
         try:
-            self.driver.replace_rules(before)
+            self.require_driver().replace_rules(before)
         except Exception as exc:  # the commit error is the one to report; this one is logged
             log.error("could not restore the driver's rules after a failed commit: %s", exc)

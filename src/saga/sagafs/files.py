@@ -137,6 +137,7 @@ async def proc_stats(fs, pid: int) -> bytes:
             f"exe: {info.exe if info is not None and info.exe else '-'}",
             f"cmdline: {_command(info, comm)}",
             f"events: {len(raws)}", f"errors: {sum(errors.values())}"]
-    rows = sorted(([syscalls.name_of(s), n, errors[s]] for s, n in calls.items()), key=lambda r: (-r[1], r[0]))
+    by_count = sorted(calls.items(), key=lambda sn: (-sn[1], syscalls.name_of(sn[0])))
+    rows = [[syscalls.name_of(s), n, errors[s]] for s, n in by_count]
     body = table(["SYSCALL", "CALLS", "ERRORS"], rows) if rows else ""
     return _text("\n".join(head) + "\n\n" + body + "\n" if body else "\n".join(head) + "\n")

@@ -28,7 +28,7 @@ import pyfuse3
 import trio
 
 from saga.daemon.state import DaemonState
-from saga.errors import EX_TEMPFAIL, ConfigError, DriverUnavailable, SagaError
+from saga.errors import EX_TEMPFAIL, ConfigError, DriverUnavailable, SagaError, from_oserror
 from saga.sagafs.ops import MAX_PIPE_READERS, SagaFS
 
 log = logging.getLogger("saga.sagafs")
@@ -114,10 +114,12 @@ def prepare(path: str) -> None:
         try:
             os.makedirs(path, mode=0o755, exist_ok=True)
         except OSError as exc:
-            raise DriverUnavailable(f"cannot create the sagafs mount point {path}: {exc.strerror}") from None
+            raise from_oserror(exc, f"cannot create the sagafs mount point {path}", DriverUnavailable,
+                               denied=DriverUnavailable) from None
         return
     except OSError as exc:
-        raise DriverUnavailable(f"cannot use {path} as the sagafs mount point: {exc.strerror}") from None
+        raise from_oserror(exc, f"cannot use {path} as the sagafs mount point", DriverUnavailable,
+                           denied=DriverUnavailable) from None
     if not stat.S_ISDIR(st.st_mode):
         raise ConfigError(f"the sagafs mount point {path} is not a directory")
 

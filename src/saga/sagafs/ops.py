@@ -1,7 +1,7 @@
 """The pyfuse3 operations: one generic implementation over the table (table.py, tree.py).
 
 House rules: handlers raise only pyfuse3.FUSEError (a SagaError becomes
-its errno, anything else is logged and becomes EIO); nothing blocks the
+its `errno`, saga.errors; anything else is logged and becomes EIO); nothing blocks the
 trio thread (the rules service and /proc lookups run in worker threads).
 
 Files are served with direct_io and without the page cache: every read
@@ -36,7 +36,7 @@ from saga.daemon.state import DaemonState
 from saga.daemon.window import Snapshot
 from saga.errors import SagaError
 from saga.sagafs.pipe import Pipe
-from saga.sagafs.rulesfile import ErrorLog, errno_of
+from saga.sagafs.rulesfile import ErrorLog
 from saga.sagafs.tree import Node, Tree
 from saga.sagafs.views import Views
 
@@ -59,7 +59,7 @@ def _handler(fn):
             raise
         except SagaError as exc:
             log.warning("%s: %s", fn.__name__, exc)
-            raise pyfuse3.FUSEError(errno_of(exc)) from None
+            raise pyfuse3.FUSEError(exc.errno) from None
         except Exception:
             log.exception("sagafs: %s failed", fn.__name__)
             raise pyfuse3.FUSEError(errno.EIO) from None
@@ -114,13 +114,14 @@ class SagaFS(pyfuse3.Operations):
         a.st_uid = 0
         a.st_gid = self.gid
         a.entry_timeout = self.tree.entry_timeout(node)
-        if node.is_dir:
+        file = node.file
+        if file is None:                                   # a directory
             a.st_mode = stat.S_IFDIR | (0o555 & self.mask)
             a.st_nlink = 2
             a.attr_timeout = DIR_ATTR_TIMEOUT
             now = self._born_ns
         else:
-            a.st_mode = stat.S_IFREG | (node.file.mode & self.mask)
+            a.st_mode = stat.S_IFREG | (file.mode & self.mask)
             a.st_nlink = 1
             a.st_size = size
             a.st_blocks = (size + 511) // 512
@@ -131,12 +132,14 @@ class SagaFS(pyfuse3.Operations):
         return a
 
     async def _size(self, node: Node, tid: int) -> int:
-        if node.is_dir or isinstance(node.file.read, type):
+        file = node.file
+        if file is None or isinstance(file.read, type):
             return 0                                       # directories, and streams (pipe)
         pinned = self.pins.get((node.inode, tid))
-        if pinned:
-            return pinned[-1].content.size
-        return _as_snapshot(await node.file.read(self, node.value)).size
+        content = pinned[-1].content if pinned else None   # only handles with content are pinned
+        if content is not None:
+            return content.size
+        return _as_snapshot(await file.read(self, node.value)).size
 
     @_handler
     async def getattr(self, inode, ctx=None):
@@ -159,9 +162,10 @@ class SagaFS(pyfuse3.Operations):
         # `echo ... > rules` truncates before it writes: on a writable file, truncating is writing nothing.
         only_size = fields.update_size and not (fields.update_mode or fields.update_uid or fields.update_gid
                                                  or fields.update_atime or fields.update_mtime)
-        if node.is_dir or node.file.write is None or not only_size or ctx.uid != 0:
+        write = node.file.write if node.file is not None else None
+        if write is None or not only_size or ctx.uid != 0:
             raise pyfuse3.FUSEError(errno.EPERM)
-        await node.file.write(self, node.value, b"")
+        await write(self, node.value, b"")
         return self._attrs(node, await self._size(node, ctx.pid))
 
     @_handler
@@ -200,14 +204,14 @@ class SagaFS(pyfuse3.Operations):
     @_handler
     async def open(self, inode, flags, ctx):
         node = self._node(inode)
-        if node.is_dir:
-            raise pyfuse3.FUSEError(errno.EISDIR)
         f = node.file
+        if f is None:
+            raise pyfuse3.FUSEError(errno.EISDIR)
         access = flags & os.O_ACCMODE
         writing = access in (os.O_WRONLY, os.O_RDWR)
         if writing and (f.write is None or ctx.uid != 0):
             raise pyfuse3.FUSEError(errno.EACCES)
-        if writing and flags & os.O_TRUNC:                            # as in setattr: write nothing
+        if writing and flags & os.O_TRUNC and f.write is not None:    # as in setattr: write nothing
             await f.write(self, node.value, b"")
         fh = next(self._fh)
         if isinstance(f.read, type):                                  # a stream: pipe

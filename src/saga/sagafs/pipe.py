@@ -33,7 +33,7 @@ class Pipe:
         self.pending: memoryview = memoryview(b"")
         self.nonblock = bool(flags & os.O_NONBLOCK)
         self.tid = tid
-        self.poll_handle = None
+        self.poll_handle: pyfuse3.PollHandle | None = None
 
     def ready(self) -> bool:
         """Would a read return at once (data, or the end at unmount)?"""

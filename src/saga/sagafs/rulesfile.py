@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import pyfuse3
 import trio
 
-from saga.errors import DriverError, PermissionDenied, RulesLocked, SagaError, UsageError
+from saga.errors import SagaError, UsageError
 from saga.render import iso_time
 from saga.rules import grammar
 from saga.rules.model import Rule
@@ -34,8 +34,16 @@ MAX_WRITE = 64 * 1024
 ERROR_LOG_ENTRIES = 16
 
 
-class NoSuchRule(UsageError):
-    pass
+class CommandError(UsageError):
+    """A command of a write that fails; `line` is the command, for error_log."""
+
+    def __init__(self, message: str, line: str):
+        super().__init__(message)
+        self.line = line
+
+
+class NoSuchRule(CommandError):
+    errno = errno.ENOENT
 
 
 class ErrorLog:
@@ -64,7 +72,7 @@ class Command:
 
 
 def parse_commands(text: str) -> list[Command]:
-    """The commands of one write; UsageError (with the failing line in `.line`) on the first bad one."""
+    """The commands of one write; CommandError on the first bad one."""
     out = []
     for raw in text.splitlines():
         line = raw.strip()
@@ -73,8 +81,7 @@ def parse_commands(text: str) -> list[Command]:
         try:
             out.append(_command(line))
         except UsageError as exc:
-            exc.line = line
-            raise
+            raise CommandError(str(exc), line) from exc
     return out
 
 
@@ -100,9 +107,7 @@ def _apply(service, commands: list[Command]) -> None:
                 new.append(with_id(c.rule))
             elif c.op == "remove":
                 if not any(r.id == c.rule_id for r in new):
-                    err = NoSuchRule(f"no rule with id {c.rule_id}")
-                    err.line = c.line
-                    raise err
+                    raise NoSuchRule(f"no rule with id {c.rule_id}", c.line)
                 new = [r for r in new if r.id != c.rule_id]
             else:
                 new = []
@@ -111,24 +116,9 @@ def _apply(service, commands: list[Command]) -> None:
     service.edit(compute)
 
 
-def errno_of(exc: SagaError) -> int:
-    """The errno a write fails with for a rules service error."""
-    if isinstance(exc, NoSuchRule):
-        return errno.ENOENT
-    if isinstance(exc, RulesLocked):
-        return errno.EPERM
-    if isinstance(exc, PermissionDenied):
-        return errno.EACCES
-    if isinstance(exc, UsageError):
-        return errno.EINVAL
-    if isinstance(exc, DriverError) and exc.errno:
-        return exc.errno
-    return errno.EIO
-
-
 def _fail(fs, exc: SagaError, command: str) -> pyfuse3.FUSEError:
-    fs.errors.add("error", str(exc), getattr(exc, "line", command))
-    return pyfuse3.FUSEError(errno_of(exc))
+    fs.errors.add("error", str(exc), exc.line if isinstance(exc, CommandError) else command)
+    return pyfuse3.FUSEError(exc.errno)
 
 
 async def write_rules(fs, _key: int, data: bytes) -> None:

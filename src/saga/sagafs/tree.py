@@ -35,7 +35,7 @@ class Template:
     @property
     def owner_param(self) -> str | None:
         """The parameter whose value nodes of this template carry (theirs or an ancestor's)."""
-        t = self
+        t: Template | None = self
         while t is not None:
             if t.param is not None:
                 return t.param
@@ -107,7 +107,7 @@ class Tree:
             if t.name is not None:
                 if t.name == name:
                     return Node(t, parent.value)
-            else:
+            elif t.param is not None:
                 value = await self.params[t.param].parse(fs, name)
                 if value is not None:
                     return Node(t, value)
@@ -118,7 +118,7 @@ class Tree:
         for t in parent.template.children:
             if t.name is not None:
                 out.append((t.name, Node(t, parent.value)))
-            else:
+            elif t.param is not None:
                 out.extend((name, Node(t, value)) for name, value in await self.params[t.param].names(fs))
         return out
 
@@ -129,8 +129,8 @@ class Tree:
     def path(self, node: Node) -> str:
         """The node's path in the table's spelling (`procs/{pid}/log`), for messages."""
         parts = []
-        t = node.template
+        t: Template | None = node.template
         while t is not None and t.index != ROOT_INDEX:
-            parts.append(t.name if t.name is not None else "{" + t.param + "}")
+            parts.append(t.name if t.name is not None else f"{{{t.param}}}")
             t = t.parent
         return "/".join(reversed(parts))

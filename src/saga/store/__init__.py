@@ -36,7 +36,7 @@ class Store:
         """
         parsed = _engine.normalize_url(url)
         text = _engine.describe(parsed)
-        if not create and parsed.get_backend_name() == "sqlite" and not os.path.exists(parsed.database):
+        if not create and parsed.get_backend_name() == "sqlite" and not os.path.exists(parsed.database or ""):
             raise StoreError(f"no archive at {parsed.database} yet (the daemon creates it; --db selects another)")
         with translate(f"cannot open the database {text}"):
             eng = _engine.create(parsed)

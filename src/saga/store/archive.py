@@ -17,6 +17,7 @@ from operator import itemgetter
 
 from sqlalchemy import Connection, Engine, delete, func, select
 
+from saga.errors import StoreError
 from saga.events import COMM, NR, PID, RET, SIZE, TS, UID
 from saga.store.engine import translate
 from saga.store.models import MAX_BATCH_EVENTS, PG_ID_SHIFT, EventBatch, EventRow
@@ -96,12 +97,14 @@ def write_batch(conn: Connection, host_id: int, reads: list[Read], exe_of: Mappi
         return 0
     sql = sql or statements(conn.dialect.name, host_id)
     batch = chain.from_iterable(map(rows, raws_all))
-    cursor = conn.connection.dbapi_connection.cursor()
+    dbapi = conn.connection.dbapi_connection
+    if dbapi is None:
+        raise StoreError("the database connection was closed")
+    cursor = dbapi.cursor()
     try:
         if conn.dialect.name == "postgresql":
             # Hosts COPY at the same time: a batch's ids come from its own id, not a shared sequence.
-            cursor.execute("SELECT nextval(pg_get_serial_sequence('event_batches', 'id'))")
-            batch_id = cursor.fetchone()[0]
+            batch_id = cursor.execute("SELECT nextval(pg_get_serial_sequence('event_batches', 'id'))").fetchone()[0]
             first = batch_id << PG_ID_SHIFT
             with cursor.copy(sql["copy"]) as copy:
                 for i, row in enumerate(batch, first):
@@ -115,7 +118,7 @@ def write_batch(conn: Connection, host_id: int, reads: list[Read], exe_of: Mappi
                 for _ in range(left // size):
                     cursor.execute(sql[size], tuple(flat(islice(batch, size))))
                 left %= size
-            cursor.executemany(sql[1], batch)
+            cursor.executemany(sql[1], list(batch))
             first = cursor.execute("SELECT last_insert_rowid()").fetchone()[0] - n + 1
     finally:
         cursor.close()

@@ -15,7 +15,7 @@ import sqlalchemy.exc
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 
-from saga.errors import PermissionDenied, SagaError, StoreError
+from saga.errors import SagaError, StoreError, from_oserror
 
 # Seconds a writer waits for another writer's lock before giving up.
 BUSY_TIMEOUT = 30.0
@@ -52,6 +52,8 @@ def create(url: URL) -> Engine:
 
 def _sqlite_engine(url: URL) -> Engine:
     path = url.database
+    if not path:                     # normalize_url refuses these; an Engine for one would be in memory
+        raise StoreError("a SQLite database needs a file (sqlite:////path/saga.db)")
     parent = os.path.dirname(path) or "."
     if not os.path.isdir(parent):
         try:
@@ -79,9 +81,7 @@ def _sqlite_engine(url: URL) -> Engine:
 
 
 def _os_error(exc: OSError, what: str) -> SagaError:
-    if exc.errno in (1, 13):
-        return PermissionDenied(f"{what}: permission denied (run as root, or pass --db)")
-    return StoreError(f"{what}: {exc.strerror or exc}")
+    return from_oserror(exc, what, StoreError, hint="run as root, or pass --db")
 
 
 def _reason(exc: sqlalchemy.exc.SQLAlchemyError) -> str:

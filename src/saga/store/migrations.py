@@ -5,7 +5,7 @@ transaction schema.ensure opened: a step that fails leaves nothing behind.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from sqlalchemy import BigInteger, Column, Connection, Integer, LargeBinary, MetaData, Table, Text, select, text
 
@@ -54,7 +54,7 @@ def _v1_to_v2(conn: Connection) -> None:
     conn.execute(text("DROP TABLE events_v1"))
 
 
-def _one_exe_per_pid(rows: list) -> Iterator[list]:
+def _one_exe_per_pid(rows: Sequence) -> Iterator[list]:
     """The rows, cut where a pid's executable changes (an exec, or one not known yet): a batch
     has one executable per pid, and version 1 had one per event."""
     run: list = []

@@ -9,14 +9,20 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from saga.errors import StoreError
 from saga.rules.model import Rule
 from saga.store.models import Host, RuleRow
 
 
-def host_id(session: Session, name: str, *, create: bool = True) -> int | None:
-    """The id of host `name`, created on first use (create=False: None when unknown)."""
-    found = session.execute(select(Host.id).where(Host.name == name)).scalar_one_or_none()
-    if found is not None or not create:
+def find_host_id(session: Session, name: str) -> int | None:
+    """The id of host `name`, None when it has none yet."""
+    return session.execute(select(Host.id).where(Host.name == name)).scalar_one_or_none()
+
+
+def host_id(session: Session, name: str) -> int:
+    """The id of host `name`, created on first use."""
+    found = find_host_id(session, name)
+    if found is not None:
         return found
     # Two first uses at once (PostgreSQL: two daemons, or the CLI and a daemon): one insert wins.
     dialect = session.get_bind().dialect.name
@@ -25,9 +31,16 @@ def host_id(session: Session, name: str, *, create: bool = True) -> int | None:
     return session.execute(select(Host.id).where(Host.name == name)).scalar_one()
 
 
+def _host(session: Session, hid: int) -> Host:
+    host = session.get(Host, hid)
+    if host is None:
+        raise StoreError(f"host id {hid} is not in the database (removed while in use?)")
+    return host
+
+
 def take_rule_ids(session: Session, hid: int, n: int) -> list[int]:
     """n new rule ids for the host, never handed out before."""
-    host = session.get(Host, hid)
+    host = _host(session, hid)
     first = host.next_rule_id
     host.next_rule_id = first + n
     session.flush()
@@ -36,7 +49,7 @@ def take_rule_ids(session: Session, hid: int, n: int) -> list[int]:
 
 def note_rule_ids(session: Session, hid: int, ids) -> None:
     """Ids chosen elsewhere (a rule file with ids) are taken too."""
-    host = session.get(Host, hid)
+    host = _host(session, hid)
     top = max(ids, default=0)
     if top >= host.next_rule_id:
         host.next_rule_id = top + 1

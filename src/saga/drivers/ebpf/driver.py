@@ -279,8 +279,7 @@ class EbpfDriver(Driver):
             self._ring = None
         if getattr(self, "_cfg_map", None) is not None:
             self._cfg.release()
-            self._cfg_map.close()
-            self._cfg_map = None
+            self._cfg_map.close()      # once: close() returns early when the fds are gone
         self._close_fds()
 
     def _close_fds(self) -> None:

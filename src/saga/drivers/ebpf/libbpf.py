@@ -12,9 +12,11 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import struct
 from collections import deque
 
 from saga.errors import DriverUnavailable
+from saga.syscalls import BY_NAME
 
 _c = ctypes
 _vp = _c.c_void_p
@@ -22,12 +24,18 @@ _vp = _c.c_void_p
 # linux/bpf.h
 BPF_ANY = 0
 BPF_MAP_TYPE_ARRAY = 2
+BPF_PERF_EVENT = 41  # enum bpf_attach_type
+# linux/perf_event.h
+PERF_TYPE_TRACEPOINT = 2
+PERF_ATTR_SIZE_VER5 = 112
+PERF_FLAG_FD_CLOEXEC = 1 << 3
 
 _PRINT_FN = _c.CFUNCTYPE(_c.c_int, _c.c_int, _c.c_char_p, _c.c_void_p)
 
 _lib = None
 _libc = _c.CDLL(None, use_errno=True)
 _libc.vsnprintf.argtypes = [_c.c_char_p, _c.c_size_t, _c.c_char_p, _c.c_void_p]
+_libc.syscall.restype = _c.c_long
 log: deque[str] = deque(maxlen=64)  # libbpf's recent messages, newest last
 
 
@@ -54,6 +62,9 @@ _SIGNATURES = {
     "bpf_map__fd": (_c.c_int, [_vp]),
     "bpf_map__pin": (_c.c_int, [_vp, _c.c_char_p]),
     "bpf_program__attach": (_vp, [_vp]),
+    "bpf_program__fd": (_c.c_int, [_vp]),
+    "bpf_program__section_name": (_c.c_char_p, [_vp]),
+    "bpf_link_create": (_c.c_int, [_c.c_int, _c.c_int, _c.c_int, _vp]),
     "bpf_link__pin": (_c.c_int, [_vp, _c.c_char_p]),
     "bpf_program__pin": (_c.c_int, [_vp, _c.c_char_p]),
     "bpf_raw_tracepoint_open": (_c.c_int, [_c.c_char_p, _c.c_int]),
@@ -149,13 +160,39 @@ def attach_pinned_prog(prog_path: str, link_path: str) -> None:
     """Attach a pinned tp_btf program and pin the new link (any process can do it)."""
     prog = obj_get(prog_path)
     try:
-        link = check(lib().bpf_raw_tracepoint_open(None, prog), f"attach {prog_path}")
-        try:
-            check(lib().bpf_obj_pin(link, link_path.encode()), f"pin {link_path}")
-        finally:
-            os.close(link)
+        _pin_and_close(check(lib().bpf_raw_tracepoint_open(None, prog), f"attach {prog_path}"), link_path)
     finally:
         os.close(prog)
+
+
+def _pin_and_close(link: int, link_path: str) -> None:
+    """Pin a new link (the pin then holds it) and close our descriptor of it."""
+    try:
+        check(lib().bpf_obj_pin(link, link_path.encode()), f"pin {link_path}")
+    finally:
+        os.close(link)
+
+
+def perf_link_pin(prog_fd: int, event_id: int, link_path: str) -> None:
+    """Attach a tracepoint program to trace event `event_id` through perf and pin the link.
+
+    The perf event counts on CPU 0 for every task (pid -1), as libbpf opens
+    it: a BPF program on a trace event runs on every CPU anyway.  The link
+    (BPF_PERF_EVENT, Linux 5.15+) holds the perf event, so once it is pinned
+    both descriptors here can be closed.
+    """
+    attr = (_c.c_char * PERF_ATTR_SIZE_VER5)()
+    struct.pack_into("<IIQQ", attr, 0, PERF_TYPE_TRACEPOINT, PERF_ATTR_SIZE_VER5, event_id, 1)
+    pfd = _libc.syscall(_c.c_long(BY_NAME["perf_event_open"].slot), attr, _c.c_long(-1), _c.c_long(0),
+                        _c.c_long(-1), _c.c_ulong(PERF_FLAG_FD_CLOEXEC))
+    if pfd < 0:
+        err = _c.get_errno()
+        raise OSError(err, f"perf_event_open (trace event {event_id}): {os.strerror(err)}")
+    try:
+        _pin_and_close(check(lib().bpf_link_create(prog_fd, pfd, BPF_PERF_EVENT, None), "attach to the perf event"),
+                       link_path)
+    finally:
+        os.close(pfd)
 
 
 def link_detach(fd: int) -> None:
@@ -174,7 +211,7 @@ class BpfObject:
     def __init__(self, path: str):
         self._lib = lib()
         log.clear()
-        self.ptr = check(self._lib.bpf_object__open_file(path.encode(), None), f"open {path}")
+        self.ptr: int | None = check(self._lib.bpf_object__open_file(path.encode(), None), f"open {path}")
 
     def map(self, name: str) -> int:
         m = self._lib.bpf_object__find_map_by_name(self.ptr, name.encode())
@@ -206,8 +243,14 @@ class BpfObject:
     def pin_prog(self, prog: str, path: str) -> None:
         check(self._lib.bpf_program__pin(self._prog(prog), path.encode()), f"pin program {prog}")
 
+    def section(self, prog: str) -> str:
+        return self._lib.bpf_program__section_name(self._prog(prog)).decode()
+
+    def prog_fd(self, prog: str) -> int:
+        return check(self._lib.bpf_program__fd(self._prog(prog)), f"program {prog}")
+
     def attach_and_pin(self, prog: str, path: str) -> None:
-        """Attach a program and pin its link, so it stays attached after we exit."""
+        """Attach a program (tp_btf) and pin its link, so it stays attached after we exit."""
         p = self._prog(prog)
         link = check(self._lib.bpf_program__attach(p), f"attach {prog}")
         try:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import saga
 from saga import _uapi
+from saga.drivers.ebpf import kernelfs, libbpf, publish
 from saga.drivers.ebpf import layout as L
-from saga.drivers.ebpf import libbpf, publish
 from saga.drivers.ebpf.ruleset import RuleSet
 from saga.drivers.ebpf.shared import Words
 from saga.errors import DriverError, DriverUnavailable, PermissionDenied, SagaError
@@ -26,7 +26,6 @@ DEFAULT_DIR = "/sys/fs/bpf/saga"
 DEFAULT_RING_BYTES = 32 << 20  # ~250k records: absorbs a reader that is off the CPU for a while
 OBJECT = Path(__file__).with_name("saga.bpf.o")
 MIN_KERNEL = (5, 17)  # bpf_loop; ring buffer, tp_btf and task storage are older
-BPF_FS_MAGIC = 0xCAFE4A11
 NOT_LOADED = "the eBPF driver is not loaded: start `saga daemon` or `make up`"
 MAP_PINS = {L.MAP_COUNTERS: L.MAP_COUNTERS, L.MAP_ACTIONS: L.MAP_ACTIONS, L.MAP_RULES: L.MAP_RULES,
             L.MAP_EVENTS: L.MAP_EVENTS, L.MAP_CONFIG: L.PIN_CONFIG}
@@ -62,52 +61,49 @@ def check_host(obj: Path | None = None) -> None:
     if not os.path.exists("/sys/kernel/btf/vmlinux"):
         raise DriverUnavailable("this kernel has no BTF (/sys/kernel/btf/vmlinux): the eBPF driver needs "
                                 "CONFIG_DEBUG_INFO_BTF=y; use the kernel module or a Debian kernel")
-    try:
-        lockdown = Path("/sys/kernel/security/lockdown").read_text()
-    except OSError:
-        lockdown = ""
-    if "[confidentiality]" in lockdown:
+    if kernelfs.lockdown() == "confidentiality":
         raise DriverUnavailable("kernel lockdown (confidentiality) forbids BPF tracing: boot with "
                                 "lockdown=integrity or use the signed kernel module")
+    _check_privileges()
     if obj is not None and not obj.exists():
         raise DriverUnavailable(f"the BPF object {obj} is missing: run `make build` (or reinstall saga)")
     libbpf.lib()
 
 
-def _ensure_bpffs(directory: str) -> None:
-    parent = os.path.dirname(directory.rstrip("/")) or "/"
-    if parent == "/sys/fs/bpf" and os.path.isdir(parent) and not _on_bpffs(parent):
-        # What systemd does at boot; some minimal systems skip it.
-        if os.system("mount -t bpf bpf /sys/fs/bpf") != 0:
-            raise DriverUnavailable("cannot mount the BPF filesystem: mount -t bpf bpf /sys/fs/bpf")
-    if not _on_bpffs(parent):
-        raise DriverUnavailable(f"{parent} is not a BPF filesystem, so {directory} cannot hold pins: "
-                                f"mount -t bpf bpf {parent} (or set SAGA_BPF_DIR under /sys/fs/bpf)")
+CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 21, 38, 39
+CONTAINER_FIX = ("in a container, give it CAP_BPF and CAP_PERFMON and let it call bpf() and perf_event_open() "
+                 "(systemd-nspawn --capability=CAP_BPF,CAP_PERFMON --system-call-filter='bpf perf_event_open'; "
+                 "docker --cap-add BPF --cap-add PERFMON with a seccomp profile that allows them)")
 
 
-def _on_bpffs(path: str) -> bool:
-    import ctypes
-
-    class Statfs(ctypes.Structure):
-        _fields_ = [("f_type", ctypes.c_long), ("rest", ctypes.c_byte * 112)]
-
-    buf = Statfs()
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.statfs(path.encode(), ctypes.byref(buf)) != 0:
-        return False
-    return buf.f_type & 0xFFFFFFFF == BPF_FS_MAGIC
+def _check_privileges() -> None:
+    """Root is not enough where capabilities were dropped or a seccomp filter refuses the calls (containers)."""
+    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+    caps = int(status.get("CapEff", "0").strip(), 16)
+    missing = [name for name, cap in (("CAP_BPF", CAP_BPF), ("CAP_PERFMON", CAP_PERFMON))
+               if not caps & (1 << cap | 1 << CAP_SYS_ADMIN)]
+    if missing:
+        raise DriverUnavailable(f"this process lacks {' and '.join(missing)}, which the eBPF driver needs "
+                                f"(a unit's CapabilityBoundingSet=, or a container): {CONTAINER_FIX}")
+    seccomp = status.get("Seccomp", "0").strip() == "2"
+    # Harmless probes: an unknown bpf() command is EINVAL, a NULL perf attribute EFAULT, when allowed.
+    for name, args in (("bpf", (0xFFFF, None, 0)), ("perf_event_open", (None, -1, 0, -1, 0))):
+        err = kernelfs.probe(name, *args)
+        if err in (errno.EPERM, errno.ENOSYS, errno.EACCES):
+            by = "a seccomp filter" if seccomp else "a security module or seccomp filter"
+            raise DriverUnavailable(f"{by} refuses the {name}() system call ({os.strerror(err)}) although this "
+                                    f"process has the capabilities: {CONTAINER_FIX}")
 
 
 def realtime_offset() -> int:
     """CLOCK_REALTIME - CLOCK_MONOTONIC in ns, from the tightest of a few bracketed samples."""
-    best = None
+    samples = []
     for _ in range(5):
         m0 = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
         r = time.clock_gettime_ns(time.CLOCK_REALTIME)
         m1 = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
-        if best is None or m1 - m0 < best[0]:
-            best = (m1 - m0, r - (m0 + m1) // 2)
-    return best[1]
+        samples.append((m1 - m0, r - (m0 + m1) // 2))
+    return min(samples)[1]
 
 
 # -- load and unload -----------------------------------------------------------
@@ -118,7 +114,7 @@ def load(directory: str, *, ring_bytes: int = DEFAULT_RING_BYTES, default_action
     if ring_bytes < 4096 or ring_bytes & (ring_bytes - 1):
         raise SagaError(f"ring size {ring_bytes} must be a power of two of at least 4096 bytes", exit_code=64)
     check_host(obj_path)
-    _ensure_bpffs(directory)
+    kernelfs.ensure_bpffs(directory)
     if any(os.path.exists(os.path.join(directory, p)) for p in ALL_PINS):
         unload(directory)  # leftovers of a load that did not finish
     obj = None
@@ -136,7 +132,7 @@ def load(directory: str, *, ring_bytes: int = DEFAULT_RING_BYTES, default_action
         obj.pin_prog(L.ENTER_PROG, os.path.join(directory, L.ENTER_PROG_PIN))
         _init(directory, obj, ring_bytes, default_action)
         for prog, link in L.PROGS:
-            obj.attach_and_pin(prog, os.path.join(directory, link))
+            _attach(obj, prog, os.path.join(directory, link))
     except OSError as exc:
         _undo(directory)
         raise _load_error(exc) from None
@@ -146,6 +142,28 @@ def load(directory: str, *, ring_bytes: int = DEFAULT_RING_BYTES, default_action
     finally:
         if obj is not None:
             obj.close()
+
+
+def _attach(obj: libbpf.BpfObject, prog: str, link_path: str) -> None:
+    """Attach one program and pin its link, by the kind its section names.
+
+    tp_btf programs attach to the tracepoint itself (no tracefs).  The one
+    `tracepoint/SYSTEM/EVENT` program (saga_sigreturn, on the syscall event
+    syscalls:sys_enter_rt_sigreturn) is attached through perf here rather
+    than by libbpf, which would look for the event's id in a mounted tracefs
+    only: kernelfs.event_id finds it whether or not tracefs is mounted.
+    Why that event and not fentry on the sigreturn function: its name and
+    its presence in BTF vary with the kernel build (here
+    __x64_sys_rt_sigreturn is folded into __do_sys_rt_sigreturn and only
+    the latter has BTF), while the syscall event exists on every kernel
+    built with CONFIG_FTRACE_SYSCALLS (all of Debian's) from 5.x to 7.x.
+    """
+    kind, _, target = obj.section(prog).partition("/")
+    if kind == "tracepoint":
+        system, _, event = target.partition("/")
+        libbpf.perf_link_pin(obj.prog_fd(prog), kernelfs.event_id(system, event), link_path)
+    else:
+        obj.attach_and_pin(prog, link_path)
 
 
 def _undo(directory: str) -> None:
@@ -213,4 +231,5 @@ def unload(directory: str | None = None) -> bool:
         found = True
         os.unlink(os.path.join(directory, name))
     os.rmdir(directory)
+    kernelfs.release_bpffs(directory)
     return found

@@ -79,7 +79,7 @@ class RingReader:
         if cons == prod:
             return b"", 0
         data, mask, lens = self._data, self.mask, self._lens
-        parts = []
+        parts: list[bytes | memoryview] = []
         append = parts.append
         total = records = 0
         while cons < prod:

@@ -82,6 +82,6 @@ class RuleSet:
         return cls(rules, head["default_action"], head["generation"])
 
     def replace(self, rules: list[Rule]) -> RuleSet:
-        """The set holding exactly `rules` (RuleRefused as RULE_REPLACE refuses; exe= resolved now)."""
+        """The set holding exactly `rules` (RuleError as RULE_REPLACE refuses; exe= resolved now)."""
         check_list(rules)
         return RuleSet(tuple(unpack_rule(pack_rule(r)) for r in rules), self.default_action, self.generation + 1)
