@@ -38,7 +38,7 @@ class Layout(NamedTuple):
         out, pos = {}, 0
         for f in self.fields:
             out[f.name] = pos
-            pos += 1 if f.code.endswith("s") else f.count
+            pos += 1 if f.code.endswith("s") else f.elems
         out[""] = pos
         return out
 
@@ -47,7 +47,7 @@ class Layout(NamedTuple):
         values = struct.unpack_from(self.fmt, buf, offset)
         out, i = {}, 0
         for f in self.fields:
-            n = 1 if f.code.endswith("s") else f.count
+            n = 1 if f.code.endswith("s") else f.elems
             out[f.name] = values[i] if n == 1 else values[i:i + n]
             i += n
         return out
@@ -56,11 +56,11 @@ class Layout(NamedTuple):
         """The struct from members by name; missing ones are zero."""
         flat: list = []
         for f in self.fields:
-            if f.code.endswith("s") or f.count == 1:
+            if f.code.endswith("s") or f.elems == 1:
                 flat.append(values.get(f.name, b"" if f.code.endswith("s") else 0))
             else:
-                v = list(values.get(f.name, ()))[:f.count]
-                flat.extend(v + [0] * (f.count - len(v)))
+                v = list(values.get(f.name, ()))[:f.elems]
+                flat.extend(v + [0] * (f.elems - len(v)))
         return bytearray(struct.pack(self.fmt, *flat))
 
 

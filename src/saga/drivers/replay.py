@@ -194,7 +194,7 @@ class ReplayDriver(Driver):
         marks = self._marks_of(raw) | {r.id for r in self._compiled if r.tree and r.process_matches(raw, exe)}
         if marks:
             self._marks[raw[events.RET]] = frozenset(marks)
-        if raw[events.PID] in self._exes:
+        if exe is not None:
             self._exes.setdefault(raw[events.RET], exe)  # a fork runs the same program
 
     def _call(self, record: bytes, raw: tuple) -> None:
