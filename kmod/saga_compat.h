@@ -16,9 +16,11 @@
 #endif
 
 /*
- * Syscall tracepoints became faultable (probes called with preemption
- * enabled) in 6.14; the probes here rely on preemption being disabled
- * around them (per-CPU rings, single producer per CPU).
+ * The probes' protected section (saga_probe.c says what it protects).
+ * Before 6.14 __DO_TRACE() calls probes with preemption disabled.  6.14
+ * made the syscall tracepoints faultable: __DECLARE_TRACE_SYSCALL() calls
+ * them preemptible under rcu_read_lock_trace() only, so the probes
+ * disable preemption themselves.
  */
 #if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 14, 0)
 #define SAGA_PROBE_ENTER()	preempt_disable_notrace()
