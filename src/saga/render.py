@@ -45,19 +45,27 @@ def quote(s: str) -> str:
     """A C-style quoted string; control characters escaped, so one event is one line."""
     if s.isprintable() and '"' not in s and "\\" not in s:
         return f'"{s}"'
-    s = s.translate(_ESCAPES)
-    if any(ord(c) < 32 or ord(c) == 127 or 0xDC80 <= ord(c) <= 0xDCFF for c in s):
-        s = "".join(_escape(c) for c in s)
-    return f'"{s}"'
+    return f'"{printable(s.translate(_ESCAPES))}"'
+
+
+def printable(s: str) -> str:
+    """`s` safe for a terminal and as one line: control characters (C0, DEL, C1) and bytes that are not
+    UTF-8 (decoded with surrogateescape) as \\xNN, line separators and bidi overrides (which reorder what
+    follows on screen) as \\uNNNN.  Text from outside that saga prints goes through it."""
+    return s if s.isprintable() else "".join(map(_escape, s))
+
+
+_SHOWN_AS_U = frozenset("\u2028\u2029\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 def _escape(c: str) -> str:
-    """Control characters, and bytes that are not UTF-8 (decoded with surrogateescape), as \\xNN."""
     o = ord(c)
-    if o < 32 or o == 127:
+    if o < 32 or 127 <= o < 160:
         return f"\\x{o:02x}"
     if 0xDC80 <= o <= 0xDCFF:
         return f"\\x{o - 0xDC00:02x}"
+    if c in _SHOWN_AS_U:
+        return f"\\u{o:04x}"
     return c
 
 

@@ -111,3 +111,28 @@ def test_rules_decide_what_the_log_shows(fs, raws, recording):
     fs.wait_drained(len(raws) + sum(1 for r in raws if r[NR] not in openat))
     assert "openat(" not in fs.text("log").splitlines()[-1]
     assert fs.text("syscalls/openat/count") == f"{sum(1 for r in raws if r[NR] in openat)}\n"
+
+
+def test_a_line_cut_across_writes_is_applied_whole(fs):
+    fd = os.open(fs.path("rules"), os.O_WRONLY)
+    try:
+        os.write(fd, b"log open")                   # not `log open`: the line has not ended
+        assert in_force(fs) == []
+        os.write(fd, b"at key='a#b' # a comment\ncount re")
+        assert in_force(fs) == ["1: log openat key='a#b'"]
+        os.write(fd, b"ad")
+    finally:
+        os.close(fd)                                # a last line without its newline: applied at close
+    assert in_force(fs) == stored(fs) == ["1: log openat key='a#b'", "2: count read"]
+    fd = os.open(fs.path("rules"), os.O_WRONLY)
+    os.write(fd, b"ignore opne")
+    with pytest.raises(OSError) as err:             # its error is close's
+        os.close(fd)
+    assert err.value.errno == errno.EINVAL and len(in_force(fs)) == 2
+
+
+def test_control_characters_are_refused_and_shown_escaped(fs):
+    assert write_fails(fs, "log read key=\x1b[2Jx\n") == errno.EINVAL
+    assert in_force(fs) == []
+    log = fs.text("error_log")
+    assert "\x1b" not in log and "key=\\x1b[2Jx" in log

@@ -8,7 +8,8 @@ from saga.errors import RuleError
 names = st.sampled_from(sorted(syscalls.NATIVE_NAMES))
 tokens = st.one_of(names, st.sampled_from(["all", "open*", "*stat*", "%file", "%network", "%process", "%memory",
                                            "%signal", "%ipc", "ia32:socketcall"]))
-text = st.text(st.characters(min_codepoint=33, max_codepoint=0x2FF, blacklist_characters="#"), min_size=1, max_size=8)
+text = st.text(st.characters(min_codepoint=33, max_codepoint=0x2FF, blacklist_categories=("Cc",)), min_size=1,
+               max_size=8)
 
 
 @st.composite

@@ -55,7 +55,7 @@ class SagaGroup(TyperGroup):
             code = 0
         except click.exceptions.UsageError as exc:
             path = exc.ctx.command_path if exc.ctx is not None else "saga"
-            typer.echo(f"{path}: {exc.format_message()}", err=True)
+            error(exc.format_message(), prog=path)
             code = EX_USAGE
         except typer.Abort:
             code = 130

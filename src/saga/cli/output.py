@@ -7,6 +7,8 @@ from collections.abc import Sequence
 
 import typer
 
+from saga.render import printable
+
 PROG = "saga"
 
 
@@ -14,17 +16,20 @@ def out(text: str = "") -> None:
     typer.echo(text)
 
 
+# Notes, warnings and errors are one line each, and may quote what a user or a process wrote: printable()
+# keeps a newline in it from starting a forged line and an escape sequence from reaching the terminal.
+
 def note(text: str) -> None:
     """Something the user should know that is not the result (stderr, so pipes stay clean)."""
-    typer.echo(f"{PROG}: {text}", err=True)
+    typer.echo(f"{PROG}: {printable(text)}", err=True)
 
 
 def warn(text: str) -> None:
-    typer.echo(f"{PROG}: warning: {text}", err=True)
+    typer.echo(f"{PROG}: warning: {printable(text)}", err=True)
 
 
-def error(text: str) -> None:
-    typer.echo(f"{PROG}: {text}", err=True)
+def error(text: str, prog: str = PROG) -> None:
+    typer.echo(f"{prog}: {printable(text)}", err=True)
 
 
 def json_out(obj) -> None:

@@ -35,8 +35,8 @@ from saga import _uapi, events, syscalls
 from saga.drivers.base import Driver, DriverInfo, Stats, refusal
 from saga.errors import DriverError, DriverUnavailable, from_oserror
 from saga.rules import exe as exe_id
-from saga.rules.abi import check_list, pack_rule, unpack_rule
-from saga.rules.model import ACTION_NAMES, ACTIONS, Rule
+from saga.rules.abi import pack_rule, unpack_rule
+from saga.rules.model import ACTION_NAMES, ACTIONS, Rule, check_list
 
 _ALL_FEATURES = (_uapi.SAGA_FEAT_PATHS | _uapi.SAGA_FEAT_DURATION | _uapi.SAGA_FEAT_COMPAT | _uapi.SAGA_FEAT_POLL
                  | _uapi.SAGA_FEAT_AUX | _uapi.SAGA_FEAT_CGROUP | _uapi.SAGA_FEAT_EXE | _uapi.SAGA_FEAT_TREE)
@@ -335,7 +335,7 @@ class ReplayDriver(Driver):
         with self._lock:
             if self._locked:
                 raise refusal(errno.EBUSY, "replacing the rules")
-            check_list(rules)
+            check_list(rules, installed=True)
             compiled = [_Compiled.of(r) for r in rules]
             self._rules = [unpack_rule(pack_rule(r)) for r in rules]
             self._compiled = compiled

@@ -1,13 +1,10 @@
 """Rules in their kernel form: `struct saga_rule` (linux/saga.h), as the
 kernel module's ioctls and the eBPF driver's rule maps both hold them,
-and the checks every driver makes on a rule list before installing it
-(the module makes the same ones in C: saga_rules.c)."""
+(saga.rules.model.check_list(installed=True) is what every driver checks
+a list for before installing it; the module checks the same in C)."""
 from __future__ import annotations
 
-import errno
-
 from saga import _uapi
-from saga.errors import RuleError
 from saga.rules import exe as exe_id
 from saga.rules.model import ACTION_NAMES, ACTIONS, Rule, slots_from_bitmap, tokens_for_slots
 
@@ -47,17 +44,3 @@ def unpack_rule(buf, offset: int = 0) -> Rule:
         exe=exe_id.format_identity(r["exe_dev"], r["exe_ino"]) if match & _uapi.SAGA_MATCH_EXE else None,
         tree=bool(match & _uapi.SAGA_MATCH_TREE),
     )
-
-
-def check_list(rules: list[Rule]) -> None:
-    """What RULE_REPLACE refuses (ENOSPC, EINVAL, EEXIST, in that order), as RuleError."""
-    if len(rules) > _uapi.SAGA_MAX_RULES:
-        raise RuleError(f"too many rules: at most {_uapi.SAGA_MAX_RULES}", errno=errno.ENOSPC)
-    seen: set[int] = set()
-    for r in rules:
-        if not r.id or not 0 < r.id <= 0xFFFFFFFF:
-            raise RuleError(f"rule id {r.id} is not a nonzero 32-bit number (ids come from the store)",
-                              errno=errno.EINVAL)
-        if r.id in seen:
-            raise RuleError(f"rule id {r.id} appears twice", errno=errno.EEXIST)
-        seen.add(r.id)

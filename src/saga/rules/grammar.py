@@ -11,7 +11,7 @@ import re
 import shlex
 
 from saga.errors import RuleError
-from saga.rules.model import Rule
+from saga.rules.model import Rule, check_list
 
 _ID_PREFIX = re.compile(r"^\s*(\d+):\s*")
 _SAFE = re.compile(r"^[A-Za-z0-9_.:@+/%-]+$")
@@ -58,19 +58,24 @@ def parse_uid(value: str) -> int:
         raise RuleError(f"uid={value}: no such user") from None
 
 
+def words(text: str) -> list[str]:
+    """The words of a line as a POSIX shell splits them; `#` outside quotes starts a comment."""
+    try:
+        return shlex.split(text, comments=True)
+    except ValueError as exc:
+        raise RuleError(f"cannot split rule: {exc}") from None
+
+
 def parse(text: str) -> Rule:
     """One rule; an optional `ID:` prefix (as /proc/saga/rules prints) sets its id."""
     rule_id = None
     m = _ID_PREFIX.match(text)
     if m:
         rule_id, text = int(m.group(1)), text[m.end():]
-    try:
-        words = shlex.split(text, comments=False)
-    except ValueError as exc:
-        raise RuleError(f"cannot split rule: {exc}") from None
-    if len(words) < 2:
+    parts = words(text)
+    if len(parts) < 2:
         raise RuleError("a rule is ACTION SYSCALLS [pid=N] [uid=N] [comm=NAME] [exe=PATH] [errors] [tree] [key=K]")
-    action, calls, fields = words[0], words[1], words[2:]
+    action, calls, fields = parts[0], parts[1], parts[2:]
     tokens = tuple(t for t in calls.split(",") if t)
     kw: dict = {}
     for field in fields:
@@ -91,14 +96,13 @@ def parse(text: str) -> Rule:
 
 
 def parse_lines(text: str, source: str = "<rules>") -> list[Rule]:
-    """A rule file: one rule a line, `#` comments, blank lines ignored."""
+    """A rule file: one rule a line, `#` comments, blank lines ignored; a list that can be installed."""
     rules = []
     for lineno, line in enumerate(text.splitlines(), 1):
-        line = line.split("#", 1)[0].strip()
-        if not line:
-            continue
         try:
-            rules.append(parse(line))
+            if words(line):
+                rules.append(parse(line))
         except RuleError as exc:
             raise RuleError(f"{source}:{lineno}: {exc}") from None
+    check_list(rules)
     return rules

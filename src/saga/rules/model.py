@@ -1,11 +1,14 @@
 """The rule model: what a rule says, independent of how it is written or applied."""
 from __future__ import annotations
 
+import errno
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
 
 from saga import _uapi, syscalls
 from saga.errors import RuleError
+from saga.render import printable
 from saga.rules import exe as exe_id
 
 ACTIONS = {"log": _uapi.SAGA_ACT_LOG, "count": _uapi.SAGA_ACT_COUNT, "ignore": _uapi.SAGA_ACT_IGNORE}
@@ -76,6 +79,11 @@ class Rule:
             raise RuleError(f"comm must be 1 to {COMM_MAX} bytes (the kernel keeps {COMM_MAX} of a task name)")
         if self.key is not None and not 0 < len(self.key.encode()) <= KEY_MAX:
             raise RuleError(f"key must be 1 to {KEY_MAX} bytes")
+        for name, text in (("comm", self.comm), ("key", self.key), ("exe", self.exe)):
+            # A newline would forge a line in every listing, an ESC reach the terminal as it is.
+            if text is not None and printable(text) != text:
+                raise RuleError(f"{name}={printable(text)}: control characters (newline, tab, escape ...) "
+                                "are not allowed")
         if self.exe is not None:
             exe_id.check(self.exe)
         if self.tree and self.pid is None and self.uid is None and self.comm is None and self.exe is None:
@@ -119,6 +127,24 @@ def tokens_for_slots(slots: frozenset[int]) -> tuple[str, ...]:
     if slots == ALL_SLOTS:
         return ("all",)
     return tuple(syscalls.name_of(s) for s in sorted(slots))
+
+
+def check_list(rules: Sequence[Rule], *, installed: bool = False) -> None:
+    """What a whole rule list must be to be installed: every driver holds SAGA_MAX_RULES, ids are unique.
+    `installed`: the list a driver is given, where every rule has its id, nonzero (the store's).  The errno
+    of each refusal is RULE_REPLACE's (docs/kernel-abi.md); the module checks the same, in this order."""
+    if len(rules) > _uapi.SAGA_MAX_RULES:
+        raise RuleError(f"{len(rules)} rules: a driver holds at most {_uapi.SAGA_MAX_RULES}", errno=errno.ENOSPC)
+    seen: set[int] = set()
+    for r in rules:
+        if r.id is None and not installed:
+            continue
+        if r.id is None or not 0 < r.id <= 0xFFFFFFFF:
+            raise RuleError(f"rule id {r.id} is not a nonzero 32-bit number (ids come from the store)",
+                            errno=errno.EINVAL)
+        if r.id in seen:
+            raise RuleError(f"rule id {r.id} appears twice", errno=errno.EEXIST)
+        seen.add(r.id)
 
 
 def _same_exe(a: str | None, b: str | None) -> bool:

@@ -17,8 +17,8 @@ import logging
 from collections.abc import Callable
 
 from saga.drivers.base import Driver
-from saga.errors import RuleError, RulesLocked, UsageError
-from saga.rules.model import Rule, same_rules
+from saga.errors import RulesLocked, UsageError
+from saga.rules.model import Rule, check_list, same_rules
 from saga.store import Store
 from saga.store import rules as stored_rules
 from saga.store.engine import translate
@@ -76,10 +76,9 @@ class RulesService:
 
     def replace(self, rules: list[Rule]) -> list[Rule]:
         """Make `rules` the whole list (rule files); ids given in the file are kept."""
-        given = [r.id for r in rules if r.id is not None]
-        if len(given) != len(set(given)):
-            raise RuleError("a rule id appears twice")
-        return self._change(lambda _old, ids: [ids(r) for r in rules], keep_ids=given)
+        check_list(rules)
+        return self._change(lambda _old, ids: [ids(r) for r in rules],
+                            keep_ids=[r.id for r in rules if r.id is not None])
 
     def clear(self) -> list[Rule]:
         removed: list[Rule] = []
@@ -131,6 +130,7 @@ class RulesService:
                 return rule if rule.id is not None else rule.with_id(stored_rules.take_rule_ids(s, hid, 1)[0])
 
             new = compute(old, with_id)
+            check_list(new)              # what no driver would take is not stored either (--offline)
             stored_rules.save(s, hid, new)
             if self.driver is None:
                 s.commit()

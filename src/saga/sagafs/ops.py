@@ -36,7 +36,7 @@ from saga.daemon.state import DaemonState
 from saga.daemon.window import Snapshot
 from saga.errors import SagaError
 from saga.sagafs.pipe import Pipe
-from saga.sagafs.rulesfile import ErrorLog
+from saga.sagafs.rulesfile import MAX_WRITE, ErrorLog
 from saga.sagafs.tree import Node, Tree
 from saga.sagafs.views import Views
 
@@ -44,6 +44,7 @@ log = logging.getLogger("saga.sagafs")
 
 BLKSIZE = 1 << 20
 MAX_PIPE_READERS = 64
+MAX_PARTIAL_LINE = MAX_WRITE  # a line still waiting for its end
 FILE_ATTR_TIMEOUT = 0.0      # sizes change with every event: always ask
 DIR_ATTR_TIMEOUT = 1.0
 
@@ -73,13 +74,15 @@ def _as_snapshot(content: bytes | Snapshot) -> Snapshot:
 
 
 class OpenFile:
-    """An open regular file: the snapshot it reads (None when opened write-only)."""
+    """An open regular file: the snapshot it reads (None when opened write-only), and the start of a line
+    written without its end (applied when the rest comes, or at close)."""
 
     def __init__(self, node: Node, content: Snapshot | None, writable: bool, pin: tuple[int, int]) -> None:
         self.node = node
         self.content = content
         self.writable = writable
         self.pin = pin
+        self.partial = b""
 
 
 class SagaFS(pyfuse3.Operations):
@@ -244,11 +247,34 @@ class SagaFS(pyfuse3.Operations):
 
     @_handler
     async def write(self, fh, off, buf):
+        """Whole lines go to the file's writer; a line cut across write(2) calls waits for its end, so
+        `printf 'log open'; printf 'at\\n'` on one descriptor is one rule, never `log open`."""
         h = self._handle(fh)
         if isinstance(h, Pipe) or not h.writable:
             raise pyfuse3.FUSEError(errno.EBADF)
-        await h.node.file.write(self, h.node.value, bytes(buf))
+        data = h.partial + bytes(buf)
+        cut = data.rfind(b"\n") + 1
+        if len(data) - cut > MAX_PARTIAL_LINE:
+            h.partial = b""
+            raise pyfuse3.FUSEError(errno.EINVAL)
+        h.partial = data[cut:]
+        if cut:
+            await self._write_lines(h, data[:cut])
         return len(buf)
+
+    @_handler
+    async def flush(self, fh):
+        """close(2): a last line without its newline is applied now; its error is close's."""
+        h = self.handles.get(fh)
+        if isinstance(h, OpenFile) and h.partial:
+            data, h.partial = h.partial, b""
+            await self._write_lines(h, data)
+
+    async def _write_lines(self, h: OpenFile, data: bytes) -> None:
+        file = h.node.file
+        if file is None or file.write is None:
+            raise pyfuse3.FUSEError(errno.EBADF)
+        await file.write(self, h.node.value, data)
 
     @_handler
     async def release(self, fh):

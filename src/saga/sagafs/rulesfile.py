@@ -1,6 +1,7 @@
 """Writing `/sagafs/rules`, and `/sagafs/error_log` (docs/sagafs.md).
 
-One write(2) holds one or more lines, each a command:
+The lines a write(2) completes (ops.py keeps a line cut across writes until its newline, or
+close) are commands:
 
     RULE        add the rule at the end (the rule grammar, docs/rules.md)
     -ID         remove the rule with this id
@@ -26,7 +27,7 @@ import pyfuse3
 import trio
 
 from saga.errors import SagaError, UsageError
-from saga.render import iso_time
+from saga.render import iso_time, printable
 from saga.rules import grammar
 from saga.rules.model import Rule
 
@@ -54,7 +55,8 @@ class ErrorLog:
 
     def add(self, level: str, message: str, command: str) -> None:
         command = command if len(command) <= 200 else command[:200] + "..."
-        self.entries.append(f"[{iso_time(time.time_ns())}] rules: {level}: {message}\n  Command: {command}\n")
+        self.entries.append(f"[{iso_time(time.time_ns())}] rules: {level}: {printable(message)}\n"
+                            f"  Command: {printable(command)}\n")
 
     def text(self) -> bytes:
         return "".join(self.entries).encode("utf-8", "surrogateescape")
@@ -76,20 +78,20 @@ def parse_commands(text: str) -> list[Command]:
     out = []
     for raw in text.splitlines():
         line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
         try:
-            out.append(_command(line))
+            words = grammar.words(line)      # comments as in rule files
+            if words:
+                out.append(_command(line, words))
         except UsageError as exc:
             raise CommandError(str(exc), line) from exc
     return out
 
 
-def _command(line: str) -> Command:
-    if line == "clear":
+def _command(line: str, words: list[str]) -> Command:
+    if words == ["clear"]:
         return Command("clear", line)
     if line.startswith("-"):
-        rid = line[1:].strip()
+        rid = " ".join(words)[1:].strip()
         if not rid.isdigit():
             raise UsageError(f"'-ID' removes the rule with that id: {rid!r} is not an id")
         return Command("remove", line, rule_id=int(rid))

@@ -11,8 +11,10 @@ Handlers (files.py, pipe.py, rulesfile.py):
   like seq_file and tracefs's `trace`); `key` is the parameter's value
   (a syscall slot, a pid) or 0.  Or a Stream class (`pipe`): reads block
   for new data instead.
-- write: `async def f(fs, key, data: bytes) -> None`; one write(2) is one
-  call; it raises FUSEError (or a SagaError, mapped to an errno).
+- write: `async def f(fs, key, data: bytes) -> None`; one call per write(2)
+  with the whole lines it completes (a line without its newline waits for
+  the next write, or close); it raises FUSEError (or a SagaError, mapped
+  to its errno).
 
 Modes are the widest the file ever gets: the mount masks them to root
 only, or root plus the `sagafs.group` group (mount.py).

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 from saga import _uapi
 from saga.drivers.ebpf import layout as L
-from saga.rules.abi import check_list, match_bits, pack_rule, unpack_rule
-from saga.rules.model import ACTIONS, Rule
+from saga.rules.abi import match_bits, pack_rule, unpack_rule
+from saga.rules.model import ACTIONS, Rule, check_list
 
 
 @dataclass(frozen=True)
@@ -83,5 +83,5 @@ class RuleSet:
 
     def replace(self, rules: list[Rule]) -> RuleSet:
         """The set holding exactly `rules` (RuleError as RULE_REPLACE refuses; exe= resolved now)."""
-        check_list(rules)
+        check_list(rules, installed=True)
         return RuleSet(tuple(unpack_rule(pack_rule(r)) for r in rules), self.default_action, self.generation + 1)
