@@ -25,7 +25,9 @@ included: its return happens in the new program, which this recorder is
 not.  Each record carries the recorder's cgroup v2 id; rule_id is 0 (the
 replay driver fills in the rule that logs it).
 
-Run as root (setresuid for the nobody child):  .venv/bin/python tools/gen_fixture.py
+Run as root (setresuid for the nobody child):  .venv/bin/python tools/gen_fixture.py [--out FILE]
+The live driver tests run it too (tests/common/recorded.py): every record it
+writes must match what the driver captured of the same call.
 """
 from __future__ import annotations
 
@@ -63,11 +65,14 @@ U64 = (1 << 64) - 1
 
 
 def cgroup_id() -> int:
-    """This process's cgroup v2 id: the inode of its directory in the cgroup2 hierarchy (1: the root)."""
+    """This process's cgroup v2 id: the inode of its directory in the cgroup2 hierarchy.  With no
+    cgroup2 mount nothing can have moved a task out of the root cgroup, whose id is 1."""
+    with open("/proc/self/mounts") as f:
+        mount = next((line.split()[1] for line in f if line.split()[2] == "cgroup2"), None)
+    if mount is None:
+        return 1
     with open("/proc/self/cgroup") as f:
         path = next(line.split(":", 2)[2].strip() for line in f if line.startswith("0::"))
-    with open("/proc/self/mounts") as f:
-        mount = next(line.split()[1] for line in f if line.split()[2] == "cgroup2")
     return os.stat(mount + path).st_ino
 
 
@@ -347,6 +352,10 @@ def as_server(c: Recorder) -> None:
 
 
 def main() -> None:
+    import argparse
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=OUT, help="where to write the recording (gzip)")
+    out = ap.parse_args().out
     if os.geteuid() != 0:
         sys.exit("gen_fixture: run as root (a child switches to the nobody user)")
     r = Recorder()
@@ -360,12 +369,13 @@ def main() -> None:
     child(r, b"cat", as_cat)
     child(r, b"sh", as_nobody)
     child(r, b"nginx", as_server, use_clone3=True)
-    data = b"".join(sorted(r.records, key=lambda rec: struct.unpack_from("<Q", rec, 32)[0]))
+    ts = _uapi.SAGA_EVENT.offset("ts_ns")
+    data = b"".join(sorted(r.records, key=lambda rec: struct.unpack_from("<Q", rec, ts)[0]))
     events.parse(data)  # every record well formed
-    os.makedirs(os.path.dirname(OUT), exist_ok=True)
-    with open(OUT, "wb") as f:
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "wb") as f:
         f.write(gzip.compress(data, mtime=0))
-    print(f"{OUT}: {len(events.parse(data))} records, {len(data)} bytes")
+    print(f"{out}: {len(events.parse(data))} records, {len(data)} bytes")
 
 
 if __name__ == "__main__":

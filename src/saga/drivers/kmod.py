@@ -17,7 +17,7 @@ from saga import _uapi
 from saga.drivers.base import Driver, DriverInfo, Stats, refusal
 from saga.errors import DriverUnavailable, PermissionDenied, SagaError, from_oserror
 from saga.rules.abi import pack_rule, unpack_rule
-from saga.rules.model import ACTION_NAMES, Rule, check_list
+from saga.rules.model import ACTION_NAMES, Rule
 
 DEVICE = "/dev/" + _uapi.SAGA_DEVICE_NAME
 
@@ -163,7 +163,6 @@ class KmodDriver(Driver):
             capacity = count + 16  # rules were added meanwhile: try again
 
     def replace_rules(self, rules: list[Rule]) -> None:
-        check_list(rules, installed=True)  # the module checks the same; this names the rule
         arr = ctypes.create_string_buffer(b"".join(pack_rule(r) for r in rules) or b"\0")
         buf = _uapi.SAGA_RULE_LIST.pack(count=len(rules), rules_ptr=ctypes.addressof(arr))
         self._ioctl(_uapi.SAGA_IOC_RULE_REPLACE, buf, "replacing the rules")
