@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # `make down`: stop what `make up` started: the daemon (which archives what it
-# drained and unmounts /sagafs), the eBPF driver or the module make up loaded,
-# and the `saga` link on PATH.
+# drained, unmounts /sagafs and unloads its driver), any saga driver still
+# loaded (a daemon that was killed, `saga driver load`), and the `saga` link
+# on PATH.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SAGA="$PWD/.venv/bin/saga"
-PY="$PWD/.venv/bin/python"
 MOUNT=${SAGA_MOUNT:-/sagafs}
 RUN=/run/saga
 LINK=/usr/local/bin/saga
@@ -24,13 +24,13 @@ fi
 if mountpoint -q "$MOUNT" 2>/dev/null || ! stat "$MOUNT" >/dev/null 2>&1; then
   fusermount3 -uz "$MOUNT" 2>/dev/null || umount -l "$MOUNT" 2>/dev/null || true
 fi
-if [ -x "$PY" ] && "$PY" -m saga.drivers.ebpf status >/dev/null 2>&1; then
-  "$PY" -m saga.drivers.ebpf unload
+if [ -x "$SAGA" ]; then
+  out=$("$SAGA" driver unload) || exit 1
+  [ "$out" = "no saga driver was loaded" ] || echo "$out"
 fi
-if [ -f "$RUN/insmod-by-make-up" ]; then
-  rmmod saga && echo "saga.ko unloaded"
-  rm -f "$RUN/insmod-by-make-up"
-fi
+# The mount point and run directory the daemon made, when empty (never through a mount).
+mountpoint -q "$MOUNT" 2>/dev/null || rmdir "$MOUNT" 2>/dev/null || true
+rmdir "$RUN" 2>/dev/null || true
 if [ "$(readlink "$LINK" 2>/dev/null)" = "$SAGA" ]; then
   rm -f "$LINK"
 fi

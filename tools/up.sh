@@ -7,7 +7,6 @@ cd "$(dirname "$0")/.."
 SAGA="$PWD/.venv/bin/saga"
 MOUNT=${SAGA_MOUNT:-/sagafs}
 LOGDIR=/var/log/saga
-RUN=/run/saga
 LINK=/usr/local/bin/saga
 
 [ "$(id -u)" = 0 ] || { echo "make up: saga needs root (sudo make up)" >&2; exit 77; }
@@ -52,8 +51,7 @@ elif [ "$(cat /proc/sys/kernel/modules_disabled 2>/dev/null || echo 0)" = 1 ]; t
 elif [ ! -f kmod/saga.ko ]; then
   reason="saga.ko is not built: no headers for $(uname -r) (apt install linux-headers-$(uname -r), then make up)"
 elif out=$(insmod kmod/saga.ko 2>&1); then
-  driver=kmod
-  mkdir -p "$RUN" && touch "$RUN/insmod-by-make-up"
+  driver=kmod   # the daemon owns it from now on: it removes the module when it stops
 else
   reason="insmod saga.ko failed: ${out##*: } (Secure Boot or lockdown refuses unsigned modules)"
 fi

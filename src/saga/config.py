@@ -51,6 +51,7 @@ class DaemonConfig:
     archive_queue: int = _key(262_144, _positive)   # events waiting for the database
     enrich: bool = _key(True)
     stop_timeout: float = _key(30.0, _not_negative)
+    keep_capturing: bool = _key(False)            # leave the driver loaded when the daemon stops
 
     @property
     def socket_path(self) -> str:

@@ -52,6 +52,13 @@ class DriverUnavailable(SagaError):
     exit_code = EX_UNAVAILABLE
 
 
+class DriverBusy(SagaError):
+    """Another daemon owns the driver (one daemon per driver), or it is in use and cannot be unloaded."""
+
+    exit_code = EX_TEMPFAIL
+    errno = _errno.EBUSY
+
+
 class OSFailure(SagaError):
     """The operating system refused something (from_oserror keeps its errno)."""
 

@@ -104,3 +104,34 @@ def test_missing_capabilities_are_named():
     assert res.returncode == 69, res.stdout + res.stderr
     assert "lacks CAP_BPF and CAP_PERFMON" in res.stdout and "--capability=CAP_BPF,CAP_PERFMON" in res.stdout
     assert len(res.stdout.strip().splitlines()) == 1
+
+
+def test_the_daemon_on_a_fresh_machine(tmp_path):
+    """`saga daemon` where nothing is mounted: it mounts bpffs, pins at /sys/fs/bpf/saga, serves,
+    and at SIGTERM unloads everything and unmounts what it mounted."""
+    config = tmp_path / "saga.toml"
+    config.write_text(f'[daemon]\nrun_dir = "{tmp_path}/run"\narchive = false\n'
+                      f'[store]\nurl = "sqlite:///{tmp_path}/saga.db"\n[sagafs]\nmount = ""\n')
+    saga_bin = str(Path(sys.executable).with_name("saga"))
+    res = fresh(MOUNTS + f"""
+    import json, os, signal, subprocess, time
+    saga = [{saga_bin!r}, "--config", {str(config)!r}]
+    assert kinds() == set(), kinds()
+    proc = subprocess.Popen(saga + ["daemon", "--driver", "ebpf"], stderr=subprocess.PIPE, text=True)
+    for _ in range(300):
+        st = subprocess.run(saga + ["status", "--json"], capture_output=True, text=True)
+        if st.returncode == 0 and json.loads(st.stdout)["daemon"]["running"] or proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    assert proc.poll() is None, proc.stderr.read()
+    report = json.loads(st.stdout)
+    assert report["driver"]["name"] == "ebpf" and report["capture"]["calls"] > 0, report
+    assert {{k for k, _ in kinds()}} == {{"bpf"}} and os.path.isdir("/sys/fs/bpf/saga/owner"), kinds()
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 0, err
+    assert kinds() == set(), "left mounted: %s" % kinds()
+    assert not os.path.exists("/run/saga/bpffs-mounted-by-saga")
+    print("ok")
+    """)
+    assert res.returncode == 0 and res.stdout.startswith("ok"), res.stdout + res.stderr

@@ -6,11 +6,13 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from ebpf_helpers import loaded, records
 from ruleids import numbered
 
+import saga
 from saga import _uapi, events
 from saga.drivers import open_driver
 from saga.drivers.ebpf import EbpfDriver, loader
@@ -155,15 +157,15 @@ def test_reload_keeps_nothing_and_unload_detaches(bpffs):
 def test_unload_classmethod_and_cli(bpffs, monkeypatch):
     directory = os.path.join(bpffs, "cli")
     monkeypatch.setenv("SAGA_BPF_DIR", directory)
-    run = [sys.executable, "-m", "saga.drivers.ebpf"]
-    assert subprocess.run(run + ["load"], capture_output=True).returncode == 0
+    run = [str(Path(sys.executable).with_name("saga")), "driver"]
+    assert subprocess.run(run + ["load", "--driver", "ebpf"], capture_output=True).returncode == 0
     st = subprocess.run(run + ["status"], capture_output=True, text=True)
-    assert st.returncode == 0 and "version" in st.stdout
+    assert st.returncode == 0 and st.stdout.startswith(f"ebpf {saga.__version__} at {directory}\n"), st.stdout
     assert EbpfDriver.unload() is True
     assert not os.path.exists(directory)
     assert EbpfDriver.unload() is False
     st = subprocess.run(run + ["status"], capture_output=True, text=True)
-    assert st.returncode == 69 and st.stderr.strip() == f"saga: {loader.NOT_LOADED}"
+    assert st.returncode == 69 and st.stdout.strip() == "no saga driver is loaded"
     assert subprocess.run(run + ["bogus"], capture_output=True).returncode == 64
 
 

@@ -352,3 +352,12 @@ def test_a_reader_that_goes_away_is_not_an_error(saga, tmp_path, recording):
     assert p.stdout.readline()
     p.stdout.close()
     assert p.wait(timeout=60) == 0 and p.stderr.read() == b""
+
+
+def test_driver_verbs_refuse_the_replay_driver(tmp_path, sqlite_url):
+    saga = Saga(tmp_path, None, sqlite_url)
+    saga.config = make_config(tmp_path, sqlite_url, driver="replay")
+    for verb in ("load", "unload"):
+        r = saga("driver", verb, code=64)
+        assert r.stderr.strip() == "saga: the replay driver is a recording in the daemon's process: nothing to load " \
+                                   "or unload"

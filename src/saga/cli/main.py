@@ -25,6 +25,7 @@ except ImportError:       # older typer uses the click package
 
 from saga import __version__
 from saga.cli import daemon as daemon_cmd
+from saga.cli import driver as driver_cmd
 from saga.cli import log as log_cmd
 from saga.cli import query as query_cmd
 from saga.cli import rules as rules_cmd
@@ -134,6 +135,7 @@ app.add_typer(rules_cmd.app, name="rules")
 app.command("log")(log_cmd.log)
 app.command("query")(query_cmd.query)
 app.command("daemon")(daemon_cmd.daemon)
+app.add_typer(driver_cmd.app, name="driver")
 
 
 def main() -> None:

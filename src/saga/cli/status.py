@@ -45,6 +45,9 @@ def gather(env: Env) -> tuple[dict, str | None]:
     view, reason = _driver_view(env)
     if view:
         report.update(view)
+        if view["driver"]["name"] in ("kmod", "ebpf"):
+            # Loaded with no daemon: kept at its stop (daemon.keep_capturing) or `saga driver load`.
+            report["daemon"].update(driver_kept=True, keep_capturing=env.config.daemon.keep_capturing)
     report["driver_error"] = reason
     return report, reason
 
@@ -81,6 +84,10 @@ def _print(r: dict) -> None:
         out(f"daemon:   running, pid {dm['pid']}, up {duration(dm['uptime_s'])}, host {dm['host']}")
     elif dm.get("running") is None:
         out(f"daemon:   unknown ({dm.get('error')})")
+    elif dm.get("driver_kept"):
+        why = " (daemon.keep_capturing)" if dm.get("keep_capturing") else ""
+        out(f"daemon:   not running; the driver captures on its own{why}: its events are not read "
+            f"(dropped once its buffer is full); `saga driver unload` stops it")
     else:
         out("daemon:   not running")
     a = r.get("archive")

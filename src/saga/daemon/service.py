@@ -31,7 +31,7 @@ from saga.daemon.control import ControlServer
 from saga.daemon.enrich import Enricher
 from saga.daemon.state import DaemonState
 from saga.daemon.window import EventWindow
-from saga.drivers import Driver, open_driver
+from saga.drivers import Driver, lifetime
 from saga.errors import (
     EX_TEMPFAIL,
     DriverError,
@@ -163,6 +163,7 @@ class Daemon:
         self.fatal: SagaError | None = None
         self.mount, self.serve_fs = resolve_mount(config, opts)
         self._driver = driver
+        self.owned: lifetime.Owned | None = None
         self._token: trio.lowlevel.TrioToken | None = None
         self._stop: trio.Event | None = None
         self.ready = threading.Event()       # set once serving (tests, embedding)
@@ -178,7 +179,8 @@ class Daemon:
             driver = self._driver
             if driver is None:
                 kind = self.opts.driver or c.daemon.driver
-                driver = open_driver(kind, load=True, replay_path=self.opts.replay or c.daemon.replay or None)
+                self.owned = lifetime.own(kind, replay_path=self.opts.replay or c.daemon.replay or None)
+                driver = self.owned.driver
         except BaseException:
             store.close()
             raise
@@ -196,8 +198,7 @@ class Daemon:
                                 window=EventWindow(max_events=c.daemon.window_events), enricher=enricher,
                                 archiver=archiver, host=host)
         except BaseException:
-            if self._driver is None:
-                driver.close()
+            self._release_driver(keep=False)
             store.close()
             raise
         if archiver is not None:
@@ -240,13 +241,24 @@ class Daemon:
                 if lost:
                     log.error("%d drained events could not be archived", lost)
                     status = StoreError.exit_code
-            if self._driver is None:   # an injected driver belongs to whoever injected it
-                state.driver.close()
+            self._release_driver(keep=self.config.daemon.keep_capturing)
             state.store.close()
         if self.fatal is not None:
             log.error("%s", self.fatal)
             status = self.fatal.exit_code
         return status
+
+    def _release_driver(self, *, keep: bool) -> None:
+        """Close the driver we own and unload it (unless keep): a stopped saga costs nothing per call."""
+        owned, self.owned = self.owned, None
+        if owned is None:   # an injected driver belongs to whoever injected it
+            return
+        try:
+            owned.release(keep=keep)
+        except SagaError as exc:
+            log.error("stopping the driver: %s", exc)
+        if keep and owned.backend is not None:
+            log.info("the %s driver keeps capturing without the daemon (daemon.keep_capturing)", owned.backend.kind)
 
     def run(self, *, signals: bool = True) -> int:
         """The whole life of the daemon; returns its exit status.

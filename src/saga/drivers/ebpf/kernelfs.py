@@ -37,6 +37,7 @@ _FSOPEN_CLOEXEC = 0x1
 _FSCONFIG_CMD_CREATE = 6
 _FSMOUNT_CLOEXEC = 0x1
 _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 0x2, 0x4, 0x8
+_MNT_DETACH = 0x2
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
@@ -92,7 +93,9 @@ def release_bpffs(directory: str) -> None:
         with open(MOUNTED_NOTE) as f:
             dev = int(f.read())
         if on_bpffs(BPFFS) and os.stat(BPFFS).st_dev == dev and not set(os.listdir(BPFFS)) - _PRELOADED:
-            _libc.umount2(BPFFS.encode(), 0)
+            # Detached lazily: the daemon's claim on the pin directory may still be open.
+            if _libc.umount2(BPFFS.encode(), _MNT_DETACH) != 0:
+                return
             os.unlink(MOUNTED_NOTE)
             os.rmdir(os.path.dirname(MOUNTED_NOTE))  # if saga's run directory is empty now
     except (OSError, ValueError):

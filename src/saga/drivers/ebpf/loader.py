@@ -10,6 +10,7 @@ maps are freed with the programs.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import time
 from pathlib import Path
@@ -29,6 +30,8 @@ MIN_KERNEL = (5, 17)  # bpf_loop; ring buffer, tp_btf and task storage are older
 NOT_LOADED = "the eBPF driver is not loaded: start `saga daemon` or `make up`"
 MAP_PINS = {L.MAP_COUNTERS: L.MAP_COUNTERS, L.MAP_ACTIONS: L.MAP_ACTIONS, L.MAP_RULES: L.MAP_RULES,
             L.MAP_EVENTS: L.MAP_EVENTS, L.MAP_CONFIG: L.PIN_CONFIG}
+# A directory in the pin directory, flock'ed by the daemon that owns the driver (claim()).
+OWNER = "owner"
 ALL_PINS = tuple(MAP_PINS.values()) + tuple(link for _, link in L.PROGS) + (L.ENTER_PROG_PIN,)
 
 
@@ -116,7 +119,7 @@ def load(directory: str, *, ring_bytes: int = DEFAULT_RING_BYTES, default_action
     check_host(obj_path)
     kernelfs.ensure_bpffs(directory)
     if any(os.path.exists(os.path.join(directory, p)) for p in ALL_PINS):
-        unload(directory)  # leftovers of a load that did not finish
+        _remove_pins(directory)  # leftovers of a load that did not finish
     obj = None
     try:
         obj = libbpf.BpfObject(str(obj_path))
@@ -204,12 +207,24 @@ def _init(directory: str, obj: libbpf.BpfObject, ring_bytes: int, default_action
 
 
 def unload(directory: str | None = None) -> bool:
-    """Detach and unpin everything under `directory`; True if something was loaded."""
+    """Detach and unpin everything under `directory` and remove it; True if something was loaded."""
     directory = directory or pin_dir()
     if not os.path.isdir(directory):
         return False
     if os.geteuid() != 0:
         raise PermissionDenied("unloading the eBPF driver needs root: run as root")
+    found = _remove_pins(directory)
+    try:
+        os.rmdir(os.path.join(directory, OWNER))
+    except FileNotFoundError:
+        pass
+    os.rmdir(directory)
+    kernelfs.release_bpffs(directory)
+    return found
+
+
+def _remove_pins(directory: str) -> bool:
+    """Unpin the links (detaching the programs) and the maps; the directory and its owner lock stay."""
     found = False
     for link in [link for _, link in L.PROGS] + [L.ENTER_LINK_PIN]:
         path = os.path.join(directory, link)
@@ -228,8 +243,56 @@ def unload(directory: str | None = None) -> bool:
             pass
         os.unlink(path)
     for name in os.listdir(directory):
-        found = True
-        os.unlink(os.path.join(directory, name))
-    os.rmdir(directory)
-    kernelfs.release_bpffs(directory)
+        if name != OWNER:
+            found = True
+            os.unlink(os.path.join(directory, name))
     return found
+
+
+def claim(directory: str) -> int:
+    """Lock the driver at `directory` for one daemon: the descriptor holding the lock (close it to release).
+
+    The lock is an flock on a directory inside the pin directory (bpffs holds
+    directories and pins, no files), so every process that uses this driver
+    sees it, whatever its configuration.  BlockingIOError when it is held.
+    """
+    path = os.path.join(directory, OWNER)
+    while True:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            pass
+        except FileNotFoundError:
+            continue  # an unload removed the directory meanwhile
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if os.path.samestat(os.fstat(fd), os.stat(path)):
+                return fd
+        except FileNotFoundError:
+            pass  # the owner before us unloaded and removed it: lock the new one
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+
+
+def loaded_version(directory: str) -> str | None:
+    """The saga version of the driver pinned at `directory`; None if its layout is not this saga's."""
+    try:
+        fd = libbpf.obj_get(os.path.join(directory, L.PIN_CONFIG))
+    except OSError:
+        return None
+    try:
+        if libbpf.map_info(fd).value_size != L.CONFIG.size:
+            return None
+        raw = libbpf.map_lookup(fd, 0, L.CONFIG.size)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return bytes(raw[L.CFG_VERSION:L.CFG_VERSION + L.VERSION_LEN]).split(b"\0", 1)[0].decode(errors="replace")
