@@ -697,14 +697,17 @@ int saga_sys_enter(__u64 *ctx)
 	e = bpf_task_storage_get(&entries, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!e)
 		return 0; /* no memory: logged at exit as NO_ENTER */
-	pc = bpf_map_lookup_elem(&counters, &zero);
-	if (!pc)
-		return 0;
 	start_record(e, regs, nr, slot, compat, bpf_ktime_get_ns());
-	read_paths(pc, e, slot);
+	/* Most calls take no path and no aux: they need no counter (those count faults). */
 	aux = saga_slot_aux[slot & (SAGA_NR_SLOTS - 1)];
-	if (aux)
-		entry_aux(pc, e, aux, compat);
+	if (saga_slot_paths[slot & (SAGA_NR_SLOTS - 1)] || aux) {
+		pc = bpf_map_lookup_elem(&counters, &zero);
+		if (!pc)
+			return 0;
+		read_paths(pc, e, slot);
+		if (aux)
+			entry_aux(pc, e, aux, compat);
+	}
 	e->valid = 1;
 	return 0;
 }
@@ -739,9 +742,10 @@ int saga_sys_exit(__u64 *ctx)
 	if (!pc)
 		return 0;
 	count(pc, slot, ret);
-	if (action != SAGA_ACT_LOG || is_consumer())
+	if (action != SAGA_ACT_LOG)
 		return 0;
 
+	/* Entry state exists only for callers that were not readers at entry: no second check. */
 	e = bpf_task_storage_get(&entries, task, 0, 0);
 	if (e && e->valid && e->ev.nr == slot) {
 		e->valid = 0;
@@ -752,6 +756,8 @@ int saga_sys_exit(__u64 *ctx)
 	}
 	if (e)
 		e->valid = 0;
+	if (is_consumer())
+		return 0;
 	/* Entry not seen: log what the exit knows. */
 	e = bpf_map_lookup_elem(&scratch, &zero);
 	if (!e)

@@ -25,6 +25,7 @@
 
 #include "saga_compat.h"
 
+/* Written by tools/gen_version.py from src/saga/__init__.py (`make uapi`). */
 #define SAGA_VERSION		"0.1.0"
 
 /* ---- module parameters and global state (saga_main.c) ---------------- */

@@ -3,7 +3,7 @@
 Baseline, measured in the same run on the same bytes: struct.iter_unpack,
 the fastest a Python program can turn fixed-size records into tuples.  It
 needs fixed-size records, so the comparison corpus holds calls without
-paths (every record 128 bytes); a second corpus repeats the recorded
+paths (every record the fixed size); a second corpus repeats the recorded
 workload (tests/data/workload.saga.gz: a third of the calls carry paths)
 to show the realistic mix.
 

@@ -16,6 +16,12 @@ def test_uapi_mirror_is_fresh():
     assert res.returncode == 0, res.stderr
 
 
+def test_the_version_is_written_where_python_is_not_read():
+    res = subprocess.run([sys.executable, "tools/gen_version.py", "--check"], cwd=ROOT, capture_output=True,
+                         text=True)
+    assert res.returncode == 0, res.stderr
+
+
 def test_uapi_layout_matches_struct_formats():
     for layout in (_uapi.SAGA_EVENT, _uapi.SAGA_RULE, _uapi.SAGA_STATS, _uapi.SAGA_INFO):
         assert getattr(_uapi, layout.name.upper() + "_STRUCT").size == layout.size
