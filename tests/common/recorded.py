@@ -38,7 +38,7 @@ def _key(r: tuple) -> tuple:
 def compare(recorded: list[tuple], captured: list[tuple]) -> int:
     """Check that each recorded call was captured alike (in order per thread); returns how many."""
     by_tid: dict[int, list[tuple]] = {}
-    for r in captured:
+    for r in sorted(captured, key=lambda r: r[events.TS]):   # the module reads CPU by CPU
         by_tid.setdefault(r[events.TID], []).append(r)
     at: dict[int, int] = {}
     for want in recorded:
