@@ -384,10 +384,14 @@ static __always_inline __u32 read_path(struct saga_bpf_pcpu *pc, struct saga_eve
 	if (!uptr)
 		return 0;
 	n = bpf_probe_read_user_str(buf, SAGA_BPF_PATH_READ, (const void *)uptr);
-	if (n <= 0) {
+	if (n < 0) {
 		ev->flags |= SAGA_EVF_PATH_FAULT;
 		pc->path_faults++;
 		return 0;
+	}
+	if (n == 0) {	/* "": before 6.5 (or so) the helper counts no NUL for an empty string */
+		buf[0] = 0;
+		return 1;
 	}
 	if (n == SAGA_BPF_PATH_READ) {
 		ev->flags |= SAGA_EVF_PATH_TRUNC;
@@ -473,9 +477,13 @@ static long argv_step(__u32 i, void *data)
 	/* One byte more room than may be kept: a string that fits is told from one that does not. */
 	n = bpf_probe_read_user_str(a->dst + (len & (SAGA_AUX_ARGV_MAX - 1)), SAGA_AUX_ARGV_MAX + 1 - len,
 				    (const void *)p);
-	if (n <= 0) {
+	if (n < 0) {
 		a->flags |= SAGA_EVF_AUX_FAULT;
 		return 1;
+	}
+	if (n == 0) {	/* "", from a helper that counts no NUL for it (as in read_path) */
+		a->dst[len & (SAGA_AUX_ARGV_MAX - 1)] = 0;
+		n = 1;
 	}
 	if (n > SAGA_AUX_ARGV_MAX - len) {
 		a->flags |= SAGA_EVF_AUX_TRUNC;
@@ -573,8 +581,7 @@ static __always_inline void emit(struct saga_bpf_pcpu *pc, struct saga_bpf_entry
 {
 	struct saga_event *ev = &e->ev;
 	struct task_struct *task = bpf_get_current_task_btf();
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u64 uid_gid = bpf_get_current_uid_gid();
+	const struct cred *cred = task->cred;
 	__u32 size, used;
 	__u64 flags = BPF_RB_NO_WAKEUP, avail;
 
@@ -586,17 +593,18 @@ static __always_inline void emit(struct saga_bpf_pcpu *pc, struct saga_bpf_entry
 	size = (sizeof(*ev) + used + 7) & ~7U;
 	ev->size = size;
 	ev->cpu = bpf_get_smp_processor_id();
-	ev->pid = pid_tgid >> 32;
-	ev->tid = (__u32)pid_tgid;
+	ev->pid = task->tgid;
+	ev->tid = task->pid;
 	ev->ppid = task->real_parent->tgid;
-	ev->uid = (__u32)uid_gid;
-	ev->gid = uid_gid >> 32;
+	ev->uid = cred->uid.val;
+	ev->gid = cred->gid.val;
 	ev->ret = ret;
 	ev->duration_ns = duration;
 	ev->rule_id = rule;
-	ev->cgroup_id = bpf_get_current_cgroup_id();
-	__builtin_memset(ev->comm, 0, sizeof(ev->comm));
-	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
+	ev->cgroup_id = task->cgroups->dfl_cgrp->kn->id;
+	/* The name as two loads (task->comm is NUL-padded); bpf_get_current_comm costs a copy loop. */
+	*(__u64 *)&ev->comm[0] = *(__u64 *)&task->comm[0];
+	*(__u64 *)&ev->comm[8] = *(__u64 *)&task->comm[8] & ~(0xffULL << 56);
 
 	/*
 	 * Wake readers once, when this record takes the ring past the mark: a
@@ -607,7 +615,17 @@ static __always_inline void emit(struct saga_bpf_pcpu *pc, struct saga_bpf_entry
 	avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
 	if (avail < saga_config.wake_bytes && avail + size >= saga_config.wake_bytes)
 		flags = BPF_RB_FORCE_WAKEUP;
-	if (bpf_ringbuf_output(&events, ev, size & 0x7ff, flags)) {
+	if (size == sizeof(*ev)) {
+		/* Most records: a constant-size reservation, filled in place (no copy through a helper). */
+		struct saga_event *out = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
+
+		if (!out) {
+			pc->drops++;
+			return;
+		}
+		__builtin_memcpy(out, ev, sizeof(*ev));
+		bpf_ringbuf_submit(out, flags);
+	} else if (bpf_ringbuf_output(&events, ev, size & 0x7ff, flags)) {
 		pc->drops++;
 		return;
 	}
