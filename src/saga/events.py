@@ -156,31 +156,6 @@ def pack(fields: dict) -> bytes:
     return bytes(_LAYOUT.pack(**values)) + tail + b"\0" * (size - FIXED - len(tail))
 
 
-# ABI 1 (docs/kernel-abi.md, "ABI 2"): 128 bytes, cpu u32, path_len without the NUL, no aux, rule or cgroup.
-_V1 = struct.Struct("<HHHHIIIIIIQQq6Q16s2HI")
-
-
-def upgrade_v1(buf: bytes) -> bytes:
-    """A run of ABI 1 records, rewritten as ABI 2 records (rule_id and cgroup_id 0, no aux)."""
-    out = []
-    off, end = 0, len(buf)
-    while off < end:
-        if end - off < _V1.size:
-            raise RecordError(f"truncated ABI 1 record at byte {off}")
-        (size, flags, nr, orig_nr, cpu, pid, tid, ppid, uid, gid, ts, dur, ret, *rest) = _V1.unpack_from(buf, off)
-        args, comm, len0, len1 = rest[:6], rest[6], rest[7], rest[8]
-        if size < _V1.size or size & 7 or off + size > end:
-            raise RecordError(f"bad ABI 1 record size {size} at byte {off}")
-        tail = buf[off + _V1.size:off + size]
-        first = tail[:len0] if len0 else None
-        second = tail[len0 + 1 if len0 else 0:][:len1] if len1 else None
-        out.append(pack(dict(flags=flags & 0x1F, nr=nr, orig_nr=orig_nr, cpu=cpu & 0xFFFF, pid=pid, tid=tid,
-                             ppid=ppid, uid=uid, gid=gid, ts_ns=ts, duration_ns=dur, ret=ret, args=args,
-                             comm=comm.rstrip(b"\0"), paths=[first, second] if second is not None else [first])))
-        off += size
-    return b"".join(out)
-
-
 class Event(NamedTuple):
     """A record with names, for code that is not on the hot path."""
 
@@ -209,11 +184,6 @@ class Event(NamedTuple):
         return cls(r[FLAGS], r[NR], r[ORIG_NR], r[CPU], r[PID], r[TID], r[PPID], r[UID], r[GID],
                    r[TS], r[DURATION], r[RET], r[ARG0:ARG0 + 6], comm_str(r[COMM]), paths_of(r),
                    r[RULE_ID], r[CGROUP_ID], aux_kind(r), aux_bytes(r))
-
-    def to_fields(self) -> dict:
-        d = self._asdict()
-        d["comm"] = self.comm
-        return d
 
 
 _COMM_CACHE: dict[bytes, str] = {}

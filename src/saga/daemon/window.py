@@ -183,6 +183,7 @@ class EventWindow:
         self.chunks: deque[Chunk] = deque([Chunk(0)])
         self.next_seq = 0        # sequence number the next event will get
         self.dropped = 0         # events that left the window
+        self.readers_lost = 0    # events readers (pipe, log -f) missed because they left the window first
         self.slabs_made = 0      # slabs coalesced so far (a snapshot taken before one has more pieces)
 
     # -- ingest ------------------------------------------------------------
@@ -320,6 +321,7 @@ class EventWindow:
         lost = 0
         if seq < self.first_seq:
             lost, seq = self.first_seq - seq, self.first_seq
+            self.readers_lost += lost
         out: list[Text] = []
         room = max_bytes
         chunks = self.chunks
@@ -351,6 +353,7 @@ class EventWindow:
         lost = 0
         if seq < self.first_seq:
             lost, seq = self.first_seq - seq, self.first_seq
+            self.readers_lost += lost
         out: list[tuple] = []
         for chunk in self.chunks:
             end = chunk.first_seq + len(chunk.raws)

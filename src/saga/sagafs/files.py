@@ -120,6 +120,18 @@ def _command(info, comm: str) -> str:
     return f"[{comm}]"
 
 
+def _context_lines(info) -> list[str]:
+    """Where the process runs: its pids in its pid namespaces, its cgroup, unit and container."""
+    ctx = info.context if info is not None else None
+    container = "-"
+    if ctx is not None and ctx.container is not None:
+        container = f"{ctx.runtime} {ctx.container}" + (f" (pod {ctx.pod})" if ctx.pod else "")
+    return [f"nspid: {' '.join(map(str, info.nspid)) if info is not None and info.nspid else '-'}",
+            f"cgroup: {ctx.path if ctx is not None else '-'}",
+            f"unit: {ctx.unit if ctx is not None and ctx.unit else '-'}",
+            f"container: {container}"]
+
+
 async def proc_cmdline(fs, pid: int) -> bytes:
     raws = await fs.views.events_of(pid)
     comm = comm_str(raws[-1][COMM]) if raws else "?"
@@ -135,7 +147,7 @@ async def proc_stats(fs, pid: int) -> bytes:
     user = info.user if info is not None and info.user else (f"uid {raws[-1][UID]}" if raws else "?")
     head = [f"pid: {pid}", f"comm: {comm}", f"user: {user}",
             f"exe: {info.exe if info is not None and info.exe else '-'}",
-            f"cmdline: {_command(info, comm)}",
+            f"cmdline: {_command(info, comm)}", *_context_lines(info),
             f"events: {len(raws)}", f"errors: {sum(errors.values())}"]
     by_count = sorted(calls.items(), key=lambda sn: (-sn[1], syscalls.name_of(sn[0])))
     rows = [[syscalls.name_of(s), n, errors[s]] for s, n in by_count]
