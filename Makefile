@@ -48,7 +48,6 @@ $(BPF_OBJ): bpf/saga.bpf.c bpf/*.h kmod/include/uapi/linux/saga.h kmod/saga_sysc
 # Regenerate the committed generated files (tests fail when they are stale).
 uapi:
 	$(PY) tools/gen_uapi.py
-	$(PY) tools/gen_version.py
 
 syscalls:
 	$(PY) tools/gen_syscalls.py

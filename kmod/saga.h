@@ -25,7 +25,7 @@
 
 #include "saga_compat.h"
 
-/* Written by tools/gen_version.py from src/saga/__init__.py (`make uapi`). */
+/* Written by tools/gen_uapi.py from src/saga/__init__.py (`make uapi`). */
 #define SAGA_VERSION		"0.1.0"
 
 /* ---- module parameters and global state (saga_main.c) ---------------- */
