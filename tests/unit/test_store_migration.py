@@ -114,7 +114,8 @@ def _v2_on_postgresql(pg_url: str, sqlite_url: str) -> None:
         _drop_v3_event_tables(conn)
         migrations.V2.create_all(conn)
         conn.execute(Host.__table__.insert(), [dict(r._mapping) for r in s.execute(select(Host.__table__))])
-        conn.execute(RuleRow.__table__.insert(), [dict(r._mapping) for r in s.execute(select(RuleRow.__table__))])
+        # version 2's rules (no exe, tree: version 3's columns)
+        conn.execute(RuleRow.__table__.insert(), [dict(r._mapping) for r in s.execute(text("SELECT * FROM rules"))])
         for table in (migrations.V2_EVENTS, migrations.V2_BATCHES):
             conn.execute(table.insert(), [dict(r._mapping) for r in s.execute(select(table))])
         conn.execute(text("SELECT setval(pg_get_serial_sequence('event_batches', 'id'), 4)"))

@@ -55,6 +55,8 @@ class RuleRow(Base):
     comm: Mapped[str | None] = mapped_column(String(64))
     errors: Mapped[bool] = mapped_column(Boolean, default=False)
     key: Mapped[str | None] = mapped_column(String(64))
+    exe: Mapped[str | None] = mapped_column(Text)         # exe= as written (a path; resolved when installed)
+    tree: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class RuleKey(Base):
