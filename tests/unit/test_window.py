@@ -58,7 +58,7 @@ def test_eviction_drops_whole_oldest_chunks_and_counts_them():
     assert w.next_seq == 33
     assert len(w) <= 20 and len(w) >= 20 - 5
     assert w.dropped == 33 - len(w)
-    pids = [r[events.PID] for r in w.iter_raws()]
+    pids = [r[events.PID] for c in w.chunks for r in c.raws]
     assert pids == list(range(33 - len(w), 33))
 
 

@@ -35,7 +35,7 @@ import bisect
 import re
 from array import array
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 
 from saga import render
 from saga.events import NR, PID
@@ -381,7 +381,3 @@ class EventWindow:
             if len(out) >= n:
                 break
         return out
-
-    def iter_raws(self) -> Iterable[tuple]:
-        for chunk in self.chunks:
-            yield from chunk.raws
