@@ -232,8 +232,9 @@ def _named(tokens: list[str]) -> dict[str, str]:
 
 
 def _compare_call(rep: Report, sc: StraceCall, raw: tuple, render, syscalls) -> None:
+    from saga import events
     sargs = _saga_args(raw, render)
-    spec = syscalls.BY_SLOT.get(raw[_NR])
+    spec = syscalls.BY_SLOT.get(raw[events.NR])
     names = [a.name for a in spec.args] if spec else []
     pairs: list[tuple[str, str, str]] = []   # (argument, strace, saga)
     s_named, g_named = _named(sc.args), _named(sargs)
@@ -285,27 +286,21 @@ def _compare_call(rep: Report, sc: StraceCall, raw: tuple, render, syscalls) -> 
     rep.format_calls += form
 
 
-_NR = 2  # saga.events.NR
-_TID = 6
-_TS = 10
-
-
 def compare(strace: dict[int, list[StraceCall]], raws: list[tuple]) -> Report:
     """Pair each thread's calls in order and compare them (see the module's docstring)."""
     from saga import events, render, syscalls
-    assert (events.NR, events.TID, events.TS) == (_NR, _TID, _TS)
     by_tid: dict[int, list[tuple]] = collections.defaultdict(list)
     for r in raws:
-        if r[_TID] in strace:
-            by_tid[r[_TID]].append(r)
+        if r[events.TID] in strace:
+            by_tid[r[events.TID]].append(r)
     rep = Report()
     for tid, scalls in strace.items():
         rep.calls += len(scalls)
         for sc in scalls:
             rep.by_name[sc.name] += 1
-        mine = sorted(by_tid.get(tid, ()), key=lambda r: r[_TS])
+        mine = sorted(by_tid.get(tid, ()), key=lambda r: r[events.TS])
         a = [sc.name for sc in scalls]
-        b = [syscalls.name_of(r[_NR]) for r in mine]
+        b = [syscalls.name_of(r[events.NR]) for r in mine]
         for blk in difflib.SequenceMatcher(None, a, b, autojunk=False).get_matching_blocks():
             for k in range(blk.size):
                 rep.paired += 1
