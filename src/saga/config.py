@@ -72,6 +72,7 @@ class DaemonConfig:
 class SagafsConfig:
     mount: str = _key("/sagafs", restart=True)    # "" = do not mount
     group: str = _key("", restart=True)           # a group allowed to read; "" = root only
+    max_opens_per_user: int = _key(16, _positive)  # log and pipe files one user (not root) may hold open
 
 
 @dataclass(frozen=True)
