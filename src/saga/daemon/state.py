@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import trio
 
@@ -51,6 +52,7 @@ class DaemonState:
     host: str
     spool: Spool | None = None          # the spool and crash state page (None: no spool_dir)
     mountpoint: str | None = None       # where /sagafs is mounted, once it is
+    sagafs: Any = None                  # the mounted filesystem (saga.sagafs.ops.SagaFS), while it is
     context: bool = False               # look up where the events' processes run (live drivers only)
     counters: Counters = field(default_factory=Counters)
     started_ns: int = field(default_factory=time.time_ns)
@@ -113,9 +115,12 @@ class DaemonState:
             "archive": ({"enabled": True, "url": self.store.url, **self.archiver.counters()}
                         if self.archiver is not None else {"enabled": False, "url": self.store.url}),
             "spool": self._spool_status(),
+            "bounds": (self.archiver.bounds.status()
+                       if self.archiver is not None and self.archiver.bounds is not None else None),
             "losses": {"ring": st.drops - self.ring_drops_at_start},
             "previous_run": prev.as_dict() if prev is not None else None,
             "mount": self.mountpoint,
+            "readers": self.sagafs.readers() if self.sagafs is not None else None,
         }
 
     def _spool_status(self) -> dict:

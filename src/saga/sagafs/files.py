@@ -1,7 +1,8 @@
 """Read handlers of the /sagafs files and the values of the parameter directories (docs/sagafs.md).
 
-A read handler returns a file's whole content when it is opened; the open
-file then reads that snapshot.  Formats are those of the rest of saga:
+A read handler returns a file's content when it is opened: the whole of
+it (bytes), or for the log files a Snapshot of the window that renders
+as it is read; the open file then reads that.  Formats are those of the rest of saga:
 log lines (docs/log-format.md), the `saga stats` table, `saga rules list`,
 and `key: value` lines like /proc/saga/status.
 """
@@ -28,7 +29,7 @@ def _text(s: str) -> bytes:
 # -- the whole window and the capture state ------------------------------------------------------
 
 async def log(fs, _key: int) -> Snapshot:
-    return await fs.views.snapshot()
+    return fs.views.snapshot()
 
 
 async def stats(fs, _key: int) -> bytes:
@@ -88,7 +89,7 @@ async def syscall_errors(fs, slot: int) -> bytes:
 
 
 async def syscall_log(fs, slot: int) -> Snapshot:
-    return await fs.views.filtered("slot", slot)
+    return fs.views.filtered("slot", slot)
 
 
 # -- procs/{pid}/ --------------------------------------------------------------------------------
@@ -105,7 +106,7 @@ async def pid_parse(fs, name: str) -> int | None:
 
 
 async def proc_log(fs, pid: int) -> Snapshot:
-    return await fs.views.filtered("pid", pid)
+    return fs.views.filtered("pid", pid)
 
 
 async def _proc_info(fs, pid: int):

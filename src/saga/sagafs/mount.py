@@ -142,6 +142,7 @@ async def serve(state: DaemonState, mountpoint: str, *, task_status=trio.TASK_ST
                                 "/dev/fuse there? (--no-mount runs the daemon without sagafs)") from None
     # pyfuse3 serves in its own shielded scope: at stop, requests are answered before it is cancelled.
     fuse_scope = trio.CancelScope(shield=True)
+    state.sagafs = fs
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_run_fuse, fs, fuse_scope, path)
@@ -154,5 +155,6 @@ async def serve(state: DaemonState, mountpoint: str, *, task_status=trio.TASK_ST
                     await fs.stop()
                     fuse_scope.cancel()
     finally:
+        state.sagafs = None
         pyfuse3.close(unmount=True)
         log.info("sagafs unmounted from %s", path)

@@ -34,6 +34,7 @@ from saga.errors import SagaError, StoreError, from_oserror
 # Seconds a writer waits for another writer's lock before giving up.
 BUSY_TIMEOUT = 30.0
 WRITE = {"saga_write": True}
+PAGE_SIZE = 65536     # of a new SQLite archive
 FILE_MODE = 0o600
 GROUP_FILE_MODE = 0o640
 SIDE_FILES = ("-wal", "-shm", "-journal")
@@ -108,10 +109,14 @@ def _sqlite_engine(url: URL) -> Engine:
         # rather than every 4 MiB (the default) costs the archiver a third less time.
         # journal_size_limit: the WAL is cut back to 64 MiB after a checkpoint, not kept at its peak.
         # auto_vacuum can only be chosen before the first table (a new, empty archive).
+        # page_size too: 64 KiB pages write the archive's column blobs 2.4 times cheaper and read them
+        # 1.8 times faster than 4 KiB ones (docs/store.md); an older archive keeps its own.
         if cur.execute("PRAGMA page_count").fetchone()[0] == 0:
+            cur.execute(f"PRAGMA page_size={PAGE_SIZE}")
             cur.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        checkpoint = (64 << 20) // cur.execute("PRAGMA page_size").fetchone()[0]    # pages in 64 MiB of WAL
         for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "temp_store=MEMORY",
-                       "cache_size=-32768", "wal_autocheckpoint=16384", f"journal_size_limit={64 << 20}"):
+                       "cache_size=-32768", f"wal_autocheckpoint={checkpoint}", f"journal_size_limit={64 << 20}"):
             cur.execute("PRAGMA " + pragma)
         cur.close()
 
