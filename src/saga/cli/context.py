@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING
 from saga import config as configmod
 from saga.cli.progress import Progress
 from saga.config import Config
-from saga.daemon.client import DaemonClient
-from saga.drivers import Driver, open_driver
 
-if TYPE_CHECKING:       # imported on first use: SQLAlchemy alone adds ~0.4 s to every command
+if TYPE_CHECKING:       # imported on first use: a command pays only for what it uses (docs/cli.md)
+    from saga.daemon.client import DaemonClient
+    from saga.drivers import Driver
     from saga.filters import EventFilter
     from saga.rules.service import RulesService
     from saga.store import Store
@@ -86,6 +86,7 @@ class Env:
         if self._injected_driver is not None:
             return self._injected_driver
         if self._driver is None:
+            from saga.drivers import open_driver
             c = self.config.daemon
             self._driver = open_driver(c.driver, load=False, replay_path=c.replay or None)
         return self._driver
@@ -95,6 +96,7 @@ class Env:
         return RulesService(self.store(), None if offline else self.driver(), self.host)
 
     def daemon(self) -> DaemonClient:
+        from saga.daemon.client import DaemonClient
         return DaemonClient(self.config.daemon.socket_path)
 
     def close(self) -> None:

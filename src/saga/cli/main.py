@@ -4,9 +4,15 @@ One module per command group; commands are thin: they parse options,
 call the layers below and print.  Errors are turned into one line on
 stderr and an exit code here, once (saga.errors: 64 usage/rule, 69 no
 driver, 77 permission, 78 config/database); `--debug` adds the traceback.
+
+`saga COMMAND` imports and builds only that command (an administrator
+waits for `saga query` to start; typer builds every option of every
+command it is given); `saga`, `saga --help` and anything that names no
+known command build them all, as does `app` (tests, the man pages).
 """
 from __future__ import annotations
 
+import importlib
 import io
 import logging
 import os
@@ -24,14 +30,6 @@ except ImportError:       # older typer uses the click package
     import click  # type: ignore[no-redef, import-not-found, unused-ignore]  # not installed with a new typer
 
 from saga import __version__
-from saga.cli import daemon as daemon_cmd
-from saga.cli import driver as driver_cmd
-from saga.cli import log as log_cmd
-from saga.cli import query as query_cmd
-from saga.cli import report as report_cmd
-from saga.cli import rules as rules_cmd
-from saga.cli import stats as stats_cmd
-from saga.cli import status as status_cmd
 from saga.cli.context import Env
 from saga.cli.output import error
 from saga.errors import EX_SOFTWARE, EX_USAGE, SagaError
@@ -98,18 +96,12 @@ def _quiet_stdout() -> None:
         pass
 
 
-app = typer.Typer(cls=SagaGroup, no_args_is_help=True, rich_markup_mode=None, pretty_exceptions_enable=False,
-                  help="saga: syscall logging for Linux. Counters, rules, the live log and its archive.",
-                  context_settings={"help_option_names": ["-h", "--help"]})
-
-
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"saga {__version__}")
         raise typer.Exit()
 
 
-@app.callback()
 def root(ctx: typer.Context,
          db: Annotated[str | None, typer.Option("--db", envvar="SAGA_DB", metavar="URL",
                                                 help="Database URL or SQLite path (default: store.url)")] = None,
@@ -130,15 +122,60 @@ def root(ctx: typer.Context,
     ctx.call_on_close(env.close)
 
 
-app.command("status")(status_cmd.status)
-app.command("stats")(stats_cmd.stats)
-app.add_typer(rules_cmd.app, name="rules")
-app.command("log")(log_cmd.log)
-app.command("query")(query_cmd.query)
-app.command("report")(report_cmd.report)
-app.command("daemon")(daemon_cmd.daemon)
-app.add_typer(driver_cmd.app, name="driver")
+# The commands: name -> (module, attribute, a group of subcommands or one command), in help order.
+COMMANDS: dict[str, tuple[str, str, bool]] = {
+    "status": ("saga.cli.status", "status", False),
+    "stats": ("saga.cli.stats", "stats", False),
+    "rules": ("saga.cli.rules", "app", True),
+    "log": ("saga.cli.log", "log", False),
+    "query": ("saga.cli.query", "query", False),
+    "report": ("saga.cli.report", "report", False),
+    "daemon": ("saga.cli.daemon", "daemon", False),
+    "driver": ("saga.cli.driver", "app", True),
+}
+# The options of `root` that take a value (the command's name is the first word that is not an option).
+ROOT_VALUE_OPTIONS = ("--db", "--config")
+
+
+def build(only: str | None = None) -> typer.Typer:
+    """The command line with every command, or with `only` that one."""
+    new = typer.Typer(cls=SagaGroup, no_args_is_help=True, rich_markup_mode=None, pretty_exceptions_enable=False,
+                      help="saga: syscall logging for Linux. Counters, rules, the live log and its archive.",
+                      context_settings={"help_option_names": ["-h", "--help"]})
+    new.callback()(root)
+    for name, (module, attr, group) in COMMANDS.items():
+        if only is not None and name != only:
+            continue
+        obj = getattr(importlib.import_module(module), attr)
+        if group:
+            new.add_typer(obj, name=name)
+        else:
+            new.command(name)(obj)
+    return new
+
+
+def command_named(args: Sequence[str]) -> str | None:
+    """The command `args` invokes, None when they name none (then every command is built)."""
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in ("-h", "--help", "--version", "--"):
+            return None
+        if arg in ROOT_VALUE_OPTIONS:
+            i += 2
+            continue
+        if arg.startswith("-"):
+            i += 1
+            continue
+        return arg if arg in COMMANDS else None
+    return None
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":            # every command (tests, packaging/gen_files.py)
+        return build()
+    raise AttributeError(name)
 
 
 def main() -> None:
-    app()
+    build(command_named(sys.argv[1:]))()

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from saga import _uapi
+from saga import _uapi, events
 from saga._uapi import Layout
 
 # Event ids: the batch's id shifted left by ID_SHIFT, plus the position in the batch.
@@ -226,10 +226,10 @@ def split_key(key: bytes) -> tuple[bytes | None, bytes | None]:
             section[first:-1] if len(section) > first else None)
 
 
-def records(fields: Mapping[int, np.ndarray], n: int, paths: Sequence[tuple[bytes | None, bytes | None]] | None = None,
-            aux: Mapping[int, bytes] | None = None, fmt: RecordFormat = CURRENT) -> bytes:
-    """n records in `fmt` with these columns (missing ones zero), paths (None: none has any) and aux blobs
-    (by position)."""
+def _assemble(fields: Mapping[int, np.ndarray], n: int, paths: Sequence[tuple[bytes | None, bytes | None]] | None,
+              aux: Mapping[int, bytes] | None, fmt: RecordFormat) -> tuple[np.ndarray, dict[int, bytes]]:
+    """The fixed parts of n records (sizes, path lengths and aux lengths set) and the tail of each record
+    that has one (its paths, each with its NUL, its aux blob, zeros up to the record's 8-byte size)."""
     hdr = np.zeros(n, fmt.dtype)
     names = fmt.names
     for name, code in FIELD_CODES.items():
@@ -238,26 +238,59 @@ def records(fields: Mapping[int, np.ndarray], n: int, paths: Sequence[tuple[byte
             hdr[name] = col
     fixed = fmt.layout.size
     hdr["size"] = fixed
+    tails: dict[int, bytes] = {}
     if not paths and not aux:
-        return hdr.tobytes()
+        return hdr, tails
     paths = paths or [(None, None)] * n
     aux = aux or {}
-    out = []
     nul = fmt.nul_in_len
+    rows, lens, aux_lens = [], [], []
     for i, (a, b) in enumerate(paths):
         if not nul:             # ABI 1 has no empty path: it is no path
             a, b = a or None, b or None
         tail = (b"" if a is None else a + b"\0") + (b"" if b is None else b + b"\0")
         blob = aux.get(i)
         if not tail and blob is None:
-            out.append(hdr[i:i + 1].tobytes())
             continue
-        rec = hdr[i:i + 1]
-        rec["path_len"] = [(0 if p is None else len(p) + nul) for p in (a, b)]
+        rows.append(i)
+        lens.append((0 if a is None else len(a) + nul, 0 if b is None else len(b) + nul))
         if blob is not None:
-            rec["aux_len"] = len(blob)
+            aux_lens.append((i, len(blob)))
             tail += blob
-        size = (fixed + len(tail) + 7) & ~7
-        rec["size"] = size
-        out.append(rec.tobytes() + tail + b"\0" * (size - fixed - len(tail)))
-    return b"".join(out)
+        tails[i] = tail + bytes(-len(tail) % 8)
+    if rows:
+        hdr["path_len"][rows] = lens
+        hdr["size"][rows] = [fixed + len(tails[i]) for i in rows]
+    if aux_lens:
+        at, size = zip(*aux_lens, strict=True)
+        hdr["aux_len"][list(at)] = size
+    return hdr, tails
+
+
+def records(fields: Mapping[int, np.ndarray], n: int, paths: Sequence[tuple[bytes | None, bytes | None]] | None = None,
+            aux: Mapping[int, bytes] | None = None, fmt: RecordFormat = CURRENT) -> bytes:
+    """n records in `fmt` with these columns (missing ones zero), paths (None: none has any) and aux blobs
+    (by position)."""
+    hdr, tails = _assemble(fields, n, paths, aux, fmt)
+    if not tails:
+        return hdr.tobytes()
+    fixed = fmt.layout.size
+    raw = hdr.tobytes()
+    return b"".join(raw[i * fixed:(i + 1) * fixed] + tails[i] if i in tails else raw[i * fixed:(i + 1) * fixed]
+                    for i in range(n))
+
+
+def raws(fields: Mapping[int, np.ndarray], n: int, paths: Sequence[tuple[bytes | None, bytes | None]] | None = None,
+         aux: Mapping[int, bytes] | None = None) -> list[tuple]:
+    """The records of records() (current format) as saga.events.parse returns them: the fixed parts are
+    parsed together, each tail then put in its record's tuple (its last item) with the record's size."""
+    hdr, tails = _assemble(fields, n, paths, aux, CURRENT)
+    if not tails:
+        return events.parse(hdr.tobytes())
+    sizes = hdr["size"].tolist()
+    hdr["size"] = CURRENT.layout.size
+    out = events.parse(hdr.tobytes())
+    for i, tail in tails.items():
+        t = out[i]
+        out[i] = (sizes[i], *t[1:-1], tail)
+    return out

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from saga import _uapi, events
+from saga import _uapi
 from saga.errors import StoreError
 from saga.filters import EventFilter
 from saga.store import columns
@@ -41,8 +41,7 @@ _WILD = re.compile(r"[*?\[]")
 _EMPTY = np.zeros(0, np.int64)
 
 
-@dataclass(frozen=True)
-class Archived:
+class Archived(NamedTuple):
     """An archived event: the raw tuple saga.render prints, plus what only the archive knows."""
 
     id: int
@@ -409,11 +408,11 @@ class Search:
                 known = self.strings(np.concatenate((p0, p1)).tolist())
                 paths = [(known[a] if a else None, known[b] if b else None)
                          for a, b in zip(p0.tolist(), p1.tolist(), strict=True)]
-            raws = events.parse(columns.records(fields, len(idx), paths, self._aux(batch, pos)))
+            raws = columns.raws(fields, len(idx), paths, self._aux(batch, pos))
             exes = self._exes(batch, fields[_C["pid"]])
         host = self.plan.hosts.get(batch.host_id, "?")
-        return [Archived(event_id(batch.id, i), host, e, r)
-                for i, e, r in zip(pos.tolist(), exes, raws, strict=True)]
+        ids = (pos + event_id(batch.id, 0)).tolist()
+        return [Archived(i, host, e, r) for i, e, r in zip(ids, exes, raws, strict=True)]
 
     def _exes(self, batch: Batch, pids: np.ndarray) -> list[str | None]:
         """The executable of each pid, as the batch recorded it."""
