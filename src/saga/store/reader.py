@@ -17,6 +17,7 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from saga.errors import StoreError
 from saga.store.errors import translate
@@ -56,6 +57,10 @@ def locate(text: str) -> Location | None:
         return Location("sqlite", path, "sqlite:///" + path)
     if scheme in ("postgresql", "postgres", "postgresql+psycopg"):
         uri = "postgresql://" + rest
+        try:
+            urlsplit(uri).port         # noqa: B018 - a malformed one ('[::1', a bad port) raises here
+        except ValueError:
+            return None
         return Location("postgresql", uri, _PASSWORD.sub(r"\1***\2", uri))
     return None
 
