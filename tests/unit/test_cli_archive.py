@@ -16,7 +16,7 @@ from test_cli import Saga
 
 from saga import _uapi, decode, events, render, syscalls
 from saga.cli.output import RED, failed_line
-from saga.cli.report import human_ns
+from saga.cli.search import human_ns
 from saga.events import COMM, FLAGS, NR, PID, PPID, RET, TID, UID
 from saga.filters import failed, parse_time
 from saga.store import Store, archive

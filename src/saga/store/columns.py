@@ -248,16 +248,21 @@ def _assemble(fields: Mapping[int, np.ndarray], n: int, paths: Sequence[tuple[by
     for i, (a, b) in enumerate(paths):
         if not nul:             # ABI 1 has no empty path: it is no path
             a, b = a or None, b or None
-        tail = (b"" if a is None else a + b"\0") + (b"" if b is None else b + b"\0")
-        blob = aux.get(i)
-        if not tail and blob is None:
+        if a is None and b is None and i not in aux:
             continue
+        if b is None:
+            tail = b"" if a is None else a + b"\0"
+        else:
+            tail = (b"" if a is None else a + b"\0") + b + b"\0"
         rows.append(i)
         lens.append((0 if a is None else len(a) + nul, 0 if b is None else len(b) + nul))
-        if blob is not None:
-            aux_lens.append((i, len(blob)))
-            tail += blob
-        tails[i] = tail + bytes(-len(tail) % 8)
+        if aux:
+            blob = aux.get(i)
+            if blob is not None:
+                aux_lens.append((i, len(blob)))
+                tail += blob
+        pad = -len(tail) % 8
+        tails[i] = tail + bytes(pad) if pad else tail
     if rows:
         hdr["path_len"][rows] = lens
         hdr["size"][rows] = [fixed + len(tails[i]) for i in rows]

@@ -421,7 +421,7 @@ class Search:
             return [None] * len(pids)
         at = np.searchsorted(table["key"], pids).clip(max=len(table) - 1)
         ids = np.where(table["key"][at] == pids, table["id"][at], 0)
-        uniq = [i for i in np.unique(ids).tolist() if i]
+        uniq = [i for i in set(ids.tolist()) if i]
         known = self.strings(uniq)
         names = {i: _decode(known[i]) for i in uniq}
         return [names.get(i) if i else None for i in ids.tolist()]
