@@ -76,6 +76,13 @@ def test_query_filters_print_exactly_the_matching_events(saga, raws):
     assert len(lines(saga("query", "-n", "0", "-x", "saga-fixture"))) == sum(r[PID] == raws[0][PID] for r in raws)
 
 
+def test_log_with_a_filter_only_the_archive_answers_reads_the_archive(saga):
+    mine = lines(saga("query", "-x", "saga-fixture", "-n", "0"))
+    assert len(mine) > 3 and lines(saga("log", "-x", "saga-fixture", "-n", "3")) == mine[-3:]
+    r = saga("log", "--exe", "nope", code=1)
+    assert r.stdout == "" and "no matching events" in r.stderr
+
+
 def test_query_exits_1_when_nothing_matches(saga):
     for args in (["--errno", "EXDEV"], ["--path", "/no/such/file"], ["--exe", "nope"], ["--key", "nokey"],
                  ["--since", "2000-01-01", "--until", "2000-01-02"], ["--host", "other"]):

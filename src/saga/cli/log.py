@@ -14,7 +14,7 @@ from saga import events, render
 from saga.cli import options
 from saga.cli.context import Env
 from saga.cli.output import colour, failed_line, note
-from saga.cli.search import build_filter, print_archived
+from saga.cli.search import NOTHING_MATCHED, build_filter, print_archived
 from saga.daemon.client import DaemonClient, NotRunning
 from saga.errors import UsageError
 from saga.filters import EventFilter, failed
@@ -94,7 +94,9 @@ def run_log(env: Env, *, follow: bool = False, as_json: bool = False, lines: int
             raise UsageError(f"{names}: saga log -f filters on what a record carries; search the archive with "
                              "saga query")
         found = env.search(flt, lines)
-        print_archived(found[-count:] if count else found, as_json)
+        if not print_archived(found[-count:] if count else found, as_json):
+            note("no matching events")
+            return NOTHING_MATCHED
         return 0
     client = env.daemon()
     if follow:
