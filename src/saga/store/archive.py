@@ -66,7 +66,7 @@ class Strings:
     def __init__(self, entries: int = CACHE_ENTRIES) -> None:
         self.entries = entries
         self.ids: dict[bytes, int] = {}
-        self.pairs: dict[bytes, tuple[int, int]] = {}    # a record's path section -> both ids
+        self.pairs: dict[bytes, int] = {}    # a record's path section -> both ids (first << 32 | second)
 
     def forget(self) -> None:
         self.ids.clear()
@@ -103,19 +103,19 @@ def _path_ids(conn: Connection, ext: Extracted, strings: Strings) -> tuple[np.nd
     if not ext.path_keys:
         return p0, p1
     pairs = strings.pairs
-    got = list(map(pairs.get, ext.path_keys))
-    if None in got:
-        new = {k for k, g in zip(ext.path_keys, got, strict=True) if g is None}
+    try:
+        both = np.fromiter(map(pairs.__getitem__, ext.path_keys), np.uint64, count=len(ext.path_keys))
+    except KeyError:
+        new = {k for k in ext.path_keys if k not in pairs}
         split = {k: columns.split_key(k) for k in new}
         ids = strings.lookup(conn, (p for ab in split.values() for p in ab if p is not None))
         if len(pairs) + len(new) > strings.entries:
             pairs.clear()
         for k, (a, b) in split.items():
-            pairs[k] = (0 if a is None else ids[a], 0 if b is None else ids[b])
-        got = list(map(pairs.__getitem__, ext.path_keys))
-    both = np.array(got, np.uint32)
-    p0[ext.path_rows] = both[:, 0]
-    p1[ext.path_rows] = both[:, 1]
+            pairs[k] = (0 if a is None else ids[a]) << 32 | (0 if b is None else ids[b])
+        both = np.fromiter(map(pairs.__getitem__, ext.path_keys), np.uint64, count=len(ext.path_keys))
+    p0[ext.path_rows] = both >> np.uint64(32)
+    p1[ext.path_rows] = both & np.uint64(0xFFFFFFFF)
     return p0, p1
 
 
