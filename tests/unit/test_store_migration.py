@@ -13,7 +13,10 @@ import gzip
 import sqlalchemy as sa
 from conftest import DATA
 from sqlalchemy import create_engine, inspect, select, text
+from typer.testing import CliRunner
 
+from saga import render
+from saga.cli.main import app
 from saga.events import PID, SIZE, TS
 from saga.filters import EventFilter
 from saga.store import Store, archive, migrations, query, schema
@@ -147,3 +150,16 @@ def test_a_real_version_2_archive_is_migrated_without_losing_an_event(store_url,
         assert archive.count(st.engine) == 2 * len(raws) + 150
         archive.EventWriter(st.engine, a).write([(recording, raws)])    # and the archive goes on
         assert archive.count(st.engine, a) == 3 * len(raws)
+
+
+def test_saga_query_upgrades_a_version_2_archive_before_it_searches(store_url, tmp_path, raws):
+    """Searches read without SQLAlchemy; an archive of an older version is migrated first, as every open does."""
+    url = _v2_fixture(tmp_path)
+    if store_url.startswith("postgresql"):
+        _v2_on_postgresql(store_url, url)
+        url = store_url
+    r = CliRunner().invoke(app, ["--db", url, "query", "-n", "0", "--host", "b"])
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout.splitlines() == [render.line(x) for x in raws[50:200]]
+    with Store.open(url) as st, st.engine.connect() as conn:
+        assert schema.version(conn) == 3
