@@ -224,7 +224,7 @@ def _insert(conn: Connection, host_id: int, n: int, cols: dict[int, np.ndarray])
                 else arr.dtype.kind != "V" and not arr.any():
             continue
         flat = np.ascontiguousarray(arr.astype(columns.element_type(code), copy=False))
-        blobs.append((code, memoryview(flat.reshape(-1).view(np.uint8))))     # the array's bytes, not a copy
+        blobs.append((code, flat.reshape(-1).view(np.uint8).data))     # the array's bytes, not a copy
     stored = sum(b.nbytes for _, b in blobs)
     table = EventBatch.__table__
     batch_id = conn.execute(table.insert().values(host_id=host_id, events=n, stored_bytes=stored, **summary)
