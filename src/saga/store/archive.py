@@ -217,14 +217,15 @@ def _derive(cols: dict[int, np.ndarray], n: int) -> dict[str, object]:
 def _insert(conn: Connection, host_id: int, n: int, cols: dict[int, np.ndarray]) -> Written:
     """Store a batch: its row and its columns (the derived ones computed here)."""
     summary = _derive(cols, n)
-    blobs = []
+    blobs: list[tuple[int, memoryview]] = []
     for code, arr in cols.items():
         # a column of zeros is not stored: it reads back as zeros (an empty one for per-batch arrays)
         if not len(arr) if code in columns.PER_BATCH or code >= columns.FAILURES \
                 else arr.dtype.kind != "V" and not arr.any():
             continue
-        blobs.append((code, arr.astype(columns.element_type(code), copy=False).tobytes()))
-    stored = sum(len(b) for _, b in blobs)
+        flat = np.ascontiguousarray(arr.astype(columns.element_type(code), copy=False))
+        blobs.append((code, flat.reshape(-1).view(np.uint8).data))     # the array's bytes, not a copy
+    stored = sum(b.nbytes for _, b in blobs)
     table = EventBatch.__table__
     batch_id = conn.execute(table.insert().values(host_id=host_id, events=n, stored_bytes=stored, **summary)
                             .returning(table.c.id)).scalar_one()

@@ -306,6 +306,7 @@ class Search:
         with translate("searching the archive"):
             self.plan = plan(self.db, flt)
         self._strings: dict[int, bytes] = {}
+        self._names: dict[int, str] = {}      # executables' names by string id
         self.progress = progress      # called for each batch examined
 
     def _where(self) -> tuple[list[str], list]:
@@ -420,11 +421,13 @@ class Search:
         if not len(table):
             return [None] * len(pids)
         at = np.searchsorted(table["key"], pids).clip(max=len(table) - 1)
-        ids = np.where(table["key"][at] == pids, table["id"][at], 0)
-        uniq = [i for i in set(ids.tolist()) if i]
-        known = self.strings(uniq)
-        names = {i: _decode(known[i]) for i in uniq}
-        return [names.get(i) if i else None for i in ids.tolist()]
+        ids = np.where(table["key"][at] == pids, table["id"][at], 0).tolist()
+        names = self._names
+        new = [i for i in set(ids) if i and i not in names]
+        if new:
+            known = self.strings(new)
+            names.update((i, _decode(known[i])) for i in new)
+        return [names.get(i) for i in ids]
 
     @staticmethod
     def _aux(batch: Batch, pos: np.ndarray) -> dict[int, bytes] | None:
