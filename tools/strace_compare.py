@@ -154,6 +154,31 @@ def is_symbolic(token: str) -> bool:
     return _IDENT.search(token) is not None
 
 
+def _items(tok: str) -> list[str]:
+    """The elements of `[a, b]` or the fields of `{a=1, b=2}`, top level."""
+    return split_args(tok[1:-1]) if len(tok) >= 2 else []
+
+
+def same_aux(strace_tok: str, saga_tok: str) -> bool:
+    """The same argv, socket address or clone_args: strace cuts each string at -s bytes (`"abc"...`),
+    saga the whole list at its bound (`, ...]`); netlink's padding (nl_pad) and clone3's values at exit
+    (` => {parent_tid=[..]}`) are strace's alone."""
+    strace_tok = strace_tok.split(" => ", 1)[0]
+    mine, theirs = _items(saga_tok), [t for t in _items(strace_tok) if not t.startswith("nl_pad=")]
+    if mine and mine[-1] == "...":
+        mine = mine[:-1]
+        theirs = theirs[:len(mine)]
+    if len(mine) != len(theirs):
+        return False
+    for m, t in zip(mine, theirs, strict=True):
+        if t.endswith('"...'):
+            if not m.startswith(t[:-4]):
+                return False
+        elif m != t and not same_symbol(t.split("=", 1)[-1], m.split("=", 1)[-1]):
+            return False
+    return True
+
+
 def c_int(tok: str) -> int:
     """A C integer literal: 0x1f, 022 (octal), -1, 17."""
     if re.fullmatch(r"-?0[0-7]+", tok):
@@ -191,6 +216,8 @@ class Report:
     gap_calls: int = 0                  # strace a symbol, saga a number
     differ_calls: int = 0               # both symbolic, not the same text
     memory_calls: int = 0               # strace shows names inside memory it read (structs, sets): not compared
+    aux_calls: int = 0                  # saga shows what it captured of memory too (argv, sockaddr, clone_args)
+    aux_differ_calls: int = 0           # ... and it is not what strace shows
     value_calls: int = 0                # both numbers, not the same value: a wrong decoding
     format_calls: int = 0               # both numbers, the same value written differently (0x20 and 32)
     by_name: collections.Counter = field(default_factory=collections.Counter)
@@ -198,6 +225,7 @@ class Report:
     differ: collections.Counter = field(default_factory=collections.Counter)
     values: collections.Counter = field(default_factory=collections.Counter)
     formats: collections.Counter = field(default_factory=collections.Counter)
+    aux_differ: collections.Counter = field(default_factory=collections.Counter)
     examples: dict = field(default_factory=dict)
 
     @property
@@ -212,10 +240,13 @@ class Report:
                  f"both numbers, different values: {self.value_calls} calls; same value written "
                  f"differently: {self.format_calls} calls",
                  f"names in memory strace read (structs, arrays, signal sets; not compared): "
-                 f"{self.memory_calls} calls", "",
+                 f"{self.memory_calls} calls",
+                 f"argv, socket addresses, clone_args saga captured: {self.aux_calls} calls, "
+                 f"not as strace shows them: {self.aux_differ_calls}", "",
                  f"top {top} syscalls: " + " ".join(f"{n}:{c}" for n, c in self.by_name.most_common(top))]
         for title, counter in (("gaps", self.gaps), ("different symbols", self.differ),
-                               ("different values", self.values), ("different formats", self.formats)):
+                               ("different values", self.values), ("different formats", self.formats),
+                               ("different aux", self.aux_differ)):
             if counter:
                 lines.append(f"\n{title} (call, argument, calls, example strace | saga):")
                 for key, n in counter.most_common(40):
@@ -232,8 +263,9 @@ def _named(tokens: list[str]) -> dict[str, str]:
 
 
 def _compare_call(rep: Report, sc: StraceCall, raw: tuple, render, syscalls) -> None:
+    from saga import events
     sargs = _saga_args(raw, render)
-    spec = syscalls.BY_SLOT.get(raw[_NR])
+    spec = syscalls.BY_SLOT.get(raw[events.NR])
     names = [a.name for a in spec.args] if spec else []
     pairs: list[tuple[str, str, str]] = []   # (argument, strace, saga)
     s_named, g_named = _named(sc.args), _named(sargs)
@@ -242,8 +274,15 @@ def _compare_call(rep: Report, sc: StraceCall, raw: tuple, render, syscalls) -> 
     else:
         pairs = [(names[i] if i < len(names) else str(i), tok, sargs[i])
                  for i, tok in enumerate(sc.args) if i < len(sargs)]
-    gap = differ = memory = value = form = False
+    gap = differ = memory = value = form = aux = aux_differ = False
     for arg, s_tok, g_tok in pairs:
+        if g_tok[:1] in ("[", "{") and s_tok[:1] in ("[", "{"):   # argv, sockaddr, clone_args: saga captured them
+            aux = True
+            if not same_aux(s_tok, g_tok):
+                aux_differ = True
+                rep.aux_differ[(sc.name, arg)] += 1
+                rep.examples.setdefault(("different aux", (sc.name, arg)), f"{s_tok} | {g_tok}")
+            continue
         if not is_symbolic(s_tok):
             if s_tok[:1] in ("[", "{", "~") and _IDENT.search(re.sub(r'"(\\.|[^"\\])*"', "", s_tok)):
                 memory = True
@@ -283,29 +322,25 @@ def _compare_call(rep: Report, sc: StraceCall, raw: tuple, render, syscalls) -> 
     rep.memory_calls += memory
     rep.value_calls += value
     rep.format_calls += form
-
-
-_NR = 2  # saga.events.NR
-_TID = 6
-_TS = 10
+    rep.aux_calls += aux
+    rep.aux_differ_calls += aux_differ
 
 
 def compare(strace: dict[int, list[StraceCall]], raws: list[tuple]) -> Report:
     """Pair each thread's calls in order and compare them (see the module's docstring)."""
     from saga import events, render, syscalls
-    assert (events.NR, events.TID, events.TS) == (_NR, _TID, _TS)
     by_tid: dict[int, list[tuple]] = collections.defaultdict(list)
     for r in raws:
-        if r[_TID] in strace:
-            by_tid[r[_TID]].append(r)
+        if r[events.TID] in strace:
+            by_tid[r[events.TID]].append(r)
     rep = Report()
     for tid, scalls in strace.items():
         rep.calls += len(scalls)
         for sc in scalls:
             rep.by_name[sc.name] += 1
-        mine = sorted(by_tid.get(tid, ()), key=lambda r: r[_TS])
+        mine = sorted(by_tid.get(tid, ()), key=lambda r: r[events.TS])
         a = [sc.name for sc in scalls]
-        b = [syscalls.name_of(r[_NR]) for r in mine]
+        b = [syscalls.name_of(r[events.NR]) for r in mine]
         for blk in difflib.SequenceMatcher(None, a, b, autojunk=False).get_matching_blocks():
             for k in range(blk.size):
                 rep.paired += 1
@@ -420,7 +455,7 @@ def record(cmd: list[str], workdir: str, bpffs: str | None = None) -> tuple[str,
         # Only the workload's calls are logged: it runs as its own user (the machine's other
         # processes could fill the ring and drop events).
         with loaded(bpffs, "strace-compare", default_action="ignore") as drv:
-            drv.add_rule(grammar.parse(f"log all uid={WORKLOAD_UID}"))
+            drv.replace_rules([grammar.parse(f"1: log all uid={WORKLOAD_UID}")])
             stop = threading.Event()
 
             def reader() -> None:

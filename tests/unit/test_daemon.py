@@ -40,7 +40,9 @@ class Running:
         self.driver = driver
         self.daemon = Daemon(self.config, Options(no_mount=True, reload_config=False), driver=driver)
         self.status_code: list[int] = []
-        self.thread = threading.Thread(target=lambda: self.status_code.append(self.daemon.run(signals=False)))
+        # A daemon thread: a failing test must not keep the test run from exiting.
+        self.thread = threading.Thread(target=lambda: self.status_code.append(self.daemon.run(signals=False)),
+                                       daemon=True)
         self.thread.start()
         assert self.daemon.ready.wait(20), "daemon did not start"
         self.client = DaemonClient(self.config.daemon.socket_path)
@@ -264,7 +266,7 @@ def test_locked_rules_that_differ_do_not_stop_the_daemon(tmp_path, sqlite_url, r
     with Store.open(sqlite_url) as st:
         RulesService(st, None, cfg.store.host_name).add(rules.parse("ignore all"))
     drv = ReplayDriver(recording)
-    drv.add_rule(rules.parse("count read"))
+    drv.replace_rules([rules.parse("1: count read")])
     drv.lock_rules()
     r = Running(tmp_path, sqlite_url, drv)
     wait_for(lambda: r.status()["drained"]["events"] > 0, what="draining under the locked rules")
