@@ -18,6 +18,7 @@ CLEAN = [
     "[   51.191940] saga: loading out-of-tree module taints kernel.",
     "[    0.000000] Kernel command line: console=ttyS0 panic=-1",
     "[    2.993860] RAS: Correctable Errors collector initialized.",
+    '[   13.862265] virtme-ng-init: WARNING: failed to run: "systemd-tmpfiles" --create --boot (error: No such file)',
 ]
 
 
