@@ -33,6 +33,7 @@ struct saga_bpf_config {
 	__u32	default_action;		/* SAGA_ACT_* the rule sets are built with */
 	__u32	locked;			/* 1 once the rule maps are frozen */
 	__u32	__pad;
+	__u64	missed_at_reset;	/* the programs' recursion misses at the last reset (user space) */
 	__u32	consumers[SAGA_BPF_MAX_CONSUMERS];	/* reader tgids; 0 = free */
 	char	version[SAGA_BPF_VERSION_LEN];		/* saga version that loaded the program */
 };

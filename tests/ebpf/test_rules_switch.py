@@ -8,7 +8,7 @@ call that is logged when no set logs it, or not logged when every set does.
 """
 from __future__ import annotations
 
-from ebpf_helpers import Drainer, loaded, records
+from ebpf_helpers import Drainer, assert_each_once_in_order, loaded, records
 from ruleids import numbered
 
 from saga import events
@@ -69,18 +69,19 @@ def test_every_call_logged_once_in_order_while_sets_change(drv, workload):
     assert changes >= 10, "the workload ended before the rules changed much: the test proves little"
     st = drv.stats()
     assert st.drops == before.drops     # first: a drop (counted) explains missing records, a loss does not
-    assert [r[events.ARG0] for r in recs] == list(range(N))
-    assert st.per_slot[GETPPID][0] - before.per_slot.get(GETPPID, (0, 0))[0] >= N
+    assert_each_once_in_order([r[events.ARG0] for r in recs], N, st.missed - before.missed)
+    assert st.per_slot[GETPPID][0] - before.per_slot.get(GETPPID, (0, 0))[0] >= len(recs)
 
 
 def test_no_call_logged_while_sets_that_only_count_change(drv, workload):
     w = workload("seq", N, PAUSE_US)
     drv.replace_rules(numbered([parse(x) for x in sets_counting(w.pid)[0]]))
-    before = drv.stats().per_slot.get(GETPPID, (0, 0))[0]
+    before = drv.stats()
     recs, changes = run_while_switching(drv, w, sets_counting(w.pid))
     assert changes >= 10, "the workload ended before the rules changed much: the test proves little"
     assert recs == []
-    assert drv.stats().per_slot[GETPPID][0] - before >= N
+    st = drv.stats()
+    assert st.per_slot[GETPPID][0] - before.per_slot.get(GETPPID, (0, 0))[0] >= N - (st.missed - before.missed)
 
 
 def test_a_change_is_in_force_when_it_returns(drv, workload):

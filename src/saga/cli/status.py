@@ -23,7 +23,8 @@ def _driver_view(env: Env) -> tuple[dict | None, str | None]:
                        "default_action": info.default_action, "ring_bytes": info.ring_bytes,
                        "nr_cpus": info.nr_cpus},
             "capture": {"calls": st.calls, "errors": st.errors, "events": st.events, "drops": st.drops,
-                        "read": st.read, "no_enter": st.no_enter, "path_faults": st.path_faults}}, None
+                        "read": st.read, "no_enter": st.no_enter, "path_faults": st.path_faults,
+                        "missed": st.missed}}, None
 
 
 def gather(env: Env) -> tuple[dict, str | None]:
@@ -80,6 +81,9 @@ def _print(r: dict) -> None:
         out(f"events:   {c['events']} logged, {c['read']} read, {c['drops']} dropped")
         if c["drops"]:
             warn(f"{c['drops']} events were dropped: the buffers filled faster than they were read")
+        if c.get("missed"):
+            warn(f"{c['missed']} calls were neither counted nor logged: the kernel skipped saga's eBPF program "
+                 f"(docs/ebpf.md, \"Missed calls\")")
     dm = r["daemon"]
     if dm.get("running"):
         out(f"daemon:   running, pid {dm['pid']}, up {duration(dm['uptime_s'])}, host {dm['host']}")

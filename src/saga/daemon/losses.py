@@ -107,7 +107,7 @@ class LossMonitor:
     @staticmethod
     def _counts(status: dict) -> dict[str, int]:
         out = {"ring": status["capture"]["drops"], "malformed": status["drained"]["malformed"],
-               "readers": status["window"]["readers_lost"]}
+               "readers": status["window"]["readers_lost"], "missed": status["capture"].get("missed", 0)}
         arc = status["archive"]
         if arc.get("enabled"):
             out.update({f"archive.{cause}": n for cause, n in arc["dropped_by"].items()})
@@ -166,6 +166,9 @@ _MESSAGES = {
                   "or log fewer calls",
     "malformed": "{lost}: the driver returned malformed records (a driver bug: the log above has the details; "
                  "please report it)",
+    "missed": "{n:,} calls were neither counted nor logged: the kernel skipped saga's eBPF program while it was "
+              "preempted on the same CPU (Linux 6.14+ runs syscall tracepoint programs preemptible; "
+              "docs/ebpf.md, \"Missed calls\"); the kernel module driver does not miss calls",
     "readers": "readers of /sagafs/pipe or `saga log -f` missed {n:,} events: they read more slowly than events "
                "arrived and fell out of the window (daemon.window_events); they were told how many in their "
                "stream. The archive has every event",

@@ -45,6 +45,7 @@ class Stats:
     path_faults: int = 0
     aux_faults: int = 0      # aux blobs cut short: user memory could not be read
     tree_drops: int = 0      # descendants not marked for a tree rule (no room)
+    missed: int = 0          # calls neither counted nor logged: the kernel skipped saga's probe (eBPF, docs/ebpf.md)
     reset_ns: int = 0        # CLOCK_REALTIME of the last reset or load
 
 

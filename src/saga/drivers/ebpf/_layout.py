@@ -21,7 +21,7 @@ SAGA_BPF_DATA_BUF = 1552
 
 # Struct layouts
 
-SAGA_BPF_CONFIG = Layout('saga_bpf_config', 120, '<IIqQQQIIII8I32s', (
+SAGA_BPF_CONFIG = Layout('saga_bpf_config', 128, '<IIqQQQIIIIQ8I32s', (
     Field('enabled', 0, 4, 1, 'I'),
     Field('actions', 4, 4, 1, 'I'),
     Field('realtime_offset', 8, 8, 1, 'q'),
@@ -32,10 +32,11 @@ SAGA_BPF_CONFIG = Layout('saga_bpf_config', 120, '<IIqQQQIIII8I32s', (
     Field('default_action', 44, 4, 1, 'I'),
     Field('locked', 48, 4, 1, 'I'),
     Field('__pad', 52, 4, 1, 'I'),
-    Field('consumers', 56, 32, 8, '8I'),
-    Field('version', 88, 32, 32, '32s'),
+    Field('missed_at_reset', 56, 8, 1, 'Q'),
+    Field('consumers', 64, 32, 8, '8I'),
+    Field('version', 96, 32, 32, '32s'),
 ))
-SAGA_BPF_CONFIG_STRUCT = struct.Struct('<IIqQQQIIII8I32s')
+SAGA_BPF_CONFIG_STRUCT = struct.Struct('<IIqQQQIIIIQ8I32s')
 
 SAGA_BPF_PCPU = Layout('saga_bpf_pcpu', 16432, '<16384sQQQQQQ', (
     Field('slot', 0, 16384, 1024, '16384s'),

@@ -96,6 +96,7 @@ class EbpfDriver(Driver):
             self._cfg = Words(self._cfg_map)
             self._maps = publish.RuleMaps(directory, self._pin(L.MAP_RULES), self._pin(L.MAP_ACTIONS), self._cfg)
             self._ncpus = libbpf.possible_cpus()
+            self._progs = self._exit_side_progs()
         except BaseException:
             self._close_fds()
             raise
@@ -104,6 +105,25 @@ class EbpfDriver(Driver):
         fd = libbpf.obj_get(os.path.join(self.directory, name))
         self._fds.append(fd)
         return fd
+
+    def _exit_side_progs(self) -> list[int]:
+        """The always-attached programs, whose skipped runs lose calls (a skipped sys_enter only loses the
+        entry state: the record says NO_ENTER)."""
+        fds = []
+        for _prog, link in L.PROGS:
+            link_fd = libbpf.obj_get(os.path.join(self.directory, link))
+            try:
+                fds.append(libbpf.link_prog_fd(link_fd))
+                self._fds.append(fds[-1])
+            finally:
+                os.close(link_fd)
+        return fds
+
+    def _missed(self) -> int:
+        """Calls the kernel ran no saga program for: since Linux 6.14 the syscall tracepoints run BPF
+        preemptible, and a program preempted on a CPU makes the kernel skip it for every other task that
+        calls there meanwhile (its recursion guard).  The kernel counts those skips; saga reports them."""
+        return sum(libbpf.prog_misses(fd) for fd in self._progs)
 
     def _check_layout(self, config_fd: int) -> None:
         for fd, size in ((config_fd, L.CONFIG.size), (self._counters, L.PCPU_SIZE)):
@@ -157,13 +177,15 @@ class EbpfDriver(Driver):
             totals = [a + b for a, b in zip(totals, words[base + 2 * nslots:base + stride], strict=True)]
         per_slot = {s: (c, e) for s, (c, e) in enumerate(zip(calls, errors, strict=True)) if c or e}
         named = dict(zip(L.PCPU_TOTALS, totals, strict=True))
+        missed = self._missed() - self._cfg_u64(L.CFG_MISSED_AT_RESET)
         return Stats(per_slot=per_slot, calls=sum(calls), errors=sum(errors), read=read,
-                     reset_ns=self._cfg_u64(L.CFG_RESET_NS), **named)
+                     reset_ns=self._cfg_u64(L.CFG_RESET_NS), missed=missed, **named)
 
     @_translated("resetting the eBPF counters")
     def reset_stats(self) -> None:
         libbpf.map_update(self._counters, 0, bytes(L.PCPU_SIZE * self._ncpus))
         self._cfg.set_u64(L.CFG_READ, 0)
+        self._cfg.set_u64(L.CFG_MISSED_AT_RESET, self._missed())
         self._cfg.set_u64(L.CFG_RESET_NS, time.clock_gettime_ns(time.CLOCK_REALTIME))
 
     @_translated("switching capture")

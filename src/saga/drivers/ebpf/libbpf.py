@@ -76,6 +76,7 @@ _SIGNATURES = {
     "bpf_map_create": (_c.c_int, [_c.c_int, _c.c_char_p, _c.c_uint32, _c.c_uint32, _c.c_uint32, _vp]),
     "bpf_map_freeze": (_c.c_int, [_c.c_int]),
     "bpf_map_get_fd_by_id": (_c.c_int, [_c.c_uint32]),
+    "bpf_prog_get_fd_by_id": (_c.c_int, [_c.c_uint32]),
     "bpf_obj_get_info_by_fd": (_c.c_int, [_c.c_int, _vp, _c.POINTER(_c.c_uint32)]),
     "bpf_link_detach": (_c.c_int, [_c.c_int]),
 }
@@ -154,6 +155,26 @@ def map_info(fd: int) -> MapInfo:
     n = _c.c_uint32(_c.sizeof(info))
     check(lib().bpf_obj_get_info_by_fd(fd, _c.byref(info), _c.byref(n)), "map info")
     return info
+
+
+def link_prog_fd(link_fd: int) -> int:
+    """A descriptor of the program a link runs (struct bpf_link_info: type, id, prog_id)."""
+    info = (_c.c_char * 64)()
+    n = _c.c_uint32(len(info))
+    check(lib().bpf_obj_get_info_by_fd(link_fd, info, _c.byref(n)), "link info")
+    return check(lib().bpf_prog_get_fd_by_id(struct.unpack_from("<I", info, 8)[0]), "program get by id")
+
+
+_PROG_INFO_SIZE = 232           # struct bpf_prog_info as of Linux 6.1 (a shorter kernel fills less)
+_RECURSION_MISSES_AT = 208      # its recursion_misses (Linux 5.12+)
+
+
+def prog_misses(prog_fd: int) -> int:
+    """Runs of the program the kernel skipped because it was already running on that CPU."""
+    info = (_c.c_char * _PROG_INFO_SIZE)()
+    n = _c.c_uint32(len(info))
+    check(lib().bpf_obj_get_info_by_fd(prog_fd, info, _c.byref(n)), "program info")
+    return struct.unpack_from("<Q", info, _RECURSION_MISSES_AT)[0] if n.value >= _RECURSION_MISSES_AT + 8 else 0
 
 
 def attach_pinned_prog(prog_path: str, link_path: str) -> None:
