@@ -137,7 +137,7 @@ def first_args(chunks: list[bytes], pid: int, slot: int) -> list[int]:
 
 def assert_each_once_in_order(got: list[int], n: int, missed: int) -> None:
     """got: the numbers 0..n-1 a workload gave its calls, as logged.  Each is logged once and in order; one
-    can be absent only if the kernel skipped saga's program for it (Linux 6.14+, docs/ebpf.md "Missed calls"),
+    can be absent only if the kernel skipped saga's program for it (Linux 7.x, docs/ebpf.md "Missed calls"),
     which Stats.missed counts: absent and uncounted is a loss."""
     assert got == sorted(set(got)), "a call logged twice or out of order"
     assert not got or (got[0] >= 0 and got[-1] < n)

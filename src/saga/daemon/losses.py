@@ -167,7 +167,7 @@ _MESSAGES = {
     "malformed": "{lost}: the driver returned malformed records (a driver bug: the log above has the details; "
                  "please report it)",
     "missed": "{n:,} calls were neither counted nor logged: the kernel skipped saga's eBPF program while it was "
-              "preempted on the same CPU (Linux 6.14+ runs syscall tracepoint programs preemptible; "
+              "preempted on the same CPU (Linux 7.x runs syscall tracepoint programs preemptible; "
               "docs/ebpf.md, \"Missed calls\"); the kernel module driver does not miss calls",
     "readers": "readers of /sagafs/pipe or `saga log -f` missed {n:,} events: they read more slowly than events "
                "arrived and fell out of the window (daemon.window_events); they were told how many in their "

@@ -120,7 +120,7 @@ class EbpfDriver(Driver):
         return fds
 
     def _missed(self) -> int:
-        """Calls the kernel ran no saga program for: since Linux 6.14 the syscall tracepoints run BPF
+        """Calls the kernel ran no saga program for: on Linux 7.x the syscall tracepoints run BPF
         preemptible, and a program preempted on a CPU makes the kernel skip it for every other task that
         calls there meanwhile (its recursion guard).  The kernel counts those skips; saga reports them."""
         return sum(libbpf.prog_misses(fd) for fd in self._progs)
