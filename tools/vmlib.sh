@@ -85,14 +85,14 @@ vm_build_workloads() {
 vm_snapshot() {
   local rel=$1 res=$2
   rm -rf "$res/tree" && mkdir -p "$res/tree"
-  cp -r "$VM_ROOT"/pyproject.toml "$VM_ROOT"/src "$VM_ROOT"/tests "$VM_ROOT"/bench "$res/tree/"
+  cp -r "$VM_ROOT"/pyproject.toml "$VM_ROOT"/src "$VM_ROOT"/tests "$VM_ROOT"/bench "$VM_ROOT"/tools "$res/tree/"
   find "$res/tree" -name __pycache__ -prune -exec rm -rf {} +
   vm_guest "$rel" "$res"
   if [ "$(vm_sysroot "$rel")" = / ]; then
-    "$G_PY" -m compileall -q "$G_TREE/src" "$G_TREE/tests" "$G_TREE/bench"
+    "$G_PY" -m compileall -q "$G_TREE/src" "$G_TREE/tests" "$G_TREE/bench" "$G_TREE/tools"
   else
     "$VM_ROOT/tools/kernel-root.sh" run --bind "$res" \
-      "$G_PY" -m compileall -q "$G_TREE/src" "$G_TREE/tests" "$G_TREE/bench"
+      "$G_PY" -m compileall -q "$G_TREE/src" "$G_TREE/tests" "$G_TREE/bench" "$G_TREE/tools"
   fi
 }
 

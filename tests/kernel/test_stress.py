@@ -4,7 +4,8 @@ import os
 import subprocess
 import time
 
-from kernelutil import CALLS, NOBODY, SLOT, TCG_PATIENCE, Module, calls, only, rule, slot_calls, spawn
+from kernelutil import CALLS, NOBODY, SLOT, TCG_PATIENCE, Module, calls, only, slot_calls, spawn
+from ruleids import numbered
 
 from saga import _uapi, events
 from saga.rules.abi import pack_rule
@@ -93,7 +94,7 @@ def test_rule_swaps_as_fast_as_the_ioctl_allows_while_every_cpu_hammers(saga, tm
     files = []
     for i, lines in enumerate(_swap_sets()):
         path = tmp_path / f"set{i}"
-        path.write_bytes(b"".join(pack_rule(rule(line)) for line in lines))
+        path.write_bytes(b"".join(pack_rule(r) for r in numbered(lines)))     # ids: the caller's (ABI 2)
         files.append(str(path))
     only(saga, "ignore all")
     while saga.read_raw(1 << 20):
