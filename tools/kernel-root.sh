@@ -194,6 +194,12 @@ stale() {
 prepare() {
   [ "$(id -u)" = 0 ] || { echo "kernel-root: needs root (debootstrap, chroot)" >&2; exit 77; }
   mkdir -p "$CACHE"
+  # Up to date (the usual case): no exclusive lock, which would wait for every
+  # VM another run boots from the root.  A root being made or refreshed reads
+  # as stale (.saga-kernels and .saga-refreshed are written last).
+  if ! stale && [ -f "$ROOT$(venv_of_tree)/.complete" ]; then
+    return 0
+  fi
   exec 9>"$LOCK"
   flock 9
   : >"$LOG"
