@@ -16,6 +16,7 @@ from saga import _uapi, aux_text, decode, events, syscalls
 from saga.events import (
     ARG0,
     AUX_LEN,
+    CGROUP_ID,
     COMM,
     CPU,
     DURATION,
@@ -304,7 +305,8 @@ def to_json(raw: tuple) -> dict:
         "syscall": _call_formatter(raw[NR])[0], "nr": raw[NR], "orig_nr": raw[ORIG_NR],
         "args": list(raw[ARG0:ARG0 + 6]), "args_text": format_args(raw), "paths": json_paths(raw),
         "ret": ret, "errno": decode.errno_name(-ret) if -4096 < ret < 0 else None,
-        "duration_ns": raw[DURATION], "flags": flag_names(raw[FLAGS]), **json_aux(raw), **_NO_CONTEXT,
+        "duration_ns": raw[DURATION], "flags": flag_names(raw[FLAGS]), **json_aux(raw),
+        "cgroup_id": raw[CGROUP_ID], **_NO_CONTEXT,
     }
     where = context_of(raw) if context_of is not None else None
     if where is not None:
