@@ -30,3 +30,6 @@ def test_saga_prints_the_symbols_strace_prints(workload, bpffs):
     assert rep.gap_share <= 0.02, summary
     assert rep.differ_calls <= 0.02 * rep.paired, summary
     assert rep.value_calls <= 0.001 * rep.paired, summary
+    # argv, socket addresses and clone_args (ABI 2's aux blob) as strace shows them
+    assert rep.aux_calls > 20, summary
+    assert rep.aux_differ_calls <= 0.01 * rep.aux_calls, summary
