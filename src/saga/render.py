@@ -30,6 +30,7 @@ from saga.events import (
     PID,
     PPID,
     RET,
+    RULE_ID,
     TID,
     TS,
     UID,
@@ -306,7 +307,7 @@ def to_json(raw: tuple) -> dict:
         "args": list(raw[ARG0:ARG0 + 6]), "args_text": format_args(raw), "paths": json_paths(raw),
         "ret": ret, "errno": decode.errno_name(-ret) if -4096 < ret < 0 else None,
         "duration_ns": raw[DURATION], "flags": flag_names(raw[FLAGS]), **json_aux(raw),
-        "cgroup_id": raw[CGROUP_ID], **_NO_CONTEXT,
+        "rule_id": raw[RULE_ID], "cgroup_id": raw[CGROUP_ID], **_NO_CONTEXT,
     }
     where = context_of(raw) if context_of is not None else None
     if where is not None:
