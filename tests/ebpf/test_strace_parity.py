@@ -18,7 +18,6 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools"))
 import strace_compare  # noqa: E402 - tools/ is not a package
 
-
 # The calls each workload makes whose aux blob saga shows: process starts, threads, a server's addresses
 # (accept4's and recvfrom's read at exit: the peer the kernel wrote).
 AUX_CALLS = {"ordinary": {"execve", "clone3", "connect"},
