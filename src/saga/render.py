@@ -9,8 +9,9 @@ and cached, and the date part of the timestamp is reused within a second.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import cache, lru_cache
+from typing import TYPE_CHECKING
 
 from saga import _uapi, aux_text, decode, events, syscalls
 from saga.events import (
@@ -37,6 +38,9 @@ from saga.events import (
     comm_str,
     path_args,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
 
 _EVF_NAMES = ((_uapi.SAGA_EVF_COMPAT, "ia32"), (_uapi.SAGA_EVF_PATH_TRUNC, "path-truncated"),
               (_uapi.SAGA_EVF_PATH_FAULT, "path-fault"), (_uapi.SAGA_EVF_NO_ENTER, "no-enter"),
@@ -243,9 +247,12 @@ def format_ret(raw: tuple) -> str:
 
 
 def format_duration(raw: tuple) -> str:
-    if raw[FLAGS] & (_uapi.SAGA_EVF_NO_ENTER | _uapi.SAGA_EVF_NORETURN):
+    return duration_text(raw[DURATION], raw[FLAGS])
+
+
+def duration_text(ns: int, flags: int) -> str:
+    if flags & (_uapi.SAGA_EVF_NO_ENTER | _uapi.SAGA_EVF_NORETURN):
         return "?"
-    ns = raw[DURATION]
     if ns < 1000:
         return f"{ns}ns"
     if ns < 1_000_000_000:
@@ -296,6 +303,35 @@ def line(raw: tuple) -> str:
     if flags:
         text += " [" + ",".join(flag_names(flags)) + "]"
     return text
+
+
+def call_text(raw: tuple) -> str:
+    """`name(args) = ret`: the part of a line that depends on the call alone, not on who made it or when."""
+    return f"{_call_formatter(raw[NR])[0]}({format_args(raw)}) = {format_ret(raw)}"
+
+
+def lines_of(ts: np.ndarray, cpu: Sequence[int], pid: Sequence[int], tid: Sequence[int], uid: Sequence[int],
+             comm: np.ndarray, calls: Sequence[str], duration: Sequence[int], flags: Sequence[int]) -> list[str]:
+    """The lines line() makes, from many events' fields as columns (ts_ns: uint64, comm: 16-byte void) and
+    each one's call_text(): an archive search renders each distinct call once (saga.store.query), the
+    times and names here in bulk, and nothing builds a record.  The words of context_of are not known
+    here (the archive keeps none).  tests/unit/test_render keeps the two equal."""
+    import numpy as np
+    if len(ts) and int(ts.max()) < 1 << 63:     # numpy's datetime64 holds ns since 1970 up to 2262
+        stamps = np.datetime_as_string(ts.view(np.int64).astype("datetime64[ns]"), unit="ns").tolist()
+        zone = "Z"
+    else:
+        stamps, zone = [iso_time(t) for t in ts.tolist()], ""
+    names, at = np.unique(comm, return_inverse=True)
+    tokens = np.array([comm_token(c) for c in names.tolist()], object)[at.reshape(-1)].tolist()
+    took, flag_words = duration_text, flag_names
+    out = []
+    for t, c, p, i, u, name, call, ns, f in zip(stamps, cpu, pid, tid, uid, tokens, calls, duration, flags,
+                                                 strict=True):
+        text = f"{t}{zone} cpu={c} pid={p} tid={i} uid={u} comm={name} {call} <{took(ns, f)}>"
+        f &= ~_uapi.SAGA_EVF_AUX_MASK
+        out.append(text + " [" + ",".join(flag_words(f)) + "]" if f else text)
+    return out
 
 
 def to_json(raw: tuple) -> dict:

@@ -190,3 +190,20 @@ def test_clone3_says_thread_or_process():
     assert render.format_args(raw).endswith(", tls=0x7f20}, 88")
     obj = render.to_json(raw)["clone_args"]
     assert obj["kind"] == "thread" and obj["flags"] == 0x3D0F00 and obj["stack_size"] == 0x7FFF80
+
+
+def test_lines_from_columns_are_the_lines_of_the_records(raws):
+    """render.lines_of (an archive search's bulk rendering) prints what line() prints, for every recorded
+    event and for the odd ones: flags, a comm that needs quoting, unknown time, the last representable ns."""
+    import numpy as np
+    odd = [one(nr=257, pid=7, comm="a b\x1b", ret=-13, flags=_uapi.SAGA_EVF_PATH_FAULT | _uapi.SAGA_EVF_NO_ENTER),
+           one(nr=60, pid=8, comm="x", flags=_uapi.SAGA_EVF_NORETURN, duration_ns=5),
+           one(nr=0, pid=9, ts_ns=0, duration_ns=999), one(nr=0, pid=9, ts_ns=(1 << 63) - 1, duration_ns=10**9)]
+    for batch in (raws, odd, [one(nr=0, ts_ns=(1 << 64) - 1), one(nr=0, ts_ns=5)]):
+        def col(i, dtype, rows=batch):
+            return np.array([r[i] for r in rows], dtype)
+        got = render.lines_of(col(events.TS, np.uint64), *(col(i, np.int64).tolist() for i in
+                              (events.CPU, events.PID, events.TID, events.UID)),
+                              col(events.COMM, "V16"), [render.call_text(r) for r in batch],
+                              col(events.DURATION, np.uint64).tolist(), col(events.FLAGS, np.int64).tolist())
+        assert got == [render.line(r) for r in batch]
