@@ -76,7 +76,7 @@ def archive_run(chunks: list[bytes], workdir: str) -> float:
     t0 = time.perf_counter()
     for buf in chunks:
         raws = events.parse(buf)
-        writer.write([(buf, raws)], enricher.exes(raws))
+        writer.write([(buf, raws)], enricher.exes(r[events.PID] for r in raws))
     took = time.perf_counter() - t0
     writer.close()
     stored = archive.count(store.engine)

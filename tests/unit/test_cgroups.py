@@ -113,13 +113,13 @@ def test_the_process_cache_says_where_events_come_from_in_lines_and_json(tree, m
     raw = events.parse(events.pack(dict(nr=syscalls.BY_NAME["getppid"].slot, pid=42, tid=42, comm="nginx")))[0]
     monkeypatch.setattr(render, "context_of", e.where)
     assert " unit=" not in render.line(raw) and render.to_json(raw)["unit"] is None   # not looked up yet
-    e.note([raw])
+    e.note([raw[events.PID]])
     e.lookup_all(e.take_pending())
     assert " comm=nginx unit=nginx.service getppid() = 0 " in render.line(raw)
     obj = render.to_json(raw)
     assert (obj["unit"], obj["cgroup"], obj["container"], obj["nspid"]) == ("nginx.service",
                                                                            "/system.slice/nginx.service", None, 7)
-    assert e.units([raw]) == {42: "nginx.service"}
+    assert e.units([raw[events.PID]]) == {42: "nginx.service"}
 
 
 def cgroups_nspid(proc, pid):

@@ -122,7 +122,7 @@ def _spool_and_submit(a: Archiver, sp: Spool, read: tuple[bytes, list[tuple]]) -
     buf, raws = read
     sp.in_hand(len(buf))
     where = sp.append(buf, len(raws))
-    a.submit(buf, raws, where)
+    a.submit(buf, events.sizes(buf), where)
     sp.drained(len(raws))
 
 

@@ -19,7 +19,6 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from operator import itemgetter
 
 import psutil
 
@@ -126,17 +125,17 @@ class Enricher:
         for p in stale or list(self._cache)[: len(self._cache) // 2]:
             del self._cache[p]
 
-    def exes(self, raws: Iterable[tuple]) -> dict[int, str | None]:
-        """pid -> executable for the pids of a batch of raw events."""
+    def exes(self, pids: Iterable[int]) -> dict[int, str | None]:
+        """pid -> executable for the pids of a batch of events."""
         out = {}
-        for pid in set(map(itemgetter(PID), raws)):
+        for pid in set(pids):
             info = self.lookup(pid)
             out[pid] = info.exe if info else None
         return out
 
-    def note(self, raws: list[tuple]) -> None:
+    def note(self, pids: Iterable[int]) -> None:
         """Remember the pids of a batch that were never looked up (cheap: the event loop calls it)."""
-        self._pending.update(set(map(itemgetter(PID), raws)).difference(self._cache))
+        self._pending.update(set(pids).difference(self._cache))
 
     def take_pending(self) -> set[int]:
         pending, self._pending = self._pending, set()
@@ -170,10 +169,10 @@ class Enricher:
         info = self.cached(raw[PID])
         return info.context if info is not None else None
 
-    def units(self, raws: Iterable[tuple]) -> dict[int, str | None]:
+    def units(self, pids: Iterable[int]) -> dict[int, str | None]:
         """pid -> the unit or container name (Context.name) of the pids of a batch; may read /proc."""
         out: dict[int, str | None] = {}
-        for pid in set(map(itemgetter(PID), raws)):
+        for pid in set(pids):
             info = self.lookup(pid)
             out[pid] = info.context.name if info is not None and info.context is not None else None
         return out

@@ -431,7 +431,7 @@ class Daemon:
                     spool.in_hand(len(buf))      # a crash from here on is counted (spool.py)
                 got = True
                 try:
-                    raws = events.parse(buf)
+                    sizes = events.sizes(buf)       # not parsed: readers parse what they read
                 except events.RecordError as exc:   # a driver bug: say so, keep going
                     state.counters.malformed_reads += 1
                     state.counters.malformed_bytes += len(buf)
@@ -439,7 +439,7 @@ class Daemon:
                     if spool is not None:
                         spool.in_hand(0, 0)
                     continue
-                state.ingest(buf, raws)
+                state.ingest(buf, sizes)
                 await trio.lowlevel.checkpoint()
             if not got:
                 await trio.sleep(0.001)   # readable yet empty: do not spin

@@ -44,6 +44,7 @@ _W_MAGIC, _W_PID, _W_STARTED, _W_CLEAN, _W_SPOOL_ID, _W_SEG, _W_END = 0, 8, 16, 
 _W_HAND_BYTES, _W_HAND_EVENTS = 56, 64
 _W_DRAINED, _W_SPOOLED, _W_ARCHIVED, _W_DROPPED, _W_UNSPOOLED, _W_UNSPOOLED_DONE = 72, 80, 88, 96, 104, 112
 READ_CHUNK = 4 << 20        # replayed segments are handed to the archiver in pieces of at most this
+CURSOR_EVERY_S = 1.0        # the spool's own copy of the cursor is written at most this often
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,7 @@ class Spool:
         self.paused = False                       # the disk bounds stopped spooling (the disk is nearly full)
         self.write_errors = 0
         self.last_error: str | None = None
+        self._cursor_written = float("-inf")
         os.makedirs(directory, mode=0o700, exist_ok=True)
         os.chmod(directory, 0o700)
         self._map, self._page = self._map_state()
@@ -356,6 +358,10 @@ class Spool:
                 os.unlink(self._path(s))
             except FileNotFoundError:
                 pass
+        now = time.monotonic()
+        if now - self._cursor_written < CURSOR_EVERY_S and not done:
+            return                      # the archive holds the exact cursor: this copy may lag a little
+        self._cursor_written = now
         try:
             tmp = os.path.join(self.dir, "cursor.tmp")
             with open(tmp, "w") as f:

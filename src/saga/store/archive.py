@@ -33,7 +33,8 @@ _RULE, _CGROUP, _TS = FIELD_CODES["rule_id"], FIELD_CODES["cgroup_id"], FIELD_CO
 # The strings a writer remembers (paths, executables, units); past this many it starts afresh.
 CACHE_ENTRIES = 65536
 
-Read = tuple[bytes, Sequence | None]   # bytes read from a driver, and saga.events.parse of them (or None)
+# bytes read from a driver, and saga.events.parse of them, or their records' sizes (saga.events.sizes), or None
+Read = tuple[bytes, Sequence | np.ndarray | None]
 
 
 def failed(ret: np.ndarray, flags: np.ndarray | None) -> np.ndarray:
@@ -44,23 +45,14 @@ def failed(ret: np.ndarray, flags: np.ndarray | None) -> np.ndarray:
     return bad
 
 
-def sizes_of(buf: bytes, raws: Sequence | None) -> np.ndarray:
-    """Each record's size: from the parse when there is one, else read from the bytes."""
+def sizes_of(buf: bytes, raws: Sequence | np.ndarray | None) -> np.ndarray:
+    """Each record's size: given (the daemon's reads carry saga.events.sizes), from the parse when there is
+    one, else read from the bytes."""
+    if isinstance(raws, np.ndarray):
+        return raws
     if raws is not None:
         return np.fromiter(map(itemgetter(SIZE), raws), np.int64, count=len(raws))
-    fixed = events.FIXED
-    if len(buf) % fixed == 0:
-        heads = np.frombuffer(buf, "<u2")[::fixed // 2]
-        if (heads == fixed).all():
-            return np.full(len(heads), fixed, np.int64)
-    out, off = [], 0
-    while off < len(buf):
-        size = int.from_bytes(buf[off:off + 2], "little")
-        if size < fixed or size & 7 or off + size > len(buf):
-            raise events.RecordError(f"bad record size {size} at byte {off}")
-        out.append(size)
-        off += size
-    return np.array(out, np.int64)
+    return events.sizes(buf)
 
 
 class Strings:
