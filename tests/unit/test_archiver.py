@@ -190,13 +190,11 @@ def test_counters_add_up_at_every_moment(store):
     assert c["dropped"] == c["dropped_by"]["queue_full"] and archive.count(store.engine) == c["archived"]
 
 
-def test_a_lock_held_past_the_busy_timeout_is_retried_not_dropped(tmp_path, monkeypatch, caplog):
+def test_a_lock_held_past_the_busy_timeout_is_retried_not_dropped(tmp_path, caplog):
     import sqlite3
 
-    from saga.store import engine as store_engine
-    monkeypatch.setattr(store_engine, "BUSY_TIMEOUT", 0.1)
     url = f"sqlite:///{tmp_path}/saga.db"
-    st = Store.open(url, own=True)
+    st = Store.open(url, own=True, busy_timeout=0.1)
     a = Archiver(st, _host(st))
     holder = sqlite3.connect(str(tmp_path / "saga.db"), isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")                     # another writer, holding the lock for a while

@@ -83,13 +83,13 @@ def describe(url: URL) -> str:
     return url.render_as_string(hide_password=True)
 
 
-def create(url: URL) -> Engine:
+def create(url: URL, busy_timeout: float = BUSY_TIMEOUT) -> Engine:
     if url.get_backend_name() == "sqlite":
-        return _sqlite_engine(url)
+        return _sqlite_engine(url, busy_timeout)
     return create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=4)
 
 
-def _sqlite_engine(url: URL) -> Engine:
+def _sqlite_engine(url: URL, busy_timeout: float = BUSY_TIMEOUT) -> Engine:
     path = url.database
     if not path:                     # normalize_url refuses these; an Engine for one would be in memory
         raise StoreError("a SQLite database needs a file (sqlite:////path/saga.db)")
@@ -99,7 +99,7 @@ def _sqlite_engine(url: URL) -> Engine:
             os.makedirs(parent, mode=0o750, exist_ok=True)
         except OSError as exc:
             raise _os_error(exc, f"cannot create {parent} for the database") from None
-    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT}, pool_size=2, max_overflow=4)
+    engine = create_engine(url, connect_args={"timeout": busy_timeout}, pool_size=2, max_overflow=4)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record) -> None:
