@@ -271,6 +271,12 @@ class Archiver:
             exes = self.enricher.exes(pids)
             units = self.enricher.units(pids)   # saga query --unit
         last = next((e.where for e in reversed(batch) if e.where is not None), None)
+        nbytes = sum(len(buf) for buf, _ in reads)     # an upper bound of what the write adds
+        if self.bounds is not None:
+            try:
+                self.bounds.before_write(self, nbytes)
+            except SagaError as exc:
+                self.bounds.failed(exc)
         backoff = BACKOFF_MIN_S
         attempts = 0
         while True:
@@ -292,15 +298,15 @@ class Archiver:
                 if self._stopping and time.monotonic() >= (self._deadline or 0):
                     self._give_up(batch)
                     return
-                with self._cond:
-                    self.retries += 1
-                    self._cond.wait(backoff * random.uniform(0.8, 1.2))
+                self._back_off(backoff * random.uniform(0.8, 1.2))
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
                 continue
             break
         with self._cond:
             self.archived += n
             self.in_flight = 0
+        if self.bounds is not None:
+            self.bounds.wrote(nbytes)
         if self.spool is not None:
             self.spool.archived(n, unspooled=sum(e.n for e in batch if e.where is None))
             if last is not None:
@@ -313,6 +319,15 @@ class Archiver:
                         time.monotonic() - (self.failing_since or time.monotonic()), self.last_error)
             self.last_error = None
             self.failing_since = None
+
+    def _back_off(self, seconds: float) -> None:
+        """Wait before the next attempt: the whole time (new reads are notified, they must not cut it
+        short), unless the stop begins."""
+        until = time.monotonic() + seconds
+        with self._cond:
+            self.retries += 1
+            while not self._stopping and (left := until - time.monotonic()) > 0:
+                self._cond.wait(left)
 
     def _count_error(self, exc: SagaError) -> None:
         now = time.monotonic()
@@ -358,8 +373,8 @@ class Archiver:
             return
         try:
             self.bounds.check(self)
-        except SagaError as exc:
-            log.error("disk bounds: %s", exc)
+        except SagaError as exc:      # e.g. pruning on a disk already full: said once a warn interval
+            self.bounds.failed(exc)
 
     def suspend(self, why: str | None) -> None:
         """Stop archiving (and spooling) new events, counted as dropped (why), or resume (None)."""
