@@ -90,6 +90,10 @@ class Entry:
     sizes: np.ndarray | None
     where: Location | None          # where the spool holds it (None: memory only)
 
+    @property
+    def nbytes(self) -> int:
+        return len(self.buf) if self.buf is not None else self.where.end - self.where.start if self.where else 0
+
 
 class Archiver:
     def __init__(self, store: Store, host_id: int, *, enricher: Enricher | None = None,
@@ -196,11 +200,13 @@ class Archiver:
                 if wait is not None and wait <= 0:
                     return []
                 self._cond.wait(wait)
-            batch = []
-            n = 0
-            while self._queue and n < _MAX_ROWS_PER_WRITE:
+            batch: list[Entry] = []
+            n = nbytes = 0
+            limit = self.bounds.write_limit() if self.bounds is not None else None
+            while self._queue and n < _MAX_ROWS_PER_WRITE and (limit is None or nbytes < limit or not batch):
                 e = self._queue.popleft()
                 n += e.n
+                nbytes += e.nbytes
                 self.queued -= e.n
                 if e.buf is not None:
                     self.in_memory -= e.n

@@ -45,6 +45,8 @@ log = logging.getLogger("saga.daemon.bounds")
 CAP_TARGET = 0.9             # prune a capped archive back to this share of the cap
 PRUNE_STEP_MAX = 256         # batches removed between two measurements
 SPACE_MARGIN = 16 << 20      # free this much beyond space_left when pruning for space (1% of a small disk)
+WRITE_SHARE = 32             # one write takes at most 1/32 of the cap and of the filesystem (raw bytes) ...
+WRITE_MIN = 256 << 10        # ... but may always take this much
 
 
 @dataclass
@@ -250,12 +252,24 @@ class DiskBounds:
             log.warning("%s", text)
         self.last_action = text
 
+    def write_limit(self) -> int | None:
+        """The most raw bytes one archive write may take (None: no limit), a small share of the cap and of
+        the filesystem: a write's pages go to the WAL first, then to the file, so one write of a big burst
+        could otherwise carry a small disk past every bound between two checks, down to no space even to
+        delete.  Large disks never reach it (a write is at most 65,536 events, ~8 MiB)."""
+        m = self.last
+        if m is None:
+            return None
+        limits = [x // WRITE_SHARE for x in (self._limit(self.config.max_size, m), m.fs_size) if x]
+        return max(min(limits), WRITE_MIN) if limits else None
+
     def before_write(self, archiver: Archiver, nbytes: int) -> None:
         """Before a write of about nbytes: check now rather than at the next interval if it could take the
         archive past its cap or the filesystem below space_left (a burst must not fill a small disk between
         two checks).  One statvfs; the full check only when it is close."""
         m = self.last
-        if m is None:
+        if m is None:                     # the first write: measure first
+            self.check(archiver)
             return
         c = self.config
         cap = self._limit(c.max_size, m)

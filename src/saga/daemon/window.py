@@ -32,7 +32,9 @@ Not thread-safe: the daemon's event loop owns it.
 from __future__ import annotations
 
 import bisect
+import functools
 import re
+import weakref
 from array import array
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
@@ -52,26 +54,39 @@ PARSED_BUDGET = 131_072     # events kept parsed (~70 MB of tuples); the window 
 
 class Budget:
     """What chunks keep that can be made again (rendered texts, parsed events): at most `limit` units in all;
-    past it, the least recently charged chunks give theirs up (`forget`, returning the units freed)."""
+    past it, the least recently charged chunks give theirs up (`forget`, returning the units freed).  It holds
+    the chunks weakly: a chunk that left the window lives only as long as an open file reads it, and what it
+    kept is given back with it."""
 
     def __init__(self, limit: int, forget: Callable[[Chunk], int]) -> None:
         self.limit = limit
         self.used = 0
         self._forget = forget
-        self._chunks: OrderedDict[int, Chunk] = OrderedDict()
+        self._chunks: OrderedDict[int, tuple[weakref.ref, list[int]]] = OrderedDict()   # id -> (chunk, [units])
 
     def charge(self, chunk: Chunk, units: int) -> None:
         self.used += units
-        self._chunks[id(chunk)] = chunk
-        self._chunks.move_to_end(id(chunk))
+        key = id(chunk)
+        entry = self._chunks.get(key)
+        if entry is None:
+            entry = self._chunks[key] = (weakref.ref(chunk, functools.partial(self._gone, key)), [0])
+        entry[1][0] += units
+        self._chunks.move_to_end(key)
         while self.used > self.limit and len(self._chunks) > 1:
-            _, old = self._chunks.popitem(last=False)
-            self.used -= self._forget(old)
+            _, (ref, _) = self._chunks.popitem(last=False)
+            old = ref()
+            if old is not None:
+                self.used -= self._forget(old)
 
     def release(self, chunk: Chunk) -> None:
         """A chunk that left the window gives its share back (a snapshot still holding it makes it again)."""
         if self._chunks.pop(id(chunk), None) is not None:
             self.used -= self._forget(chunk)
+
+    def _gone(self, key: int, _ref: weakref.ref) -> None:
+        entry = self._chunks.pop(key, None)
+        if entry is not None:
+            self.used -= entry[1][0]
 
 
 class Chunk:
@@ -79,7 +94,7 @@ class Chunk:
     boundaries), parsed and rendered only when a reader needs them."""
 
     __slots__ = ("first_seq", "n", "bufs", "sizes", "texts", "parsed", "_raws", "_parsed_bufs", "_text",
-                 "_text_events", "_text_bytes", "_ends", "_by_slot", "_by_pid", "_indexed")
+                 "_text_events", "_text_bytes", "_ends", "_by_slot", "_by_pid", "_indexed", "__weakref__")
 
     def __init__(self, first_seq: int, texts: Budget | None = None, parsed: Budget | None = None) -> None:
         self.first_seq = first_seq
