@@ -203,6 +203,8 @@ class Archiver:
             batch: list[Entry] = []
             n = nbytes = 0
             limit = self.bounds.write_limit() if self.bounds is not None else None
+            if limit is not None:     # merging small batches is a write too: no bigger than one
+                self._writer.merge_events = min(archive.MERGE_EVENTS, max(limit // events.FIXED, 1))
             while self._queue and n < _MAX_ROWS_PER_WRITE and (limit is None or nbytes < limit or not batch):
                 e = self._queue.popleft()
                 n += e.n

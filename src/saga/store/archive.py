@@ -323,6 +323,7 @@ class EventWriter:
         self.strings = Strings()
         self._conn: Connection | None = None
         self._small: list[Written] = []     # this writer's last batches, all small, in order
+        self.merge_events = MERGE_EVENTS    # merge small batches once they hold this many (a small disk: fewer)
 
     def _connection(self) -> Connection:
         if self._conn is None or self._conn.closed or self._conn.invalidated:
@@ -352,7 +353,7 @@ class EventWriter:
                 raise
             for w in written:
                 self._small = self._small + [w] if w.events < SMALL_BATCH else []
-            if sum(w.events for w in self._small) >= MERGE_EVENTS or len(self._small) >= MERGE_BATCHES:
+            if sum(w.events for w in self._small) >= self.merge_events or len(self._small) >= MERGE_BATCHES:
                 self._merge()
             return sum(w.events for w in written)
 
