@@ -128,12 +128,25 @@ def sizes(buf: bytes | memoryview) -> np.ndarray:
 _PID_OFFSET = next(f.offset for f in _uapi.SAGA_EVENT.fields if f.name == "pid")
 
 
+_CGROUP_OFFSET = next(f.offset for f in _uapi.SAGA_EVENT.fields if f.name == "cgroup_id")
+
+
+def _starts(sizes_: np.ndarray) -> np.ndarray:
+    starts = np.zeros(len(sizes_), np.int64)
+    np.cumsum(sizes_[:-1], out=starts[1:])
+    return starts
+
+
 def pids(buf: bytes, sizes_: np.ndarray) -> np.ndarray:
     """The pid of each record (u32), gathered from the bytes without parsing them."""
     words = np.frombuffer(buf, "<u4", count=len(buf) // 4)
-    starts = np.zeros(len(sizes_), np.int64)
-    np.cumsum(sizes_[:-1], out=starts[1:])
-    return words[(starts + _PID_OFFSET) >> 2]
+    return words[(_starts(sizes_) + _PID_OFFSET) >> 2]
+
+
+def cgroup_ids(buf: bytes, sizes_: np.ndarray) -> np.ndarray:
+    """The cgroup id of each record (u64; records are 8-byte aligned), gathered without parsing."""
+    words = np.frombuffer(buf, "<u8", count=len(buf) // 8)
+    return words[(_starts(sizes_) + _CGROUP_OFFSET) >> 3]
 
 
 def _with_tail(size: int) -> struct.Struct:

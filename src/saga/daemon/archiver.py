@@ -275,9 +275,10 @@ class Archiver:
         exes: dict[int, str | None] = {}
         units: dict[int, str | None] = {}
         if self.enricher is not None:
-            pids = set().union(*(np.unique(events.pids(buf, sizes)).tolist() for buf, sizes in reads))
-            exes = self.enricher.exes(pids)
-            units = self.enricher.units(pids)   # saga query --unit
+            pids = np.concatenate([events.pids(buf, sizes) for buf, sizes in reads])
+            cgroup_ids = np.concatenate([events.cgroup_ids(buf, sizes) for buf, sizes in reads])
+            exes = self.enricher.exes(np.unique(pids).tolist())
+            units = self.enricher.units(pids, cgroup_ids)   # saga query --unit
         last = next((e.where for e in reversed(batch) if e.where is not None), None)
         nbytes = sum(len(buf) for buf, _ in reads)     # an upper bound of what the write adds
         if self.bounds is not None:

@@ -75,7 +75,7 @@ class DaemonState:
         where = spool.append(buf, n) if spool is not None and self.archiver is not None else None
         self.window.append(buf, sizes)
         if self.context:
-            self.enricher.note(events.pids(buf, sizes).tolist())
+            self.enricher.note(events.pids(buf, sizes), events.cgroup_ids(buf, sizes))
         if self.archiver is not None:
             queued = self.archiver.submit(buf, sizes, where)
             if spool is not None:
