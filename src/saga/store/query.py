@@ -471,7 +471,7 @@ class Search:
                                f[_C["duration_ns"]].tolist(), f[_C["flags"]].tolist())
 
     def _calls(self, batch: Batch, f: dict[int, np.ndarray], pos: np.ndarray) -> list[str]:
-        """render.call_text of each event; the distinct calls found with numpy, each rendered once."""
+        """render.call_text of each event, each distinct call rendered once (by its _CALL_KEY)."""
         n = len(pos)
         key = np.zeros(n, _CALL_KEY)
         for name in ("nr", "flags", "ret", "args"):
@@ -480,30 +480,34 @@ class Search:
         aux = self._aux(batch, pos) or {}
         if aux:         # a call with an aux blob is its own (argv, an address): never shared
             key["aux"][list(aux)] = pos[list(aux)] + 1
-        uniq, first, inverse = np.unique(key.view(f"V{_CALL_KEY.itemsize}"), return_index=True,
-                                         return_inverse=True)
-        keys: list[bytes] = uniq.tolist()
-        texts: list[str | None] = [self._call_texts.get(k) for k in keys]
-        missing = [u for u, t in enumerate(texts) if t is None]
-        if missing:
-            at = first[missing]
-            paths = None
-            p0, p1 = f[columns.PATH0][at], f[columns.PATH1][at]
-            if p0.any() or p1.any():
-                known = self.strings(np.concatenate((p0, p1)).tolist())
-                paths = [(known[a] if a else None, known[b] if b else None)
-                         for a, b in zip(p0.tolist(), p1.tolist(), strict=True)]
-            where = {int(i): j for j, i in enumerate(at.tolist())}
-            blobs = {where[i]: blob for i, blob in aux.items() if i in where}
-            raws = columns.raws({code: col[at] for code, col in f.items() if code in _RECORD_CODES}, len(at),
-                                paths, blobs or None)
-            if len(self._call_texts) + len(missing) > _CALLS_KEPT:
-                self._call_texts.clear()
-            for u, raw in zip(missing, raws, strict=True):
-                text = texts[u] = render.call_text(raw)
-                if not key["aux"][first[u]]:
-                    self._call_texts[keys[u]] = text
-        return np.array(texts, object)[inverse.reshape(-1)].tolist()
+        keys: list[bytes] = key.view(f"V{_CALL_KEY.itemsize}").tolist()
+        seen = self._call_texts
+        texts: list[str | None] = [seen.get(k) for k in keys]
+        if None not in texts:
+            return texts        # type: ignore[return-value]
+        firsts: dict[bytes, int] = {}
+        for i, (k, t) in enumerate(zip(keys, texts, strict=True)):
+            if t is None and k not in firsts:
+                firsts[k] = i
+        at = np.array(list(firsts.values()), np.int64)
+        paths = None
+        p0, p1 = f[columns.PATH0][at], f[columns.PATH1][at]
+        if p0.any() or p1.any():
+            known = self.strings(np.concatenate((p0, p1)).tolist())
+            paths = [(known[a] if a else None, known[b] if b else None)
+                     for a, b in zip(p0.tolist(), p1.tolist(), strict=True)]
+        where = {i: j for j, i in enumerate(firsts.values())}
+        blobs = {where[i]: blob for i, blob in aux.items() if i in where}
+        raws = columns.raws({code: col[at] for code, col in f.items() if code in _RECORD_CODES}, len(at),
+                            paths, blobs or None)
+        if len(seen) + len(firsts) > _CALLS_KEPT:
+            seen.clear()
+        new = {}
+        for (k, i), raw in zip(firsts.items(), raws, strict=True):
+            text = new[k] = render.call_text(raw)
+            if i not in aux:
+                seen[k] = text
+        return [new[k] if t is None else t for k, t in zip(keys, texts, strict=True)]
 
     def host_of(self, rows: Rows) -> str:
         return self.plan.hosts.get(rows.batch.host_id, "?")
