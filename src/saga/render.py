@@ -31,6 +31,7 @@ from saga.events import (
     PID,
     PPID,
     RET,
+    RULE_ID,
     TID,
     TS,
     UID,
@@ -174,7 +175,7 @@ def _format_args(raw: tuple) -> str:
     if plain is not None:   # most calls: each argument by its own formatter
         out = [fmt(v) for fmt, v in zip(plain, raw[ARG0:ARG0 + len(plain)], strict=True)]
         if raw[FLAGS] & _uapi.SAGA_EVF_AUX_MASK:
-            _put_aux(name, raw, out)
+            _put_aux(raw, out)
         return ", ".join(whole(raw[ARG0:ARG0 + 6], out) if whole is not None else out)
     paths = path_args(raw) if raw[PATHS] else (None, None)
     flags = raw[FLAGS]
@@ -198,20 +199,21 @@ def _format_args(raw: tuple) -> str:
         else:
             out.append(fmt(v))
     if flags & _uapi.SAGA_EVF_AUX_MASK:
-        _put_aux(name, raw, out)
+        _put_aux(raw, out)
     if whole is not None:
         out = whole(raw[ARG0:ARG0 + 6], out)
     return ", ".join(out)
 
 
-# Which argument the aux blob shows (docs/kernel-abi.md, "Aux blob"), by call.
-_AUX_ARG = {"execve": 1, "execveat": 2, "connect": 1, "bind": 1, "accept": 1, "accept4": 1, "sendto": 4,
-            "recvfrom": 4, "clone3": 0}
+def aux_arg(slot: int) -> int | None:
+    """Which argument of a call the aux blob shows (docs/kernel-abi.md, "Aux blob"): the pointer it was read from."""
+    spec = syscalls.AUX.get(slot)
+    return spec[1] if spec is not None else None
 
 
-def _put_aux(name: str, raw: tuple, out: list[str]) -> None:
+def _put_aux(raw: tuple, out: list[str]) -> None:
     """Replace the pointer the aux blob was read from by what it holds: argv, a socket address, clone_args."""
-    i = _AUX_ARG.get(name)
+    i = aux_arg(raw[NR])
     if i is None or i >= len(out):
         return
     kind, blob = events.aux_kind(raw), events.aux_bytes(raw)
@@ -342,7 +344,7 @@ def to_json(raw: tuple) -> dict:
         "args": list(raw[ARG0:ARG0 + 6]), "args_text": format_args(raw), "paths": json_paths(raw),
         "ret": ret, "errno": decode.errno_name(-ret) if -4096 < ret < 0 else None,
         "duration_ns": raw[DURATION], "flags": flag_names(raw[FLAGS]), **json_aux(raw),
-        "cgroup_id": raw[CGROUP_ID], **_NO_CONTEXT,
+        "rule_id": raw[RULE_ID], "cgroup_id": raw[CGROUP_ID], **_NO_CONTEXT,
     }
     where = context_of(raw) if context_of is not None else None
     if where is not None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from operator import itemgetter
 
@@ -190,12 +190,17 @@ class Enricher:
             ctx = info.context if info is not None else None
         return ctx
 
-    def units(self, raws: Iterable[tuple]) -> dict[int, str | None]:
-        """pid -> the unit or container name (Context.name) of the pids of a batch; may read /proc."""
+    def units(self, raws: Sequence[tuple]) -> dict[int, str | None]:
+        """pid -> the unit or container name (Context.name) of the pids of a batch (saga query --unit): that of
+        the cgroup of each pid's last call in the batch, else its process's; may read /proc and the cgroup tree."""
         out: dict[int, str | None] = {}
-        for pid in set(map(itemgetter(PID), raws)):
-            info = self.lookup(pid)
-            out[pid] = info.context.name if info is not None and info.context is not None else None
+        last_cgroup = dict(zip(map(itemgetter(PID), raws), map(itemgetter(CGROUP_ID), raws), strict=True))
+        for pid, cgid in last_cgroup.items():
+            ctx = self.cgroups.resolve(cgid, pid) if cgid else None
+            if ctx is None:
+                info = self.lookup(pid)
+                ctx = info.context if info is not None else None
+            out[pid] = ctx.name if ctx is not None else None
         return out
 
     def __len__(self) -> int:
