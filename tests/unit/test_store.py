@@ -149,6 +149,7 @@ def test_a_few_rows_are_read_alone_as_whole_columns_would_give_them(store_url, r
     """Batch.pick reads a few rows' bytes (substr) instead of whole columns: the same values, zeros for a
     column of zeros (not stored), whatever the positions."""
     import numpy as np
+
     from saga.store import columns
     with Store.open(store_url) as st:
         _archive(st, recording, _host(st))
