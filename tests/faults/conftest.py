@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from fault_helpers import Daemons
-from pgserver import PgServer
+from pgserver import PgError, PgServer
 
 from saga.drivers.ebpf import loader
 
@@ -82,7 +82,10 @@ def daemons(tmp_path, bpffs):
 def pg_server():
     server = PgServer()
     try:
-        server.start()
+        try:
+            server.start()
+        except PgError as e:
+            pytest.fail(str(e))
         yield server
     finally:
         server.stop()

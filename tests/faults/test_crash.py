@@ -58,7 +58,7 @@ def test_sigkill_while_postgresql_is_down_then_everything_is_archived_once(daemo
         assert st["archive"]["queued"] + st["archive"]["in_flight"] == 30_000 and st["spool"]["bytes"] > 0
         d.kill()
     finally:
-        pg_server.start_server()
+        pg_server.start()
     d.start()
     st = _check_every_marker(d, 50_000)
     assert st["archive"]["recovered"] >= 30_000 and st["capture"]["drops"] == 0
@@ -83,7 +83,7 @@ def test_postgresql_stopped_and_restarted_under_a_running_daemon(daemons, marker
         assert st["archive"]["retries"] <= most, (outage, st["archive"])
         assert st["archive"]["last_error"] and st["archive"]["dropped"] == 0
     finally:
-        pg_server.start_server()
+        pg_server.start()
     st = _check_every_marker(d, 10_000)
     assert len(archived_markers(url)) == 10_000 and st["archive"]["last_error"] is None
     assert "archiving works again" in d.log()

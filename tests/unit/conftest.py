@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from pgserver import PgServer
+from pgserver import PgError, PgServer
 
 from saga import events
 from saga.drivers.replay import ReplayDriver
@@ -46,13 +46,16 @@ def sqlite_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path}/saga.db"
 
 
-# -- PostgreSQL: a real server, started once per session in a temp dir (tests/common/pgserver.py) -----
+# -- PostgreSQL: a real server, started once per session in a temp dir (tests/common/pgserver.py) -------
 
 @pytest.fixture(scope="session")
 def pg_server():
     server = PgServer()
     try:
-        server.start()
+        try:
+            server.start()
+        except PgError as e:
+            pytest.fail(str(e))
         yield server
     finally:
         server.stop()
