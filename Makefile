@@ -64,10 +64,10 @@ test:
 test-unit:
 	$(PYTEST) tests/unit
 
-# eBPF and FUSE on this machine's kernel (root), as on a fresh machine: in a
+# eBPF, FUSE and the fault suite on this machine's kernel (root), as on a fresh machine: in a
 # private mount namespace where no tracefs, debugfs or bpffs is mounted.
 test-host:
-	tools/fresh-ns env $(PYTEST) tests/ebpf tests/fuse
+	tools/fresh-ns env $(PYTEST) tests/ebpf tests/fuse tests/faults
 
 # One VM boot per kernel: build saga.ko with its release's toolchain, run tests/kernel
 # inside (and the eBPF driver's core tests on 6.1 and 7.x).
