@@ -46,6 +46,10 @@ def run_mix(drv) -> tuple[dict[int, tuple[int, int]], list]:
     return counts, [e for e in drain(drv) if e.comm == "calls"]
 
 
+# Calls whose return value is a pid.
+_PID_RETURNS = {"clone", "clone3", "fork", "vfork", "wait4", "waitid", "getpid", "gettid", "getppid"}
+
+
 def normalized(evs) -> list[list[tuple]]:
     """Per thread (in order of first record), each record without what differs between runs."""
     # kmod: per-CPU buffers, so records are read out of order when a task ran on both CPUs; entry times
@@ -61,10 +65,13 @@ def normalized(evs) -> list[list[tuple]]:
             ids.setdefault(v, f"task{len(ids)}")
     threads: dict[int, list[tuple]] = {}
     for e in evs:
-        nargs = len(syscalls.BY_SLOT[e.nr].args) if e.nr in syscalls.BY_SLOT else 6
+        # Only pid values are renamed: a guest's pids are small, and openat's mode 0600 (384) can be one.
+        kinds = [a.ctype for a in syscalls.BY_SLOT[e.nr].args] if e.nr in syscalls.BY_SLOT else ["?"] * 6
+        args = tuple(ident(a) if kind == "pid_t" else a for a, kind in zip(e.args, kinds, strict=False))
+        ret = ident(e.ret) if syscalls.name_of(e.nr) in _PID_RETURNS else e.ret
         threads.setdefault(e.tid, []).append((
-            syscalls.name_of(e.nr), e.nr, e.orig_nr, e.flags, tuple(ident(a) for a in e.args[:nargs]),
-            e.paths, ident(e.ret), e.comm, ident(e.pid), ident(e.tid), ident(e.ppid), e.uid, e.gid))
+            syscalls.name_of(e.nr), e.nr, e.orig_nr, e.flags, args,
+            e.paths, ret, e.comm, ident(e.pid), ident(e.tid), ident(e.ppid), e.uid, e.gid))
     return list(threads.values())
 
 
