@@ -1,12 +1,18 @@
-"""Fixtures for the package tests (root): the built packages and a machine to install them on.
+"""Fixtures for the package tests (root): the built packages and machines to install them on.
 
-`debs` builds dist/*.deb with packaging/build.sh (make deb), unless
-SAGA_PKG_DEBS names a directory holding them already.  `machine` is a
-throwaway overlay of the cached Debian 12 root (pkgroot.py) with the
-packages' dependencies and then the packages themselves installed with apt.
+`built` builds the packages of both releases (packaging/build.sh, what
+`make deb` runs) into build/pkg/, unless SAGA_PKG_DEBS names a directory
+holding them already (DIR/bookworm/*.deb, DIR/trixie/*.deb).  `previous`
+builds the same tree stamped with the version before this one (the package
+an upgrade starts from), cached under SAGA_TEST_CACHE by the hash of the
+sources it is built from.  Each test module runs once per release
+(`release` is parametrized); `base` is that release's cached root
+(tools/debroot.py), and `installed` a throwaway overlay of it with the
+packages installed with apt in a chroot.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -22,28 +28,83 @@ from pkgroot import REPO, version  # noqa: E402
 if os.geteuid() != 0:
     pytest.skip("the package tests need root (debootstrap, chroot, mounts)", allow_module_level=True)
 
+# What the packages are made of (packaging/build.sh copies these).
+SOURCES = ("pyproject.toml", "README.md", "src", "bpf", "kmod", "docs", "tools", "packaging")
 
-@pytest.fixture(scope="session")
-def debs() -> dict[str, Path]:
-    """{'saga': path, 'saga-dkms': path}, built for this session unless SAGA_PKG_DEBS has them."""
-    ver = version()
-    where = Path(os.environ.get("SAGA_PKG_DEBS") or REPO / "dist")
-    if not os.environ.get("SAGA_PKG_DEBS"):
-        res = subprocess.run([str(REPO / "packaging/build.sh")], cwd=REPO, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True)
-        assert res.returncode == 0, f"packaging/build.sh failed:\n{res.stdout[-4000:]}"
-    out = {"saga": where / f"saga_{ver}_amd64.deb", "saga-dkms": where / f"saga-dkms_{ver}_all.deb"}
+
+def previous_version(v: str) -> str:
+    """A version that sorts before v for both dpkg and Python: 0.1.3 -> 0.1.2, 0.2.0 -> 0.1.99."""
+    parts = [int(p) for p in v.split(".")]
+    for i in reversed(range(len(parts))):
+        if parts[i]:
+            parts[i] -= 1
+            return ".".join(str(p) for p in parts[:i + 1] + [99] * (len(parts) - i - 1))
+    raise AssertionError(f"no version before {v}")
+
+
+def _build(out: Path, *args: str) -> None:
+    res = subprocess.run([str(REPO / "packaging/build.sh"), "--out", str(out), *args], cwd=REPO,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert res.returncode == 0, f"packaging/build.sh {' '.join(args)} failed:\n{res.stdout[-4000:]}"
+
+
+def _sources_hash() -> str:
+    files = subprocess.run(["git", "ls-files", "-z", *SOURCES], cwd=REPO, check=True, capture_output=True).stdout
+    h = hashlib.sha256()
+    for name in sorted(files.split(b"\0")):
+        if name and (REPO / name.decode()).is_file():
+            h.update(name + b"\0" + (REPO / name.decode()).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def debs_in(where: Path, release: str, ver: str) -> dict[str, Path]:
+    out = {"saga": where / release / f"saga_{ver}_amd64.deb",
+           "saga-dkms": where / release / f"saga-dkms_{ver}_all.deb"}
     for path in out.values():
         assert path.is_file(), f"{path} was not built"
     return out
 
 
 @pytest.fixture(scope="session")
-def base() -> Path:
+def built() -> Path:
+    """The directory holding this version's packages for every release."""
+    if os.environ.get("SAGA_PKG_DEBS"):
+        return Path(os.environ["SAGA_PKG_DEBS"])
+    out = REPO / "build/pkg"
+    _build(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def previous() -> tuple[str, Path]:
+    """(version, directory) of the packages of the previous version, for every release (cached)."""
+    ver = previous_version(version())
+    where = pkgroot.CACHE / f"debs-{ver}-{_sources_hash()}"
+    if not (where / ".complete").exists():
+        for stale in pkgroot.CACHE.glob(f"debs-{ver}-*"):
+            subprocess.run(["rm", "-rf", str(stale)], check=True)
+        _build(where, "--version", ver)
+        (where / ".complete").touch()
+    return ver, where
+
+
+@pytest.fixture(scope="module", params=list(pkgroot.RELEASES))
+def release(request) -> pkgroot.Release:
+    return pkgroot.RELEASES[request.param]
+
+
+@pytest.fixture(scope="module")
+def debs(built, release) -> dict[str, Path]:
+    """{'saga': path, 'saga-dkms': path} of this release."""
+    return debs_in(built, release.suite, version())
+
+
+@pytest.fixture(scope="module")
+def base(release) -> Path:
     try:
-        return pkgroot.base_root(log=lambda msg: print(msg, file=sys.stderr))
+        return pkgroot.base_root(release, log=lambda msg: print(msg, file=sys.stderr))
     except (pkgroot.SetupError, subprocess.CalledProcessError) as exc:
-        pytest.fail(f"could not make the Debian 12 test machine: {exc}")
+        pytest.fail(f"could not make the {release.name} test machine: {exc}")
 
 
 def deb_field(deb: Path, field: str) -> str:
@@ -54,9 +115,10 @@ def deb_field(deb: Path, field: str) -> str:
 class Installed:
     """The machine with saga's packages installed, and what it looked like before."""
 
-    def __init__(self, machine: pkgroot.Machine, debs: dict[str, Path]):
+    def __init__(self, machine: pkgroot.Machine, debs: dict[str, Path], release: pkgroot.Release):
         self.machine = machine
         self.debs = debs
+        self.release = release
         self.version = version()
         env = {"DEBIAN_FRONTEND": "noninteractive"}
         # Dependencies first (normally all in the base already), so the
@@ -77,10 +139,10 @@ class Installed:
         return {line.split()[0] for line in out.splitlines() if line.split()[1:] and line.split()[1].startswith("i")}
 
 
-@pytest.fixture(scope="session")
-def installed(base, debs):
+@pytest.fixture(scope="module")
+def installed(base, debs, release):
     machine = pkgroot.Machine(base)
     try:
-        yield Installed(machine, debs)
+        yield Installed(machine, debs, release)
     finally:
         machine.close()

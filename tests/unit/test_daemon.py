@@ -307,3 +307,32 @@ def test_a_vanished_driver_stops_the_daemon_with_71_after_archiving(tmp_path, sq
     with Store.open(sqlite_url) as st:
         assert archive.count(st.engine) == d.state.counters.drained_events > 0
     drv.close()
+
+
+def test_systemd_hears_ready_and_a_status_line(tmp_path, sqlite_url, recording, raws, monkeypatch):
+    """Type=notify: READY=1 with a STATUS= line, then STATUS= refreshed (what `systemctl status` shows)."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(tmp_path / "notify"))
+    listener.settimeout(20)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
+    monkeypatch.setattr("saga.daemon.service.NOTIFY_EVERY", 0.05)
+    r = Running(tmp_path, sqlite_url, ReplayDriver(recording))
+    try:
+        first = listener.recv(4096).decode()
+        assert first.startswith("READY=1\nSTATUS=driver replay ")
+        assert "; starting; " in first and "; dropped: 0 by the driver, 0 by the archive" in first
+        r.driver.advance()
+        wait_for(lambda: r.status()["drained"]["events"] == len(raws), what="the drain")
+        seen = ""
+        while f"; {len(raws):,} events read;" not in seen:
+            seen = listener.recv(4096).decode()
+        assert re.fullmatch(rf"STATUS=driver replay \S+; [\d,]+ events/s; {len(raws):,} events read; "
+                            r"dropped: 0 by the driver, 0 by the archive", seen), seen
+        assert r.stop() == 0
+        while seen != "STOPPING=1":
+            seen = listener.recv(4096).decode()
+    finally:
+        if r.thread.is_alive():
+            r.stop()
+        r.driver.close()
+        listener.close()
