@@ -248,8 +248,13 @@ def build_in(release: Release, src: Path) -> None:
     try:
         inside = ov.path(f"/build/{src.name}")
         shutil.copytree(src, inside, symlinks=True)
-        res = chroot(ov.root, ["sh", "-c", f"cd /build/{src.name} && dpkg-buildpackage -b -us -uc -j{os.cpu_count()}"],
-                     check=False)
+        # The certificate authorities this host adds (an HTTPS proxy's): pip fetches through them.
+        local_cas = sorted(glob.glob("/usr/local/share/ca-certificates/*.crt"))
+        for ca in local_cas:
+            shutil.copy2(ca, ov.path(ca))
+        script = ("update-ca-certificates >/dev/null && " if local_cas else "") + \
+            f"cd /build/{src.name} && dpkg-buildpackage -b -us -uc -j{os.cpu_count()}"
+        res = chroot(ov.root, ["sh", "-c", script], check=False)
         if res.returncode:
             raise SetupError(f"dpkg-buildpackage exited {res.returncode}")
         for deb in ov.path("/build").glob("*.deb"):

@@ -18,6 +18,7 @@ sys.path.insert(0, str(REPO / "tools"))
 
 from debroot import (  # noqa: E402
     BOOKWORM,
+    CACHE,
     RELEASES,
     Overlay,
     Release,
@@ -26,7 +27,7 @@ from debroot import (  # noqa: E402
     chroot,
 )
 
-__all__ = ["BOOKWORM", "RELEASES", "Release", "SetupError", "base_root", "Machine", "version", "VOLATILE"]
+__all__ = ["BOOKWORM", "CACHE", "RELEASES", "Release", "SetupError", "base_root", "Machine", "version", "VOLATILE"]
 
 # Paths whose contents change by merely running apt and dpkg, or are not files.
 VOLATILE = ("proc", "sys", "dev", "run", "tmp", "var/cache/apt", "var/cache/debconf", "var/cache/man",
