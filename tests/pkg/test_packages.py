@@ -19,9 +19,11 @@ import pytest
 from pkgroot import version
 
 PKG_FILES = {
-    "saga": ["./usr/bin/saga", "./opt/venvs/saga/bin/saga", "./lib/systemd/system/saga.service",
-             "./etc/saga/saga.toml", "./var/lib/saga/", "./usr/share/man/man8/saga.8.gz",
-             "./usr/share/man/man5/saga.toml.5.gz", "./usr/share/bash-completion/completions/saga"],
+    "saga": ["./usr/bin/saga", "./opt/venvs/saga/bin/saga", "saga.service", "./etc/saga/saga.toml",
+             "./var/lib/saga/", "./usr/share/man/man8/saga.8.gz", "./usr/share/man/man5/saga.toml.5.gz",
+             "./usr/share/man/man7/saga-rules.7.gz", "./usr/share/man/man5/sagafs.5.gz",
+             "./usr/share/man/man5/saga-log.5.gz", "./usr/share/bash-completion/completions/saga",
+             "./usr/share/doc/saga/daemon.md", "./usr/share/doc/saga/install.md"],
     "saga-dkms": ["./lib/udev/rules.d/60-saga-dkms.rules"],
 }
 
@@ -35,12 +37,19 @@ def test_packages_hold_what_they_must(debs):
     listing = {name: contents(path) for name, path in debs.items()}
     for name, paths in PKG_FILES.items():
         for p in paths:
+            if p == "saga.service":     # /lib or /usr/lib, as the release's debhelper puts it
+                p = r"\./(usr/)?lib/systemd/system/saga\.service"
+                assert re.search(rf" {p}( |$)", listing[name], re.M), f"{name} lacks the unit"
+                continue
             assert re.search(rf" {re.escape(p)}( |$)", listing[name], re.M), f"{name} lacks {p}"
     assert re.search(r"/site-packages/saga/drivers/ebpf/saga\.bpf\.o$", listing["saga"], re.M)
     assert f"./usr/src/saga-{ver}/dkms.conf" in listing["saga-dkms"]
     assert f"./usr/src/saga-{ver}/Kbuild" in listing["saga-dkms"]
-    # the private venv carries no installer and nothing of the build directory
+    # the private venv carries no installer, and no command but saga and its interpreter
     assert "/site-packages/pip/" not in listing["saga"]
+    commands = re.findall(r" \./opt/venvs/saga/bin/(\S+)", listing["saga"])
+    assert commands and all(c == "saga" or re.fullmatch(r"python3?(\.\d+)?", c) for c in commands), commands
+    assert "./opt/venvs/saga/include/" not in listing["saga"]
     assert "drwx------ root/root" in [ln[:len("drwx------ root/root")] for ln in listing["saga"].splitlines()
                                       if ln.rstrip().endswith("./var/lib/saga/")][0]
 
@@ -100,14 +109,27 @@ def test_conffile_is_the_commented_defaults(installed):
     m.run("/opt/venvs/saga/bin/python", "-c", check)
 
 
-def test_man_pages_and_completion(installed):
+def test_man_pages_documents_and_completion(installed):
     m = installed.machine
-    for page, title in (("/usr/share/man/man8/saga.8.gz", ".TH SAGA 8"),
-                        ("/usr/share/man/man5/saga.toml.5.gz", ".TH SAGA.TOML 5")):
-        text = gzip.decompress(m.path(page).read_bytes()).decode()
-        assert text.startswith(title), page
-    saga8 = gzip.decompress(m.path("/usr/share/man/man8/saga.8.gz").read_bytes()).decode()
-    assert "saga rules add" in saga8
+    pages = {"/usr/share/man/man8/saga.8.gz": ".TH SAGA 8", "/usr/share/man/man5/saga.toml.5.gz": ".TH SAGA.TOML 5",
+             "/usr/share/man/man7/saga-rules.7.gz": ".TH SAGA-RULES 7",
+             "/usr/share/man/man5/sagafs.5.gz": ".TH SAGAFS 5", "/usr/share/man/man5/saga-log.5.gz": ".TH SAGA-LOG 5"}
+    texts = {}
+    for page, title in pages.items():
+        texts[page] = gzip.decompress(m.path(page).read_bytes()).decode()
+        assert texts[page].startswith(title), page
+        # man renders it without complaint
+        res = m.run("sh", "-c", f"MANWIDTH=80 man --warnings -l {page} 2>&1 >/dev/null")
+        assert not res.stdout.strip(), f"{page}: {res.stdout}"
+    saga8 = texts["/usr/share/man/man8/saga.8.gz"]
+    assert "saga rules add" in saga8 and '.SS "saga driver status' in saga8 and ".SH EXAMPLES" in saga8
+    # Every document the man pages and the conffile point at is installed, uncompressed.
+    named = set()
+    for text in [*texts.values(), m.path("/etc/saga/saga.toml").read_text()]:
+        named |= set(re.findall(r"/usr/share/doc/saga/([\w.-]+\.md)", text.replace("\\-", "-")))
+    assert named, "no document named"
+    for doc in named:
+        assert m.path(f"/usr/share/doc/saga/{doc}").is_file(), doc
     conf5 = gzip.decompress(m.path("/usr/share/man/man5/saga.toml.5.gz").read_bytes()).decode()
     assert "retention_days" in conf5
     # the completion script, sourced by bash, completes a subcommand
