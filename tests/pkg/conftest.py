@@ -6,9 +6,9 @@ holding them already (DIR/bookworm/*.deb, DIR/trixie/*.deb).  `previous`
 builds the same tree stamped with the version before this one (the package
 an upgrade starts from), cached under SAGA_TEST_CACHE by the hash of the
 sources it is built from.  Each test module runs once per release
-(`release` is parametrized); `base` is that release's cached root
-(tools/debroot.py), and `installed` a throwaway overlay of it with the
-packages installed with apt in a chroot.
+(`release` is parametrized; SAGA_PKG_RELEASES="bookworm" limits them);
+`base` is that release's cached root (tools/debroot.py), and `installed` a
+throwaway overlay of it with the packages installed with apt in a chroot.
 """
 from __future__ import annotations
 
@@ -65,30 +65,36 @@ def debs_in(where: Path, release: str, ver: str) -> dict[str, Path]:
     return out
 
 
+RELEASES = os.environ.get("SAGA_PKG_RELEASES", " ".join(pkgroot.RELEASES)).split()
+
+
 @pytest.fixture(scope="session")
 def built() -> Path:
-    """The directory holding this version's packages for every release."""
+    """The directory holding this version's packages for every release tested."""
     if os.environ.get("SAGA_PKG_DEBS"):
         return Path(os.environ["SAGA_PKG_DEBS"])
     out = REPO / "build/pkg"
-    _build(out)
+    for release in RELEASES:
+        _build(out, "--release", release)
     return out
 
 
 @pytest.fixture(scope="session")
 def previous() -> tuple[str, Path]:
-    """(version, directory) of the packages of the previous version, for every release (cached)."""
+    """(version, directory) of the packages of the previous version, for every release tested (cached)."""
     ver = previous_version(version())
     where = pkgroot.CACHE / f"debs-{ver}-{_sources_hash()}"
-    if not (where / ".complete").exists():
-        for stale in pkgroot.CACHE.glob(f"debs-{ver}-*"):
+    for stale in pkgroot.CACHE.glob(f"debs-{ver}-*"):
+        if stale != where:
             subprocess.run(["rm", "-rf", str(stale)], check=True)
-        _build(where, "--version", ver)
-        (where / ".complete").touch()
+    for release in RELEASES:
+        if not (where / release / ".complete").exists():
+            _build(where, "--version", ver, "--release", release)
+            (where / release / ".complete").touch()
     return ver, where
 
 
-@pytest.fixture(scope="module", params=list(pkgroot.RELEASES))
+@pytest.fixture(scope="module", params=RELEASES)
 def release(request) -> pkgroot.Release:
     return pkgroot.RELEASES[request.param]
 
