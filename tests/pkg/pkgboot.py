@@ -59,7 +59,8 @@ class Booted:
                 except OSError:
                     continue
                 nspid = next((ln.split()[1:] for ln in status.splitlines() if ln.startswith("NSpid:")), [])
-                if len(nspid) >= 2 and nspid[-1] == "1":
+                name = next((ln.split()[1] for ln in status.splitlines() if ln.startswith("Name:")), "")
+                if len(nspid) >= 2 and nspid[-1] == "1" and name == "systemd":    # exec'd by nspawn's child
                     return pid
             time.sleep(0.1)
         raise BootError(f"no init in the container after {timeout} s\n{self.console()}")
@@ -74,7 +75,8 @@ class Booted:
             state = res.stdout.strip()
             if state in ("running", "degraded"):
                 return state
-            if state and state not in ("initializing", "starting"):
+            # "offline" until systemd has set itself up (/run/systemd/system).
+            if state and state not in ("initializing", "starting", "offline"):
                 break
             time.sleep(0.5)
         raise BootError(f"the container did not boot: {res.stdout if res else ''}{res.stderr if res else ''}\n"

@@ -29,4 +29,4 @@ def test_rule_struct_fields():
 
 def test_why_unavailable_names_the_fix():
     msg = kmod.why_unavailable()
-    assert "modprobe saga" in msg or "cannot load modules" in msg or "eBPF" in msg or "udev" in msg
+    assert "saga driver load" in msg or "cannot load modules" in msg or "eBPF" in msg or "udev" in msg
