@@ -48,8 +48,9 @@ class Release:
             return ["build-essential", "fakeroot", "dpkg-dev", "debhelper", "dh-dkms", "dh-virtualenv",
                     self.python, f"{self.python}-dev", f"{self.python}-venv", "libfuse3-dev", "pkg-config",
                     "clang", "llvm", "libbpf-dev", "linux-libc-dev", "git", "ca-certificates"]
+        libfuse = "libfuse3-3" if self.suite == "bookworm" else "libfuse3-4"   # (its soname moved in 13)
         return ["linux-image-amd64", "linux-headers-amd64", "dkms", "systemd", "systemd-sysv", "udev", "dbus",
-                "kmod", self.python, "fuse3", "libfuse3-3", "libbpf1", "zlib1g", "procps", "man-db",
+                "kmod", self.python, "fuse3", libfuse, "libbpf1", "zlib1g", "procps", "man-db",
                 "ca-certificates"]
 
 

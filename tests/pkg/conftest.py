@@ -5,7 +5,7 @@
 holding them already (DIR/bookworm/*.deb, DIR/trixie/*.deb).  `previous`
 builds the same tree stamped with the version before this one (the package
 an upgrade starts from), cached under SAGA_TEST_CACHE by the hash of the
-sources it is built from.  Each test module runs once per release
+sources it is built from (SAGA_PKG_PREVIOUS=DIR: built there already).  Each test module runs once per release
 (`release` is parametrized; SAGA_PKG_RELEASES="bookworm" limits them);
 `base` is that release's cached root (tools/debroot.py), and `installed` a
 throwaway overlay of it with the packages installed with apt in a chroot.
@@ -81,8 +81,11 @@ def built() -> Path:
 
 @pytest.fixture(scope="session")
 def previous() -> tuple[str, Path]:
-    """(version, directory) of the packages of the previous version, for every release tested (cached)."""
+    """(version, directory) of the packages of the previous version, for every release tested (cached;
+    SAGA_PKG_PREVIOUS=DIR: already built there)."""
     ver = previous_version(version())
+    if os.environ.get("SAGA_PKG_PREVIOUS"):
+        return ver, Path(os.environ["SAGA_PKG_PREVIOUS"])
     where = pkgroot.CACHE / f"debs-{ver}-{_sources_hash()}"
     for stale in pkgroot.CACHE.glob(f"debs-{ver}-*"):
         if stale != where:
