@@ -3,9 +3,8 @@
 `built` builds the packages of both releases (packaging/build.sh, what
 `make deb` runs) into build/pkg/, unless SAGA_PKG_DEBS names a directory
 holding them already (DIR/bookworm/*.deb, DIR/trixie/*.deb).  `previous`
-builds the same tree stamped with the version before this one (the package
-an upgrade starts from), cached under SAGA_TEST_CACHE by the hash of the
-sources it is built from (SAGA_PKG_PREVIOUS=DIR: built there already).  Each test module runs once per release
+is the saga package an upgrade starts from: this one, relabelled with the
+version before this one.  Each test module runs once per release
 (`release` is parametrized; SAGA_PKG_RELEASES="bookworm" limits them);
 `base` is that release's cached root (tools/debroot.py), and `installed` a
 throwaway overlay of it with the packages installed with apt in a chroot.
@@ -14,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -27,10 +27,6 @@ from pkgroot import REPO, version  # noqa: E402
 
 if os.geteuid() != 0:
     pytest.skip("the package tests need root (debootstrap, chroot, mounts)", allow_module_level=True)
-
-# What the packages are made of (packaging/build.sh copies these).
-SOURCES = ("pyproject.toml", "README.md", "src", "bpf", "kmod", "docs", "tools", "packaging")
-
 
 def previous_version(v: str) -> str:
     """A version that sorts before v for both dpkg and Python: 0.1.3 -> 0.1.2, 0.2.0 -> 0.1.99."""
@@ -48,18 +44,9 @@ def _build(out: Path, *args: str) -> None:
     assert res.returncode == 0, f"packaging/build.sh {' '.join(args)} failed:\n{res.stdout[-4000:]}"
 
 
-def _sources_hash() -> str:
-    files = subprocess.run(["git", "ls-files", "-z", *SOURCES], cwd=REPO, check=True, capture_output=True).stdout
-    h = hashlib.sha256()
-    for name in sorted(files.split(b"\0")):
-        if name and (REPO / name.decode()).is_file():
-            h.update(name + b"\0" + (REPO / name.decode()).read_bytes())
-    return h.hexdigest()[:16]
-
-
-def debs_in(where: Path, release: str, ver: str) -> dict[str, Path]:
-    out = {"saga": where / release / f"saga_{ver}_amd64.deb",
-           "saga-dkms": where / release / f"saga-dkms_{ver}_all.deb"}
+def debs_in(where: Path, release: str, ver: str, names: tuple[str, ...] = ("saga", "saga-dkms")) -> dict[str, Path]:
+    out = {name: where / release / (f"saga_{ver}_amd64.deb" if name == "saga" else f"saga-dkms_{ver}_all.deb")
+           for name in names}
     for path in out.values():
         assert path.is_file(), f"{path} was not built"
     return out
@@ -80,21 +67,51 @@ def built() -> Path:
 
 
 @pytest.fixture(scope="session")
-def previous() -> tuple[str, Path]:
-    """(version, directory) of the packages of the previous version, for every release tested (cached;
-    SAGA_PKG_PREVIOUS=DIR: already built there)."""
+def previous(built, tmp_path_factory) -> tuple[str, Path]:
+    """(version, directory) of the saga package of the previous version, for every release tested:
+    this version's, relabelled (relabel())."""
     ver = previous_version(version())
-    if os.environ.get("SAGA_PKG_PREVIOUS"):
-        return ver, Path(os.environ["SAGA_PKG_PREVIOUS"])
-    where = pkgroot.CACHE / f"debs-{ver}-{_sources_hash()}"
-    for stale in pkgroot.CACHE.glob(f"debs-{ver}-*"):
-        if stale != where:
-            subprocess.run(["rm", "-rf", str(stale)], check=True)
+    out = tmp_path_factory.mktemp("previous")
     for release in RELEASES:
-        if not (where / release / ".complete").exists():
-            _build(where, "--version", ver, "--release", release)
-            (where / release / ".complete").touch()
-    return ver, where
+        relabel(built / release / f"saga_{version()}_amd64.deb", ver, out / release)
+    return ver, out
+
+
+def relabel(deb: Path, new: str, out: Path) -> Path:
+    """The package `deb` as version `new`: what an upgrade to it starts from.
+
+    The same files with every mark of the version changed: the package's
+    Version, saga.__version__ (which the daemon writes into the driver it
+    loads, and `saga driver status` shows), the dist-info, and md5sums.  The
+    byte-compiled saga/__init__ is dropped (it holds the old version; Python
+    compiles the source at first import).  Building the tree again with
+    `packaging/build.sh --version` makes the same package, minutes later."""
+    old = deb_field(deb, "Version")
+    out.mkdir(parents=True, exist_ok=True)
+    tree = out / "tree"
+    subprocess.run(["dpkg-deb", "-R", str(deb), str(tree)], check=True)
+    site = next(tree.glob("opt/venvs/saga/lib/python3.*/site-packages"))
+    init = site / "saga/__init__.py"
+    init.write_text(re.sub(r'(?m)^__version__ = ".*"$', f'__version__ = "{new}"', init.read_text()))
+    for pyc in (site / "saga/__pycache__").glob("__init__.*.pyc"):
+        pyc.unlink()
+    info = site / f"saga-{old}.dist-info"
+    info = info.rename(site / f"saga-{new}.dist-info")
+    meta = info / "METADATA"
+    meta.write_text(re.sub(r"(?m)^Version: .*$", f"Version: {new}", meta.read_text()))
+    control = tree / "DEBIAN/control"
+    control.write_text(re.sub(r"(?m)^Version: .*$", f"Version: {new}", control.read_text()))
+    sums = []
+    for line in (tree / "DEBIAN/md5sums").read_text().splitlines():
+        path = line.split("  ", 1)[1].replace(f"saga-{old}.dist-info", f"saga-{new}.dist-info")
+        if (tree / path).is_file():
+            sums.append(f"{hashlib.md5((tree / path).read_bytes()).hexdigest()}  {path}")
+    (tree / "DEBIAN/md5sums").write_text("\n".join(sums) + "\n")
+    result = out / f"saga_{new}_amd64.deb"
+    subprocess.run(["dpkg-deb", "--root-owner-group", "-Zxz", "-b", str(tree), str(result)], check=True,
+                   stdout=subprocess.DEVNULL)
+    subprocess.run(["rm", "-rf", str(tree)], check=True)
+    return result
 
 
 @pytest.fixture(scope="module", params=RELEASES)

@@ -1,7 +1,7 @@
 """The packages under real systemd: a clean machine booted with systemd-nspawn --boot (pkgboot.py).
 
 In order, as an administrator would: install the previous version's
-package (built from this tree with an older version stamped in), which
+package (this one relabelled, conftest.relabel), which
 starts saga.service; add rules; upgrade to this version, which restarts it
 on the new driver with the rules and the archive kept; reload; restart;
 stop (nothing stays attached); a crash (the unit's ExecStopPost unloads);
@@ -110,8 +110,8 @@ def host(base, built, previous, release, tmp_path_factory):
     try:
         incoming = machine.path("/root/saga-test")
         incoming.mkdir(parents=True, exist_ok=True)
-        for path in [*debs_in(old_dir, release.suite, old).values(),
-                     *debs_in(built, release.suite, version()).values()]:
+        for path in [old_dir / release.suite / f"saga_{old}_amd64.deb",
+                     *debs_in(built, release.suite, version(), ("saga",)).values()]:
             (incoming / path.name).write_bytes(path.read_bytes())
         box = Booted(machine.root, tmp_path_factory.mktemp("nspawn") / "console.log")
         h = Host(box, machine, release, old)
