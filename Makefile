@@ -11,7 +11,7 @@ BPF_OBJ := $(BPF_DIR)/saga.bpf.o
 # Kernels the module is tested on (Debian's 6.1, 6.1 PREEMPT_RT and 6.12).
 TEST_KERNELS = $(shell tools/kernels.sh)
 
-.PHONY: help up down deps build kmod bpf uapi syscalls test test-unit test-host test-vm test-pkg bench deb clean
+.PHONY: help up down deps build kmod bpf uapi syscalls consts test test-unit test-host test-vm test-pkg bench deb clean
 
 help:
 	@echo "make up      install what is needed, build, start saga (module or eBPF) and mount /sagafs"
@@ -51,6 +51,9 @@ uapi:
 
 syscalls:
 	$(PY) tools/gen_syscalls.py
+
+consts:
+	$(PY) tools/gen_consts.py
 
 test:
 	tools/deps.sh base bpf vm pkg pg bench

@@ -2,9 +2,10 @@
 /*
  * saga: the probes on the sys_enter and sys_exit tracepoints.
  *
- * Both run with preemption disabled and must never sleep, take a lock or
- * allocate (on PREEMPT_RT spinlocks sleep): they use per-CPU counters and
- * rings, the preallocated entry table and the RCU-published rule set.
+ * Both run with preemption disabled (SAGA_PROBE_ENTER, see below) and must
+ * never sleep, take a lock or allocate (on PREEMPT_RT spinlocks sleep):
+ * they use per-CPU counters and rings, the preallocated entry table and
+ * the RCU-published rule set.
  *
  * sys_enter decides whether the call may be logged (only then is entry
  * state kept); sys_exit, with the return value known, decides for good:
@@ -284,24 +285,43 @@ static noinline void enter_call(const struct saga_ruleset *rs, struct pt_regs *r
 		stash_entry(regs, slot, flags);
 }
 
+/*
+ * The protected section.  Everything the probes share with the rest of the
+ * module (saga_enabled, the rule set, per-CPU counters, rings and scratch)
+ * is touched only between SAGA_PROBE_ENTER() and SAGA_PROBE_LEAVE(): a
+ * preemption-disabled section on every kernel (saga_compat.h), as in the
+ * kernel's own syscall probes (kernel/trace/trace_syscalls.c).
+ *
+ * Why the order is right: since RCU's flavours were consolidated (4.20) a
+ * preemption-disabled region is an RCU read-side critical section, on
+ * PREEMPT_RT too, so an ordinary grace period waits for it:
+ *  - the rule set loaded with rcu_dereference_sched() inside the section
+ *    is freed by kvfree_rcu() only after the probe has left it;
+ *  - saga_set_enabled(false) returns from synchronize_rcu() only once no
+ *    probe still acts on saga_enabled being true;
+ *  - per-CPU data has one user at a time on its CPU.
+ * On 6.14+ the tracepoint holds only tasks-trace RCU, which keeps the
+ * probe code alive until tracepoint_synchronize_unregister() but not the
+ * rule set: a probe preempted before SAGA_PROBE_ENTER() can outlast an
+ * ordinary grace period, so nothing may be read before it.
+ */
 static notrace void saga_sys_enter(void *data, struct pt_regs *regs, long id)
 {
 	const struct saga_ruleset *rs;
 
-	if (!READ_ONCE(saga_enabled))
-		return;
-	rs = rcu_dereference_sched(saga_rules);
-	if (!rs->enter_active && likely(!maybe_done_at_entry(id)))
-		return;		/* count/ignore only: nothing to keep */
 	SAGA_PROBE_ENTER();
-	enter_call(rs, regs, id);
+	if (!smp_load_acquire(&saga_enabled))
+		goto out;
+	rs = rcu_dereference_sched(saga_rules);
+	if (rs->enter_active || unlikely(maybe_done_at_entry(id)))
+		enter_call(rs, regs, id);	/* else count/ignore only: nothing to keep */
+out:
 	SAGA_PROBE_LEAVE();
 }
 
 /* The general exit path: ia32 and unknown numbers, rules with fields, logging. */
-static noinline void exit_call(struct pt_regs *regs, long id, long ret)
+static noinline void exit_call(const struct saga_ruleset *rs, struct pt_regs *regs, long id, long ret)
 {
-	const struct saga_ruleset *rs = rcu_dereference_sched(saga_rules);
 	struct saga_verdict v;
 	unsigned int slot;
 	u8 act;
@@ -324,16 +344,18 @@ static noinline void exit_call(struct pt_regs *regs, long id, long ret)
 
 static notrace void saga_sys_exit(void *data, struct pt_regs *regs, long ret)
 {
+	const struct saga_ruleset *rs;
 	long id;
 	u8 act;
 
-	if (!READ_ONCE(saga_enabled))
-		return;
 	SAGA_PROBE_ENTER();
+	if (!smp_load_acquire(&saga_enabled))
+		goto out;
+	rs = rcu_dereference_sched(saga_rules);
 	id = syscall_get_nr(current, regs);
 	if (likely((unsigned long)id < SAGA_COMPAT_BASE && !in_ia32_syscall())) {
 		/* A native call whose slot is decided by the table alone: count it here. */
-		act = rcu_dereference_sched(saga_rules)->fast[id];
+		act = rs->fast[id];
 		if (act == SAGA_ACT_IGNORE)
 			goto out;
 		if (act == SAGA_ACT_COUNT) {
@@ -341,7 +363,7 @@ static notrace void saga_sys_exit(void *data, struct pt_regs *regs, long ret)
 			goto out;
 		}
 	}
-	exit_call(regs, id, ret);
+	exit_call(rs, regs, id, ret);
 out:
 	SAGA_PROBE_LEAVE();
 }
@@ -382,9 +404,10 @@ void saga_probes_unregister(void)
 	tracepoint_synchronize_unregister();
 }
 
-/* Pausing waits until no probe still acts on the old state; resuming
- * starts from an empty entry table (calls that began while paused are
- * logged NO_ENTER). */
+/* Pausing waits until no probe still acts on the old state (each reads
+ * saga_enabled inside its preemption-disabled section: synchronize_rcu()
+ * waits for those); resuming starts from an empty entry table (calls that
+ * began while paused are logged NO_ENTER), published before the flag. */
 int saga_set_enabled(bool on)
 {
 	if (on == READ_ONCE(saga_enabled))

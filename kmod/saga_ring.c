@@ -19,6 +19,7 @@
 #include <linux/irq_work.h>
 #include <linux/poll.h>
 #include <linux/jiffies.h>
+#include <linux/timer.h>
 #include <linux/sched/signal.h>
 
 #include "saga.h"

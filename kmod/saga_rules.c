@@ -98,6 +98,12 @@ static void ruleset_publish(struct saga_ruleset *rs)
 
 	ruleset_compile(rs);
 	rcu_assign_pointer(saga_rules, rs);
+	/*
+	 * A probe reads the set inside a preemption-disabled section on every
+	 * kernel (saga_probe.c says why): an ordinary RCU grace period waits
+	 * for it, including on 6.14+ where the tracepoint itself only holds
+	 * tasks-trace RCU.
+	 */
 	if (old)
 		kvfree_rcu(old, rcu);
 }

@@ -2,7 +2,7 @@
 
 The daemon runs as a process (`saga daemon --replay`), fed N events (the
 recorded workload repeated), with a window of N events and the archive
-off.  Once it has drained them and rendered the log:
+off.  Once it has drained them (nothing is rendered until read):
 
 - **log**: `cat /sagafs/log > /dev/null`, against the same bytes served
   by the smallest pyfuse3 filesystem (bench/sagafs/minimal.py) in the same
@@ -23,8 +23,8 @@ off.  Once it has drained them and rendered the log:
   judged on the median (a shared 2-CPU machine delays any process now and
   then: see the floor's worst).
 
-Also shown: the first `cat` after the drain (it renders what the daemon's
-idle renderer has not yet) and `tail -n 10 /sagafs/log`.
+Also shown: the first `cat` after the drain (a fresh window: it renders
+every line; the daemon renders nothing ahead) and `tail -n 10 /sagafs/log`.
 """
 from __future__ import annotations
 
@@ -173,7 +173,6 @@ def main() -> None:
         with open(log_copy, "wb") as out:
             subprocess.run(["cat", str(fs.mnt / "log")], stdout=out, check=True)
         size = log_copy.stat().st_size
-        assert size == (fs.mnt / "log").stat().st_size, "the log's size and its bytes disagree"
 
         baselines = {mode: Minimal(work, log_copy, mode) for mode in ("pagecache", "direct", "cached")}
         started += baselines.values()
@@ -244,7 +243,8 @@ def main() -> None:
             print(f"| {label}: median, p90, worst of {len(ms)} | {med:.1f}, {p90:.1f}, {worst:.1f} ms |  "
                   f"| {target} | {met} |")
         print(f"| `tail -n 10 /sagafs/log`: median | {statistics.median(tail_ms):.1f} ms |  |  |  |")
-        print(f"| first `cat /sagafs/log` after the drain (renders what is left) | {first * 1000:.0f} ms |  |  |  |")
+        print(f"| first `cat /sagafs/log` after the drain (a fresh window: renders every line) | {first * 1000:.0f} ms "
+              "|  |  |  |")
     finally:
         for s in reversed(started):
             s.stop()

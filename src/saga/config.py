@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import grp
 import os
 import socket
 import tomllib
@@ -19,6 +20,7 @@ from saga.errors import ConfigError, from_oserror
 
 DEFAULT_PATH = "/etc/saga/saga.toml"
 DEFAULT_DB = "sqlite:////var/lib/saga/saga.db"
+DEFAULT_SPOOL = "/var/lib/saga/spool"
 DRIVERS = ("auto", "kmod", "ebpf", "replay")
 
 
@@ -36,22 +38,26 @@ def _one_of(*choices: str):
     return check
 
 
-def _key(default, check=None):
-    return field(default=default, metadata={"check": check})
+def _key(default, check=None, *, restart: bool = False):
+    """A key; restart=True: read once at daemon start, so a reload keeps its running value (and says so)."""
+    return field(default=default, metadata={"check": check, "restart": restart})
 
 
 @dataclass(frozen=True)
 class DaemonConfig:
-    driver: str = _key("auto", _one_of(*DRIVERS))
-    replay: str = _key("")                        # the recording, for driver = "replay"
-    run_dir: str = _key("/run/saga")              # control socket and pidfile
-    window_events: int = _key(1_000_000, _positive)
-    batch_bytes: int = _key(1 << 20, _positive)
-    archive: bool = _key(True)
+    driver: str = _key("auto", _one_of(*DRIVERS), restart=True)
+    replay: str = _key("", restart=True)          # the recording, for driver = "replay"
+    run_dir: str = _key("/run/saga", restart=True)  # control socket and pidfile
+    window_events: int = _key(1_000_000, _positive, restart=True)
+    batch_bytes: int = _key(1 << 20, _positive, restart=True)
+    archive: bool = _key(True, restart=True)
     archive_queue: int = _key(262_144, _positive)   # events waiting for the database
     enrich: bool = _key(True)
     stop_timeout: float = _key(30.0, _not_negative)
     keep_capturing: bool = _key(False)            # leave the driver loaded when the daemon stops
+    spool_dir: str = _key("", restart=True)       # drained events on disk until archived; "" = beside the archive
+    spool_max_bytes: int = _key(256 << 20, _not_negative)   # 0 = no spool
+    warn_interval: float = _key(60.0, _positive)  # at most one loss warning per cause this often
 
     @property
     def socket_path(self) -> str:
@@ -64,17 +70,19 @@ class DaemonConfig:
 
 @dataclass(frozen=True)
 class SagafsConfig:
-    mount: str = _key("/sagafs")                  # "" = do not mount
-    group: str = _key("")                         # a group allowed to read; "" = root only
+    mount: str = _key("/sagafs", restart=True)    # "" = do not mount
+    group: str = _key("", restart=True)           # a group allowed to read; "" = root only
+    max_opens_per_user: int = _key(16, _positive)  # log and pipe files one user (not root) may hold open
 
 
 @dataclass(frozen=True)
 class StoreConfig:
-    url: str = _key(DEFAULT_DB)
-    host: str = _key("")                          # "" = this machine's host name
+    url: str = _key(DEFAULT_DB, restart=True)
+    host: str = _key("", restart=True)            # "" = this machine's host name
     retention_days: float = _key(30.0, _not_negative)
     retention_rows: int = _key(0, _not_negative)
     prune_interval: float = _key(300.0, _positive)
+    group: str = _key("", restart=True)           # a group allowed to read a SQLite archive; "" = root only
 
     @property
     def host_name(self) -> str:
@@ -94,6 +102,18 @@ class Config:
     rules: RulesConfig = field(default_factory=RulesConfig)
     path: str | None = None                       # the file it came from, None for defaults
 
+    @property
+    def spool_dir(self) -> str:
+        """daemon.spool_dir, or its default: beside a SQLite archive (saga.db.spool), else DEFAULT_SPOOL."""
+        if self.daemon.spool_dir:
+            return self.daemon.spool_dir
+        url = self.store.url
+        if "://" not in url:
+            return os.path.abspath(url) + ".spool"
+        if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
+            return os.path.abspath(url[len("sqlite:///"):]) + ".spool"
+        return DEFAULT_SPOOL
+
     def with_db(self, url: str | None) -> Config:
         """The same configuration with the database URL overridden (--db, SAGA_DB)."""
         if not url:
@@ -104,6 +124,25 @@ class Config:
 _SECTIONS = {f.name: f.type for f in dataclasses.fields(Config) if f.name != "path"}
 _SECTION_TYPES = {"daemon": DaemonConfig, "sagafs": SagafsConfig, "store": StoreConfig, "rules": RulesConfig}
 _PY_TYPES = {"str": str, "int": int, "float": float, "bool": bool}
+
+
+def restart_keys() -> list[tuple[str, str]]:
+    """(section, key) of every key a running daemon reads only at start."""
+    return [(name, f.name) for name in _SECTION_TYPES for f in dataclasses.fields(_SECTION_TYPES[name])
+            if f.metadata["restart"]]
+
+
+def needs_restart(old: Config, new: Config) -> list[str]:
+    """The restart keys whose values differ, as `section.key`."""
+    return [f"{s}.{k}" for s, k in restart_keys() if getattr(getattr(old, s), k) != getattr(getattr(new, s), k)]
+
+
+def keep_running(old: Config, new: Config) -> Config:
+    """`new` with every restart key at its running value (`old`'s): what a reload applies."""
+    sections = {s: dataclasses.replace(getattr(new, s), **{k: getattr(getattr(old, s), k)
+                                                             for s2, k in restart_keys() if s2 == s})
+                for s in _SECTION_TYPES}
+    return dataclasses.replace(new, **sections)
 
 
 def _closest(word: str, choices) -> str:
@@ -141,6 +180,14 @@ def from_dict(data: dict, source: str = "<config>") -> Config:
             values[key] = _value(f"{source}: [{name}] {key}", f, value)
         sections[name] = cls(**values)
     return Config(**sections, path=source if source != "<config>" else None)
+
+
+def group_id(key: str, name: str) -> int:
+    """The id of the group a key names (sagafs.group, store.group); an unknown group is a ConfigError."""
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        raise ConfigError(f"{key}: no such group {name!r}") from None
 
 
 def load(path: str | None = None) -> Config:

@@ -151,11 +151,6 @@ class Event(NamedTuple):
         return cls(r[FLAGS], r[NR], r[ORIG_NR], r[CPU], r[PID], r[TID], r[PPID], r[UID], r[GID],
                    r[TS], r[DURATION], r[RET], r[ARG0:ARG0 + 6], comm_str(r[COMM]), paths_of(r))
 
-    def to_fields(self) -> dict:
-        d = self._asdict()
-        d["comm"] = self.comm
-        return d
-
 
 _COMM_CACHE: dict[bytes, str] = {}
 

@@ -22,6 +22,8 @@ from saga.events import (
     GID,
     NR,
     ORIG_NR,
+    PATH_LEN0,
+    PATH_LEN1,
     PATHS,
     PID,
     PPID,
@@ -125,17 +127,46 @@ def _arg_formatter(call: str, arg: syscalls.Arg) -> Callable[[int], str]:
 
 
 @cache
-def _call_formatter(slot: int) -> tuple[str, tuple, int]:
-    """(name, per-argument (kind, formatter) pairs, index of the mode arg printed only with O_CREAT or -1)."""
+def _call_formatter(slot: int) -> tuple[str, tuple, int, decode.CallPrinter | None, tuple | None]:
+    """(name, per-argument (kind, formatter) pairs, index of the mode arg printed only with O_CREAT or -1,
+    the printer of the whole call or None, the formatters alone when no argument is a path or that mode)."""
     call = syscalls.BY_SLOT.get(slot)
     if call is None:
-        return syscalls.name_of(slot), tuple(("ulong", _hex) for _ in range(6)), -1
+        fmts: tuple = tuple(("ulong", _hex) for _ in range(6))
+        return syscalls.name_of(slot), fmts, -1, None, tuple(f for _, f in fmts)
     fmts = tuple((a.kind, _arg_formatter(call.name, a)) for a in call.args)
-    return call.name, fmts, decode.MODE_NEEDS_CREAT.get(call.name, -1)
+    creat_mode = decode.MODE_NEEDS_CREAT.get(call.name, -1)
+    plain = None if creat_mode >= 0 or any(k == "path" for k, _ in fmts) else tuple(f for _, f in fmts)
+    return call.name, fmts, creat_mode, decode.CALLS.get(call.name), plain
+
+
+# Arguments as text by everything they depend on: a server repeats the same calls (the same futex
+# word, fd and buffer) and most lines reuse their arguments' text (bench/render).
+_ARGS_TEXT: dict[tuple, str] = {}
+_ARGS_TEXT_MAX = 8192
+
+
+def clear_caches() -> None:
+    """Forget every formatter and argument text (after a change to saga.decode's tables: tests)."""
+    _call_formatter.cache_clear()
+    _ARGS_TEXT.clear()
 
 
 def format_args(raw: tuple) -> str:
-    name, fmts, creat_mode = _call_formatter(raw[NR])
+    key = raw[ARG0:ARG0 + 6] + (raw[NR], raw[FLAGS], raw[PATH_LEN0], raw[PATH_LEN1], raw[PATHS])
+    text = _ARGS_TEXT.get(key)
+    if text is None:
+        if len(_ARGS_TEXT) >= _ARGS_TEXT_MAX:
+            _ARGS_TEXT.clear()
+        text = _ARGS_TEXT[key] = _format_args(raw)
+    return text
+
+
+def _format_args(raw: tuple) -> str:
+    name, fmts, creat_mode, whole, plain = _call_formatter(raw[NR])
+    if plain is not None:   # most calls: each argument by its own formatter
+        out = [fmt(v) for fmt, v in zip(plain, raw[ARG0:ARG0 + len(plain)], strict=True)]
+        return ", ".join(whole(raw[ARG0:ARG0 + 6], out) if whole is not None else out)
     paths = path_args(raw) if raw[PATHS] else (None, None)
     flags = raw[FLAGS]
     out = []
@@ -157,6 +188,8 @@ def format_args(raw: tuple) -> str:
             continue
         else:
             out.append(fmt(v))
+    if whole is not None:
+        out = whole(raw[ARG0:ARG0 + 6], out)
     return ", ".join(out)
 
 
@@ -169,8 +202,11 @@ def format_ret(raw: tuple) -> str:
     name = _call_formatter(raw[NR])[0]
     if name in decode.RETURNS_ADDRESS:
         return hex(ret & 0xFFFFFFFFFFFFFFFF)
-    if name in decode.RETURNS_MODE:
-        return decode.octal_ret(ret)
+    meaning = decode.RETURNS.get(name)
+    if meaning is not None:
+        text = meaning(raw[ARG0:ARG0 + 6], ret)
+        if text is not None:
+            return text
     return str(ret)
 
 
@@ -209,12 +245,22 @@ def flag_names(flags: int) -> list[str]:
     return [name for bit, name in _EVF_NAMES if flags & bit]
 
 
+# Where an event's process runs, from the daemon's process cache (saga.daemon.enrich.Enricher.where):
+# (the line's words, such as `unit=nginx.service`, and the JSON fields), or None when not known.
+# Set by the daemon while it captures live; None elsewhere (a replayed recording is another machine's).
+context_of: Callable[[tuple], tuple[str, dict] | None] | None = None
+_NO_CONTEXT = {"unit": None, "container": None, "runtime": None, "pod": None, "cgroup": None, "nspid": None}
+
+
 def line(raw: tuple) -> str:
     """One event as one line (no trailing newline)."""
     flags = raw[FLAGS]
     name = _call_formatter(raw[NR])[0]
+    where = context_of(raw) if context_of is not None else None
+    words = f" {where[0]}" if where is not None and where[0] else ""
     text = (f"{iso_time(raw[TS])} cpu={raw[CPU]} pid={raw[PID]} tid={raw[TID]} uid={raw[UID]} "
-            f"comm={comm_token(raw[COMM])} {name}({format_args(raw)}) = {format_ret(raw)} <{format_duration(raw)}>")
+            f"comm={comm_token(raw[COMM])}{words} {name}({format_args(raw)}) = {format_ret(raw)} "
+            f"<{format_duration(raw)}>")
     if flags:
         text += " [" + ",".join(flag_names(flags)) + "]"
     return text
@@ -223,14 +269,18 @@ def line(raw: tuple) -> str:
 def to_json(raw: tuple) -> dict:
     """One event as a JSON-ready object (the `--json` output of `saga log` and `saga query`)."""
     ret = raw[RET]
-    return {
+    obj = {
         "time": iso_time(raw[TS]), "ts_ns": raw[TS], "cpu": raw[CPU], "pid": raw[PID], "tid": raw[TID],
         "ppid": raw[PPID], "uid": raw[UID], "gid": raw[GID], "comm": comm_str(raw[COMM]),
         "syscall": _call_formatter(raw[NR])[0], "nr": raw[NR], "orig_nr": raw[ORIG_NR],
         "args": list(raw[ARG0:ARG0 + 6]), "args_text": format_args(raw), "paths": json_paths(raw),
         "ret": ret, "errno": decode.errno_name(-ret) if -4096 < ret < 0 else None,
-        "duration_ns": raw[DURATION], "flags": flag_names(raw[FLAGS]),
+        "duration_ns": raw[DURATION], "flags": flag_names(raw[FLAGS]), **_NO_CONTEXT,
     }
+    where = context_of(raw) if context_of is not None else None
+    if where is not None:
+        obj.update(where[1])
+    return obj
 
 
 def json_bytes(s: str) -> str | dict[str, str]:

@@ -28,14 +28,15 @@ class Mounted:
     """`saga daemon` in a thread of this process, on a replay driver, serving sagafs at root/mnt."""
 
     def __init__(self, root: Path, recording: bytes = b"", *, group: str = "", archive: bool = False,
-                 **daemon) -> None:
+                 max_opens_per_user: int = 16, **daemon) -> None:
         root.mkdir(mode=0o755)
         self.root = root
         self.mnt = root / "mnt"                  # not there yet: the daemon creates it
         self.driver = ReplayDriver(recording)
         self.config = Config(daemon=DaemonConfig(run_dir=str(root / "run"), archive=archive, **daemon),
                              store=StoreConfig(url=f"sqlite:///{root}/saga.db", host="testhost", retention_days=0),
-                             sagafs=SagafsConfig(mount=str(self.mnt), group=group))
+                             sagafs=SagafsConfig(mount=str(self.mnt), group=group,
+                                                 max_opens_per_user=max_opens_per_user))
         self.daemon = Daemon(self.config, Options(reload_config=False), driver=self.driver)
         self.status: list[int] = []
         self.thread = threading.Thread(target=lambda: self.status.append(self.daemon.run(signals=False)))

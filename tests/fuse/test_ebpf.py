@@ -141,3 +141,57 @@ def test_stats_and_counts_are_the_drivers(ebpf_daemon):
     assert int((mnt / "syscalls" / "openat" / "count").read_text()) > 0
     status = dict(x.split(": ", 1) for x in (mnt / "status").read_text().splitlines())
     assert status["driver.name"] == "ebpf" and status["mount"] == str(mnt)
+
+
+@pytest.fixture
+def service_cgroup():
+    """A cgroup laid out as systemd lays out a service (saga-test-<id>.slice/demo.service), removed afterwards."""
+    from saga.cgroups import cgroup2_root
+    top = cgroup2_root()
+    assert top is not None, "no cgroup v2 hierarchy mounted"
+    slice_ = Path(top) / f"saga-test-{uuid.uuid4().hex[:8]}.slice"
+    unit = slice_ / "demo.service"
+    unit.mkdir(parents=True)
+    try:
+        yield unit, "/" + str(unit.relative_to(top))
+    finally:
+        for d in (unit, slice_):
+            wait_for(lambda d=d: not (d / "cgroup.procs").exists() or not (d / "cgroup.procs").read_text(),
+                     timeout=10, what=f"{d} to empty")
+            d.rmdir()
+
+
+def test_a_process_in_a_service_and_a_pid_namespace_says_so(ebpf_daemon, root, service_cgroup):
+    """The unit of the cgroup a process runs in, and its pid inside its own pid namespace, shown in the log
+    line, /sagafs/procs/PID/stats and the JSON form (docs/log-format.md#context)."""
+    import json
+
+    import psutil
+    mnt = ebpf_daemon
+    unit_dir, cg_path = service_cgroup
+    script = f"echo $$ > {unit_dir}/cgroup.procs && exec unshare --pid --fork {root / CAT}"
+    shell = subprocess.Popen(["sh", "-c", script], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    try:
+        found: list[psutil.Process] = []
+        wait_for(lambda: found.extend(p for p in psutil.Process(shell.pid).children(recursive=True)
+                                      if p.name() == CAT) or found, timeout=10, what="the workload's cat")
+        pid = found[0].pid
+        _lines_of(mnt, pid, "mmap")
+        stats = (mnt / "procs" / str(pid) / "stats").read_text().splitlines()
+        assert "unit: demo.service" in stats and f"cgroup: {cg_path}" in stats, stats
+        assert f"nspid: {pid} 1" in stats and "container: -" in stats, stats
+        shell.stdin.write(b"x\n")
+        shell.stdin.close()
+        assert shell.wait(timeout=30) == 0
+        lines = _lines_of(mnt, pid, "exit_group")
+        assert f" comm={CAT} unit=demo.service exit_group(0) = ? <?> [noreturn]" in lines[-1], lines[-1]
+        saga = str(Path(sys.executable).with_name("saga"))
+        out = subprocess.run([saga, "--config", str(root / "saga.toml"), "log", "--json", "-p", str(pid), "-n", "1"],
+                             capture_output=True, text=True, check=True).stdout
+        event = json.loads(out.splitlines()[-1])
+        assert (event["unit"], event["cgroup"], event["container"], event["nspid"]) == ("demo.service", cg_path,
+                                                                                        None, 1), event
+    finally:
+        if shell.poll() is None:
+            shell.kill()
+            shell.wait()

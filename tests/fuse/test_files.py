@@ -48,7 +48,6 @@ def test_per_syscall_logs_follow_the_window(fs, raws, recording):
     fs.driver.feed(recording)
     fs.wait_drained(2 * len(raws))
     assert fs.read("syscalls/openat/log") == before * 2
-    assert os.stat(fs.path("syscalls/openat/log")).st_size == 2 * len(before)
 
 
 def test_process_directories(fs, raws):
@@ -85,6 +84,12 @@ def test_saga_log_keeps_working_with_sagafs_mounted(fs, raws, recording):
     assert got == lines_of(raws)[:3]
 
 
-@pytest.mark.parametrize("name", ["log", "stats", "rules", "syscalls/openat/log", "error_log"])
+@pytest.mark.parametrize("name", ["stats", "rules", "error_log"])
 def test_stat_and_a_fresh_open_agree(fs, name):
     assert os.stat(fs.path(name)).st_size == len(fs.read(name))
+
+
+@pytest.mark.parametrize("name", ["log", "syscalls/openat/log"])
+def test_log_files_have_size_0_and_are_read_to_the_end(fs, name):
+    """Like tracefs's trace: rendered as they are read, so no size is known at open."""
+    assert os.stat(fs.path(name)).st_size == 0 and len(fs.read(name)) > 0

@@ -73,7 +73,7 @@ def _daemon(cfg: Path, recording: Path, *extra: str) -> subprocess.Popen:
 def _serving(proc: subprocess.Popen, mnt: Path, raws) -> None:
     def ready() -> bool:
         try:
-            return os.stat(mnt / "log").st_size == len(text_of(raws))
+            return (mnt / "log").read_bytes() == text_of(raws)
         except OSError:                 # not mounted yet, or still the stale mount
             return False
 

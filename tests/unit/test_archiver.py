@@ -58,7 +58,7 @@ def test_a_failing_database_is_retried_then_reported_at_stop(store, monkeypatch)
     a = Archiver(store, _host(store))
     calls = []
 
-    def broken(reads, exes):
+    def broken(reads, exes, units=None, also=None):
         calls.append(len(reads))
         raise StoreError("archiving events: database is locked")
 
@@ -75,10 +75,10 @@ def test_recovery_after_database_errors(store, monkeypatch):
     real = a._writer.write
     fails = threading.Semaphore(2)
 
-    def flaky(reads, exes):
+    def flaky(reads, exes, units=None, also=None):
         if fails.acquire(blocking=False):
             raise StoreError("archiving events: database is locked")
-        return real(reads, exes)
+        return real(reads, exes, units, also)
 
     monkeypatch.setattr(a._writer, "write", flaky)
     a.start()
@@ -91,10 +91,13 @@ def test_retention_runs_in_the_archiver(store):
     h = _host(store)
     a = Archiver(store, h, retention=Retention(max_rows=100, interval_s=0.05))
     a._next_prune = 0
-    a.submit(*batch(300))
     a.start()
     deadline = time.monotonic() + 10
-    while (a.archived < 300 or archive.count(store.engine) > 100) and time.monotonic() < deadline:
+    for n in (100, 200, 300):      # three writes, three batches: retention removes whole batches
+        a.submit(*batch(100))
+        while a.archived < n and time.monotonic() < deadline:
+            time.sleep(0.01)
+    while archive.count(store.engine) > 100 and time.monotonic() < deadline:
         time.sleep(0.05)
     a.stop()
     assert archive.count(store.engine) == 100 and a.pruned == 200
@@ -140,11 +143,11 @@ def test_a_bug_in_one_batch_does_not_stop_the_archiver(store, monkeypatch):
     real = a._writer.write
     first = threading.Event()
 
-    def buggy(reads, exes):
+    def buggy(reads, exes, units=None, also=None):
         if not first.is_set():
             first.set()
             raise ValueError("a bug")
-        return real(reads, exes)
+        return real(reads, exes, units, also)
 
     monkeypatch.setattr(a._writer, "write", buggy)
     a.submit(*batch(7))
@@ -153,3 +156,133 @@ def test_a_bug_in_one_batch_does_not_stop_the_archiver(store, monkeypatch):
     a.submit(*batch(5, 100))
     assert a.stop() == 0
     assert (a.archived, a.dropped, a.errors) == (5, 7, 1) and archive.count(store.engine) == 5
+
+
+# -- faults of the archive itself (real SQLite files) ------------------------------------------------
+
+def _rows(url: str) -> int:
+    with Store.open(url) as st:
+        return archive.count(st.engine)
+
+
+def test_counters_add_up_at_every_moment(store):
+    """submitted == archived + dropped + queued + in flight + left in the spool, sampled while it runs."""
+    a = Archiver(store, _host(store), max_queued=2000)
+    a.start()
+    bad = []
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            c = a.counters()
+            if c["submitted"] != c["archived"] + c["dropped"] + c["queued"] + c["in_flight"] + c["left_in_spool"]:
+                bad.append(c)
+
+    t = threading.Thread(target=sample)
+    t.start()
+    for k in range(300):
+        a.submit(*batch(100, k * 100))
+    a.stop()
+    done.set()
+    t.join()
+    c = a.counters()
+    assert not bad and c["submitted"] == 30_000 == c["archived"] + c["dropped"]
+    assert c["dropped"] == c["dropped_by"]["queue_full"] and archive.count(store.engine) == c["archived"]
+
+
+def test_a_lock_held_past_the_busy_timeout_is_retried_not_dropped(tmp_path, monkeypatch, caplog):
+    import sqlite3
+
+    from saga.store import engine as store_engine
+    monkeypatch.setattr(store_engine, "BUSY_TIMEOUT", 0.1)
+    url = f"sqlite:///{tmp_path}/saga.db"
+    st = Store.open(url, own=True)
+    a = Archiver(st, _host(st))
+    holder = sqlite3.connect(str(tmp_path / "saga.db"), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")                     # another writer, holding the lock for a while
+    a.start()
+    a.submit(*batch(50))
+    wait = time.monotonic() + 10
+    while a.retries < 2 and time.monotonic() < wait:
+        time.sleep(0.05)
+    assert a.retries >= 2 and "locked" in a.counters()["last_error"] and a.counters()["in_flight"] == 50
+    holder.execute("ROLLBACK")
+    holder.close()
+    assert a.stop() == 0
+    assert (a.archived, a.dropped) == (50, 0) and a.last_error is None
+    assert not [r for r in caplog.records if r.exc_info], "no traceback for a busy database"
+    st.close()
+
+
+def test_a_deleted_archive_is_noticed_and_a_new_one_started(tmp_path):
+    url = f"sqlite:///{tmp_path}/saga.db"
+    st = Store.open(url, own=True)
+    made = []
+
+    def new_archive():
+        made.append(1)
+        return _host(st)
+
+    a = Archiver(st, _host(st), new_archive=new_archive)
+    a.start()
+    a.submit(*batch(10))
+    wait = time.monotonic() + 10
+    while a.archived < 10 and time.monotonic() < wait:
+        time.sleep(0.02)
+    for suffix in ("", "-wal", "-shm"):
+        os.unlink(f"{tmp_path}/saga.db{suffix}")
+    a.submit(*batch(7, 100))
+    assert a.stop() == 0
+    assert made and a.reopened == 1 and a.archived == 17 and a.dropped == 0
+    assert _rows(url) == 7                                # the new archive has what came after
+    assert os.stat(f"{tmp_path}/saga.db").st_mode & 0o777 == 0o600
+    st.close()
+
+
+def _corrupt(path: str) -> None:
+    """Overwrite the second half of the file: event pages (the schema and saga_meta, made first, stay
+    readable, so the archive opens and only a check or a write meets the damage)."""
+    size = os.path.getsize(path)
+    with open(path, "r+b") as f:
+        f.seek(size // 2 // 4096 * 4096)
+        f.write(os.urandom(size - size // 2 // 4096 * 4096))
+
+
+def test_a_corrupt_archive_is_set_aside_and_a_new_one_started(tmp_path):
+    url = f"sqlite:///{tmp_path}/saga.db"
+    st = Store.open(url, own=True)
+    a = Archiver(st, _host(st))
+    a.start()
+    for k in range(20):
+        a.submit(*batch(500, k * 500))
+    a.stop()
+    st.close()
+    _corrupt(f"{tmp_path}/saga.db")
+    st = Store.open(url, own=True)
+    b = Archiver(st, _host(st), new_archive=lambda: _host(st))
+    b.start()                                             # quick_check at start finds the damage
+    b.submit(*batch(30, 10**6))
+    assert b.stop() == 0
+    aside = b.counters()["set_aside"]
+    assert len(aside) == 1 and os.path.exists(aside[0]) and aside[0].startswith(f"{tmp_path}/saga.db.corrupt-")
+    assert _rows(url) == 30 and b.reopened == 1
+    st.close()
+
+
+def test_the_archive_and_its_side_files_are_private(tmp_path):
+    url = f"sqlite:///{tmp_path}/saga.db"
+    open(f"{tmp_path}/saga.db", "w").close()
+    os.chmod(f"{tmp_path}/saga.db", 0o644)                 # an archive made by an older saga
+    st = Store.open(url, own=True)
+    a = Archiver(st, _host(st))
+    a.start()
+    a.submit(*batch(10))
+    a.stop()
+    modes = {s: os.stat(f"{tmp_path}/saga.db{s}").st_mode & 0o777 for s in ("", "-wal", "-shm")}
+    assert modes == {"": 0o600, "-wal": 0o600, "-shm": 0o600}
+    st.close()
+    gid = 65534 if os.geteuid() == 0 else os.getgid()     # root may give any group; others their own
+    st = Store.open(url, own=True, gid=gid)
+    st.close()
+    s = os.stat(f"{tmp_path}/saga.db")
+    assert (s.st_mode & 0o777, s.st_gid) == (0o640, gid)

@@ -60,3 +60,25 @@ def test_docs_show_the_real_defaults():
     doc = (Path(__file__).resolve().parents[2] / "docs" / "config.md").read_text()
     block = doc.split("```toml\n", 1)[1].split("```", 1)[0]
     assert block.strip() == config.defaults_toml().strip()
+
+
+def test_docs_mark_exactly_the_restart_keys():
+    import re
+    from pathlib import Path
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "config.md").read_text()
+    marked = set()
+    for section, body in re.findall(r"^## `\[(\w+)\]`\n(.*?)(?=^## |\Z)", doc, re.M | re.S):
+        marked |= {(section, key) for key, rest in re.findall(r"^\| `(\w+)` \|(.*)$", body, re.M)
+                   if "*restart*" in rest}
+    assert marked == set(config.restart_keys())
+
+
+def test_a_reload_keeps_exactly_the_restart_keys():
+    old = config.Config()
+    new = config.from_dict({"daemon": {"batch_bytes": 4096, "archive_queue": 7, "replay": "/x"},
+                            "store": {"url": "/tmp/other.db", "retention_days": 1.0}})
+    assert config.needs_restart(old, new) == ["daemon.replay", "daemon.batch_bytes", "store.url"]
+    kept = config.keep_running(old, new)
+    assert (kept.daemon.batch_bytes, kept.daemon.replay, kept.store.url) == (1 << 20, "", old.store.url)
+    assert (kept.daemon.archive_queue, kept.store.retention_days) == (7, 1.0)
+    assert config.needs_restart(old, kept) == []

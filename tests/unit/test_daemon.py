@@ -214,7 +214,7 @@ def test_sigterm_archives_everything_drained_and_cleans_up(tmp_path, sqlite_url,
     drained = int(re.search(r"stopped draining after (\d+) events", err).group(1))
     with Store.open(sqlite_url) as st:
         assert archive.count(st.engine) == drained
-    assert f"archived {drained} events in all" in err
+    assert f"stopped: {drained:,} events drained, {drained:,} archived, none lost" in err
     assert not (tmp_path / "run" / "saga.sock").exists() and not (tmp_path / "run" / "saga.pid").exists()
 
 
@@ -307,6 +307,23 @@ def test_a_vanished_driver_stops_the_daemon_with_71_after_archiving(tmp_path, sq
     with Store.open(sqlite_url) as st:
         assert archive.count(st.engine) == d.state.counters.drained_events > 0
     drv.close()
+
+
+def test_a_reload_applies_live_keys_and_names_the_restart_keys_it_keeps(tmp_path, sqlite_url, recording, caplog):
+    cfg = make_config(tmp_path, sqlite_url)
+    d = Daemon(cfg, Options(no_mount=True, reload_config=False), driver=ReplayDriver(recording))
+    d.open()
+    try:
+        new = replace(cfg, daemon=replace(cfg.daemon, batch_bytes=4096, archive_queue=7, window_events=5))
+        with caplog.at_level("WARNING", logger="saga.daemon"):
+            d._apply(new)
+        assert "daemon.window_events, daemon.batch_bytes changed: takes effect when the daemon restarts" \
+            in caplog.text
+        assert (d.config.daemon.batch_bytes, d.config.daemon.window_events) == (1 << 20, cfg.daemon.window_events)
+        assert d.config.daemon.archive_queue == d.state.archiver.max_queued == 7
+        assert d.state.config is d.config
+    finally:
+        d.close()
 
 
 def test_systemd_hears_ready_and_a_status_line(tmp_path, sqlite_url, recording, raws, monkeypatch):

@@ -26,6 +26,11 @@ def test_syscall_tables_are_fresh():
     assert res.returncode == 0, res.stderr
 
 
+def test_constant_tables_are_fresh():
+    res = subprocess.run([sys.executable, "tools/gen_consts.py", "--check"], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+
+
 UNISTD_64 = "/usr/src/linux-headers-*-amd64/arch/x86/include/generated/uapi/asm/unistd_64.h"
 
 

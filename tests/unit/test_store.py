@@ -1,15 +1,17 @@
 """The store on SQLite and on a real PostgreSQL server: schema, migrations, rules, archive, search, retention."""
 from __future__ import annotations
 
+import errno
 import os
+from fnmatch import fnmatchcase
 
 import pytest
 from sqlalchemy import create_engine, inspect, text
 
-from saga import events, rules, syscalls
+from saga import _uapi, events, rules, syscalls
 from saga.drivers.replay import split_records
 from saga.errors import PermissionDenied, StoreError
-from saga.events import COMM, NR, PID, RET, TS, UID
+from saga.events import COMM, NR, PID, PPID, RET, TID, TS, UID
 from saga.filters import EventFilter
 from saga.store import Store, archive, query, schema
 from saga.store import rules as stored_rules
@@ -29,15 +31,16 @@ def _archive(store: Store, buf: bytes, host: int, exe=None) -> None:
         w.close()
 
 
-def _search(store: Store, flt: EventFilter | None = None, limit=None, newest=True):
+def _search(store: Store, flt: EventFilter | None = None, limit=None):
     with store.session() as s:
-        return query.search(s, flt or EventFilter(), limit, newest=newest)
+        return query.search(s, flt or EventFilter(), limit)
 
 
 def test_a_new_database_is_created_at_the_current_version(store_url):
     with Store.open(store_url) as st, st.engine.connect() as conn:
         assert schema.version(conn) == schema.SCHEMA_VERSION
-        assert {"saga_meta", "hosts", "rules", "events"} <= set(inspect(conn).get_table_names())
+        assert {"saga_meta", "hosts", "rules", "rule_keys", "strings", "event_batches", "event_columns"} == \
+            set(inspect(conn).get_table_names())
     assert schema.ensure(Store.open(store_url).engine) == schema.SCHEMA_VERSION   # reopening changes nothing
 
 
@@ -109,7 +112,7 @@ def test_archived_events_come_back_exactly(store_url, recording, raws):
         pid = raws[0][PID]
         _archive(st, recording, h, {pid: "/usr/bin/saga-fixture"})
         found = _search(st)
-        assert [a.raw for a in found] == sorted(raws, key=lambda r: r[TS])
+        assert [a.raw for a in found] == raws      # in archive order, every field as parsed live
         assert {a.host for a in found} == {"h1"}
         assert {a.exe for a in found if a.raw[PID] == pid} == {"/usr/bin/saga-fixture"}
         assert {a.exe for a in found if a.raw[PID] != pid} == {None}
@@ -119,35 +122,59 @@ def test_archived_events_come_back_exactly(store_url, recording, raws):
 def test_search_filters_select_what_they_say(store_url, recording, raws):
     openat, newfstatat = syscalls.BY_NAME["openat"].slot, syscalls.BY_NAME["newfstatat"].slot
     nginx = b"nginx".ljust(16, b"\0")
+    child = next(r for r in raws if r[PPID] == raws[0][PID])
+    thread = next(r for r in raws if r[TID] != r[PID])
+    some_path = next(p for r in raws for p in events.paths_of(r) if p.startswith("/"))
     with Store.open(store_url) as st:
-        _archive(st, recording, _host(st))
+        _archive(st, recording, _host(st), {raws[0][PID]: "/usr/bin/saga-fixture"})
         cases = [
             (EventFilter.build(syscall="openat"), lambda r: r[NR] == openat),
             (EventFilter.build(syscall="openat,newfstatat", errors=True),
-             lambda r: r[NR] in (openat, newfstatat) and r[RET] < 0),
+             lambda r: r[NR] in (openat, newfstatat) and failed(r)),
             (EventFilter.build(comm="nginx"), lambda r: r[COMM] == nginx),
             (EventFilter.build(uid="65534"), lambda r: r[UID] == 65534),
             (EventFilter.build(pid=raws[-1][PID]), lambda r: r[PID] == raws[-1][PID]),
             (EventFilter.build(syscall="%file", errors=True, uid="0"),
-             lambda r: syscalls.name_of(r[NR]) in syscalls.CLASSES["file"] and r[RET] < 0 and r[UID] == 0),
+             lambda r: syscalls.name_of(r[NR]) in syscalls.CLASSES["file"] and failed(r) and r[UID] == 0),
+            (EventFilter.build(errno="ENOENT"), lambda r: r[RET] == -errno.ENOENT),
+            (EventFilter.build(errno="13"), lambda r: r[RET] == -errno.EACCES),
+            (EventFilter.build(ppid=child[PPID]), lambda r: r[PPID] == child[PPID]),
+            (EventFilter.build(tid=thread[TID]), lambda r: r[TID] == thread[TID]),
+            (EventFilter.build(path=some_path), lambda r: some_path in events.paths_of(r)),
+            (EventFilter.build(path="/tmp/*"), lambda r: any(fnmatchcase(p, "/tmp/*") for p in events.paths_of(r))),
+            (EventFilter.build(path="*[!/]"), lambda r: any(fnmatchcase(p, "*[!/]") for p in events.paths_of(r))),
+            (EventFilter.build(exe="/usr/bin/saga-*"), lambda r: r[PID] == raws[0][PID]),
+            (EventFilter.build(exe="saga-fixture", syscall="openat"), lambda r: r[PID] == raws[0][PID] and
+             r[NR] == openat),
         ]
         for flt, expect in cases:
-            want = sorted((r for r in raws if expect(r)), key=lambda r: r[TS])
+            want = [r for r in raws if expect(r)]
             assert want, flt
             assert [a.raw for a in _search(st, flt)] == want, flt
+            assert flt.needs_context or [r for r in raws if flt.predicate()(r)] == want, flt   # the live test agrees
+        for nothing in (EventFilter.build(path="/no/such/*"), EventFilter.build(exe="nope"),
+                        EventFilter.build(errno="EXDEV"), EventFilter.build(key="nokey"),
+                        EventFilter(host="nope")):
+            assert _search(st, nothing) == []
         mid = sorted(r[TS] for r in raws)[len(raws) // 2]
         later = _search(st, EventFilter(since_ns=mid))
         assert later and all(a.raw[TS] >= mid for a in later)
         assert len(later) == sum(1 for r in raws if r[TS] >= mid)
-        assert _search(st, EventFilter(host="nope")) == []
 
 
-def test_limit_takes_the_last_or_first_archived_in_time_order(store_url, recording, raws):
-    by_time = sorted(raws, key=lambda r: r[TS])
+def failed(r: tuple) -> bool:
+    return -4096 < r[RET] < 0 and not r[events.FLAGS] & _uapi.SAGA_EVF_NORETURN
+
+
+def test_limit_takes_the_last_archived_in_archive_order(store_url, recording, raws):
     with Store.open(store_url) as st:
-        _archive(st, recording, _host(st))
-        assert [a.raw for a in _search(st, limit=5)] == by_time[-5:]
-        assert [a.raw for a in _search(st, limit=5, newest=False)] == by_time[:5]
+        h = _host(st)
+        _archive(st, recording, h)
+        _archive(st, recording, h)
+        assert [a.raw for a in _search(st, limit=5)] == raws[-5:]
+        assert [a.raw for a in _search(st, limit=len(raws) + 3)] == raws[-3:] + raws
+        assert [a.raw for a in _search(st, EventFilter.build(errno="ENOENT"), limit=2)] == \
+            [r for r in raws if r[RET] == -errno.ENOENT][-2:]
 
 
 def test_names_and_paths_that_are_not_utf8_survive(store_url):
@@ -157,8 +184,8 @@ def test_names_and_paths_that_are_not_utf8_survive(store_url):
         (a,) = _search(st)
         # the record keeps the bytes
         assert events.paths_of(a.raw) == ("/tmp/\udcff\udcfe",) and a.raw[COMM].rstrip(b"\0") == b"\xffx"
-        with st.engine.connect() as conn:
-            assert conn.execute(text("SELECT comm FROM events")).scalar() == "\ufffdx"     # the column is text
+        with st.engine.connect() as conn:      # the path is stored once, as its bytes
+            assert conn.execute(text("SELECT value FROM strings")).scalar() == b"/tmp/\xff\xfe"
 
 
 def test_retention_by_age_and_by_rows_touches_only_its_host(store_url):
@@ -170,9 +197,10 @@ def test_retention_by_age_and_by_rows_touches_only_its_host(store_url):
         for start in range(1000, 1100, 10):          # ten writes: age goes by whole batches
             _archive(st, batch(10, start), a)
             _archive(st, batch(10, start), b)
-        assert archive.prune(st.engine, a, before_ns=1055, chunk=7) == 50   # the batch 1050..1059 stays
+        assert archive.prune(st.engine, a, before_ns=1055) == 50   # the batch 1050..1059 stays
         assert _search(st, EventFilter(host="a", until_ns=1059))[0].raw[TS] == 1050
-        assert archive.prune(st.engine, a, keep_rows=20, chunk=7) == 30
+        assert archive.prune(st.engine, a, keep_rows=20) == 30
+        assert archive.prune(st.engine, a, keep_rows=15) == 0      # whole batches: 15 of the 20 need both
         assert archive.count(st.engine, a) == 20 and archive.count(st.engine, b) == 100
         left = _search(st, EventFilter(host="a"))
         assert [r.raw[TS] for r in left] == list(range(1080, 1100))
@@ -225,34 +253,30 @@ def test_time_ranges_find_calls_archived_long_after_they_began(store_url):
         got = _search(st, EventFilter(since_ns=40, until_ns=60))
         assert [(a.raw[TS], a.raw[PID]) for a in got] == [(50, 9)]
         assert [a.raw[TS] for a in _search(st, EventFilter(since_ns=204))] == [204, 205]
-        assert [a.raw[TS] for a in _search(st, EventFilter(until_ns=101))] == [50, 100, 101]
+        assert [a.raw[TS] for a in _search(st, EventFilter(until_ns=101))] == [100, 101, 50]   # archive order
         assert _search(st, EventFilter(since_ns=300)) == []
         assert archive.prune(st.engine, h, before_ns=150) == 10   # the second batch holds ts 50: it stays
         assert [a.raw[TS] for a in _search(st, EventFilter(until_ns=60))] == [50]
 
 
-BIG, SMALL = archive.ROWS_PER_INSERT
-
-
-@pytest.mark.parametrize("n", [1, SMALL - 1, SMALL, SMALL + 1, 3 * SMALL + 7, BIG - 1, BIG, BIG + SMALL + 7,
-                               2 * BIG + 3 * SMALL])
+@pytest.mark.parametrize("n", [1, 7, 8, 404, 1000, 5000])
 def test_every_write_size_archives_every_event_in_order(store_url, recording, raws, n):
-    """Multi-row INSERTs of each size and the rows left over: all arrive, in order, with their batch's ids."""
+    """Batches of each size, with and without paths: all events arrive, in order, with their batch's ids."""
     records = [rec for rec, _ in split_records(recording)]
-    buf = b"".join(records[i % len(records)] for i in range(n))      # n records: the recording's, repeated
-    mine = events.parse(buf)
-    with Store.open(store_url) as st:
-        h = _host(st)
-        _archive(st, buf, h)
-        _archive(st, buf, h)     # a second batch continues the ids
-        found = _search(st, newest=False)
-        assert [a.raw for a in found] == sorted(mine * 2, key=lambda r: r[TS])
-        with st.engine.connect() as c:
-            batches = c.execute(text("SELECT first_id, last_id, events FROM event_batches ORDER BY id")).all()
-            ids = [i for (i,) in c.execute(text("SELECT id FROM events ORDER BY id"))]
-        assert [b.events for b in batches] == [n, n]
-        for b, taken in zip(batches, (ids[:n], ids[n:]), strict=True):
-            assert taken == list(range(b.first_id, b.last_id + 1))
+    for only_fixed in (True, False):      # records without paths are read as one array; the others gathered
+        pool = [r for r in records if len(r) == events.FIXED] if only_fixed else records
+        buf = b"".join(pool[i % len(pool)] for i in range(n))
+        mine = events.parse(buf)
+        with Store.open(store_url) as st:
+            h = _host(st)
+            before = archive.usage(st.engine)
+            _archive(st, buf, h)
+            _archive(st, buf, h)     # a second batch
+            found = _search(st)[before.events:]
+            assert [a.raw for a in found] == mine * 2
+            ids = [a.id for a in found]
+            assert ids == sorted(ids) and len(set(ids)) == 2 * n
+            assert archive.usage(st.engine).batches == before.batches + 2
 
 
 def test_a_write_larger_than_a_batch_takes_several(store_url, recording, raws, monkeypatch):
@@ -260,10 +284,11 @@ def test_a_write_larger_than_a_batch_takes_several(store_url, recording, raws, m
     with Store.open(store_url) as st:
         h = _host(st)
         _archive(st, recording, h)
-        assert [a.raw for a in _search(st, newest=False)] == sorted(raws, key=lambda r: r[TS])
+        assert [a.raw for a in _search(st)] == raws
         with st.engine.connect() as c:
             sizes = c.execute(text("SELECT events FROM event_batches ORDER BY id")).scalars().all()
         assert sum(sizes) == len(raws) and max(sizes) == 7
+        assert [a.raw for a in _search(st, limit=10)] == raws[-10:]
 
 
 def test_ids_are_never_reused_after_retention_empties_the_archive(store_url):
@@ -278,10 +303,49 @@ def test_ids_are_never_reused_after_retention_empties_the_archive(store_url):
         assert second.id > first.id and second.raw == first.raw
 
 
-def test_an_event_without_its_batch_is_a_store_error(store_url):
+def test_a_missing_path_string_is_a_store_error(store_url):
     with Store.open(store_url) as st:
-        _archive(st, events.pack(dict(nr=0, pid=1, ts_ns=10)), _host(st))
+        _archive(st, events.pack(dict(nr=257, pid=1, ts_ns=10, paths=("/etc/hosts",))), _host(st))
         with st.engine.begin() as conn:
-            conn.execute(text("DELETE FROM event_batches"))
-        with pytest.raises(StoreError, match="damaged: event .* has no batch"):
+            conn.execute(text("DELETE FROM strings"))
+        with pytest.raises(StoreError, match="damaged: string .* is missing"):
             _search(st)
+
+
+def test_small_batches_are_merged_and_search_the_same(store_url, recording, raws, monkeypatch):
+    """A quiet host writes a few events at a time: the writer merges them; every event stays, in order."""
+    monkeypatch.setattr(archive, "MERGE_BATCHES", 4)
+    records = [rec for rec, _ in split_records(recording)]
+    pid = raws[0][PID]
+    with Store.open(store_url) as st:
+        h = _host(st)
+        w = archive.EventWriter(st.engine, h)
+        for i in range(0, len(records), 50):            # 9 writes: two merges of 4, one left alone
+            buf = b"".join(records[i:i + 50])
+            w.write([(buf, events.parse(buf))], {pid: "/usr/bin/a" if i < 100 else "/usr/bin/b"})
+        w.close()
+        found = _search(st)
+        assert [a.raw for a in found] == raws
+        assert [a.exe for a in found if a.raw[PID] == pid] == \
+            ["/usr/bin/a" if i < 100 else "/usr/bin/b" for i, r in enumerate(raws) if r[PID] == pid]
+        with st.engine.connect() as c:
+            sizes = c.execute(text("SELECT events FROM event_batches ORDER BY id")).scalars().all()
+        # writes 1-4 merge in two (the pid's executable changed after the second), 5-8 in one, 9 waits
+        assert sizes == [100, 100, 200, 4]
+        for flt in (EventFilter.build(errno="ENOENT"), EventFilter.build(errors=True), EventFilter.build(path="/*")):
+            assert [a.raw for a in _search(st, flt)] == [r for r in raws if flt.predicate()(r)]
+        assert archive.usage(st.engine).events == len(raws)
+
+
+def test_units_and_the_same_transaction_hook(store_url, recording, raws):
+    pid = raws[0][PID]
+    seen = []
+    with Store.open(store_url) as st:
+        w = archive.EventWriter(st.engine, _host(st))
+        w.write([(recording, raws)], {}, {pid: "backup.service"}, also=lambda conn: seen.append(conn.in_transaction()))
+        w.close()
+        mine = [r for r in raws if r[PID] == pid]
+        for unit in ("backup.service", "*.service", "backup.*"):
+            assert [a.raw for a in _search(st, EventFilter.build(unit=unit))] == mine
+        assert _search(st, EventFilter.build(unit="nginx.service")) == []
+    assert seen == [True]

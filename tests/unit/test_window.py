@@ -12,20 +12,44 @@ def test_snapshot_is_every_retained_line_and_reads_at_any_offset():
     w.append(batch)
     snap = w.snapshot()
     expected = "".join(render.line(r) + "\n" for r in batch).encode()
-    assert snap.size == len(expected)
-    assert snap.read(0, snap.size + 10) == expected
-    for off in (0, 1, 99, snap.size - 5):
-        assert snap.read(off, 123) == expected[off:off + 123]
-    assert snap.read(snap.size, 10) == b""
+    assert snap.read_all() == expected
+    for off in (snap.size() - 5, 0, 1, 99):
+        assert bytes(snap.read(off, 123)) == expected[off:off + 123]
+    assert snap.read(snap.size(), 10) == b""
+
+
+def test_a_snapshot_renders_nothing_until_read_and_then_only_what_is_read():
+    w = EventWindow(max_events=1000, chunk_events=10)
+    batch = raws(100)
+    w.append(batch)
+    snap = w.snapshot()
+    assert all(c.rendered_events == 0 for c in w.chunks)
+    expected = "".join(render.line(r) + "\n" for r in batch).encode()
+    while not snap.covers(0, 50):
+        snap.step()
+    assert bytes(snap.read(0, 50)) == expected[:50]
+    assert [c.rendered_events for c in w.chunks] == [10] + [0] * 9
 
 
 def test_snapshot_stays_frozen_while_the_window_moves_on():
     w = EventWindow(max_events=20, chunk_events=5)
-    w.append(raws(10))
+    w.append(raws(7))
     snap = w.snapshot()
-    before = snap.read(0, snap.size)
-    w.append(raws(100, start=10))
-    assert snap.read(0, snap.size) == before
+    w.append(raws(100, start=7))                 # its chunks leave the window; the snapshot keeps them
+    assert snap.read_all() == "".join(render.line(r) + "\n" for r in raws(7)).encode()
+    assert snap.next_seq == 7
+
+
+def test_rendered_texts_stay_within_their_budget():
+    w = EventWindow(max_events=10_000, chunk_events=100, text_budget=30_000)
+    batch = raws(2000)
+    w.append(batch)
+    snap = w.snapshot()
+    assert snap.read_all() == "".join(render.line(r) + "\n" for r in batch).encode()
+    kept = sum(len(c.rendered_text()) for c in w.chunks)
+    assert kept == w.budget.used <= 30_000 + max(len(c.rendered_text()) for c in w.chunks)
+    assert w.chunks[0].rendered_events == 0          # the oldest text was given up; read again, rendered again
+    assert w.snapshot().read_all()[:100] == snap.read_all()[:100]
 
 
 def test_eviction_drops_whole_oldest_chunks_and_counts_them():
@@ -34,7 +58,7 @@ def test_eviction_drops_whole_oldest_chunks_and_counts_them():
     assert w.next_seq == 33
     assert len(w) <= 20 and len(w) >= 20 - 5
     assert w.dropped == 33 - len(w)
-    pids = [r[events.PID] for r in w.iter_raws()]
+    pids = [r[events.PID] for c in w.chunks for r in c.raws]
     assert pids == list(range(33 - len(w), 33))
 
 
@@ -50,12 +74,11 @@ def test_raws_since_reports_losses_to_a_slow_reader():
     assert nxt == 34
 
 
-def test_filtered_snapshot_and_idle_rendering():
+def test_filtered_snapshot():
     w = EventWindow(max_events=100, chunk_events=4)
     w.append(raws(10) + raws(3, start=10, nr=257))
-    assert w.render_some(max_chunks=10) == 3  # sealed chunks only; the tail may still grow
-    snap = w.filtered_snapshot(lambda r: r[events.NR] == 257)
-    assert snap.read(0, snap.size).decode().count("openat(") == 3
+    snap = w.snapshot(lambda c, end: [i for i, r in enumerate(c.raws[:end]) if r[events.NR] == 257])
+    assert snap.read_all().decode().count("openat(") == 3
 
 
 def lines_of(batch):
@@ -97,36 +120,3 @@ def test_text_since_shares_the_rendering_and_counts_losses():
     assert text == b"".join(lines_of((raws(10) + raws(30, start=10))[w.first_seq:]))
 
 
-def test_rendered_snapshot_renders_nothing_and_stops_where_rendering_stops():
-    w = EventWindow(max_events=100, chunk_events=4)
-    batch = raws(10)
-    w.append(batch)
-    assert w.rendered_snapshot().size == 0
-    while w.render_step(3, sealed_only=False):
-        pass
-    snap = w.rendered_snapshot()
-    assert snap.read(0, 10**6) == b"".join(lines_of(batch)) and snap.next_seq == 10
-    w.append(raws(2, start=10))
-    assert w.rendered_snapshot().next_seq == 10          # the two new ones are not rendered yet
-
-
-def test_slabs_join_sealed_chunks_without_changing_a_byte():
-    from saga.daemon.window import SLAB_CHUNKS
-    w = EventWindow(max_events=1000, chunk_events=3)
-    batch = raws(3 * SLAB_CHUNKS * 2 + 2)
-    w.append(batch)
-    while w.render_step(50):
-        pass
-    slabbed = [c for c in w.chunks if c.slab is not None]
-    assert len(slabbed) == 2 * SLAB_CHUNKS              # two complete groups; the last chunks wait
-    snap = w.snapshot()
-    assert len(snap.pieces) == 3                         # two slabs and the tail chunk
-    want = b"".join(lines_of(batch))
-    assert snap.read(0, len(want) + 1) == want
-    for off in range(0, len(want), 997):
-        assert bytes(snap.view(off, 1500)) == want[off:off + 1500]
-    assert w.filtered_snapshot(lambda r: r[events.PID] % 7 == 0).read(0, 10**6) == \
-        b"".join(x for x, r in zip(lines_of(batch), batch, strict=True) if r[events.PID] % 7 == 0)
-    w.append(raws(1000, start=len(batch)))               # the slabs' chunks leave the window
-    assert all(c.slab is None or c.first_seq >= w.first_seq for c in w.chunks)
-    assert w.text_since(w.first_seq, 10**6)[0] == b"".join(lines_of(list(w.iter_raws())))

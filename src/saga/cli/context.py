@@ -8,10 +8,13 @@ an injected driver is never closed by the CLI.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cached_property
 from typing import TYPE_CHECKING
 
 from saga import config as configmod
+from saga.cli.progress import Progress
 from saga.config import Config
 from saga.daemon.client import DaemonClient
 from saga.drivers import Driver, open_driver
@@ -20,7 +23,7 @@ if TYPE_CHECKING:       # imported on first use: SQLAlchemy alone adds ~0.4 s to
     from saga.filters import EventFilter
     from saga.rules.service import RulesService
     from saga.store import Store
-    from saga.store.query import Archived
+    from saga.store.query import Archived, Search
 
 
 class Env:
@@ -57,8 +60,20 @@ class Env:
     def search(self, flt: EventFilter, limit: int | None) -> list[Archived]:
         """The newest `limit` archived events that match (None: all), from an archive that must exist."""
         from saga.store.query import search
+        if limit is not None and limit >= 1 << 63:    # more than a database counts (SQL LIMIT is 64-bit): all
+            limit = None
         with self.store(create=False).session() as s:
             return search(s, flt, limit)
+
+    @contextmanager
+    def searching(self, flt: EventFilter) -> Iterator[tuple[Search, Progress]]:
+        """A search of the archive (which must exist), with its progress display on a terminal."""
+        from saga.store.query import Search
+        with self.store(create=False).session() as s:
+            search: Search | None = None
+            with Progress(lambda: search.total_batches() if search else 0) as progress:
+                search = Search(s, flt, progress.tick)
+                yield search, progress
 
     def driver(self) -> Driver:
         """The capture driver, attached without loading anything (DriverUnavailable says how to load it)."""

@@ -15,10 +15,28 @@ import typer
 
 from saga import events, render
 from saga.cli.context import Env
-from saga.cli.output import note
-from saga.cli.query import Comm, Errors, Json, Pid, Syscall, Uid, print_archived
+from saga.cli.output import colour, failed_line, note
+from saga.cli.query import (
+    Argv,
+    Comm,
+    Errno,
+    Errors,
+    Exe,
+    Json,
+    Key,
+    Path,
+    Pid,
+    Ppid,
+    Syscall,
+    Tid,
+    Uid,
+    Unit,
+    build_filter,
+    print_archived,
+)
 from saga.daemon.client import DaemonClient, NotRunning
-from saga.filters import EventFilter
+from saga.errors import UsageError
+from saga.filters import EventFilter, failed
 
 
 class _Printer:
@@ -29,8 +47,12 @@ class _Printer:
         self.left = limit
 
     def raws(self, raws) -> None:
-        enc = (lambda r: json.dumps(render.to_json(r), separators=(",", ":"))) if self.as_json else render.line
-        self.lines(enc(r) for r in raws)
+        if self.as_json:
+            self.lines(json.dumps(render.to_json(r), separators=(",", ":")) for r in raws)
+        elif colour(sys.stdout):
+            self.lines(failed_line(render.line(r)) if failed(r) else render.line(r) for r in raws)
+        else:
+            self.lines(map(render.line, raws))
 
     def lines(self, lines) -> None:
         write = sys.stdout.write
@@ -82,8 +104,9 @@ def _follow_driver(env: Env, flt: EventFilter, n: int, printer: _Printer) -> Non
 
 def log(ctx: typer.Context,
         follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new events")] = False,
-        as_json: Json = False, syscall: Syscall = None, pid: Pid = None, comm: Comm = None, uid: Uid = None,
-        errors: Errors = False,
+        as_json: Json = False, syscall: Syscall = None, pid: Pid = None, ppid: Ppid = None, tid: Tid = None,
+        comm: Comm = None, uid: Uid = None, errors: Errors = False, errno: Errno = None, path: Path = None,
+        exe: Exe = None, key: Key = None, unit: Unit = None, argv: Argv = None,
         lines: Annotated[int, typer.Option("--lines", "-n", min=0, metavar="N",
                                            help="Show the last N events first")] = 10,
         count: Annotated[int | None, typer.Option("--count", min=1, metavar="N",
@@ -91,8 +114,17 @@ def log(ctx: typer.Context,
         ) -> None:
     """Recent events; -f follows new ones (from the daemon, else the driver)."""
     env: Env = ctx.obj
-    flt = EventFilter.build(syscall=syscall, pid=pid, comm=comm, uid=uid, errors=errors)
+    flt = build_filter(syscall=syscall, pid=pid, ppid=ppid, tid=tid, comm=comm, uid=uid, errors=errors, errno=errno,
+                       path=path, exe=exe, key=key, unit=unit, argv=argv)
     printer = _Printer(as_json, count)
+    if flt.needs_context:       # what a record alone does not say: only the archive answers
+        names = ", ".join("--" + n for n in flt.needs_context)
+        if follow:
+            raise UsageError(f"{names}: saga log -f filters on what a record carries; search the archive with "
+                             "saga query")
+        found = env.search(flt, lines)
+        print_archived(found[-count:] if count else found, as_json)
+        return
     client = env.daemon()
     if follow:
         client.timeout = None   # waiting for events is not a failure

@@ -28,6 +28,7 @@ from saga.cli import daemon as daemon_cmd
 from saga.cli import driver as driver_cmd
 from saga.cli import log as log_cmd
 from saga.cli import query as query_cmd
+from saga.cli import report as report_cmd
 from saga.cli import rules as rules_cmd
 from saga.cli import stats as stats_cmd
 from saga.cli import status as status_cmd
@@ -134,6 +135,7 @@ app.command("stats")(stats_cmd.stats)
 app.add_typer(rules_cmd.app, name="rules")
 app.command("log")(log_cmd.log)
 app.command("query")(query_cmd.query)
+app.command("report")(report_cmd.report)
 app.command("daemon")(daemon_cmd.daemon)
 app.add_typer(driver_cmd.app, name="driver")
 

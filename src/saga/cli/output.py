@@ -2,14 +2,30 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Sequence
+from typing import TextIO
 
 import typer
 
 from saga.render import printable
 
 PROG = "saga"
+RED, YELLOW, BOLD, RESET = "\x1b[31m", "\x1b[33m", "\x1b[1m", "\x1b[0m"
+
+
+def colour(stream: TextIO) -> bool:
+    """Whether to colour what goes to `stream`: a terminal, unless NO_COLOR is set (no-color.org) or TERM=dumb."""
+    try:
+        tty = stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+    return tty and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+
+
+def paint(text: str, code: str, stream: TextIO) -> str:
+    return f"{code}{text}{RESET}" if colour(stream) else text
 
 
 def out(text: str = "") -> None:
@@ -25,11 +41,20 @@ def note(text: str) -> None:
 
 
 def warn(text: str) -> None:
-    typer.echo(f"{PROG}: warning: {printable(text)}", err=True)
+    typer.echo(f"{PROG}: " + paint("warning:", YELLOW, sys.stderr) + f" {printable(text)}", err=True)
 
 
 def error(text: str, prog: str = PROG) -> None:
-    typer.echo(f"{prog}: {printable(text)}", err=True)
+    typer.echo(paint(f"{prog}: {printable(text)}", RED + BOLD, sys.stderr), err=True)
+
+
+def failed_line(line: str) -> str:
+    """An event line with its failed return value in red (the caller knows the call failed)."""
+    at = line.rfind(") = ")
+    end = line.find(" <", at)
+    if at < 0 or end < 0:
+        return line
+    return f"{line[:at + 4]}{RED}{line[at + 4:end]}{RESET}{line[end:]}"
 
 
 def json_out(obj) -> None:

@@ -10,6 +10,7 @@ import enum
 import os
 import sys
 import time
+from dataclasses import fields
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -44,6 +45,29 @@ def _service(ctx: typer.Context, offline: bool = False) -> RulesService:
 def _warn_about(rule: Rule) -> None:
     for w in rule.warnings():
         warn(w)
+
+
+_NOT_CONDITIONS = {"action", "syscalls", "key", "id"}
+
+
+def shadows(earlier: Rule, new: Rule) -> bool:
+    """Whether `earlier` matches every call `new` matches (first match wins: `new` would never apply).
+
+    Each condition `earlier` sets must be one `new` sets too, with the same value (`errors`:
+    new must also be errors-only); its syscalls must include all of new's.
+    """
+    if not earlier.slots >= new.slots:
+        return False
+    for f in fields(Rule):
+        if f.name in _NOT_CONDITIONS:
+            continue
+        mine, theirs = getattr(earlier, f.name), getattr(new, f.name)
+        if f.name == "errors":
+            if mine and not theirs:
+                return False
+        elif mine is not None and mine is not False and mine != theirs:   # uid=0 is a condition
+            return False
+    return True
 
 
 def listing(svc: RulesService) -> tuple[list[Rule], bool | None]:
@@ -99,7 +123,13 @@ def add(ctx: typer.Context,
     rule = Rule(action.value, tokens, pid=pid, uid=parse_uid(uid) if uid is not None else None, comm=comm,
                 errors=errors, key=key)
     _warn_about(rule)
-    added = _service(ctx, offline).add(rule, first=first)
+    svc = _service(ctx, offline)
+    if not first:
+        hiding = next((r for r in svc.stored() if shadows(r, rule)), None)
+        if hiding is not None:
+            warn(f"rule {grammar.format(hiding, with_id=True)} comes first and matches every call this one does: "
+                 "this rule would never apply (--first puts it before)")
+    added = svc.add(rule, first=first)
     out(f"added {grammar.format(added, with_id=True)}")
 
 

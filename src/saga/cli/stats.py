@@ -1,7 +1,13 @@
-"""`saga stats`: per-syscall counters, straight from the driver (no daemon needed)."""
+"""`saga stats`: per-syscall counters, straight from the driver (no daemon needed).
+
+With --pid or --comm, the counts and times of one process come from the
+archive instead (the driver counts per syscall only), in the layout of
+`strace -c`.
+"""
 from __future__ import annotations
 
 import enum
+import shutil
 import sys
 import time
 from typing import Annotated, Any
@@ -10,7 +16,8 @@ import typer
 
 from saga import syscalls
 from saga.cli.context import Env
-from saga.cli.output import json_line, json_out, out, table, warn
+from saga.cli.output import json_line, json_out, note, out, table, warn
+from saga.cli.query import NOTHING_MATCHED, Comm, Host, Pid, Until, build_filter
 from saga.drivers.base import Stats
 from saga.errors import UsageError
 from saga.render import iso_time
@@ -48,8 +55,12 @@ def as_object(st: Stats, sort: Sort, top: int | None, prev: Stats | None = None,
             "path_faults": st.path_faults, "syscalls": rows(st, sort, top, prev, dt)}
 
 
-def render_table(st: Stats, sort: Sort, top: int | None, prev: Stats | None = None, dt: float = 0.0) -> str:
+def render_table(st: Stats, sort: Sort, top: int | None, prev: Stats | None = None, dt: float = 0.0,
+                 fit: int | None = None) -> str:
+    """The counters as a table; fit: at most that many lines in all (a terminal's height), busiest rows kept."""
     live = prev is not None and dt > 0
+    if fit is not None:        # the head line, the column header and the total row stay
+        top = max(1, min(top or fit, fit - 3))
     body = rows(st, sort, top, prev, dt)
     headers = ["SYSCALL", "NR", "CALLS", "ERRORS", "ERR%"] + (["CALLS/s", "ERRORS/s"] if live else [])
     lines = []
@@ -78,17 +89,29 @@ def _warn_drops(st: Stats) -> None:
 def stats(ctx: typer.Context,
           top: Annotated[int | None, typer.Option("--top", "-t", min=1, metavar="N",
                                                   help="Only the N busiest syscalls")] = None,
-          sort: Annotated[Sort, typer.Option("--sort", "-s", help="Order by calls, errors or name")] = Sort.calls,
+          sort: Annotated[Sort, typer.Option("--sort", help="Order by calls, errors or name")] = Sort.calls,
           as_json: Annotated[bool, typer.Option("--json", help="Print JSON (with --watch: one object per line)")]
           = False,
-          watch: Annotated[float | None, typer.Option("--watch", "-w", metavar="SECS", min=0.1,
+          watch: Annotated[float | None, typer.Option("--watch", "-w", metavar="SECS", min=0.1, max=86400.0,
                                                       help="Refresh every SECS seconds, with rates")] = None,
-          count: Annotated[int | None, typer.Option("--count", "-c", min=1, metavar="N",
+          count: Annotated[int | None, typer.Option("--count", min=1, metavar="N",
                                                     help="With --watch: stop after N refreshes")] = None,
           reset: Annotated[bool, typer.Option("--reset", help="Zero the counters after printing them")] = False,
+          pid: Pid = None, comm: Comm = None,
+          since: Annotated[str | None, typer.Option("--since", "-S", metavar="WHEN",
+                                                    help="With --pid/--comm: from (default: boot)")] = None,
+          until: Until = None, host: Host = None,
           ) -> None:
-    """Per-syscall counters: calls and errors, with totals; --watch for a live view."""
+    """Per-syscall counters: calls and errors, with totals; --watch for a live view; --pid/--comm: one process's
+    calls, errors and time from the archive (as strace -c)."""
     env: Env = ctx.obj
+    if pid is not None or comm is not None:
+        if watch is not None or reset:
+            raise UsageError("--pid and --comm read the archive: no --watch or --reset with them")
+        _archived(env, build_filter(pid=pid, comm=comm, since=since or "boot", until=until, host=host), as_json, top)
+        return
+    if since is not None or until is not None or host is not None:
+        raise UsageError("--since, --until and --host need --pid or --comm (the driver's counters have no time)")
     if watch is not None and reset:
         raise UsageError("--reset cannot be combined with --watch")
     if count is not None and watch is None:
@@ -107,6 +130,25 @@ def stats(ctx: typer.Context,
     _watch(drv, sort, top, as_json, watch, count)
 
 
+def _archived(env: Env, flt, as_json: bool, top: int | None) -> None:
+    from saga.cli.report import latency_table
+    from saga.store.report import By, summarize
+    with env.searching(flt) as (search, progress):
+        groups = summarize(search, By.syscall)
+        progress.close()
+    if not groups:
+        note("no matching events in the archive")
+        raise typer.Exit(NOTHING_MATCHED)
+    groups.sort(key=lambda g: (-g.total_ns, -g.calls))
+    groups = groups[:top] if top else groups
+    if as_json:
+        json_out({"syscalls": [{"name": syscalls.name_of(int(g.key)), "nr": int(g.key), "calls": g.calls,
+                                "errors": g.failures, "total_ns": g.total_ns, "p50_ns": g.percentile(0.5),
+                                "p99_ns": g.percentile(0.99)} for g in groups]})
+    else:
+        out(latency_table(groups))
+
+
 def _watch(drv, sort: Sort, top: int | None, as_json: bool, every: float, count: int | None) -> None:
     prev, prev_t = drv.stats(), time.monotonic()
     tty = sys.stdout.isatty()
@@ -121,7 +163,8 @@ def _watch(drv, sort: Sort, top: int | None, as_json: bool, every: float, count:
                 obj["interval_s"] = round(dt, 3)
                 json_line(obj)
             else:
-                text = render_table(st, sort, top, prev, dt)
+                fit = shutil.get_terminal_size().lines - 1 if tty else None   # the header stays on screen
+                text = render_table(st, sort, top, prev, dt, fit)
                 out(("\x1b[H\x1b[2J" if tty else "") + text + ("" if tty else "\n"))
             sys.stdout.flush()
             prev, prev_t = st, now

@@ -38,7 +38,8 @@ def gather(env: Env) -> tuple[dict, str | None]:
         daemon = None
     if daemon is not None:
         report["daemon"] = {"running": True, **daemon["daemon"]}
-        for key in ("driver", "capture", "archive", "mount", "window", "drained"):
+        for key in ("driver", "capture", "archive", "mount", "window", "drained", "losses", "spool", "previous_run",
+                    "bounds"):
             report[key] = daemon.get(key)
         report["driver_error"] = None
         return report, None
@@ -93,8 +94,32 @@ def _print(r: dict) -> None:
     a = r.get("archive")
     if a:
         if a.get("enabled"):
-            out(f"archive:  {a['url']}: {a['archived']} archived, {a['queued']} queued, {a['dropped']} dropped"
+            waiting = a.get("queued", 0) + a.get("in_flight", 0)
+            out(f"archive:  {a['url']}: {a['archived']} archived, {waiting} waiting, {a['dropped']} dropped"
                 + (f", error: {a['last_error']}" if a.get("last_error") else ""))
+            causes = {k: v for k, v in (a.get("dropped_by") or {}).items() if v}
+            if causes:
+                warn("the archive dropped events: " + ", ".join(f"{n} ({k.replace('_', ' ')})"
+                                                                 for k, n in causes.items()))
+            if a.get("suspended"):
+                warn(f"archiving is suspended: {a['suspended']}")
+            for aside in a.get("set_aside") or ():
+                warn(f"a damaged archive was set aside as {aside}")
         else:
             out(f"archive:  off ({a['url']})")
+    sp = r.get("spool")
+    if sp and sp.get("enabled"):
+        out(f"spool:    {sp['dir']}: {sp['bytes']} of {sp['max_bytes']} bytes"
+            + (" (FULL)" if sp.get("full") else ""))
+    losses = r.get("losses")
+    if losses and losses.get("ring"):
+        warn(f"this daemon lost {losses['ring']} events to the driver's ring: it could not read fast enough "
+             f"(see the daemon's log)")
+    prev = r.get("previous_run")
+    if prev and not prev.get("clean_stop"):
+        lost = prev["lost"] + prev["lost_at_most"]
+        warn(f"the previous daemon (pid {prev['pid']}) did not stop in order: "
+             + (f"{prev['recovered']} events recovered from the spool" if prev["recovered"] else "nothing to recover")
+             + (f", {prev['lost']} lost" + (f" (and up to {prev['lost_at_most']} more)" if prev["lost_at_most"]
+                                              else "") if lost else ", none lost"))
     out(f"mount:    {r['mount'] or 'not mounted'}")

@@ -1,31 +1,58 @@
-"""The archiver: a worker thread that writes drained events into the store.
+"""The archiver: a worker thread that writes drained events into the store (docs/daemon.md).
 
-The event loop hands it batches with `submit`, which never blocks: the
-queue holds at most `max_queued` events and a batch that does not fit is
-dropped and counted (`dropped`), so a slow database can never stall
-draining (the kernel's buffers would overflow instead, silently for the
-database).  The thread coalesces whatever is queued into one transaction,
-enriches pids (psutil, cached), retries a failing database with backoff,
-and runs retention every `prune_interval` seconds.  `stop()` writes
-everything queued before it returns (bounded by a timeout when the
-database is down; what could not be written is reported).
+The event loop hands it each read with `submit`, which never blocks.  A
+read the spool holds (saga.daemon.spool) is safe on disk; the queue keeps
+at most `max_queued` events in memory and forgets the bytes of spooled
+reads beyond that (they are read back from the spool when their turn
+comes).  A read that is neither spooled nor fits in memory is dropped and
+counted.  The thread writes what is queued in one transaction (up to
+65,536 events, with the spool cursor), enriches pids (psutil, cached),
+and runs retention and the disk bounds.
+
+Faults (saga.store.engine classifies them): a busy lock, an unreachable
+server, a full disk are retried with exponential backoff (0.5 s to 30 s,
+with jitter), the batch staying "in flight" meanwhile; a corrupted SQLite
+archive is set aside and a new one started; a deleted or replaced archive
+file is noticed before each write and reopened.  Nothing is dropped for a
+database error; only a bug (an unexpected exception) drops a batch,
+counted and logged with its traceback.
+
+Accounting, under one lock, at every moment:
+    submitted == archived + dropped (all causes) + queued + in_flight + left_in_spool
+`left_in_spool` is what a stop that ran out of time leaves for the next start.
 """
 from __future__ import annotations
 
+import functools
 import logging
+import random
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import chain
 
+from saga import events
 from saga.daemon.enrich import Enricher
+from saga.daemon.spool import Location, Spool
 from saga.errors import SagaError
-from saga.store import Store, archive
+from saga.store import Store, archive, cursor
+from saga.store.engine import ArchiveCorrupt, ArchiveGone
 
 log = logging.getLogger("saga.daemon.archiver")
 
 _MAX_ROWS_PER_WRITE = 65536
+BACKOFF_MIN_S = 0.5
+BACKOFF_MAX_S = 30.0
+STILL_FAILING_EVERY_S = 60.0
+# Causes of archive drops (status: archive.dropped_by).
+QUEUE_FULL = "queue_full"          # the database was too slow or down and the spool could not take it
+STOPPING = "stopping"              # drained after the stop began
+BUG = "bug"                        # an unexpected error while writing (logged with its traceback)
+AT_STOP = "at_stop"                # the database still failed when the stop timeout ran out (not spooled)
+SUSPENDED = "suspended"            # archiving suspended by the disk bounds (saga.daemon.bounds)
+CAUSES = (QUEUE_FULL, STOPPING, BUG, AT_STOP, SUSPENDED)
 
 
 @dataclass
@@ -39,58 +66,96 @@ class Retention:
         return self.max_age_s > 0 or self.max_rows > 0
 
 
+@dataclass(slots=True)
+class Entry:
+    """One read waiting for the archive: its events, in memory or only in the spool."""
+
+    n: int
+    buf: bytes | None
+    raws: list[tuple] | None
+    where: Location | None          # where the spool holds it (None: memory only)
+
+
 class Archiver:
     def __init__(self, store: Store, host_id: int, *, enricher: Enricher | None = None,
-                 max_queued: int = 262_144, retention: Retention | None = None) -> None:
+                 max_queued: int = 262_144, retention: Retention | None = None, spool: Spool | None = None,
+                 new_archive: Callable[[], int] | None = None) -> None:
         self.store = store
         self.host_id = host_id
         self.enricher = enricher
         self.max_queued = max_queued
         self.retention = retention or Retention()
-        self._queue: deque[tuple[bytes, list[tuple]]] = deque()
-        self._queued = 0
+        self.spool = spool
+        self.new_archive = new_archive   # after a reopen onto a new archive: register the host, returns its id
+        self._queue: deque[Entry] = deque()
         self._cond = threading.Condition()
         self._stopping = False
         self._deadline: float | None = None
         self._thread: threading.Thread | None = None
         self._writer = archive.EventWriter(store.engine, host_id)
         self._next_prune = time.monotonic() + 5.0   # first pass soon after start
-        # counters (read by status; written by one thread each)
+        self._identity = store.file_identity()
+        self.suspended: str | None = None          # why archiving is suspended (disk bounds), None: it is not
+        # counters: changed under _cond, read together by counters()
         self.submitted = 0
+        self.recovered = 0          # of submitted: replayed from the spool at start
         self.archived = 0
-        self.dropped = 0
+        self.dropped_by = dict.fromkeys(CAUSES, 0)
+        self.queued = 0
+        self.in_memory = 0          # of queued: events whose bytes are in memory
+        self.in_flight = 0
+        self.left_in_spool = 0
         self.errors = 0
+        self.retries = 0
+        self.reopened = 0
+        self.set_aside: list[str] = []
         self.pruned = 0
-        self.lost_at_stop = 0
         self.last_error: str | None = None
+        self.failing_since: float | None = None
+
+    @property
+    def dropped(self) -> int:
+        return sum(self.dropped_by.values())
 
     # -- event loop side -------------------------------------------------------
-    def submit(self, buf: bytes, raws: list[tuple]) -> bool:
-        """Queue a batch (the bytes read and their parse); False, counted as dropped, when full. Never blocks."""
+    def submit(self, buf: bytes, raws: list[tuple], where: Location | None = None) -> bool:
+        """Queue one read (its bytes, its parse, where the spool has it); False when it was dropped
+        (counted).  Never blocks."""
         n = len(raws)
         with self._cond:
-            if self._stopping:
-                self.dropped += n
-                return False
-            if self._queued and self._queued + n > self.max_queued:   # one batch always fits an empty queue
-                self.dropped += n
-                return False
-            self._queue.append((buf, raws))
-            self._queued += n
             self.submitted += n
+            if self._stopping or self.suspended:
+                self.dropped_by[STOPPING if self._stopping else SUSPENDED] += n
+                return False
+            if self.in_memory and self.in_memory + n > self.max_queued:
+                if where is None:          # nowhere to keep it
+                    self.dropped_by[QUEUE_FULL] += n
+                    return False
+                entry = Entry(n, None, None, where)     # the spool keeps it; memory does not
+            else:
+                entry = Entry(n, buf, raws, where)
+                self.in_memory += n
+            self._queue.append(entry)
+            self.queued += n
             self._cond.notify()
         return True
 
-    @property
-    def queued(self) -> int:
-        return self._queued
+    def submit_spooled(self, where: Location, n: int) -> None:
+        """Queue a spooled read of an earlier run (replayed at start)."""
+        with self._cond:
+            self.submitted += n
+            self.recovered += n
+            self._queue.append(Entry(n, None, None, where))
+            self.queued += n
+            self._cond.notify()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="saga-archiver", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 30.0) -> int:
-        """Write everything queued, then stop; returns events that could not be written in time."""
+        """Write everything queued, then stop; returns the events lost (dropped because the database still
+        failed at the deadline and the spool did not have them).  Spooled ones stay for the next start."""
         with self._cond:
             self._stopping = True
             self._deadline = time.monotonic() + timeout
@@ -98,11 +163,12 @@ class Archiver:
         if self._thread is not None:
             self._thread.join()
         self._writer.close()
-        return self.lost_at_stop
+        return self.dropped_by[AT_STOP]
 
     # -- worker thread -----------------------------------------------------------
-    def _take(self) -> list[tuple[bytes, list[tuple]]] | None:
-        """Everything queued (up to a bound), waiting for work or the next prune; None once stopped and empty."""
+    def _take(self) -> list[Entry] | None:
+        """Everything queued (up to a bound), waiting for work or the next periodic task; None once stopped
+        and empty.  The events taken move from queued to in flight."""
         with self._cond:
             while not self._queue:
                 if self._stopping:
@@ -114,13 +180,17 @@ class Archiver:
             batch = []
             n = 0
             while self._queue and n < _MAX_ROWS_PER_WRITE:
-                part = self._queue.popleft()
-                self._queued -= len(part[1])
-                n += len(part[1])
-                batch.append(part)
+                e = self._queue.popleft()
+                n += e.n
+                self.queued -= e.n
+                if e.buf is not None:
+                    self.in_memory -= e.n
+                batch.append(e)
+            self.in_flight = n
             return batch
 
     def _run(self) -> None:
+        self._check_at_start()
         while True:
             batch = self._take()
             if batch is None:
@@ -129,46 +199,171 @@ class Archiver:
                 try:
                     self._write(batch)
                 except Exception:   # a bug: say so loudly, count the batch as lost, keep archiving
-                    n = sum(len(raws) for _, raws in batch)
-                    self.errors += 1
-                    self.dropped += n
+                    n = sum(e.n for e in batch)
                     log.exception("archiving %d events failed; they are dropped", n)
-            if self.retention.active and time.monotonic() >= self._next_prune and not self._stopping:
+                    with self._cond:
+                        self.errors += 1
+                        self.in_flight = 0
+                        self.dropped_by[BUG] += n
+                    if self.spool is not None:
+                        self.spool.archived(n, unspooled=sum(e.n for e in batch if e.where is None))
+            now = time.monotonic()
+            if self.retention.active and now >= self._next_prune and not self._stopping:
                 self._prune()
 
-    def _write(self, batch: list[tuple[bytes, list[tuple]]]) -> None:
-        backoff = 0.5
-        n = sum(len(raws) for _, raws in batch)
-        raws = chain.from_iterable(raws for _, raws in batch)
+    def _check_at_start(self) -> None:
+        """A damaged SQLite archive is found now rather than at the first write (PRAGMA quick_check)."""
+        try:
+            problem = self.store.check()
+        except ArchiveCorrupt as exc:
+            problem = str(exc)
+        except SagaError as exc:
+            log.warning("could not check the archive: %s", exc)
+            return
+        if problem is not None:
+            self._replace_archive(ArchiveCorrupt(f"the archive is damaged: {problem}"))
+
+    def _reads(self, batch: list[Entry]) -> list[tuple[bytes, list[tuple]]]:
+        """The batch's reads, the ones only the spool keeps read back from it."""
+        out = []
+        for e in batch:
+            if e.buf is not None and e.raws is not None:
+                out.append((e.buf, e.raws))
+                continue
+            if self.spool is None or e.where is None:
+                raise RuntimeError("a queued read is neither in memory nor in the spool")
+            buf = self.spool.read(e.where)
+            raws = events.parse(buf)
+            if len(raws) != e.n:
+                raise RuntimeError(f"spool segment {e.where.seg} changed: {len(raws)} events, {e.n} expected")
+            out.append((buf, raws))
+        return out
+
+    def _write(self, batch: list[Entry]) -> None:
+        n = sum(e.n for e in batch)
+        reads = self._reads(batch)
+        raws = list(chain.from_iterable(r for _, r in reads))
         exes = self.enricher.exes(raws) if self.enricher is not None else {}
+        units = self.enricher.units(raws) if self.enricher is not None else {}   # saga query --unit
+        last = next((e.where for e in reversed(batch) if e.where is not None), None)
+        backoff = BACKOFF_MIN_S
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                self._check_file()
+                also = None
+                if last is not None and self.spool is not None:
+                    also = functools.partial(cursor.write, host_id=self.host_id, value=self.spool.cursor_text(last))
+                self._writer.write(reads, exes, units, also=also)
+            except (ArchiveCorrupt, ArchiveGone) as exc:
+                self._count_error(exc)
+                self._replace_archive(exc)
+                continue                     # a new archive: write the batch there at once
+            except SagaError as exc:
+                self._count_error(exc)
+                if self._stopping and time.monotonic() >= (self._deadline or 0):
+                    self._give_up(batch)
+                    return
+                with self._cond:
+                    self.retries += 1
+                    self._cond.wait(backoff * random.uniform(0.8, 1.2))
+                backoff = min(backoff * 2, BACKOFF_MAX_S)
+                continue
+            break
+        with self._cond:
+            self.archived += n
+            self.in_flight = 0
+        if self.spool is not None:
+            self.spool.archived(n, unspooled=sum(e.n for e in batch if e.where is None))
+            if last is not None:
+                try:
+                    self.spool.archived_up_to(last)
+                except OSError as exc:
+                    log.error("spool: cannot delete archived segments: %s", exc.strerror or exc)
+        if self.last_error is not None:
+            log.warning("archiving works again after %d attempts over %.0f s: %s", attempts,
+                        time.monotonic() - (self.failing_since or time.monotonic()), self.last_error)
+            self.last_error = None
+            self.failing_since = None
+
+    def _count_error(self, exc: SagaError) -> None:
+        now = time.monotonic()
+        with self._cond:
+            self.errors += 1
+            waiting = self.queued + self.in_flight
+        text = str(exc)
+        if self.failing_since is None:
+            self.failing_since = now
+            self._last_report = now
+            log.error("%s (retrying with backoff; %d events wait%s)", text, waiting,
+                      ", kept in the spool" if self.spool is not None else "")
+        elif text != self.last_error or now - self._last_report >= STILL_FAILING_EVERY_S:
+            self._last_report = now
+            log.error("%s (failing for %.0f s, %d attempts; %d events wait)", text, now - self.failing_since,
+                      self.errors, waiting)
+        self.last_error = text
+
+    def _give_up(self, batch: list[Entry]) -> None:
+        """The stop's deadline passed with the database failing: what the spool has waits for the next
+        start; the rest is lost (counted)."""
+        with self._cond:
+            rest = list(self._queue)
+            self._queue.clear()
+            self.queued = 0
+            self.in_memory = 0
+            self.in_flight = 0
+            spooled = sum(e.n for e in chain(batch, rest) if e.where is not None)
+            lost = sum(e.n for e in chain(batch, rest) if e.where is None)
+            self.left_in_spool += spooled
+            self.dropped_by[AT_STOP] += lost
+        if self.spool is not None:
+            self.spool.archived(lost, unspooled=lost)
+        if spooled:
+            log.warning("stopping with the database unavailable: %d drained events stay in the spool for the "
+                        "next start", spooled)
+        if lost:
+            log.error("stopping with the database unavailable: %d drained events were not archived (lost)", lost)
+
+    # -- the archive file --------------------------------------------------------
+    def _check_file(self) -> None:
+        """A SQLite archive deleted, moved or replaced since it was opened: reopen (ArchiveGone)."""
+        if self._identity is None:
+            return
+        now = self.store.file_identity()
+        if now != self._identity:
+            what = "deleted or moved" if now is None else "replaced by another file"
+            raise ArchiveGone(f"the archive {self.store.path} was {what} while the daemon was writing it")
+
+    def _replace_archive(self, exc: SagaError) -> None:
+        """Corrupt: set the file aside; gone: let it go.  Then open the archive at its path again (a new
+        one if there is none) and carry on there."""
+        self._writer.close()
+        if isinstance(exc, ArchiveCorrupt) and self.store.path is not None:
+            aside = self.store.set_aside()
+            self.set_aside.append(aside)
+            log.error("%s: moved it to %s and started a new archive (`sqlite3 %s .recover` may save what it "
+                      "held)", exc, aside, aside)
+        else:
+            log.error("%s: opening the archive at %s again", exc, self.store.path)
+        backoff = BACKOFF_MIN_S
         while True:
             try:
-                self._writer.write(batch, exes)
-                self.archived += n
-                if self.last_error is not None:
-                    log.info("archiving works again")
-                    self.last_error = None
-                return
-            except SagaError as exc:
-                self.errors += 1
-                if str(exc) != self.last_error:
-                    log.error("%s (retrying)", exc)
-                self.last_error = str(exc)
-            if self._stopping and time.monotonic() >= (self._deadline or 0):
-                self._give_up(n)
-                return
-            with self._cond:
-                self._cond.wait(backoff)
-            backoff = min(backoff * 2, 30.0)
+                self.store.reopen()
+                if self.new_archive is not None:
+                    self.host_id = self.new_archive()
+                break
+            except SagaError as err:
+                log.error("cannot open the archive again: %s (retrying)", err)
+                if self._stopping and time.monotonic() >= (self._deadline or 0):
+                    break
+                time.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX_S)
+        self._identity = self.store.file_identity()
+        self._writer = archive.EventWriter(self.store.engine, self.host_id)
+        self.reopened += 1
 
-    def _give_up(self, n: int) -> None:
-        with self._cond:
-            rest = self._queued
-            self._queue.clear()
-            self._queued = 0
-        self.lost_at_stop += n + rest
-        log.error("stopping with the database unavailable: %d drained events were not archived", n + rest)
-
+    # -- retention ----------------------------------------------------------------
     def _prune(self) -> None:
         r = self.retention
         self._next_prune = time.monotonic() + r.interval_s
@@ -185,6 +380,10 @@ class Archiver:
             log.info("retention: removed %d archived events", n)
 
     def counters(self) -> dict:
-        return {"submitted": self.submitted, "archived": self.archived, "dropped": self.dropped,
-                "queued": self._queued, "errors": self.errors, "pruned": self.pruned,
-                "last_error": self.last_error}
+        with self._cond:
+            return {"submitted": self.submitted, "recovered": self.recovered, "archived": self.archived,
+                    "dropped": self.dropped, "dropped_by": dict(self.dropped_by), "queued": self.queued,
+                    "queued_in_memory": self.in_memory, "in_flight": self.in_flight,
+                    "left_in_spool": self.left_in_spool, "errors": self.errors, "retries": self.retries,
+                    "reopened": self.reopened, "set_aside": list(self.set_aside), "pruned": self.pruned,
+                    "suspended": self.suspended, "last_error": self.last_error}

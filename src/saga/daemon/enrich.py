@@ -1,4 +1,5 @@
-"""What the kernel record does not say about a process: its executable, command line and user.
+"""What the kernel record does not say about a process: its executable, command line, user,
+its pids in nested pid namespaces, and the service or container it runs in.
 
 Looked up with psutil and cached per pid together with the process's
 start time, so a recycled pid is never given the previous owner's exe.
@@ -6,17 +7,23 @@ An entry is re-checked once it is older than `ttl` seconds (an exec
 changes exe and name without changing pid or start time).  A process
 that has exited keeps its last known description: its events are still
 being archived.  psutil and OS errors stop at `_probe`, the one boundary.
+
+Pids as the process sees them (`NSpid:` in /proc/PID/status) are not in
+the record (docs/kernel-abi.md): they are read here, once per process.
+cgroup ids (a record's `cgroup_id`, or the process's own cgroup) resolve
+to a systemd unit or a container through saga.cgroups, cached by id.
 """
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from operator import itemgetter
 
 import psutil
 
+from saga import cgroups
 from saga.events import PID
 
 
@@ -28,6 +35,14 @@ class ProcInfo:
     exe: str | None
     cmdline: tuple[str, ...]
     user: str | None
+    nspid: tuple[int, ...] = ()            # its pid in each nested pid namespace, outermost first (NSpid)
+    cgroup_id: int | None = None           # its cgroup v2 id when it was looked up
+    context: cgroups.Context | None = None  # the unit or container that cgroup is
+
+    @property
+    def own_pid(self) -> int | None:
+        """The pid the process sees for itself, when it differs from the initial namespace's."""
+        return self.nspid[-1] if len(self.nspid) > 1 else None
 
 
 def _probe(pid: int) -> ProcInfo | None:
@@ -40,9 +55,21 @@ def _probe(pid: int) -> ProcInfo | None:
             exe = _optional(proc.exe)
             cmdline = tuple(_optional(proc.cmdline) or ())
             user = _optional(proc.username)
-        return ProcInfo(pid, start_ns, name, exe or None, cmdline, user)
+        return ProcInfo(pid, start_ns, name, exe or None, cmdline, user, nspid(pid))
     except (psutil.Error, OSError, ValueError):
         return None
+
+
+def nspid(pid: int, proc: str = "/proc") -> tuple[int, ...]:
+    """The `NSpid:` line of /proc/PID/status: the pid in each pid namespace, outermost first."""
+    try:
+        with open(f"{proc}/{pid}/status") as f:
+            for line in f:
+                if line.startswith("NSpid:"):
+                    return tuple(int(p) for p in line.split()[1:])
+    except (OSError, ValueError):
+        return ()
+    return ()
 
 
 def _optional(getter):
@@ -56,11 +83,15 @@ def _optional(getter):
 class Enricher:
     """Thread-safe cache of ProcInfo by pid (the archiver thread fills it, /sagafs reads it)."""
 
-    def __init__(self, ttl: float = 1.0, max_entries: int = 65536, clock=time.monotonic, probe=_probe) -> None:
+    def __init__(self, ttl: float = 1.0, max_entries: int = 65536, clock=time.monotonic, probe=_probe,
+                 resolver: cgroups.CgroupResolver | None = None) -> None:
         self.ttl = ttl
         self.max_entries = max_entries
         self._clock = clock
         self._probe = probe
+        self.cgroups = resolver if resolver is not None else cgroups.CgroupResolver()
+        self._pending: set[int] = set()      # pids seen in events and never looked up
+        self._where: dict[tuple, tuple[str, dict]] = {}
         self._lock = threading.Lock()
         self._cache: dict[int, tuple[ProcInfo | None, float]] = {}
         self.lookups = 0           # probes of /proc, for status and tests
@@ -78,6 +109,10 @@ class Enricher:
             return entry[0]
         self.lookups += 1
         found = self._probe(pid)
+        if found is not None:
+            where = self.cgroups.of_pid(pid)
+            if where is not None:
+                found = replace(found, cgroup_id=where[0], context=where[1])
         if found is None and entry is not None:
             found = entry[0]   # exited: its last description still fits its past events
         with self._lock:
@@ -97,6 +132,50 @@ class Enricher:
         for pid in set(map(itemgetter(PID), raws)):
             info = self.lookup(pid)
             out[pid] = info.exe if info else None
+        return out
+
+    def note(self, raws: list[tuple]) -> None:
+        """Remember the pids of a batch that were never looked up (cheap: the event loop calls it)."""
+        self._pending.update(set(map(itemgetter(PID), raws)).difference(self._cache))
+
+    def take_pending(self) -> set[int]:
+        pending, self._pending = self._pending, set()
+        return pending
+
+    def lookup_all(self, pids: Iterable[int]) -> None:
+        for pid in pids:
+            self.lookup(pid)
+
+    def where(self, raw: tuple) -> tuple[str, dict] | None:
+        """The log line's words and the JSON fields saying where an event's process runs (render.context_of).
+
+        Never reads /proc: None until the process has been looked up."""
+        info = self._cache.get(raw[PID])
+        if info is None or info[0] is None:
+            return None
+        proc = info[0]
+        key = (proc.pid, proc.start_ns)
+        hit = self._where.get(key)
+        if hit is None:
+            ctx = proc.context
+            hit = (ctx.token if ctx is not None else "",
+                   {**(ctx.to_json() if ctx is not None else {}), "nspid": proc.own_pid})
+            if len(self._where) >= self.max_entries:
+                self._where.clear()
+            self._where[key] = hit
+        return hit
+
+    def context(self, raw: tuple) -> cgroups.Context | None:
+        """The unit or container of an event's process, as far as it is known; never reads /proc."""
+        info = self.cached(raw[PID])
+        return info.context if info is not None else None
+
+    def units(self, raws: Iterable[tuple]) -> dict[int, str | None]:
+        """pid -> the unit or container name (Context.name) of the pids of a batch; may read /proc."""
+        out: dict[int, str | None] = {}
+        for pid in set(map(itemgetter(PID), raws)):
+            info = self.lookup(pid)
+            out[pid] = info.context.name if info is not None and info.context is not None else None
         return out
 
     def __len__(self) -> int:

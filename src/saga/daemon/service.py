@@ -18,18 +18,19 @@ import signal
 import socket
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import trio
 import trio.lowlevel
-import trio.testing
 
 from saga import config as configmod
-from saga import events
+from saga import events, render
 from saga.config import Config
+from saga.daemon import losses
 from saga.daemon.archiver import Archiver, Retention
 from saga.daemon.control import ControlServer
 from saga.daemon.enrich import Enricher
+from saga.daemon.spool import Spool, parse_cursor
 from saga.daemon.state import DaemonState
 from saga.daemon.window import EventWindow
 from saga.drivers import Driver, lifetime
@@ -44,7 +45,8 @@ from saga.errors import (
     from_oserror,
 )
 from saga.rules.service import RulesService
-from saga.store import Store
+from saga.store import Store, cursor
+from saga.store import engine as store_engine
 from saga.store import rules as stored_rules
 
 log = logging.getLogger("saga.daemon")
@@ -52,8 +54,8 @@ log = logging.getLogger("saga.daemon")
 # Driver errors after which reading can never work again.
 _FATAL_ERRNOS = {errno.ENODEV, errno.EBADF, errno.ENXIO}
 _READS_PER_WAKE = 64
+_LOOK_EVERY_S = 1.0           # how often the loss monitor looks at the counters
 NOTIFY_EVERY = 5.0            # seconds between STATUS= updates
-_RENDER_STEP = 256            # events rendered at a time when idle (~2 ms)
 
 
 @dataclass(frozen=True)
@@ -185,17 +187,20 @@ class Daemon:
     # -- start and stop ---------------------------------------------------------------
     def open(self) -> DaemonState:
         c = self.config
-        store = Store.open(c.store.url)
+        store = open_archive(c)
+        spool = None
         try:
             host = c.store.host_name
-            with store.session() as s, s.begin():
-                host_id = stored_rules.host_id(s, host)
+            host_id = self._register_host(store, host)
+            spool = open_spool(c)
             driver = self._driver
             if driver is None:
                 kind = self.opts.driver or c.daemon.driver
                 self.owned = lifetime.own(kind, replay_path=self.opts.replay or c.daemon.replay or None)
                 driver = self.owned.driver
         except BaseException:
+            if spool is not None:
+                spool.close(clean=False)
             store.close()
             raise
         try:
@@ -207,18 +212,65 @@ class Daemon:
             archiver = None
             if c.daemon.archive:
                 archiver = Archiver(store, host_id, enricher=enricher if c.daemon.enrich else None,
-                                    max_queued=c.daemon.archive_queue, retention=self._retention(c))
+                                    max_queued=c.daemon.archive_queue, retention=self._retention(c),
+                                    spool=spool,
+                                    new_archive=lambda: self._new_archive(store, host, driver))
+                if spool is not None:
+                    self._replay(spool, store, host_id, archiver)
+            elif spool is not None:
+                spool.recover(None)
             state = DaemonState(config=c, driver=driver, store=store, rules=rules,
                                 window=EventWindow(max_events=c.daemon.window_events), enricher=enricher,
-                                archiver=archiver, host=host)
+                                archiver=archiver, host=host, spool=spool,
+                                ring_drops_at_start=driver.stats().drops,
+                                context=c.daemon.enrich and driver.name != "replay")
         except BaseException:
             self._release_driver(keep=False)
+            if spool is not None:
+                spool.close(clean=False)
             store.close()
             raise
+        if spool is not None and spool.previous is not None:
+            report_previous_run(spool.previous)
         if archiver is not None:
             archiver.start()
+        if state.context:   # a recording's processes ran elsewhere: no unit or container for them
+            render.context_of = enricher.where
         self.state = state
         return state
+
+    @staticmethod
+    def _register_host(store: Store, host: str) -> int:
+        with store.session() as s, s.begin():
+            return stored_rules.host_id(s, host)
+
+    def _new_archive(self, store: Store, host: str, driver: Driver) -> int:
+        """The archive was replaced by a new one (set aside, deleted): register this host in it and keep the
+        rules in force there, since the new archive has none.  Returns the host's new id."""
+        host_id = self._register_host(store, host)
+        try:
+            in_force = driver.list_rules()
+            RulesService(store, None, host).replace(in_force)
+            log.warning("stored the %d rules in force in the new archive", len(in_force))
+        except SagaError as exc:
+            log.error("could not store the rules in force in the new archive: %s", exc)
+        return host_id
+
+    @staticmethod
+    def _replay(spool: Spool, store: Store, host_id: int, archiver: Archiver) -> None:
+        """Hand the archiver what the spool holds beyond the archive's cursor (a crash, or a stop with the
+        database down)."""
+        try:
+            text = cursor.read(store.engine, host_id)
+        except SagaError as exc:
+            log.error("cannot read the spool cursor from the archive (%s): replaying from the spool's own", exc)
+            text = None
+        replay = spool.recover(parse_cursor(text, spool.spool_id))
+        for where, n in replay.pieces:
+            archiver.submit_spooled(where, n)
+        if replay.events:
+            log.warning("the spool holds %d events the archive does not have yet: archiving them now",
+                        replay.events)
 
     def _install_rules(self, rules: RulesService) -> bool:
         """The stored rules into the driver, then the lock if configured; True when the rules changed.
@@ -251,12 +303,19 @@ class Daemon:
         if state is not None:
             if state.archiver is not None:
                 lost = state.archiver.stop(self.config.daemon.stop_timeout)
-                log.info("archived %d events in all", state.archiver.archived)
                 if lost:
-                    log.error("%d drained events could not be archived", lost)
                     status = StoreError.exit_code
+            report = state.status()
+            log.info("stopped: %s", losses.status_line(report))
+            lost_now = losses.lost_total(report)
+            if lost_now:
+                log.warning("this run lost %d events: %s", lost_now, _loss_summary(report))
+            if state.spool is not None:
+                state.spool.close(clean=True)
             self._release_driver(keep=self.config.daemon.keep_capturing)
             state.store.close()
+            if render.context_of == state.enricher.where:
+                render.context_of = None
         if self.fatal is not None:
             log.error("%s", self.fatal)
             status = self.fatal.exit_code
@@ -316,7 +375,9 @@ class Daemon:
             control = ControlServer(state, self.config.daemon.socket_path, self.reload)
             await nursery.start(control.serve)
             nursery.start_soon(self._drain, stop)
-            nursery.start_soon(self._render_idle)
+            nursery.start_soon(self._watch_losses)
+            if self._open_state.context:
+                nursery.start_soon(self._enrich)
             if self.serve_fs is not None:
                 await self._mount(nursery)
             info = state.driver.info()
@@ -367,6 +428,7 @@ class Daemon:
         """Read records whenever the driver's descriptor polls readable; never blocks on the archive."""
         state = self._open_state
         driver = state.driver
+        spool = state.spool
         fd = driver.fileno()
         size = self.config.daemon.batch_bytes
         while True:
@@ -386,30 +448,40 @@ class Daemon:
                     break
                 if not buf:
                     break
+                if spool is not None:
+                    spool.in_hand(len(buf))      # a crash from here on is counted (spool.py)
                 got = True
                 try:
                     raws = events.parse(buf)
                 except events.RecordError as exc:   # a driver bug: say so, keep going
-                    state.counters.read_errors += 1
-                    log.error("the driver returned malformed records (%d bytes skipped): %s", len(buf), exc)
+                    state.counters.malformed_reads += 1
+                    state.counters.malformed_bytes += len(buf)
+                    log.error("the driver returned malformed records (%d bytes lost): %s", len(buf), exc)
+                    if spool is not None:
+                        spool.in_hand(0, 0)
                     continue
                 state.ingest(buf, raws)
                 await trio.lowlevel.checkpoint()
             if not got:
                 await trio.sleep(0.001)   # readable yet empty: do not spin
 
-    async def _render_idle(self) -> None:
-        """Render sealed window chunks ahead of readers when there is time (cat /sagafs/log is then instant).
-
-        Only when every other task is waiting, a few ms at a time: draining and answering readers come
-        first, and a daemon that cannot render as fast as events arrive leaves the rest to readers."""
-        window = self._open_state.window
+    async def _enrich(self) -> None:
+        """Look up the processes new events came from (in a thread): their unit, container, namespace pids."""
+        enricher = self._open_state.enricher
         while True:
-            await trio.sleep(0.2)
-            while True:
-                await trio.testing.wait_all_tasks_blocked()
-                if not window.render_step(_RENDER_STEP):
-                    break
+            await trio.sleep(0.05)
+            pids = enricher.take_pending()
+            if pids:
+                await trio.to_thread.run_sync(enricher.lookup_all, pids)
+
+    async def _watch_losses(self) -> None:
+        """Look at the loss counters once a second; warn (rate-limited) about each cause that lost events."""
+        monitor = losses.LossMonitor(every=self.config.daemon.warn_interval)
+        monitor.start(self._open_state.status())
+        while True:
+            await trio.sleep(_LOOK_EVERY_S)
+            monitor.every = self.config.daemon.warn_interval
+            monitor.look(self._open_state.status())
 
     async def reload(self) -> None:
         """SIGHUP: reread the configuration, apply what can change live, reinstall the stored rules."""
@@ -432,15 +504,7 @@ class Daemon:
 
     def _apply(self, new: Config) -> None:
         old = self.config
-        restart = [name for name, a, b in (("store.url", old.store.url, new.store.url),
-                                           ("store.host", old.store.host, new.store.host),
-                                           ("daemon.driver", old.daemon.driver, new.daemon.driver),
-                                           ("daemon.run_dir", old.daemon.run_dir, new.daemon.run_dir),
-                                           ("daemon.window_events", old.daemon.window_events,
-                                            new.daemon.window_events),
-                                           ("daemon.archive", old.daemon.archive, new.daemon.archive),
-                                           ("sagafs.mount", old.sagafs.mount, new.sagafs.mount),
-                                           ("sagafs.group", old.sagafs.group, new.sagafs.group)) if a != b]
+        restart = configmod.needs_restart(old, new)      # the keys marked restart in saga.config
         if restart:
             log.warning("reload: %s changed: takes effect when the daemon restarts", ", ".join(restart))
         state = self._open_state
@@ -449,9 +513,61 @@ class Daemon:
             archiver.retention = self._retention(new)
             archiver.enricher = state.enricher if new.daemon.enrich else None
             archiver.max_queued = new.daemon.archive_queue
-        # Keep what needs a restart as it runs; take the rest.
-        self.config = replace(new, store=replace(new.store, url=old.store.url, host=old.store.host),
-                              daemon=replace(new.daemon, driver=old.daemon.driver, run_dir=old.daemon.run_dir,
-                                             window_events=old.daemon.window_events, archive=old.daemon.archive),
-                              sagafs=old.sagafs)
+        if state.spool is not None:
+            state.spool.max_bytes = new.daemon.spool_max_bytes
+        self.config = configmod.keep_running(old, new)
         state.config = self.config
+
+
+def open_archive(c: Config) -> Store:
+    """The daemon's store.  A SQLite archive it cannot even open because it is damaged is set aside and a new
+    one started (the service must come back); its file is private (0600, 0640 with store.group)."""
+    gid = configmod.group_id("store.group", c.store.group) if c.store.group else None
+    try:
+        return Store.open(c.store.url, own=True, gid=gid)
+    except store_engine.ArchiveCorrupt as exc:
+        path = store_engine.sqlite_path(store_engine.normalize_url(c.store.url))
+        if path is None:
+            raise
+        aside = store_engine.set_aside(path)
+        log.error("%s: moved it to %s and started a new archive (`sqlite3 %s .recover` may save what it held)",
+                  exc, aside, aside)
+        return Store.open(c.store.url, own=True, gid=gid)
+
+
+def open_spool(c: Config) -> Spool | None:
+    """The spool and its crash state page; a spool directory that cannot be used is logged, not fatal."""
+    try:
+        return Spool(c.spool_dir, c.daemon.spool_max_bytes)
+    except OSError as exc:
+        log.error("cannot use the spool directory %s (%s): running without a spool; a crash will lose the events "
+                  "waiting for the database, uncounted", c.spool_dir, exc.strerror or exc)
+        return None
+
+
+def report_previous_run(prev) -> None:
+    """Say at start what the run before this one ended with."""
+    if prev.clean:
+        return
+    msg = (f"the previous daemon (pid {prev.pid}) did not stop in order (killed or crashed): it had drained "
+           f"{prev.drained} events and archived {prev.archived}")
+    if prev.recovered:
+        msg += f"; {prev.recovered} waited in the spool and are archived now"
+    if prev.lost or prev.lost_at_most:
+        msg += f"; the crash lost {prev.lost} events" + (
+            f" and up to {prev.lost_at_most} more" if prev.lost_at_most else "")
+        log.error("%s", msg)
+    else:
+        log.warning("%s; none was lost", msg)
+
+
+def _loss_summary(report: dict) -> str:
+    parts = []
+    if report["losses"]["ring"]:
+        parts.append(f"{report['losses']['ring']} dropped by the driver's ring (the daemon read too slowly)")
+    arc = report["archive"]
+    if arc.get("enabled"):
+        for cause, n in arc["dropped_by"].items():
+            if n:
+                parts.append(f"{n} dropped by the archive ({cause.replace('_', ' ')})")
+    return "; ".join(parts)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import trio
 
@@ -19,6 +20,7 @@ import saga
 from saga.config import Config
 from saga.daemon.archiver import Archiver
 from saga.daemon.enrich import Enricher
+from saga.daemon.spool import Spool
 from saga.daemon.window import EventWindow
 from saga.drivers.base import Driver
 from saga.render import iso_time
@@ -32,6 +34,8 @@ class Counters:
     drained_bytes: int = 0
     reads: int = 0              # read_raw calls that returned records
     read_errors: int = 0        # driver read failures (retried)
+    malformed_reads: int = 0    # reads whose records did not parse (a driver bug): their events are lost
+    malformed_bytes: int = 0
     reloads: int = 0            # SIGHUP / control "reload" handled
     followers: int = 0          # `saga log -f` streams open now
 
@@ -46,20 +50,37 @@ class DaemonState:
     enricher: Enricher
     archiver: Archiver | None           # None when archiving is off (daemon.archive = false)
     host: str
+    spool: Spool | None = None          # the spool and crash state page (None: no spool_dir)
     mountpoint: str | None = None       # where /sagafs is mounted, once it is
+    sagafs: Any = None                  # the mounted filesystem (saga.sagafs.ops.SagaFS), while it is
+    context: bool = False               # look up where the events' processes run (live drivers only)
     counters: Counters = field(default_factory=Counters)
     started_ns: int = field(default_factory=time.time_ns)
+    ring_drops_at_start: int = 0        # the driver's drop counter when this daemon started
     _new_events: trio.Event = field(default_factory=trio.Event)
 
     # -- ingest (drain loop only) ------------------------------------------------
     def ingest(self, buf: bytes, raws: list[tuple]) -> None:
-        """Records read from the driver (and their parse): into the window, to the archiver; wake readers."""
-        self.counters.drained_events += len(raws)
-        self.counters.drained_bytes += len(buf)
-        self.counters.reads += 1
+        """Records read from the driver (and their parse): spooled, into the window, to the archiver; wake
+        readers.  The spool's state page says what a crash at any point here would lose."""
+        n = len(raws)
+        c = self.counters
+        c.drained_events += n
+        c.drained_bytes += len(buf)
+        c.reads += 1
+        spool = self.spool
+        where = spool.append(buf, n) if spool is not None and self.archiver is not None else None
         self.window.append(raws)
+        if self.context:
+            self.enricher.note(raws)
         if self.archiver is not None:
-            self.archiver.submit(buf, raws)
+            queued = self.archiver.submit(buf, raws, where)
+            if spool is not None:
+                spool.drained(n, dropped=0 if queued else n, unspooled=n if queued and where is None else 0)
+        elif spool is not None:
+            spool.drained(n)
+        if spool is not None and where is None:
+            spool.in_hand(0, 0)
         self._new_events.set()
         self._new_events = trio.Event()
 
@@ -74,6 +95,8 @@ class DaemonState:
         info = self.driver.info()
         st = self.driver.stats()
         w = self.window
+        c = self.counters
+        prev = self.spool.previous if self.spool is not None else None
         return {
             "daemon": {"pid": os.getpid(), "version": saga.__version__, "started": iso_time(self.started_ns),
                        "uptime_s": round((time.time_ns() - self.started_ns) / 1e9, 3), "host": self.host,
@@ -84,11 +107,23 @@ class DaemonState:
                        "nr_cpus": info.nr_cpus},
             "capture": {"calls": st.calls, "errors": st.errors, "events": st.events, "drops": st.drops,
                         "read": st.read, "no_enter": st.no_enter, "path_faults": st.path_faults},
-            "drained": {"events": self.counters.drained_events, "bytes": self.counters.drained_bytes,
-                        "read_errors": self.counters.read_errors},
+            "drained": {"events": c.drained_events, "bytes": c.drained_bytes, "reads": c.reads,
+                        "read_errors": c.read_errors, "malformed": c.malformed_reads,
+                        "malformed_bytes": c.malformed_bytes},
             "window": {"events": len(w), "max_events": w.max_events, "first_seq": w.first_seq,
-                       "next_seq": w.next_seq, "dropped": w.dropped},
+                       "next_seq": w.next_seq, "dropped": w.dropped, "readers_lost": w.readers_lost},
             "archive": ({"enabled": True, "url": self.store.url, **self.archiver.counters()}
                         if self.archiver is not None else {"enabled": False, "url": self.store.url}),
+            "spool": self._spool_status(),
+            "losses": {"ring": st.drops - self.ring_drops_at_start},
+            "previous_run": prev.as_dict() if prev is not None else None,
             "mount": self.mountpoint,
+            "readers": self.sagafs.readers() if self.sagafs is not None else None,
         }
+
+    def _spool_status(self) -> dict:
+        sp = self.spool
+        if sp is None:
+            return {"enabled": False}
+        return {"enabled": sp.max_bytes > 0, "dir": sp.dir, "bytes": sp.size, "max_bytes": sp.max_bytes,
+                "full": sp.full_since is not None, "write_errors": sp.write_errors, "last_error": sp.last_error}

@@ -6,11 +6,19 @@ Events arrive in batches from the driver and are kept in chunks of up to
 in everything ever appended), so a reader can say where it stopped and
 learn how many events were dropped before it came back.
 
-Text is rendered (saga.render) lazily and once per chunk: ingest stays
-cheap, and the daemon renders sealed chunks when it is idle
-(`render_some`).  A `Snapshot` freezes the window for one open file, so
-`cat`, `tail`, `less` and `dd` see one coherent file: its size is known and
-byte offsets are stable while it is open, like tracefs's `trace`.
+Nothing is rendered (saga.render) until someone reads it: ingest only
+appends.  A chunk renders its lines when a reader needs them, and keeps
+the text for the next reader (pipe readers and `cat`s share it); the texts
+kept by all chunks are bounded by `text_budget` bytes, the least recently
+rendered given up first (they are rendered again if read again).
+
+A `Snapshot` is what one open log file reads: the chunks of the window at
+the open, up to the event that was last then (all events, or those of one
+syscall or process), rendered part by part as the reader gets to them.
+Opening costs no rendering; a read renders only what it returns, so a
+reader never waits for the whole window and the daemon's loop is never
+held up for long.  It references the window's chunks (shared by every
+snapshot and the window itself, nothing copied) and a few rendered parts.
 
 Readers that want part of the window (sagafs's `pipe`, per-syscall and
 per-process logs) slice the rendered text instead of rendering again: a
@@ -19,12 +27,6 @@ a newline, docs/log-format.md) and which of its events belong to each
 syscall slot and pid (`index`).  Both are built on first use and extended
 as the chunk grows.
 
-Once SLAB_CHUNKS neighbouring chunks are sealed and rendered, their texts
-are copied once into one "slab" and the chunks keep views of it: a
-snapshot then has a few large pieces, and most reads of it (1 MiB each
-from `cat /sagafs/log`) are views of one piece rather than copies joined
-from two.
-
 Not thread-safe: the daemon's event loop owns it.
 """
 from __future__ import annotations
@@ -32,28 +34,52 @@ from __future__ import annotations
 import bisect
 import re
 from array import array
-from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
 
 from saga import render
 from saga.events import NR, PID
 
 Render = Callable[[tuple], str]
 Text = bytes | memoryview
-SLAB_CHUNKS = 16
+Select = Callable[["Chunk", int], Sequence[int] | None]   # (chunk, events of it in view) -> positions, None: all
 _NEWLINE = re.compile(b"\n")
+TEXT_BUDGET = 128 << 20     # a default window of the recorded workload renders to ~110 MB
+
+
+class TextBudget:
+    """The rendered texts chunks keep, at most max_bytes in all; the least recently rendered go first."""
+
+    def __init__(self, max_bytes: int = TEXT_BUDGET) -> None:
+        self.max_bytes = max_bytes
+        self.used = 0
+        self._chunks: OrderedDict[int, Chunk] = OrderedDict()
+
+    def charge(self, chunk: Chunk, nbytes: int) -> None:
+        self.used += nbytes
+        self._chunks[id(chunk)] = chunk
+        self._chunks.move_to_end(id(chunk))
+        while self.used > self.max_bytes and len(self._chunks) > 1:
+            _, old = self._chunks.popitem(last=False)
+            self.used -= old.forget_text()
+
+    def release(self, chunk: Chunk) -> None:
+        """A chunk that left the window gives its text back (a snapshot still holding it renders again)."""
+        if self._chunks.pop(id(chunk), None) is not None:
+            self.used -= chunk.forget_text()
 
 
 class Chunk:
-    __slots__ = ("first_seq", "raws", "_text", "_text_events", "_ends", "_by_slot", "_by_pid", "_indexed",
-                 "slab")
+    __slots__ = ("first_seq", "raws", "budget", "_text", "_text_events", "_text_bytes", "_ends", "_by_slot",
+                 "_by_pid", "_indexed")
 
-    def __init__(self, first_seq: int) -> None:
+    def __init__(self, first_seq: int, budget: TextBudget | None = None) -> None:
         self.first_seq = first_seq
         self.raws: list[tuple] | tuple[tuple, ...] = []     # a tuple once the chunk is sealed
+        self.budget = budget
         self._text: list[Text] = []     # rendered pieces, covering raws[:_text_events]
         self._text_events = 0
-        self.slab: tuple[bytes, int] | None = None  # (slab, offset of this chunk's text in it) once coalesced
+        self._text_bytes = 0
         self._ends: array | None = None           # line_ends(), built on first use
         self._by_slot: dict[int, array] | None = None
         self._by_pid: dict[int, array] | None = None
@@ -64,10 +90,19 @@ class Chunk:
         start = self._text_events
         end = len(self.raws) if max_events is None else min(len(self.raws), start + max_events)
         if end > start:
-            self._text.append("".join([line(r) + "\n" for r in self.raws[start:end]]).encode(
-                "utf-8", "surrogateescape"))
+            text = render_lines(self.raws[start:end], line)
+            self._text.append(text)
             self._text_events = end
+            self._text_bytes += len(text)
+            if self.budget is not None:
+                self.budget.charge(self, len(text))
         return end - start
+
+    def forget_text(self) -> int:
+        """Give the rendered text up (it is rendered again if needed); returns its bytes."""
+        freed = self._text_bytes
+        self._text, self._text_events, self._text_bytes, self._ends = [], 0, 0, None
+        return freed
 
     def text(self, line: Render = render.line) -> Text:
         """The rendered lines of every event in the chunk; renders only what is new."""
@@ -79,6 +114,26 @@ class Chunk:
         if len(self._text) > 1:
             self._text = [b"".join(self._text)]
         return self._text[0] if self._text else b""
+
+    def text_upto(self, end: int) -> Text:
+        """The lines of events [0, end), rendering what is missing (and no more)."""
+        if end <= 0:
+            return b""
+        if self._text_events < end:
+            self.render_events(end - self._text_events)
+        if end == self._text_events:
+            return self.rendered_text()
+        return memoryview(self.rendered_text())[:self.line_ends()[end - 1]]
+
+    def lines_at(self, positions: Sequence[int]) -> bytes:
+        """The lines of the events at `positions` (ascending): cut from the text when it is rendered that far,
+        else rendered alone (a few events of a big chunk are not worth rendering the chunk for)."""
+        if not positions:
+            return b""
+        if self._text_events > positions[-1]:
+            return self.select(positions)
+        raws = self.raws
+        return render_lines([raws[i] for i in positions])
 
     @property
     def rendered_events(self) -> int:
@@ -102,9 +157,9 @@ class Chunk:
 
     def index(self) -> tuple[dict[int, array], dict[int, array]]:
         """Positions of the chunk's events by syscall slot and by pid, in order (extended as it grows)."""
+        if self._by_slot is None or self._by_pid is None:
+            self._by_slot, self._by_pid = {}, {}
         by_slot, by_pid = self._by_slot, self._by_pid
-        if by_slot is None or by_pid is None:
-            by_slot, by_pid = self._by_slot, self._by_pid = {}, {}
         raws = self.raws
         for i in range(self._indexed, len(raws)):
             raw = raws[i]
@@ -133,79 +188,123 @@ class Chunk:
         return b"".join(parts)
 
 
-class Snapshot:
-    """A frozen, byte-addressable view of rendered events (one open file)."""
+def render_lines(raws: Sequence[tuple], line: Render = render.line) -> bytes:
+    return "".join([line(r) + "\n" for r in raws]).encode("utf-8", "surrogateescape")
 
-    def __init__(self, pieces: Sequence[Text], first_seq: int, next_seq: int) -> None:
-        self.pieces = pieces
-        self.starts = []
-        pos = 0
-        for p in pieces:
-            self.starts.append(pos)
-            pos += len(p)
-        self.size = pos
+
+class Snapshot:
+    """One open log file: the events of `parts` (chunk, events of it) that `select` keeps (None: all), as a
+    file rendered part by part while it is read.  Byte offsets are stable: part i starts where the parts
+    before it end, and the lengths of the parts rendered so far are kept (their texts, only the last few)."""
+
+    KEEP_PARTS = 4
+
+    def __init__(self, parts: list[tuple[Chunk, int]], first_seq: int, next_seq: int,
+                 select: Select | None = None) -> None:
+        self.parts = parts
         self.first_seq = first_seq
         self.next_seq = next_seq
+        self.select = select
+        self.starts = [0]          # starts[i]: where part i begins; starts[-1]: the end of the rendered parts
+        self._texts: OrderedDict[int, Text] = OrderedDict()
 
-    def view(self, offset: int, size: int) -> Text:
-        """Like read(), without copying when the range lies in one piece (the common case: a FUSE read)."""
-        if 0 <= offset < self.size and size > 0:
-            i = bisect.bisect_right(self.starts, offset) - 1
-            start = offset - self.starts[i]
-            piece = self.pieces[i]
-            if start + size <= len(piece):
-                return memoryview(piece)[start:start + size]
-        return self.read(offset, size)
+    @property
+    def done(self) -> bool:
+        return len(self.starts) > len(self.parts)
 
-    def read(self, offset: int, size: int) -> bytes:
-        if offset >= self.size or size <= 0:
+    @property
+    def rendered_bytes(self) -> int:
+        return self.starts[-1]
+
+    def size(self) -> int:
+        """The whole file's size (renders what is missing)."""
+        while not self.done:
+            self.step()
+        return self.starts[-1]
+
+    def step(self) -> int:
+        """Render the next part; returns its length."""
+        i = len(self.starts) - 1
+        text = self._render(i)
+        self.starts.append(self.starts[-1] + len(text))
+        return len(text)
+
+    def covers(self, offset: int, size: int) -> bool:
+        """Can read(offset, size) answer without rendering more parts?"""
+        return self.done or self.starts[-1] >= offset + size
+
+    def _render(self, i: int) -> Text:
+        text = self._texts.get(i)
+        if text is None:
+            chunk, end = self.parts[i]
+            positions = self.select(chunk, end) if self.select is not None else None
+            text = chunk.text_upto(end) if positions is None else chunk.lines_at(positions)
+            self._texts[i] = text
+            while len(self._texts) > self.KEEP_PARTS:
+                self._texts.popitem(last=False)
+        else:
+            self._texts.move_to_end(i)
+        return text
+
+    def read(self, offset: int, size: int) -> Text:
+        """Bytes [offset, offset + size) of what is rendered (call step() until covers() first); a view when
+        they lie in one part."""
+        end = min(offset + size, self.starts[-1])
+        if offset >= end:
             return b""
         i = bisect.bisect_right(self.starts, offset) - 1
-        out = []
-        want = size
-        while want > 0 and i < len(self.pieces):
-            piece = self.pieces[i]
+        out: list[Text] = []
+        while offset < end:
+            text = self._render(i)
             start = offset - self.starts[i]
-            part = piece[start:start + want]
-            out.append(part)
-            want -= len(part)
-            offset += len(part)
+            piece = memoryview(text)[start:start + end - offset]
+            out.append(piece)
+            offset += len(piece)
             i += 1
-        return b"".join(out)
+        return out[0] if len(out) == 1 else b"".join(out)
+
+    def read_all(self) -> bytes:
+        """The whole file (tests, small views)."""
+        return bytes(self.read(0, self.size()))
 
 
 class EventWindow:
-    def __init__(self, max_events: int = 1_000_000, chunk_events: int = 4096) -> None:
+    def __init__(self, max_events: int = 1_000_000, chunk_events: int = 4096,
+                 text_budget: int = TEXT_BUDGET) -> None:
         if max_events < chunk_events:
             chunk_events = max(1, max_events)
         self.max_events = max_events
         self.chunk_events = chunk_events
-        self.chunks: deque[Chunk] = deque([Chunk(0)])
+        self.budget = TextBudget(text_budget)
+        self.chunks: deque[Chunk] = deque([Chunk(0, self.budget)])
         self.next_seq = 0        # sequence number the next event will get
         self.dropped = 0         # events that left the window
-        self.slabs_made = 0      # slabs coalesced so far (a snapshot taken before one has more pieces)
+        self.readers_lost = 0    # events readers (pipe, log -f) missed because they left the window first
 
     # -- ingest ------------------------------------------------------------
-    def append(self, raws: Iterable[tuple]) -> None:
+    def append(self, raws: Sequence[tuple]) -> None:
         tail = self.chunks[-1]
-        pending = tail.raws
-        assert isinstance(pending, list), "the newest chunk is never sealed"
-        for raw in raws:
-            if len(pending) >= self.chunk_events:
+        i, n = 0, len(raws)
+        while i < n:
+            room = self.chunk_events - len(tail.raws)
+            if room <= 0:
                 # Sealed: a tuple of (untracked) tuples, which the garbage collector then leaves alone;
                 # a million events in lists would cost every full collection ~100 ms of traversal.
-                tail.raws = tuple(pending)
-                tail = Chunk(self.next_seq)
+                tail.raws = tuple(tail.raws)
+                tail = Chunk(self.next_seq, self.budget)
                 self.chunks.append(tail)
-                pending = tail.raws = []
-            pending.append(raw)
-            self.next_seq += 1
+                room = self.chunk_events
+            take = raws[i:i + room]
+            tail.raws.extend(take)       # type: ignore[union-attr]  # the tail's raws are a list
+            self.next_seq += len(take)
+            i += len(take)
         self._evict()
 
     def _evict(self) -> None:
         while len(self.chunks) > 1 and self.next_seq - self.chunks[0].first_seq > self.max_events:
             old = self.chunks.popleft()
             self.dropped += len(old.raws)
+            self.budget.release(old)
 
     @property
     def first_seq(self) -> int:
@@ -214,104 +313,11 @@ class EventWindow:
     def __len__(self) -> int:
         return self.next_seq - self.first_seq
 
-    # -- rendering ---------------------------------------------------------
-    def render_some(self, max_chunks: int = 1) -> int:
-        """Render up to max_chunks sealed chunks (idle work); returns how many were rendered."""
-        done = 0
-        for chunk in list(self.chunks)[:-1]:
-            if done >= max_chunks:
-                break
-            if not chunk.rendered:
-                chunk.text()
-                done += 1
-        return done
-
-    def render_step(self, max_events: int = 256, sealed_only: bool = True) -> int:
-        """Render up to max_events of the oldest chunk that needs it (all chunks, or only sealed ones), or
-        else coalesce one slab; returns how many events that was (0: nothing to do).  Small steps keep the
-        event loop responsive while a window is rendered."""
-        chunks = self.chunks
-        last = len(chunks) - 1 if sealed_only else len(chunks)
-        for i in range(last):
-            if not chunks[i].rendered:
-                return chunks[i].render_events(max_events)
-        return self._coalesce_one()
-
-    def _coalesce_one(self) -> int:
-        """Copy the texts of the oldest complete group of SLAB_CHUNKS chunks not yet coalesced into one slab."""
-        span = self.chunk_events * SLAB_CHUNKS
-        group: list[Chunk] = []
-        for chunk in self.chunks:
-            if chunk.slab is not None:
-                continue
-            if group and chunk.first_seq // span != group[0].first_seq // span:
-                group = []
-            if len(chunk.raws) < self.chunk_events or not chunk.rendered:
-                return 0                                   # the tail, or not rendered yet: later
-            group.append(chunk)
-            if (chunk.first_seq + self.chunk_events) % span == 0:   # the group's last chunk
-                break
-        else:
-            return 0
-        texts = [c.rendered_text() for c in group]
-        slab = b"".join(texts)
-        view = memoryview(slab)
-        offset = 0
-        for chunk, text in zip(group, texts, strict=True):
-            chunk._text = [view[offset:offset + len(text)]]
-            chunk.slab = (slab, offset)
-            offset += len(text)
-        self.slabs_made += 1
-        return sum(len(c.raws) for c in group)
-
-    def _pieces(self, chunks: Iterable[Chunk]) -> list[Text]:
-        """The chunks' rendered texts, neighbours within one slab joined into one view of it."""
-        pieces: list[Text] = []
-        run: list = []                       # [slab, start, end] of the slab run being built
-        for chunk in chunks:
-            text = chunk.rendered_text()
-            if chunk.slab is not None:
-                slab, start = chunk.slab
-                if run and run[0] is slab and run[2] == start:
-                    run[2] = start + len(text)
-                    continue
-                if run:
-                    pieces.append(memoryview(run[0])[run[1]:run[2]])
-                run = [slab, start, start + len(text)]
-                continue
-            if run:
-                pieces.append(memoryview(run[0])[run[1]:run[2]])
-                run = []
-            if text:
-                pieces.append(text)
-        if run:
-            pieces.append(memoryview(run[0])[run[1]:run[2]])
-        return pieces
-
     # -- reading -----------------------------------------------------------
-    def snapshot(self) -> Snapshot:
-        """The whole window as one file."""
-        for c in self.chunks:
-            c.text()
-        return Snapshot(self._pieces(self.chunks), self.first_seq, self.next_seq)
-
-    def rendered_snapshot(self) -> Snapshot:
-        """The window's rendered beginning as one file, rendering nothing: every chunk up to the first
-        one not wholly rendered, and that one's rendered part (what readers get while events arrive
-        faster than they can be rendered)."""
-        upto = []
-        next_seq = self.first_seq
-        for c in self.chunks:
-            upto.append(c)
-            next_seq = c.first_seq + c.rendered_events
-            if not c.rendered:
-                break
-        return Snapshot(self._pieces(upto), self.first_seq, next_seq)
-
-    def filtered_snapshot(self, keep: Callable[[tuple], bool]) -> Snapshot:
-        """Only the events `keep` accepts; their lines are cut from the rendered chunks."""
-        pieces = [c.text() and c.select([i for i, r in enumerate(c.raws) if keep(r)]) for c in self.chunks]
-        return Snapshot([p for p in pieces if p], self.first_seq, self.next_seq)
+    def snapshot(self, select: Select | None = None) -> Snapshot:
+        """The window as it is now, as one file (of the events `select` keeps); renders nothing."""
+        parts = [(c, len(c.raws)) for c in self.chunks if c.raws]
+        return Snapshot(parts, self.first_seq, self.next_seq, select)
 
     def text_since(self, seq: int, max_bytes: int) -> tuple[bytes, int, int]:
         """Rendered lines from sequence `seq` on, at most max_bytes of them (but at least one line):
@@ -320,6 +326,7 @@ class EventWindow:
         lost = 0
         if seq < self.first_seq:
             lost, seq = self.first_seq - seq, self.first_seq
+            self.readers_lost += lost
         out: list[Text] = []
         room = max_bytes
         chunks = self.chunks
@@ -351,6 +358,7 @@ class EventWindow:
         lost = 0
         if seq < self.first_seq:
             lost, seq = self.first_seq - seq, self.first_seq
+            self.readers_lost += lost
         out: list[tuple] = []
         for chunk in self.chunks:
             end = chunk.first_seq + len(chunk.raws)
@@ -373,7 +381,3 @@ class EventWindow:
             if len(out) >= n:
                 break
         return out
-
-    def iter_raws(self) -> Iterable[tuple]:
-        for chunk in self.chunks:
-            yield from chunk.raws

@@ -1,7 +1,8 @@
 """Read handlers of the /sagafs files and the values of the parameter directories (docs/sagafs.md).
 
-A read handler returns a file's whole content when it is opened; the open
-file then reads that snapshot.  Formats are those of the rest of saga:
+A read handler returns a file's content when it is opened: the whole of
+it (bytes), or for the log files a Snapshot of the window that renders
+as it is read; the open file then reads that.  Formats are those of the rest of saga:
 log lines (docs/log-format.md), the `saga stats` table, `saga rules list`,
 and `key: value` lines like /proc/saga/status.
 """
@@ -28,7 +29,7 @@ def _text(s: str) -> bytes:
 # -- the whole window and the capture state ------------------------------------------------------
 
 async def log(fs, _key: int) -> Snapshot:
-    return await fs.views.snapshot()
+    return fs.views.snapshot()
 
 
 async def stats(fs, _key: int) -> bytes:
@@ -88,7 +89,7 @@ async def syscall_errors(fs, slot: int) -> bytes:
 
 
 async def syscall_log(fs, slot: int) -> Snapshot:
-    return await fs.views.filtered("slot", slot)
+    return fs.views.filtered("slot", slot)
 
 
 # -- procs/{pid}/ --------------------------------------------------------------------------------
@@ -105,7 +106,7 @@ async def pid_parse(fs, name: str) -> int | None:
 
 
 async def proc_log(fs, pid: int) -> Snapshot:
-    return await fs.views.filtered("pid", pid)
+    return fs.views.filtered("pid", pid)
 
 
 async def _proc_info(fs, pid: int):
@@ -118,6 +119,18 @@ def _command(info, comm: str) -> str:
     if info is not None and info.cmdline:
         return shlex.join(info.cmdline)
     return f"[{comm}]"
+
+
+def _context_lines(info) -> list[str]:
+    """Where the process runs: its pids in its pid namespaces, its cgroup, unit and container."""
+    ctx = info.context if info is not None else None
+    container = "-"
+    if ctx is not None and ctx.container is not None:
+        container = f"{ctx.runtime} {ctx.container}" + (f" (pod {ctx.pod})" if ctx.pod else "")
+    return [f"nspid: {' '.join(map(str, info.nspid)) if info is not None and info.nspid else '-'}",
+            f"cgroup: {ctx.path if ctx is not None else '-'}",
+            f"unit: {ctx.unit if ctx is not None and ctx.unit else '-'}",
+            f"container: {container}"]
 
 
 async def proc_cmdline(fs, pid: int) -> bytes:
@@ -135,7 +148,7 @@ async def proc_stats(fs, pid: int) -> bytes:
     user = info.user if info is not None and info.user else (f"uid {raws[-1][UID]}" if raws else "?")
     head = [f"pid: {pid}", f"comm: {comm}", f"user: {user}",
             f"exe: {info.exe if info is not None and info.exe else '-'}",
-            f"cmdline: {_command(info, comm)}",
+            f"cmdline: {_command(info, comm)}", *_context_lines(info),
             f"events: {len(raws)}", f"errors: {sum(errors.values())}"]
     by_count = sorted(calls.items(), key=lambda sn: (-sn[1], syscalls.name_of(sn[0])))
     rows = [[syscalls.name_of(s), n, errors[s]] for s, n in by_count]

@@ -18,7 +18,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
-import grp
 import logging
 import os
 import stat
@@ -27,6 +26,7 @@ import subprocess
 import pyfuse3
 import trio
 
+from saga.config import group_id
 from saga.daemon.state import DaemonState
 from saga.errors import EX_TEMPFAIL, ConfigError, DriverUnavailable, SagaError, from_oserror
 from saga.sagafs.ops import MAX_PIPE_READERS, SagaFS
@@ -45,13 +45,6 @@ def options(group_readable: bool) -> set[str]:
     if group_readable:
         opts |= {"allow_other", "default_permissions"}
     return opts
-
-
-def group_id(name: str) -> int:
-    try:
-        return grp.getgrnam(name).gr_gid
-    except KeyError:
-        raise ConfigError(f"sagafs.group: no such group {name!r}") from None
 
 
 def _unescape(field: str) -> str:
@@ -136,7 +129,7 @@ async def _run_fuse(fs: SagaFS, scope: trio.CancelScope, path: str) -> None:
 async def serve(state: DaemonState, mountpoint: str, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Mount sagafs at `mountpoint`, serve it until cancelled, then unmount."""
     group = state.config.sagafs.group
-    gid = group_id(group) if group else 0
+    gid = group_id("sagafs.group", group) if group else 0
     path = os.path.abspath(mountpoint)
     await trio.to_thread.run_sync(prepare, path)
     fs = SagaFS(state, gid=gid, group_readable=bool(group))
@@ -149,6 +142,7 @@ async def serve(state: DaemonState, mountpoint: str, *, task_status=trio.TASK_ST
                                 "/dev/fuse there? (--no-mount runs the daemon without sagafs)") from None
     # pyfuse3 serves in its own shielded scope: at stop, requests are answered before it is cancelled.
     fuse_scope = trio.CancelScope(shield=True)
+    state.sagafs = fs
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_run_fuse, fs, fuse_scope, path)
@@ -161,5 +155,6 @@ async def serve(state: DaemonState, mountpoint: str, *, task_status=trio.TASK_ST
                     await fs.stop()
                     fuse_scope.cancel()
     finally:
+        state.sagafs = None
         pyfuse3.close(unmount=True)
         log.info("sagafs unmounted from %s", path)

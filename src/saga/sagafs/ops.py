@@ -11,12 +11,17 @@ changes needs no invalidation, and `pipe` can block.  Reads are as large
 as the reader asks (st_blksize is 1 MiB, so `cat` asks for 1 MiB at a
 time).
 
-Sizes: a file's size is what an open made now would read.  `tail`,
-`less` and `wc -c` open, then fstat and seek to the end: their fstat must
-see the size of the snapshot they opened, not of a newer one.  pyfuse3
-does not pass the file handle to getattr, so a getattr from a thread that
-holds the file open answers with the size of that thread's newest
-snapshot ("pinned"); any other getattr describes a fresh snapshot.
+Readers cannot stall the daemon: opening a log file renders nothing, and
+a read renders only what it returns, a chunk at a time with the event loop
+free in between (views.fill), so open and read answer quickly whatever the
+window's size and the event rate, and a reader killed meanwhile is let go
+at once.  Log files therefore report size 0, like tracefs's `trace` and
+/proc files: tools read them to the end.  The other files have their size.
+
+Limits: each user but root may hold at most `sagafs.max_opens_per_user`
+log and pipe files open at once (EMFILE beyond), and all users but root
+together at most MAX_PIPE_READERS - ROOT_PIPE_READERS pipes: a group
+member cannot use up what root needs.
 """
 from __future__ import annotations
 
@@ -38,12 +43,13 @@ from saga.errors import SagaError
 from saga.sagafs.pipe import Pipe
 from saga.sagafs.rulesfile import MAX_WRITE, ErrorLog
 from saga.sagafs.tree import Node, Tree
-from saga.sagafs.views import Views
+from saga.sagafs.views import Content, StaticText, Views, fill
 
 log = logging.getLogger("saga.sagafs")
 
 BLKSIZE = 1 << 20
 MAX_PIPE_READERS = 64
+ROOT_PIPE_READERS = 16       # kept for root: other users together get the rest
 MAX_PARTIAL_LINE = MAX_WRITE  # a line still waiting for its end
 FILE_ATTR_TIMEOUT = 0.0      # sizes change with every event: always ask
 DIR_ATTR_TIMEOUT = 1.0
@@ -69,19 +75,20 @@ def _handler(fn):
     return run
 
 
-def _as_snapshot(content: bytes | Snapshot) -> Snapshot:
-    return content if isinstance(content, Snapshot) else Snapshot([content] if content else [], 0, 0)
+def _as_content(content: bytes | Snapshot) -> Content:
+    return content if isinstance(content, Snapshot) else StaticText(content)
 
 
 class OpenFile:
-    """An open regular file: the snapshot it reads (None when opened write-only), and the start of a line
-    written without its end (applied when the rest comes, or at close)."""
+    """An open regular file: what it reads (None when opened write-only), who opened it (uid, -1 when it
+    does not count against the limits), and the start of a line written without its end (applied when the
+    rest comes, or at close)."""
 
-    def __init__(self, node: Node, content: Snapshot | None, writable: bool, pin: tuple[int, int]) -> None:
+    def __init__(self, node: Node, content: Content | None, writable: bool, uid: int) -> None:
         self.node = node
         self.content = content
         self.writable = writable
-        self.pin = pin
+        self.uid = uid
         self.partial = b""
 
 
@@ -95,8 +102,9 @@ class SagaFS(pyfuse3.Operations):
         self.gid = gid
         self.mask = 0o750 if group_readable else 0o700
         self.handles: dict[int, OpenFile | Pipe | list] = {}
-        self.pins: dict[tuple[int, int], list[OpenFile]] = {}
+        self.opens_by_uid: dict[int, int] = {}     # log and pipe files open, per user
         self.pipe_readers = 0
+        self.user_pipe_readers = 0                 # of them, opened by users other than root
         self.pollers: set[Pipe] = set()
         self.waiting: set[trio.CancelScope] = set()
         self.closing = False
@@ -134,20 +142,17 @@ class SagaFS(pyfuse3.Operations):
         a.st_atime_ns = a.st_mtime_ns = a.st_ctime_ns = now
         return a
 
-    async def _size(self, node: Node, tid: int) -> int:
+    async def _size(self, node: Node) -> int:
         file = node.file
         if file is None or isinstance(file.read, type):
             return 0                                       # directories, and streams (pipe)
-        pinned = self.pins.get((node.inode, tid))
-        content = pinned[-1].content if pinned else None   # only handles with content are pinned
-        if content is not None:
-            return content.size
-        return _as_snapshot(await file.read(self, node.value)).size
+        content = await file.read(self, node.value)
+        return 0 if isinstance(content, Snapshot) else len(content)   # log files: rendered as read
 
     @_handler
     async def getattr(self, inode, ctx=None):
         node = self._node(inode)
-        return self._attrs(node, await self._size(node, ctx.pid if ctx else 0))
+        return self._attrs(node, await self._size(node))
 
     @_handler
     async def lookup(self, parent_inode, name, ctx=None):
@@ -157,7 +162,7 @@ class SagaFS(pyfuse3.Operations):
         node = await self.tree.child(self, parent, os.fsdecode(name))
         if node is None:
             raise pyfuse3.FUSEError(errno.ENOENT)
-        return self._attrs(node, await self._size(node, ctx.pid if ctx else 0))
+        return self._attrs(node, await self._size(node))
 
     @_handler
     async def setattr(self, inode, attr, fields, fh, ctx):
@@ -169,7 +174,7 @@ class SagaFS(pyfuse3.Operations):
         if write is None or not only_size or ctx.uid != 0:
             raise pyfuse3.FUSEError(errno.EPERM)
         await write(self, node.value, b"")
-        return self._attrs(node, await self._size(node, ctx.pid))
+        return self._attrs(node, await self._size(node))
 
     @_handler
     async def statfs(self, ctx):
@@ -217,18 +222,42 @@ class SagaFS(pyfuse3.Operations):
         if writing and flags & os.O_TRUNC and f.write is not None:    # as in setattr: write nothing
             await f.write(self, node.value, b"")
         fh = next(self._fh)
+        uid = ctx.uid
         if isinstance(f.read, type):                                  # a stream: pipe
-            if self.pipe_readers >= MAX_PIPE_READERS:
+            if self.pipe_readers >= MAX_PIPE_READERS or (
+                    uid != 0 and self.user_pipe_readers >= MAX_PIPE_READERS - ROOT_PIPE_READERS):
                 raise pyfuse3.FUSEError(errno.EBUSY)
-            self.handles[fh] = f.read(self, node.value, flags, ctx.pid)
+            self._count_open(uid)
+            self.handles[fh] = pipe = f.read(self, node.value, flags, ctx.pid)
+            pipe.uid = uid
             self.pipe_readers += 1
+            self.user_pipe_readers += uid != 0
             return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False, nonseekable=True)
-        content = None if access == os.O_WRONLY else _as_snapshot(await f.read(self, node.value))
-        handle = OpenFile(node, content, writing, (inode, ctx.pid))
-        self.handles[fh] = handle
-        if content is not None:
-            self.pins.setdefault(handle.pin, []).append(handle)
+        content = None if access == os.O_WRONLY else _as_content(await f.read(self, node.value))
+        lazy = isinstance(content, Snapshot)
+        if lazy:
+            self._count_open(uid)
+        self.handles[fh] = OpenFile(node, content, writing, uid if lazy else -1)
         return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False)
+
+    def _count_open(self, uid: int) -> None:
+        """One more log or pipe file open by uid; EMFILE past the per-user limit (root has none)."""
+        n = self.opens_by_uid.get(uid, 0)
+        if uid != 0 and n >= self.state.config.sagafs.max_opens_per_user:     # read now: a reload may change it
+            raise pyfuse3.FUSEError(errno.EMFILE)
+        self.opens_by_uid[uid] = n + 1
+
+    def readers(self) -> dict:
+        """Open log and pipe files, for status: per user, and pipes."""
+        return {"open_by_uid": {str(u): n for u, n in sorted(self.opens_by_uid.items())},
+                "pipes": self.pipe_readers}
+
+    def _uncount_open(self, uid: int) -> None:
+        n = self.opens_by_uid.get(uid, 0) - 1
+        if n > 0:
+            self.opens_by_uid[uid] = n
+        else:
+            self.opens_by_uid.pop(uid, None)
 
     def _handle(self, fh: int):
         h = self.handles.get(fh)
@@ -243,7 +272,7 @@ class SagaFS(pyfuse3.Operations):
             return await h.read(size)
         if h.content is None:
             raise pyfuse3.FUSEError(errno.EBADF)
-        return h.content.view(off, size)
+        return await fill(h.content, off, size)
 
     @_handler
     async def write(self, fh, off, buf):
@@ -282,12 +311,11 @@ class SagaFS(pyfuse3.Operations):
         if isinstance(h, Pipe):
             h.close()
             self.pipe_readers -= 1
-        elif isinstance(h, OpenFile) and h.content is not None:
-            pinned = self.pins.get(h.pin)
-            if pinned is not None:
-                pinned.remove(h)
-                if not pinned:
-                    del self.pins[h.pin]
+            self.user_pipe_readers -= h.uid != 0
+            self._uncount_open(h.uid)
+        elif isinstance(h, OpenFile) and h.uid >= 0:
+            self._uncount_open(h.uid)
+            h.content = None              # the snapshot's chunks and texts go with it
 
     @_handler
     async def poll(self, inode, fh, ph, ctx):

@@ -33,6 +33,7 @@ class Pipe:
         self.pending: memoryview = memoryview(b"")
         self.nonblock = bool(flags & os.O_NONBLOCK)
         self.tid = tid
+        self.uid = 0                 # who opened it (set by open, for the per-user limits)
         self.poll_handle: pyfuse3.PollHandle | None = None
 
     def ready(self) -> bool:

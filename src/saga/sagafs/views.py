@@ -1,91 +1,76 @@
-"""Views of the daemon's event window for sagafs, built without holding up the event loop.
+"""Views of the daemon's event window for sagafs: what an open log file reads, and the processes in it.
 
-Rendering a whole window (a million events) takes seconds; the daemon
-renders sealed chunks when idle, and what is still missing is rendered
-here one chunk at a time, with a checkpoint after each, so the drain loop
-and other readers keep running meanwhile.  Results are cached by window
-version (first and next sequence number, and slabs made: a snapshot taken
-before a slab was made has more pieces to join): `stat` then `open`, or
-many readers at once, share one snapshot.
+Opening a log file takes a Snapshot of the window (saga.daemon.window):
+the chunks there at the open, nothing rendered.  Reads render it a part
+(a chunk, up to 4096 events) at a time, with a checkpoint between parts
+(`fill`), so a reader gets its first bytes at once whatever the window's
+size, and the drain loop and other readers keep running meanwhile.  The
+per-syscall and per-process files select their events with each chunk's
+index, built when a read first needs it.
 """
 from __future__ import annotations
 
 import bisect
-from collections import OrderedDict
+from collections.abc import Sequence
 
 import trio
 
-from saga.daemon.window import EventWindow, Snapshot
+from saga.daemon.window import Chunk, EventWindow, Snapshot, Text
 
-_CACHE_ENTRIES = 64
-RENDER_STEP = 256           # events rendered between checkpoints
+
+class StaticText:
+    """A small file's whole content, taken at open (stats, status, rules ...): the Snapshot interface."""
+
+    def __init__(self, content: bytes) -> None:
+        self.content = content
+        self.done = True
+
+    def covers(self, offset: int, size: int) -> bool:
+        return True
+
+    def step(self) -> int:
+        return 0
+
+    def size(self) -> int:
+        return len(self.content)
+
+    def read(self, offset: int, size: int) -> Text:
+        return memoryview(self.content)[offset:offset + size]
+
+
+Content = Snapshot | StaticText
+
+
+async def fill(content: Content, offset: int, size: int) -> Text:
+    """Bytes [offset, offset + size) of an open file, rendering what they need a part at a time."""
+    while not content.covers(offset, size):
+        content.step()
+        await trio.lowlevel.checkpoint()
+    return content.read(offset, size)
+
+
+def _selector(by: str, key: int):
+    def select(chunk: Chunk, end: int) -> Sequence[int]:
+        by_slot, by_pid = chunk.index()
+        positions = (by_slot if by == "slot" else by_pid).get(key)
+        if not positions:
+            return ()
+        return positions if positions[-1] < end else positions[:bisect.bisect_left(positions, end)]
+    return select
 
 
 class Views:
     def __init__(self, window: EventWindow) -> None:
         self.window = window
-        self._cache: OrderedDict[tuple, tuple[tuple[int, int, int], object]] = OrderedDict()
+        self._pids: tuple[tuple[int, int], frozenset[int]] | None = None
 
-    def _version(self) -> tuple[int, int, int]:
-        w = self.window
-        return w.first_seq, w.next_seq, w.slabs_made
+    def snapshot(self) -> Snapshot:
+        """The whole window (`log`), as it is now."""
+        return self.window.snapshot()
 
-    def _cached(self, key: tuple):
-        hit = self._cache.get(key)
-        if hit is None or hit[0] != self._version():
-            return None
-        self._cache.move_to_end(key)
-        return hit[1]
-
-    def _keep(self, key: tuple, version: tuple[int, int, int], value) -> None:
-        self._cache[key] = (version, value)
-        self._cache.move_to_end(key)
-        while len(self._cache) > _CACHE_ENTRIES:
-            self._cache.popitem(last=False)
-
-    async def _render_until(self, chunk, target: int) -> None:
-        """Render `chunk` up to its event `target`, a few ms at a time."""
-        while chunk.rendered_events < target:
-            chunk.render_events(min(RENDER_STEP, target - chunk.rendered_events))
-            await trio.lowlevel.checkpoint()
-
-    async def snapshot(self) -> Snapshot:
-        """The whole window (`log`): every event there at the call, and any rendered since."""
-        snap = self._cached(("log",))
-        if snap is None:
-            version = self._version()
-            end = version[1]
-            for chunk in list(self.window.chunks):
-                await self._render_until(chunk, min(len(chunk.raws), end - chunk.first_seq))
-            # Events keep arriving while we render: the snapshot is what is rendered, not all there is
-            # (rendering everything here could never end when events come faster than they render).
-            # It is kept under the version it was asked for: one holding events that came since would
-            # otherwise stand for them when they are not in it.
-            snap = self.window.rendered_snapshot()
-            self._keep(("log",), version, snap)
-        return snap
-
-    async def filtered(self, by: str, key: int) -> Snapshot:
+    def filtered(self, by: str, key: int) -> Snapshot:
         """The events of one syscall slot (by="slot") or one pid (by="pid")."""
-        snap = self._cached((by, key))
-        if snap is not None:
-            return snap
-        version = self._version()
-        first, end, _ = version
-        pieces = []
-        for chunk in list(self.window.chunks):
-            n = min(len(chunk.raws), end - chunk.first_seq)    # the tail may grow while we yield
-            await self._render_until(chunk, n)
-            by_slot, by_pid = chunk.index()
-            positions = (by_slot if by == "slot" else by_pid).get(key)
-            if positions:
-                piece = chunk.select(positions[:bisect.bisect_left(positions, n)])
-                if piece:
-                    pieces.append(piece)
-            await trio.lowlevel.checkpoint()
-        snap = Snapshot(pieces, first, end)
-        self._keep((by, key), version, snap)
-        return snap
+        return self.window.snapshot(_selector(by, key))
 
     async def events_of(self, pid: int) -> list[tuple]:
         """The raw events of one pid, oldest first."""
@@ -100,14 +85,15 @@ class Views:
         return out
 
     async def pids(self) -> frozenset[int]:
-        """Every pid with events in the window (`procs/`)."""
-        pids = self._cached(("pids",))
-        if pids is None:
-            version = self._version()
-            found: set[int] = set()
-            for chunk in list(self.window.chunks):
-                found.update(chunk.index()[1])
-                await trio.lowlevel.checkpoint()
-            pids = frozenset(found)
-            self._keep(("pids",), version, pids)
+        """Every pid with events in the window (`procs/`); sealed chunks index once, then it is a union."""
+        w = self.window
+        version = (w.first_seq, w.next_seq)
+        if self._pids is not None and self._pids[0] == version:
+            return self._pids[1]
+        found: set[int] = set()
+        for chunk in list(w.chunks):
+            found.update(chunk.index()[1])
+            await trio.lowlevel.checkpoint()
+        pids = frozenset(found)
+        self._pids = (version, pids)
         return pids

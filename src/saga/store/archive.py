@@ -1,148 +1,305 @@
-"""Writing events into the archive, fast, and pruning them by age and count.
+"""Writing events into the archive, fast, and removing them by age, count or size.
 
-Ingest is the hot path (bench/ingest).  A write is one transaction: one
-narrow row per event with the columns searches filter on, as multi-row
-INSERTs (SQLite) or COPY (PostgreSQL), then one event_batches row holding
-their records as the driver delivered them (one blob, no per-event copy),
-on one long-lived connection.  No ORM objects, no per-row dicts.
+Ingest is the hot path (bench/ingest, bench/daemon).  A write is one
+transaction: per batch one event_batches row (its time range and the sets
+of syscalls, errnos and rules it holds, for searches to skip it) and one
+event_columns row per field (saga.store.columns: numpy gathers the fields
+of every record at once).  Python touches each record with paths once, to
+find its paths' ids; everything else costs per batch, not per event.
 """
 from __future__ import annotations
 
-import json
-import sys
-from array import array
-from collections.abc import Iterator, Mapping
-from itertools import accumulate, chain, islice
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from operator import itemgetter
 
-from sqlalchemy import Connection, Engine, delete, func, select
+import numpy as np
+from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 
+from saga import _uapi, events
 from saga.errors import StoreError
-from saga.events import COMM, NR, PID, RET, SIZE, TS, UID
+from saga.events import SIZE
+from saga.store import columns
+from saga.store.columns import COLUMN_SLOTS, FIELD_CODES, Extracted
 from saga.store.engine import translate
-from saga.store.models import MAX_BATCH_EVENTS, PG_ID_SHIFT, EventBatch, EventRow
+from saga.store.models import ID_SHIFT, MAX_BATCH_EVENTS, EventBatch, EventColumn, StringRow
 
-# host_id is not a parameter: a writer writes for one host, so it is a literal in the statement.
-COLUMNS = ("ts_ns", "syscall", "pid", "uid", "ret", "comm")
-_NO_EXE: Mapping[int, str | None] = {}
-# SQLite: rows per INSERT statement, largest first; what is left goes one row at a time.  One
-# statement binding many rows costs far less per row than executemany's step per row (bench/ingest:
-# 1024 rows measured best, 2048 worse); 1024 x 6 parameters stay well under SQLite's limit of 32766.
-ROWS_PER_INSERT = (1024, 64)
+log = logging.getLogger("saga.store.archive")
+_NONE: Mapping = {}
+_NR, _RET, _FLAGS, _PID = FIELD_CODES["nr"], FIELD_CODES["ret"], FIELD_CODES["flags"], FIELD_CODES["pid"]
+_RULE, _CGROUP, _TS = FIELD_CODES["rule_id"], FIELD_CODES["cgroup_id"], FIELD_CODES["ts_ns"]
+# The strings a writer remembers (paths, executables, units); past this many it starts afresh.
+CACHE_ENTRIES = 65536
 
-_COMMS: dict[bytes, str] = {}
-
-
-def comm_text(raw: bytes) -> str:
-    """A record's task name as stored: up to the first NUL, invalid UTF-8 replaced (cached)."""
-    s = _COMMS.get(raw)
-    if s is None:
-        if len(_COMMS) > 4096:
-            _COMMS.clear()
-        s = _COMMS[raw] = raw.split(b"\0", 1)[0].decode("utf-8", "replace")
-    return s
+Read = tuple[bytes, Sequence | None]   # bytes read from a driver, and saga.events.parse of them (or None)
 
 
-def rows(raws: list[tuple]) -> Iterator[tuple]:
-    """Parsed records (saga.events.parse) as event rows in COLUMNS order.
+def failed(ret: np.ndarray, flags: np.ndarray | None) -> np.ndarray:
+    """Which calls failed: -errno returns (-4095..-1) of calls that returned (as saga.render shows them)."""
+    bad = (ret < 0) & (ret > -4096)
+    if flags is not None:
+        bad &= (flags & _uapi.SAGA_EVF_NORETURN) == 0
+    return bad
 
-    A generator: the database takes each row as it is built (measured faster than a list).
+
+def sizes_of(buf: bytes, raws: Sequence | None) -> np.ndarray:
+    """Each record's size: from the parse when there is one, else read from the bytes."""
+    if raws is not None:
+        return np.fromiter(map(itemgetter(SIZE), raws), np.int64, count=len(raws))
+    fixed = events.FIXED
+    if len(buf) % fixed == 0:
+        heads = np.frombuffer(buf, "<u2")[::fixed // 2]
+        if (heads == fixed).all():
+            return np.full(len(heads), fixed, np.int64)
+    out, off = [], 0
+    while off < len(buf):
+        size = int.from_bytes(buf[off:off + 2], "little")
+        if size < fixed or size & 7 or off + size > len(buf):
+            raise events.RecordError(f"bad record size {size} at byte {off}")
+        out.append(size)
+        off += size
+    return np.array(out, np.int64)
+
+
+class Strings:
+    """Ids of the strings (paths, executables, units) one writer uses: cached, new ones stored on first use.
+
+    Ids handed out inside a transaction that then fails may not exist: the
+    writer calls forget() after a failure.
     """
-    # The hot loop of ingest: locals only, cached lookups.
-    comms = _COMMS
-    comm = comm_text
-    return ((r[TS], r[NR], r[PID], r[UID], r[RET], comms.get(r[COMM]) or comm(r[COMM])) for r in raws)
+
+    def __init__(self, entries: int = CACHE_ENTRIES) -> None:
+        self.entries = entries
+        self.ids: dict[bytes, int] = {}
+        self.pairs: dict[bytes, tuple[int, int]] = {}    # a record's path section -> both ids
+
+    def forget(self) -> None:
+        self.ids.clear()
+        self.pairs.clear()
+
+    def lookup(self, conn: Connection, values: Iterable[bytes]) -> dict[bytes, int]:
+        """The id of each value, storing the new ones (one statement for all, in the caller's transaction)."""
+        ids = self.ids
+        missing = sorted({v for v in values if v not in ids})
+        if missing:
+            if len(ids) + len(missing) > self.entries:
+                self.forget()
+            ids.update(_store_strings(conn, missing))
+        return ids
 
 
-Read = tuple[bytes, list]   # bytes read from a driver, and saga.events.parse of them
+def _store_strings(conn: Connection, values: list[bytes]) -> dict[bytes, int]:
+    table = StringRow.__table__
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    add = dialect.insert(table).on_conflict_do_nothing(index_elements=["value"])
+    found: dict[bytes, int] = {}
+    for i in range(0, len(values), 500):
+        part = values[i:i + 500]
+        conn.execute(add, [{"value": v} for v in part])
+        found.update((bytes(v), k) for k, v in conn.execute(select(table.c.id, table.c.value)
+                                                             .where(table.c.value.in_(part))))
+    return found
 
 
-def _batches(reads: list[Read]) -> Iterator[list[Read]]:
-    """The reads in groups of at most MAX_BATCH_EVENTS events (a read never exceeds it in practice)."""
-    group: list[Read] = []
-    n = 0
-    for buf, raws in reads:
-        while len(raws) > MAX_BATCH_EVENTS:      # split an oversized read at a record boundary
-            cut = sum(map(itemgetter(SIZE), raws[:MAX_BATCH_EVENTS]))
-            yield [(buf[:cut], raws[:MAX_BATCH_EVENTS])]
-            buf, raws = buf[cut:], raws[MAX_BATCH_EVENTS:]
-        if n + len(raws) > MAX_BATCH_EVENTS:
-            yield group
-            group, n = [], 0
-        if raws:
-            group.append((buf, raws))
-            n += len(raws)
-    if group:
-        yield group
+def _path_ids(conn: Connection, ext: Extracted, strings: Strings) -> tuple[np.ndarray, np.ndarray]:
+    """Each event's path ids (0: no path in that slot)."""
+    p0 = np.zeros(ext.n, np.uint32)
+    p1 = np.zeros(ext.n, np.uint32)
+    if not ext.path_keys:
+        return p0, p1
+    pairs = strings.pairs
+    got = list(map(pairs.get, ext.path_keys))
+    if None in got:
+        new = {k for k, g in zip(ext.path_keys, got, strict=True) if g is None}
+        split = {k: columns.split_key(k) for k in new}
+        ids = strings.lookup(conn, (p for ab in split.values() for p in ab if p is not None))
+        if len(pairs) + len(new) > strings.entries:
+            pairs.clear()
+        for k, (a, b) in split.items():
+            pairs[k] = (0 if a is None else ids[a], 0 if b is None else ids[b])
+        got = list(map(pairs.__getitem__, ext.path_keys))
+    both = np.array(got, np.uint32)
+    p0[ext.path_rows] = both[:, 0]
+    p1[ext.path_rows] = both[:, 1]
+    return p0, p1
 
 
-def _little_endian(a: array) -> array:
-    """event_batches.offsets is little-endian u32, as the records are; the same call decodes it."""
-    if sys.byteorder == "big":
-        a.byteswap()
-    return a
+def _pairs(conn: Connection, strings: Strings, present: np.ndarray, names: Mapping[int, str | None],
+           dtype: np.dtype) -> np.ndarray | None:
+    """(key, string id) for the keys present in the batch that `names` names, sorted by key."""
+    named = {}
+    for k in np.unique(present).tolist():
+        name = names.get(k)
+        if name:
+            named[k] = name.encode("utf-8", "surrogateescape")
+    if not named:
+        return None
+    ids = strings.lookup(conn, named.values())
+    out = np.empty(len(named), dtype)
+    out["key"] = list(named)
+    out["id"] = [ids[v] for v in named.values()]
+    return out
 
 
-def offsets_of(blob: bytes) -> array:
-    """Where each record of a batch starts in its `records` (event_batches.offsets decoded)."""
-    return _little_endian(array("I", blob))
+@dataclass
+class Written:
+    batch_id: int
+    events: int
+    stored_bytes: int
 
 
-def write_batch(conn: Connection, host_id: int, reads: list[Read], exe_of: Mapping[int, str | None],
-                sql: dict[str | int, str] | None = None) -> int:
-    """Archive one batch (at most MAX_BATCH_EVENTS events) in the caller's transaction; returns how many."""
-    raws_all = [raws for _, raws in reads if raws]
-    n = sum(map(len, raws_all))
-    if not n:
-        return 0
-    sql = sql or statements(conn.dialect.name, host_id)
-    batch = chain.from_iterable(map(rows, raws_all))
+def write_batch(conn: Connection, host_id: int, buf: bytes, sizes: np.ndarray, strings: Strings,
+                exe_of: Mapping[int, str | None] = _NONE, unit_of: Mapping[int, str | None] = _NONE,
+                fmt: columns.RecordFormat = columns.CURRENT) -> Written:
+    """Archive the records in `buf` (at most MAX_BATCH_EVENTS) as one batch, in the caller's transaction."""
+    ext = columns.extract(buf, sizes, fmt)
+    f = ext.fields
+    cols: dict[int, np.ndarray] = dict(f)
+    if ext.aux:
+        index = np.empty(len(ext.aux), columns.PAIR32)
+        index["key"] = ext.aux_rows
+        index["id"] = np.cumsum([len(a) for a in ext.aux])
+        cols[columns.AUX_INDEX] = index
+        cols[columns.AUX_DATA] = np.frombuffer(b"".join(ext.aux), np.uint8)
+    cols[columns.PATH0], cols[columns.PATH1] = _path_ids(conn, ext, strings)
+    if ext.path_keys:
+        used = np.unique(np.concatenate((cols[columns.PATH0][ext.path_rows], cols[columns.PATH1][ext.path_rows])))
+        cols[columns.PATHSET] = used[used != 0]
+    exes = _pairs(conn, strings, f[_PID], exe_of, columns.PAIR32) if exe_of else None
+    if exes is not None:
+        cols[columns.EXES] = exes
+    units = _pairs(conn, strings, f[_PID], unit_of, columns.PAIR32) if unit_of else None
+    if units is not None:
+        cols[columns.UNITS] = units
+    ts, ret = f[_TS], f[_RET]
+    slots = np.bincount(f[_NR], minlength=_uapi.SAGA_NR_SLOTS)[:_uapi.SAGA_NR_SLOTS] > 0
+    bad = failed(ret, f.get(_FLAGS))
+    cols[columns.FAILED] = np.flatnonzero(bad)
+    cols[columns.FAILED_ERRNO] = -ret[bad]
+    errnos = np.unique(cols[columns.FAILED_ERRNO]).astype("<u2")
+    rule_ids = np.unique(f[_RULE]).astype("<u4") if _RULE in f else np.zeros(1, "<u4")
+    blobs = []
+    for code, arr in cols.items():
+        # a column of zeros is not stored: it reads back as zeros (an empty one for per-batch arrays)
+        if not len(arr) if code in columns.PER_BATCH else arr.dtype.kind != "V" and not arr.any():
+            continue
+        blobs.append((code, arr.astype(columns.element_type(code), copy=False).tobytes()))
+    stored = sum(len(b) for _, b in blobs)
+    table = EventBatch.__table__
+    batch_id = conn.execute(table.insert().values(
+        host_id=host_id, events=ext.n, min_ts=int(ts.min()), max_ts=int(ts.max()), stored_bytes=stored,
+        syscalls=np.packbits(slots, bitorder="little").tobytes(), errnos=errnos.tobytes(),
+        rule_ids=rule_ids.tobytes()).returning(table.c.id)).scalar_one()
     dbapi = conn.connection.dbapi_connection
     if dbapi is None:
         raise StoreError("the database connection was closed")
     cursor = dbapi.cursor()
     try:
-        if conn.dialect.name == "postgresql":
-            # Hosts COPY at the same time: a batch's ids come from its own id, not a shared sequence.
-            batch_id = cursor.execute("SELECT nextval(pg_get_serial_sequence('event_batches', 'id'))").fetchone()[0]
-            first = batch_id << PG_ID_SHIFT
-            with cursor.copy(sql["copy"]) as copy:
-                for i, row in enumerate(batch, first):
-                    copy.write_row((i, *row, host_id))
-        else:
-            # One writer's transaction: the rows take consecutive ids.
-            batch_id = None
-            flat = chain.from_iterable
-            left = n
-            for size in ROWS_PER_INSERT:
-                for _ in range(left // size):
-                    cursor.execute(sql[size], tuple(flat(islice(batch, size))))
-                left %= size
-            cursor.executemany(sql[1], list(batch))
-            first = cursor.execute("SELECT last_insert_rowid()").fetchone()[0] - n + 1
+        sql = "INSERT INTO event_columns (id, data) VALUES (%s, %b)" if conn.dialect.name == "postgresql" \
+            else "INSERT INTO event_columns (id, data) VALUES (?, ?)"
+        cursor.executemany(sql, [(batch_id * COLUMN_SLOTS + code, data) for code, data in blobs])
     finally:
         cursor.close()
-    offsets = array("I", accumulate(map(itemgetter(SIZE), chain.from_iterable(raws_all)), initial=0))
-    offsets.pop()
-    exes = {str(pid): exe for pid, exe in exe_of.items() if exe is not None}
-    values = {} if batch_id is None else {"id": batch_id}
-    conn.execute(EventBatch.__table__.insert().values(
-        **values, host_id=host_id, first_id=first, last_id=first + n - 1, events=n,
-        min_ts=min(min(map(itemgetter(TS), raws)) for raws in raws_all),
-        max_ts=max(max(map(itemgetter(TS), raws)) for raws in raws_all),
-        records=b"".join(buf for buf, raws in reads if raws), offsets=_little_endian(offsets).tobytes(),
-        exes=json.dumps(exes, separators=(",", ":")) if exes else None))
-    return n
+    return Written(batch_id, ext.n, stored)
 
 
-def statements(dialect: str, host_id: int) -> dict[str | int, str]:
-    """The event-row statements of a writer for one host: COPY, or an INSERT per number of rows."""
-    cols = ", ".join(COLUMNS)
-    if dialect == "postgresql":
-        return {"copy": f"COPY events (id, {cols}, host_id) FROM STDIN"}
-    values = f"({'?, ' * len(COLUMNS)}{int(host_id)})"
-    return {size: f"INSERT INTO events ({cols}, host_id) VALUES {', '.join([values] * size)}"
-            for size in (*ROWS_PER_INSERT, 1)}
+def _batches(reads: Sequence[Read]) -> Iterator[tuple[bytes, np.ndarray]]:
+    """The reads as (bytes, record sizes) of at most MAX_BATCH_EVENTS records each."""
+    bufs: list[bytes] = []
+    sizes: list[np.ndarray] = []
+    n = 0
+    for buf, raws in reads:
+        s = sizes_of(buf, raws)
+        while len(s):
+            room = MAX_BATCH_EVENTS - n
+            if room <= 0:
+                yield b"".join(bufs), np.concatenate(sizes)
+                bufs, sizes, n = [], [], 0
+                continue
+            take, cut = s[:room], int(s[:room].sum())
+            bufs.append(buf[:cut] if len(take) < len(s) else buf)
+            sizes.append(take)
+            n += len(take)
+            buf, s = buf[cut:], s[room:]
+    if n:
+        yield b"".join(bufs), np.concatenate(sizes)
+
+
+# -- merging small batches -------------------------------------------------------------------------
+# A quiet host writes a few events at a time; searches pay per batch, so the writer merges its
+# small batches into one once they hold MERGE_EVENTS events (or MERGE_BATCHES batches).
+SMALL_BATCH = 16384
+MERGE_EVENTS = 65536
+MERGE_BATCHES = 256
+
+
+def _conflicts(pairs: list[np.ndarray]) -> int:
+    """How many of these batches' (key, id) maps agree (a pid that exec'd between two maps: they do not)."""
+    seen: dict[int, int] = {}
+    for i, p in enumerate(pairs):
+        for k, v in zip(p["key"].tolist(), p["id"].tolist(), strict=True):
+            if seen.setdefault(k, v) != v:
+                return i
+    return len(pairs)
+
+
+def merge_batches(conn: Connection, batch_ids: list[int]) -> list[int]:
+    """Rewrite consecutive batches of one host as one batch (in the caller's transaction); returns the ids
+    merged (a prefix of batch_ids: it stops before a batch whose executables or units disagree)."""
+    b, c = EventBatch.__table__, EventColumn.__table__
+    rows = conn.execute(select(b).where(b.c.id.in_(batch_ids)).order_by(b.c.id)).all()
+    lo, hi = rows[0].id * COLUMN_SLOTS, rows[-1].id * COLUMN_SLOTS + COLUMN_SLOTS - 1
+    stored: dict[int, dict[int, bytes]] = {r.id: {} for r in rows}
+    for cid, data in conn.execute(select(c.c.id, c.c.data).where(c.c.id.between(lo, hi))):
+        if cid // COLUMN_SLOTS in stored:
+            stored[cid // COLUMN_SLOTS][cid % COLUMN_SLOTS] = bytes(data)
+
+    def pairs(code: int) -> list[np.ndarray]:
+        return [columns.decode(code, stored[r.id][code], r.events) if code in stored[r.id]
+                else columns.zeros(code, r.events) for r in rows]
+
+    keep = min(_conflicts(pairs(columns.EXES)), _conflicts(pairs(columns.UNITS)))
+    rows = rows[:keep]
+    if len(rows) < 2:
+        return []
+    sizes = [r.events for r in rows]
+    bases = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+    codes = {code for r in rows for code in stored[r.id]}
+    out: dict[int, bytes] = {}
+    for code in codes:
+        parts = [stored[r.id].get(code) for r in rows]
+        if code in columns.PER_BATCH:
+            arrays = [columns.decode(code, p, n) if p is not None else columns.zeros(code, n)
+                      for p, n in zip(parts, sizes, strict=True)]
+            if code == columns.FAILED:
+                arrays = [a + base for a, base in zip(arrays, bases.tolist(), strict=True)]
+            elif code == columns.AUX_INDEX:
+                data_ends = np.cumsum([0] + [int(a["id"][-1]) if len(a) else 0 for a in arrays])
+                for a, base, start in zip(arrays, bases.tolist(), data_ends.tolist(), strict=False):
+                    a["key"] += base
+                    a["id"] += start
+            merged = np.concatenate(arrays)
+            if code in (columns.PATHSET, columns.EXES, columns.UNITS):
+                merged = np.unique(merged)
+            out[code] = merged.astype(columns.element_type(code), copy=False).tobytes()
+        else:
+            width = columns.STORED[code].itemsize
+            out[code] = b"".join(p if p is not None else bytes(n * width) for p, n in zip(parts, sizes, strict=True))
+    syscalls = np.bitwise_or.reduce([np.frombuffer(r.syscalls, np.uint8) for r in rows])
+    errnos = np.unique(np.concatenate([np.frombuffer(r.errnos, "<u2") for r in rows])).astype("<u2")
+    rules = np.unique(np.concatenate([np.frombuffer(r.rule_ids, "<u4") for r in rows])).astype("<u4")
+    new_id = conn.execute(b.insert().values(
+        host_id=rows[0].host_id, events=sum(sizes), min_ts=min(r.min_ts for r in rows),
+        max_ts=max(r.max_ts for r in rows), stored_bytes=sum(map(len, out.values())), syscalls=syscalls.tobytes(),
+        errnos=errnos.tobytes(), rule_ids=rules.tobytes()).returning(b.c.id)).scalar_one()
+    conn.execute(c.insert(), [{"id": new_id * COLUMN_SLOTS + code, "data": data} for code, data in out.items()])
+    merged_ids = [r.id for r in rows]
+    for bid in merged_ids:
+        conn.execute(c.delete().where(c.c.id.between(bid * COLUMN_SLOTS, bid * COLUMN_SLOTS + COLUMN_SLOTS - 1)))
+    conn.execute(b.delete().where(b.c.id.in_(merged_ids)))
+    return merged_ids
 
 
 class EventWriter:
@@ -151,27 +308,55 @@ class EventWriter:
     def __init__(self, engine: Engine, host_id: int) -> None:
         self.engine = engine
         self.host_id = int(host_id)
-        self._sql = statements(engine.dialect.name, self.host_id)
+        self.strings = Strings()
         self._conn: Connection | None = None
+        self._small: list[Written] = []     # this writer's last batches, all small, in order
 
     def _connection(self) -> Connection:
         if self._conn is None or self._conn.closed or self._conn.invalidated:
             self._conn = self.engine.connect()
         return self._conn
 
-    def write(self, reads: list[Read], exe_of: Mapping[int, str | None] = _NO_EXE) -> int:
-        """Archive whole reads in one transaction (one batch per MAX_BATCH_EVENTS); returns how many events."""
-        if not any(raws for _, raws in reads):
+    def write(self, reads: Sequence[Read], exe_of: Mapping[int, str | None] = _NONE,
+              unit_of: Mapping[int, str | None] = _NONE, also: Callable[[Connection], None] | None = None) -> int:
+        """Archive whole reads in one transaction (a batch per MAX_BATCH_EVENTS events); returns how many.
+
+        exe_of: pid -> executable, unit_of: pid -> systemd unit or container, as the daemon knew them.
+        also(conn) runs in the same transaction (the daemon's spool cursor: saga.store.cursor).
+        """
+        if not any(buf for buf, _ in reads) and also is None:
             return 0
         with translate("archiving events"):
             conn = self._connection()
             try:
                 with conn.begin():
-                    return sum(write_batch(conn, self.host_id, group, exe_of, self._sql)
-                               for group in _batches(reads))
+                    written = [write_batch(conn, self.host_id, buf, sizes, self.strings, exe_of, unit_of)
+                               for buf, sizes in _batches(reads)]
+                    if also is not None:
+                        also(conn)
             except BaseException:
-                self.close()   # a connection in an unknown state is not reused
+                self.strings.forget()   # ids taken in the failed transaction do not exist
+                self.close()            # a connection in an unknown state is not reused
                 raise
+            for w in written:
+                self._small = self._small + [w] if w.events < SMALL_BATCH else []
+            if sum(w.events for w in self._small) >= MERGE_EVENTS or len(self._small) >= MERGE_BATCHES:
+                self._merge()
+            return sum(w.events for w in written)
+
+    def _merge(self) -> None:
+        """Merge the small batches this writer wrote last (events already archived: a failure loses nothing)."""
+        ids = [w.batch_id for w in self._small]
+        self._small = []
+        try:
+            conn = self._connection()
+            with conn.begin():
+                while len(ids) > 1:
+                    done = merge_batches(conn, ids)
+                    ids = ids[max(len(done), 1):]
+        except Exception as exc:     # the events are archived: searches are only slower without the merge
+            log.warning("merging small batches of the archive failed (%s); they stay as they are", exc)
+            self.close()
 
     def close(self) -> None:
         if self._conn is not None:
@@ -181,56 +366,82 @@ class EventWriter:
                 self._conn = None
 
 
-def prune(engine: Engine, host_id: int, *, before_ns: int | None = None, keep_rows: int | None = None,
-          chunk: int = 50_000) -> int:
-    """Delete the host's events older than before_ns, then all but its newest keep_rows; returns how many.
+# -- removing events ------------------------------------------------------------------------------
 
-    By age, whole batches go once their newest event is older than before_ns.
-    Deletes run in id ranges of at most `chunk` ids, one short transaction each,
-    so readers and the archiver are never held up for long.
-    """
-    e, b = EventRow.__table__, EventBatch.__table__
+def _delete_batches(engine: Engine, batch_ids: list[int]) -> None:
+    """Delete batches and their columns, a few per short transaction (readers and the archiver go on)."""
+    b, c = EventBatch.__table__, EventColumn.__table__
+    for i in range(0, len(batch_ids), 16):
+        with engine.begin() as conn:
+            for bid in batch_ids[i:i + 16]:
+                first = bid * COLUMN_SLOTS
+                conn.execute(c.delete().where(c.c.id.between(first, first + COLUMN_SLOTS - 1)))
+                conn.execute(b.delete().where(b.c.id == bid))
+
+
+def prune(engine: Engine, host_id: int, *, before_ns: int | None = None, keep_rows: int | None = None) -> int:
+    """Delete the host's batches whose newest event is older than before_ns, then the oldest batches beyond
+    the newest keep_rows events (whole batches: a batch goes when none of its events is among them);
+    returns how many events went."""
+    b = EventBatch.__table__
     deleted = 0
     with translate("pruning the archive"):
         if before_ns is not None:
             with engine.connect() as conn:
-                old = conn.execute(select(b.c.id, b.c.first_id, b.c.last_id)
-                                   .where(b.c.host_id == host_id, b.c.max_ts < before_ns).order_by(b.c.id)).all()
-            for batch_id, first, last in old:
-                deleted += _delete_ids(engine, host_id, first, last, chunk)
-                with engine.begin() as conn:
-                    conn.execute(delete(b).where(b.c.id == batch_id))
+                old = conn.execute(select(b.c.id, b.c.events).where(b.c.host_id == host_id, b.c.max_ts < before_ns)
+                                   .order_by(b.c.id)).all()
+            _delete_batches(engine, [r.id for r in old])
+            deleted += sum(r.events for r in old)
         if keep_rows is not None:
+            doomed, kept = [], 0
             with engine.connect() as conn:
-                cut = conn.execute(select(e.c.id).where(e.c.host_id == host_id)
-                                   .order_by(e.c.id.desc()).offset(keep_rows).limit(1)).scalar()
-                # Event ids are dense within a batch only: delete batch by batch.
-                older = [] if cut is None else conn.execute(
-                    select(b.c.id, b.c.first_id, b.c.last_id)
-                    .where(b.c.host_id == host_id, b.c.first_id <= cut).order_by(b.c.id)).all()
-            for batch_id, first, last in older:
-                deleted += _delete_ids(engine, host_id, first, min(last, cut), chunk)
-                if last <= cut:     # else its newer events stay, and its records with them
-                    with engine.begin() as conn:
-                        conn.execute(delete(b).where(b.c.id == batch_id))
+                for r in conn.execute(select(b.c.id, b.c.events).where(b.c.host_id == host_id).order_by(b.c.id.desc())):
+                    if kept >= keep_rows:
+                        doomed.append(r)
+                    kept += r.events
+            _delete_batches(engine, sorted(r.id for r in doomed))
+            deleted += sum(r.events for r in doomed)
     return deleted
 
 
-def _delete_ids(engine: Engine, host_id: int, first: int, last: int, chunk: int) -> int:
-    """Delete the host's events with first <= id <= last, chunk ids at a time."""
-    e = EventRow.__table__
-    total = 0
-    for lo in range(first, last + 1, chunk):
-        with engine.begin() as conn:
-            total += conn.execute(delete(e).where(e.c.host_id == host_id,
-                                                  e.c.id.between(lo, min(lo + chunk - 1, last)))).rowcount
-    return total
+@dataclass(frozen=True)
+class Usage:
+    batches: int
+    events: int
+    stored_bytes: int
+
+
+def usage(engine: Engine, host_id: int | None = None) -> Usage:
+    """How many batches and events the archive holds (one host's, or all), and the bytes their columns take."""
+    b = EventBatch.__table__
+    stmt = select(func.count(), func.coalesce(func.sum(b.c.events), 0), func.coalesce(func.sum(b.c.stored_bytes), 0))
+    if host_id is not None:
+        stmt = stmt.where(b.c.host_id == host_id)
+    with translate("measuring the archive"), engine.connect() as conn:
+        n, ev, size = conn.execute(stmt).one()
+    return Usage(int(n), int(ev), int(size))
+
+
+def prune_oldest(engine: Engine, host_id: int | None = None, *, batches: int = 1) -> Usage:
+    """Delete the oldest `batches` batches (one host's, or of any host); returns what went (for a size cap)."""
+    b = EventBatch.__table__
+    stmt = select(b.c.id, b.c.events, b.c.stored_bytes).order_by(b.c.id).limit(batches)
+    if host_id is not None:
+        stmt = stmt.where(b.c.host_id == host_id)
+    with translate("pruning the archive"):
+        with engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        _delete_batches(engine, [r.id for r in rows])
+    return Usage(len(rows), sum(r.events for r in rows), sum(r.stored_bytes for r in rows))
 
 
 def count(engine: Engine, host_id: int | None = None) -> int:
-    table = EventRow.__table__
-    stmt = select(func.count()).select_from(table)
-    if host_id is not None:
-        stmt = stmt.where(table.c.host_id == host_id)
-    with translate("counting archived events"), engine.connect() as conn:
-        return conn.execute(stmt).scalar_one()
+    return usage(engine, host_id).events
+
+
+def event_id(batch_id: int, position: int) -> int:
+    return (batch_id << ID_SHIFT) | position
+
+
+__all__ = ["EventWriter", "Strings", "Usage", "count", "event_id", "failed", "prune", "prune_oldest", "usage",
+           "write_batch"]

@@ -3,25 +3,14 @@
 Events are written in bulk through Core (store/archive.py), never as ORM
 objects; the classes define the schema, and the rules and hosts are used
 through the ORM.  Column types are chosen so SQLite and PostgreSQL store
-the same values: u32 ids fit BIGINT, slots SMALLINT, and the kernel's
-records (u64 argument registers often above 2**63) are kept as raw bytes.
+the same values: u32 ids fit BIGINT, and event fields (u64 argument
+registers often above 2**63) are kept as arrays of raw little-endian bytes.
 """
 from __future__ import annotations
 
 from typing import ClassVar
 
-from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    ForeignKey,
-    Index,
-    Integer,
-    LargeBinary,
-    SmallInteger,
-    String,
-    Table,
-    Text,
-)
+from sqlalchemy import DDL, BigInteger, Boolean, ForeignKey, Index, Integer, LargeBinary, String, Table, Text, event
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # SQLite only makes a column an alias of the rowid (cheap autoincrement, ordered ids) for INTEGER PRIMARY KEY.
@@ -68,74 +57,80 @@ class RuleRow(Base):
     key: Mapped[str | None] = mapped_column(String(64))
 
 
-class EventRow(Base):
-    """One archived system call: the columns searches filter on; the call itself is in its batch.
+class RuleKey(Base):
+    """The key of every rule a host ever had, kept when the rule is removed: events name the rule that
+    logged them (rule_id), and ids are never reused, so an old event's key stays known."""
 
-    The batch whose first_id..last_id holds the id has the kernel's record, at
-    position id - first_id: the struct saga_event exactly as the driver
-    delivered it (docs/kernel-abi.md), so every field (args, tid, ppid, cpu,
-    gid, duration, flags, both paths) survives, and `saga query` prints an
-    archived event exactly like the live log.  Ids grow in archive order (the
-    order calls completed and were drained) and are never reused.
+    __tablename__ = "rule_keys"
+
+    host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"), primary_key=True)
+    rule_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), index=True)
+
+
+class StringRow(Base):
+    """Each distinct path, executable and unit name the archive has seen, once: events hold its id.
+
+    A glob (saga query --path) is matched against these values, thousands,
+    rather than against every event.  Bytes: paths need not be UTF-8.
     """
 
-    __tablename__ = "events"
+    __tablename__ = "strings"
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
-    host_id: Mapped[int] = mapped_column(Integer)
-    ts_ns: Mapped[int] = mapped_column(BigInteger)          # CLOCK_REALTIME at entry, ns
-    syscall: Mapped[int] = mapped_column(SmallInteger)      # slot (saga.syscalls names it)
-    pid: Mapped[int] = mapped_column(BigInteger)
-    uid: Mapped[int] = mapped_column(BigInteger)
-    ret: Mapped[int] = mapped_column(BigInteger)
-    comm: Mapped[str] = mapped_column(String(64))
+    value: Mapped[bytes] = mapped_column(LargeBinary, unique=True)
 
-    __table_args__ = (
-        # SQLite (one host's appliance archive, where ingest speed matters) has no index on
-        # events but the id: event_batches maps time to id ranges.  PostgreSQL (the
-        # many-host archive, fed by COPY) also has b-tree indexes for the common searches.
-        Index("ix_events_ts", "ts_ns").ddl_if(dialect="postgresql"),
-        Index("ix_events_syscall_ts", "syscall", "ts_ns").ddl_if(dialect="postgresql"),
-        Index("ix_events_pid_ts", "pid", "ts_ns").ddl_if(dialect="postgresql"),
-        Index("ix_events_host_ts", "host_id", "ts_ns").ddl_if(dialect="postgresql"),
-        {"sqlite_autoincrement": True},     # ids never reused, even once retention emptied the archive
-    )
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
 
 class EventBatch(Base):
-    """One write of events: their records, and the id range and time range they cover.
+    """One write of events: what a search needs to know to skip it, and how many it holds.
 
-    A batch's events took the ids first_id .. first_id + events - 1 (one
-    writer's transaction on SQLite; on PostgreSQL, where hosts write at the
-    same time, the writer gives them batch id << PG_ID_SHIFT onwards).
-    `records` holds their records back to back, as the driver delivered
-    them; `offsets` where each starts (little-endian u32, one per event, in
-    id order); `exes` the executables the daemon knew, as JSON {"pid": "path"}.
-    The time range makes this table a block-range index (as PostgreSQL's
-    BRIN): a search for a time range reads the batches that overlap it and
-    scans only their ids; retention by age deletes whole batches.  Events are
-    archived in the order their calls complete, while ts_ns is when they
-    began, so ids are not in time order; min_ts and max_ts cover every event
-    of the batch exactly.
+    Its events' fields are in event_columns (one row per field); event ids are
+    id << ID_SHIFT plus the position in the batch.  min_ts and max_ts are the
+    earliest and latest entry times among its events (a block-range index, as
+    PostgreSQL's BRIN: events are archived when calls complete, so batches
+    overlap in time); syscalls is a bitmap of the slots its events called
+    (SAGA_NR_SLOTS bits, little-endian), errnos the errnos of its failures
+    and rule_ids the rules that logged them (sorted arrays, u16 and u32).
+    `stored_bytes` is what its columns take.
     """
 
     __tablename__ = "event_batches"
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
     host_id: Mapped[int] = mapped_column(Integer)
-    first_id: Mapped[int] = mapped_column(BigInteger)
-    last_id: Mapped[int] = mapped_column(BigInteger)
+    events: Mapped[int] = mapped_column(Integer)
     min_ts: Mapped[int] = mapped_column(BigInteger)
     max_ts: Mapped[int] = mapped_column(BigInteger)
-    events: Mapped[int] = mapped_column(Integer)
-    records: Mapped[bytes] = mapped_column(LargeBinary)
-    offsets: Mapped[bytes] = mapped_column(LargeBinary)
-    exes: Mapped[str | None] = mapped_column(Text)
+    stored_bytes: Mapped[int] = mapped_column(BigInteger)
+    syscalls: Mapped[bytes] = mapped_column(LargeBinary)
+    errnos: Mapped[bytes] = mapped_column(LargeBinary)
+    rule_ids: Mapped[bytes] = mapped_column(LargeBinary)
 
-    __table_args__ = (Index("ix_event_batches_max_ts", "max_ts"), Index("ix_event_batches_first_id", "first_id"),
+    __table_args__ = (Index("ix_event_batches_max_ts", "max_ts"), Index("ix_event_batches_host", "host_id", "id"),
                       {"sqlite_autoincrement": True})
 
 
-# PostgreSQL: event ids are the batch's id shifted left by PG_ID_SHIFT, plus the position in the batch.
-PG_ID_SHIFT = 20
-MAX_BATCH_EVENTS = 1 << PG_ID_SHIFT
+class EventColumn(Base):
+    """One column of one batch (saga.store.columns): id = batch id * COLUMN_SLOTS + column code.
+
+    A search reads the columns it filters on, a few bytes per event, never
+    the rest; printing an event reads its batch's columns.  A column whose
+    values are all zero is not stored (it reads as zeros).
+    """
+
+    __tablename__ = "event_columns"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+# PostgreSQL compresses large values (TOAST) by default: columns are written far more often than
+# read, and compressing them cost more than their size saves.
+event.listen(EventColumn.__table__, "after_create", DDL(
+    "ALTER TABLE event_columns ALTER COLUMN data SET STORAGE EXTERNAL").execute_if(dialect="postgresql"))
+
+# Event ids: the batch's id shifted left by ID_SHIFT, plus the position in the batch.
+ID_SHIFT = 20
+MAX_BATCH_EVENTS = 1 << ID_SHIFT

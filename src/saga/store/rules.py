@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from saga.errors import StoreError
 from saga.rules.model import Rule
-from saga.store.models import Host, RuleRow
+from saga.store.models import Host, RuleKey, RuleRow
 
 
 def find_host_id(session: Session, name: str) -> int | None:
@@ -84,4 +84,15 @@ def save(session: Session, hid: int, rules: list[Rule]) -> None:
     session.add_all(RuleRow(host_id=hid, id=r.id, position=i, action=r.action, syscalls=",".join(r.syscalls),
                             pid=r.pid, uid=r.uid, comm=r.comm, errors=r.errors, key=r.key)
                     for i, r in enumerate(rules))
+    # Events name the rule that logged them: its key stays known after the rule goes (ids are never reused).
+    keyed = {r.id: r.key for r in rules if r.key}
+    if keyed:
+        known = set(session.execute(select(RuleKey.rule_id).where(RuleKey.host_id == hid,
+                                                                  RuleKey.rule_id.in_(keyed))).scalars())
+        session.add_all(RuleKey(host_id=hid, rule_id=i, key=k) for i, k in keyed.items() if i not in known)
     session.flush()
+
+
+def keys(session: Session, hid: int) -> dict[int, str]:
+    """Rule id -> key of every keyed rule the host ever had."""
+    return dict(session.execute(select(RuleKey.rule_id, RuleKey.key).where(RuleKey.host_id == hid)).all())

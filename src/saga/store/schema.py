@@ -21,7 +21,7 @@ from saga.store.engine import WRITE
 from saga.store.migrations import MIGRATIONS, Migration
 from saga.store.models import Base, Meta
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def _lock(conn: Connection) -> None:

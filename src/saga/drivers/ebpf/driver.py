@@ -140,6 +140,9 @@ class EbpfDriver(Driver):
 
     @_translated("reading the eBPF counters")
     def stats(self) -> Stats:
+        # The read count first: records are counted as produced before they can be read, so read <= events
+        # holds in the answer (the daemon's accounting: events - read - drops are still in the ring).
+        read = self._cfg_u64(L.CFG_READ)
         buf = libbpf.map_lookup(self._counters, 0, L.PCPU_SIZE * self._ncpus)
         words = memoryview(buf).cast("Q")
         stride = L.PCPU_SIZE // 8
@@ -155,7 +158,7 @@ class EbpfDriver(Driver):
         per_slot = {s: (c, e) for s, (c, e) in enumerate(zip(calls, errors, strict=True)) if c or e}
         events, drops, no_enter, path_faults = totals
         return Stats(per_slot=per_slot, calls=sum(calls), errors=sum(errors), events=events, drops=drops,
-                     read=self._cfg_u64(L.CFG_READ), no_enter=no_enter, path_faults=path_faults,
+                     read=read, no_enter=no_enter, path_faults=path_faults,
                      reset_ns=self._cfg_u64(L.CFG_RESET_NS))
 
     @_translated("resetting the eBPF counters")

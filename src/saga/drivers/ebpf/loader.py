@@ -21,7 +21,7 @@ from saga.drivers.ebpf import kernelfs, libbpf, publish
 from saga.drivers.ebpf import layout as L
 from saga.drivers.ebpf.ruleset import RuleSet
 from saga.drivers.ebpf.shared import Words
-from saga.errors import DriverError, DriverUnavailable, PermissionDenied, SagaError
+from saga.errors import DriverError, DriverUnavailable, PermissionDenied, SagaError, from_oserror
 
 DEFAULT_DIR = "/sys/fs/bpf/saga"
 DEFAULT_RING_BYTES = 32 << 20  # ~250k records: absorbs a reader that is off the CPU for a while
@@ -179,13 +179,9 @@ def _undo(directory: str) -> None:
 def _load_error(exc: OSError) -> SagaError:
     detail = next((line for line in reversed(libbpf.log) if "error" in line.lower() or "failed" in line.lower()),
                   "")
-    if exc.errno in (errno.EPERM, errno.EACCES):
-        return DriverUnavailable(f"the kernel refused the eBPF driver ({exc.strerror}): needs root with CAP_BPF "
-                                 f"and CAP_PERFMON, and no lockdown")
-    msg = f"loading the eBPF driver failed: {exc.strerror}"
-    if detail:
-        msg += f" ({detail[:200]})"
-    return DriverError(msg, errno=exc.errno)
+    what = "loading the eBPF driver failed" + (f" ({detail[:200]})" if detail else "")
+    return from_oserror(exc, what, denied=DriverUnavailable,
+                        hint="needs root with CAP_BPF and CAP_PERFMON, and no lockdown")
 
 
 def _init(directory: str, obj: libbpf.BpfObject, ring_bytes: int, default_action: int) -> None:

@@ -1,0 +1,261 @@
+"""Query speed: saga query and saga report on an archive of 10,000,000 events, against grep -F.
+
+The archive is built from the recorded workload (tests/data/workload.saga.gz):
+each event copies one of its records (the call, its arguments, return value,
+flags and duration) and gets a process from a pool of 2,000 (pid, tid,
+parent, user, task name, executable) and, for calls with paths, paths drawn
+from a pool of 5,000 distinct ones (Zipf-distributed, as a real host's: a
+few hot libraries and /proc files, a long tail of homes, logs, temporary
+files), timestamps spread over the 24 hours before the run.  It is written
+as the daemon's archiver writes on a busy host, 65,536 events per write
+through store.archive.EventWriter; the CPU that writing took per event is
+reported.  The baseline, measured in the same run: the same
+events rendered in the /sagafs/log format into a text file (page cache
+warm), and `grep -F` of the same question over it.
+
+Each measure is the median of --rounds runs of the saga command (a new
+process: interpreter start, imports and the search), with its peak RSS and,
+for `-n 0` searches, the time to its first line; "search" is the same
+search inside one process (Search.stream / report.summarize), without
+interpreter start and imports.  The archive and the text are kept in
+--workdir and reused when they match --events.
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+from saga import events, render
+from saga.filters import EventFilter, failed
+from saga.store import Store, archive, columns
+from saga.store import rules as stored_rules
+from saga.store.query import Search
+from saga.store.report import By, summarize
+
+ROOT = Path(__file__).resolve().parents[2]
+SAGA = str(ROOT / ".venv/bin/saga")
+HOUR = 3600 * 10**9
+SPAN = 24 * HOUR
+WRITE = 65536                   # events per write: the most the daemon's archiver writes at once
+N_PROCS, N_PATHS = 2000, 5000
+SHADOW = b"/etc/shadow"
+NAMES = ("nginx", "postgres", "sshd", "systemd", "cron", "bash", "python3", "java", "node", "redis-server",
+         "dockerd", "containerd", "rsyslogd", "journald", "apt", "dpkg", "gzip", "tar", "rsync", "backup",
+         "curl", "wget", "git", "make", "cc1", "ld", "ls", "cat", "grep", "find", "sed", "awk", "sort", "ps",
+         "top", "vim", "less", "sudo", "su", "login", "agetty", "dbus-daemon", "polkitd", "udevd", "chronyd",
+         "snmpd", "zabbix_agentd", "php-fpm", "memcached", "haproxy")
+TARGETS = {"path": 1.0, "errno": 1.0, "report": 5.0}
+RSS_TARGET_MB = 200
+RATIO_TARGET = 20
+
+
+def path_pool(rng: np.random.Generator) -> list[bytes]:
+    """5,000 distinct paths, in the order of how often they are used (most first)."""
+    hot = [b"/etc/ld.so.cache", b"/lib/x86_64-linux-gnu/libc.so.6", b"/etc/localtime", b"/dev/null",
+           b"/etc/nsswitch.conf", b"/etc/passwd", b"/etc/group", b"/etc/hosts", b"/etc/resolv.conf",
+           b"/proc/self/status", b"/proc/meminfo", b"/proc/stat", b"/sys/fs/cgroup/cpu.max"]
+    libs = [f"/usr/lib/x86_64-linux-gnu/lib{n}.so.{v}".encode() for n in
+            ("ssl", "crypto", "z", "pcre2-8", "systemd", "m", "pthread", "dl", "selinux", "gcc_s", "stdc++",
+             "ffi", "lzma", "zstd", "bz2", "cap", "acl", "attr", "uuid", "blkid", "mount", "sqlite3", "xml2",
+             "curl", "nghttp2", "idn2", "gnutls", "nettle", "hogweed", "gmp", "p11-kit", "tasn1", "unistring")
+            for v in range(8)]
+    procs = [f"/proc/{1000 + 29 * i}/{f}".encode() for i in range(300) for f in ("stat", "status", "cmdline")]
+    homes = [f"/home/user{u}/{f}".encode() for u in range(120) for f in
+             (".ssh/authorized_keys", ".ssh/known_hosts", ".bashrc", ".profile", ".cache/motd.legal-displayed",
+              ".config/git/config", "notes.txt")]
+    www = [f"/var/www/html/site{s}/page{p}.html".encode() for s in range(20) for p in range(40)]
+    logs = [f"/var/log/{d}/{f}.log".encode() for d in ("nginx", "postgresql", "apt", "app") for f in
+            ("access", "error", "main", "audit", "debug")]
+    tmp = [f"/tmp/tmp.{rng.integers(0, 36**8):08x}".encode() for _ in range(1500)]
+    pool = list(dict.fromkeys(hot + libs + procs + homes + www + logs + tmp))
+    rest = pool[len(hot):]
+    order = rng.permutation(len(rest))
+    pool = hot + [rest[i] for i in order]
+    pool = [p for p in pool if p != SHADOW][:N_PATHS - 1]
+    pool.insert(700, SHADOW)       # a rare file: rank 700 of 5,000
+    return pool
+
+
+def build(url: str, n: int, text_path: Path, seed: int = 1) -> dict:
+    """Write n events into the archive at url and their rendered lines into text_path; returns facts."""
+    rng = np.random.default_rng(seed)
+    recording = gzip.decompress((ROOT / "tests/data/workload.saga.gz").read_bytes())
+    raws = events.parse(recording)
+    templates = columns.extract(recording, archive.sizes_of(recording, raws)).fields
+    n_paths = [len(events.paths_of(r)) for r in raws]
+    paths = path_pool(rng)
+    weights = 1.0 / np.arange(1, len(paths) + 1) ** 1.1
+    weights /= weights.sum()
+    pids = 1000 + rng.choice(60000, N_PROCS, replace=False)
+    procs = {
+        "pid": pids, "tid": pids, "ppid": rng.choice(pids[:100], N_PROCS),
+        "uid": rng.choice([0, 0, 0, 33, 1000, 1001, 1002, 65534], N_PROCS),
+        "name": rng.integers(0, len(NAMES), N_PROCS),
+    }
+    proc_w = 1.0 / np.arange(1, N_PROCS + 1) ** 0.9
+    proc_w /= proc_w.sum()
+    exes = {int(p): f"/usr/bin/{NAMES[k]}" for p, k in zip(pids, procs["name"], strict=True)}
+    comms = np.array([NAMES[k].encode()[:15].ljust(16, b"\0") for k in range(len(NAMES))], "V16")
+    start = time.time_ns() - SPAN
+    store = Store.open(url)
+    with store.session() as s, s.begin():
+        host = stored_rules.host_id(s, "bench")
+    writer = archive.EventWriter(store.engine, host)
+    facts = {"events": n, "start_ns": start, "shadow_last_hour": 0, "eacces": 0, "write_cpu_s": 0.0}
+    code = columns.FIELD_CODES
+    with open(text_path, "w", encoding="utf-8", errors="surrogateescape") as text:
+        for at in range(0, n, WRITE):
+            k = min(WRITE, n - at)
+            t = rng.integers(0, len(raws), k)
+            p = rng.choice(N_PROCS, k, p=proc_w)
+            f = {c: column[t] for c, column in templates.items()}
+            f[code["pid"]] = procs["pid"][p]
+            f[code["tid"]] = procs["tid"][p]
+            f[code["ppid"]] = procs["ppid"][p]
+            f[code["uid"]] = procs["uid"][p]
+            f[code["comm"]] = comms[procs["name"][p]]
+            f[code["cpu"]] = rng.integers(0, 2, k)
+            f[code["ts_ns"]] = start + np.arange(at, at + k, dtype=np.int64) * (SPAN // n)
+            chosen = rng.choice(len(paths), 2 * k, p=weights).reshape(k, 2)
+            pairs = [(paths[a], paths[b] if n_paths[tt] > 1 else None) if n_paths[tt] else (None, None)
+                     for tt, (a, b) in zip(t.tolist(), chosen.tolist(), strict=True)]
+            buf = columns.records(f, k, pairs)
+            got = events.parse(buf)
+            t0 = time.thread_time()
+            writer.write([(buf, got)], {pid: exes[pid] for pid in np.unique(f[code["pid"]]).tolist()})
+            facts["write_cpu_s"] += time.thread_time() - t0
+            text.write(render.lines(got))
+            last_hour = f[code["ts_ns"]] >= start + SPAN - HOUR
+            facts["shadow_last_hour"] += sum(1 for i, pr in enumerate(pairs) if last_hour[i] and SHADOW in pr)
+            facts["eacces"] += sum(1 for r in got if r[events.RET] == -13 and failed(r))
+    writer.close()
+    facts["usage"] = archive.usage(store.engine).__dict__
+    store.close()
+    return facts
+
+
+def run_cli(args: list[str], first_line: bool = False) -> tuple[float, float | None, int, int]:
+    """(wall seconds, seconds to the first line or None, peak RSS KiB, lines) of `saga ARGS`.
+
+    The peak RSS is measured by /usr/bin/time: a child forked from this process would count this
+    process's memory before its exec.
+    """
+    rss_file = Path(os.environ.get("TMPDIR", "/tmp")) / f"saga-bench-rss.{os.getpid()}"
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(["/usr/bin/time", "-f", "%M", "-o", str(rss_file), SAGA, *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    first = None
+    lines = 0
+    assert proc.stdout is not None
+    for _ in iter(proc.stdout.readline, b""):
+        if first is None:
+            first = time.perf_counter() - t0
+        lines += 1
+    code = proc.wait()
+    took = time.perf_counter() - t0
+    rss = int(rss_file.read_text().split()[-1])
+    rss_file.unlink()
+    if code not in (0, 1):
+        raise SystemExit(f"bench/query: saga {' '.join(args)} exited {code}")
+    return took, first if first_line else None, rss, lines
+
+
+def grep(word: str, path: Path) -> tuple[float, int]:
+    t0 = time.perf_counter()
+    out = subprocess.run(["grep", "-F", "-c", word, str(path)], capture_output=True, text=True)
+    return time.perf_counter() - t0, int(out.stdout.strip() or 0)
+
+
+def in_process(url: str, what: str, day: str, hour: str) -> float:
+    t0 = time.perf_counter()
+    with Store.open(url, create=False) as st, st.session() as s:
+        if what == "path":
+            list(Search(s, EventFilter.build(path="/etc/shadow", since=hour)).stream())
+        elif what == "errno":
+            list(Search(s, EventFilter.build(errno="EACCES", since=day)).stream())
+        else:
+            summarize(Search(s, EventFilter.build(since=day)), By.syscall)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=10_000_000)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--workdir", default=os.path.join(os.environ.get("TMPDIR", "/var/tmp"), "saga-bench-query"))
+    ap.add_argument("--rebuild", action="store_true")
+    args = ap.parse_args()
+    work = Path(args.workdir)
+    db, text, meta = work / "archive.db", work / "log.txt", work / "facts.json"
+    facts = json.loads(meta.read_text()) if meta.exists() else {}
+    if args.rebuild or facts.get("events") != args.events or not db.exists():
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        t0 = time.perf_counter()
+        facts = build(f"sqlite:///{db}", args.events, text)
+        facts["build_s"] = time.perf_counter() - t0
+        meta.write_text(json.dumps(facts))
+    url = f"sqlite:///{db}"
+    base = ["--db", url]
+    # The day the archive covers and its last hour, as times (the archive may be reused on a later day).
+    day, hour = f"@{facts['start_ns'] / 1e9:.9f}", f"@{(facts['start_ns'] + SPAN - HOUR) / 1e9:.9f}"
+    measures = {
+        "path": (["query", "--path", "/etc/shadow", "--since", hour, "-n", "0"], "/etc/shadow",
+                 facts["shadow_last_hour"]),
+        "errno": (["query", "--errno", "EACCES", "--since", day, "-n", "0"], "EACCES", facts["eacces"]),
+        "report": (["report", "--since", day], None, None),
+    }
+    runs: dict[str, list] = {k: [] for k in measures}
+    greps: dict[str, list] = {k: [] for k in measures}
+    inproc: dict[str, list] = {k: [] for k in measures}
+    for _ in range(args.rounds):
+        for name, (cmd, word, want) in measures.items():
+            took, first, rss, lines = run_cli(base + cmd, first_line=cmd[0] == "query")
+            if want is not None and lines != want:
+                raise SystemExit(f"bench/query: {name}: {lines} lines, the archive holds {want} such events")
+            runs[name].append((took, first, rss))
+            inproc[name].append(in_process(url, name, day, hour))
+            if word is not None:
+                g, _count = grep(word, text)
+                greps[name].append(g)
+    load = os.getloadavg()[0]
+    u = facts["usage"]
+    print(f"Query, {facts['events']:,} events over 24 hours ({u['batches']:,} batches, "
+          f"{u['stored_bytes'] / facts['events']:.0f} bytes per event in columns, archive file "
+          f"{db.stat().st_size / 2**30:.2f} GiB; text {text.stat().st_size / 2**30:.2f} GiB), median of "
+          f"{args.rounds} runs, load average {load:.1f} on {os.cpu_count()} CPUs.\n")
+    print("| measure | saga command, s | first line, s | peak RSS, MB | search in-process, s | grep -F, s "
+          "| × grep (command) | × grep (search) | target | met |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|:---:|")
+    for name, (cmd, _word, _) in measures.items():
+        took = statistics.median(r[0] for r in runs[name])
+        firsts = [r[1] for r in runs[name] if r[1] is not None]
+        rss = max(r[2] for r in runs[name]) / 1024
+        ip = statistics.median(inproc[name])
+        g = statistics.median(greps[name]) if greps[name] else None
+        ok = took <= TARGETS[name] and rss <= RSS_TARGET_MB
+        goal = f"≤ {TARGETS[name]:g} s, ≤ {RSS_TARGET_MB} MB"
+        if g is not None:
+            ok = ok and g / ip >= RATIO_TARGET
+            goal += f", ≥ {RATIO_TARGET}× grep"
+        print(f"| `saga {' '.join(cmd)}` | {took:.2f} | {statistics.median(firsts) if firsts else float('nan'):.2f} "
+              f"| {rss:.0f} | {ip:.3f} | {'' if g is None else f'{g:.2f}'} | "
+              f"{'' if g is None else f'{g / took:.1f}'} | {'' if g is None else f'{g / ip:.0f}'} | {goal} | "
+              f"{'yes' if ok else '**no**'} |")
+    print(f"\nArchive write while building: {facts['write_cpu_s'] / facts['events'] * 1e6:.2f} µs of CPU per event "
+          f"(EventWriter.write, merges included; target ≤ 0.7).  Built in {facts.get('build_s', 0):.0f} s.")
+    print(f"Matches: {facts['shadow_last_hour']} /etc/shadow calls in the last hour, {facts['eacces']} EACCES "
+          f"in the day.")
+
+
+if __name__ == "__main__":
+    main()
