@@ -111,15 +111,11 @@ def sd_notify(message: str) -> None:
 
 
 def status_line(status: dict, rate: float | None) -> str:
-    """One line for systemd's STATUS=: driver, events per second, and every count of lost events."""
-    d, capture = status["driver"], status["capture"]
-    archive = status.get("archive") or {}
-    parts = [f"driver {d['name']} {d['version']}" + ("" if d["enabled"] else " (capture DISABLED)"),
-             "starting" if rate is None else f"{rate:,.0f} events/s",
-             f"{status['drained']['events']:,} events read",
-             f"dropped: {capture['drops']:,} by the driver"
-             + (f", {archive['dropped']:,} by the archive" if archive.get("enabled") else "")]
-    return "; ".join(parts)
+    """systemd's STATUS= (what `systemctl status saga` shows): the driver, events per second, and the
+    counts of losses.status_line."""
+    d = status["driver"]
+    driver = f"driver {d['name']} {d['version']}" + ("" if d["enabled"] else " (capture DISABLED)")
+    return "; ".join([driver, "starting" if rate is None else f"{rate:,.0f} events/s", losses.status_line(status)])
 
 
 def _first_error(group: BaseExceptionGroup) -> BaseException:
