@@ -18,8 +18,9 @@ import time
 import uuid
 from pathlib import Path
 
-NSPAWN_FLAGS = ["--register=no", "--keep-unit", "--capability=CAP_BPF,CAP_PERFMON",
-                "--system-call-filter=bpf perf_event_open", "--bind=/dev/fuse", "--console=pipe"]
+BASE_FLAGS = ["--register=no", "--keep-unit", "--bind=/dev/fuse", "--console=pipe"]
+# What the eBPF driver needs from a container.
+BPF_FLAGS = ["--capability=CAP_BPF,CAP_PERFMON", "--system-call-filter=bpf perf_event_open"]
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -28,18 +29,20 @@ class BootError(AssertionError):
 
 
 class Booted:
-    """A machine directory booted with systemd-nspawn; stop() powers it off."""
+    """A machine directory booted with systemd-nspawn; stop() powers it off.  bpf=False: a container
+    that may not use BPF (nspawn's defaults)."""
 
-    def __init__(self, root: Path, log: Path, timeout: float = 180):
+    def __init__(self, root: Path, log: Path, timeout: float = 180, bpf: bool = True):
         self.root = root
         self.log = log
         # Services start as on any system (the chroot base forbids it with policy-rc.d).
         (root / "usr/sbin/policy-rc.d").unlink(missing_ok=True)
         self.name = f"saga-test-{uuid.uuid4().hex[:8]}"
         self._log = open(log, "w")
-        self.proc = subprocess.Popen(["systemd-nspawn", "--boot", f"--directory={root}", f"--machine={self.name}",
-                                      *NSPAWN_FLAGS], stdin=subprocess.DEVNULL, stdout=self._log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        cmd = ["systemd-nspawn", "--boot", f"--directory={root}", f"--machine={self.name}", *BASE_FLAGS,
+               *(BPF_FLAGS if bpf else [])]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
         try:
             self.pid = self._find_init(timeout)
             self.state = self._booted(timeout)

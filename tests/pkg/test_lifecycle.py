@@ -273,3 +273,31 @@ def test_purge_leaves_nothing_attached_pinned_or_on_disk(host):
     left = sorted(p for p in h.machine.files() - h.files_before if "saga" in p.lower())
     # (The chroot tests compare the whole tree; a booted system changes too much for that.)
     assert not left, "purge left behind:\n" + "\n".join(left[:50])
+
+
+def test_a_container_that_may_not_use_bpf_is_told_why(base, built, release, tmp_path):
+    """nspawn's defaults (no CAP_BPF, bpf() refused by its seccomp filter): the service fails once with
+    exit 69 and one line naming the cause and the container's fix, and is not restarted."""
+    machine = pkgroot.Machine(base)
+    box = None
+    try:
+        deb = debs_in(built, release.suite, version(), ("saga",))["saga"]
+        (machine.path("/root") / deb.name).write_bytes(deb.read_bytes())
+        box = Booted(machine.root, tmp_path / "console.log", bpf=False)
+        box.run("apt-get", "install", "-y", "--no-install-recommends", f"/root/{deb.name}", env=APT, check=False)
+        time.sleep(8)                     # longer than RestartSec
+        u = dict(line.split("=", 1) for line in box.run(
+            "systemctl", "show", "saga", "--property=ActiveState", "--property=ExecMainStatus",
+            "--property=NRestarts").stdout.splitlines())
+        journal = box.run("journalctl", "-u", "saga", "--no-pager", check=False).stdout
+        assert u == {"ActiveState": "failed", "ExecMainStatus": "69", "NRestarts": "0"}, (u, journal)
+        errors = [ln for ln in journal.splitlines() if "]: saga: " in ln]     # what the daemon printed
+        assert len(errors) == 1, journal
+        assert "ebpf: a seccomp filter refuses the bpf() system call" in errors[0], errors[0]
+        assert "--system-call-filter='bpf perf_event_open'" in errors[0], errors[0]
+        # The module's side names the kernel's real limit, not a package to install.
+        assert "kmod: this kernel cannot load modules" in errors[0] and "saga-dkms" not in errors[0], errors[0]
+    finally:
+        if box is not None:
+            box.stop()
+        machine.close()
