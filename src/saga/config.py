@@ -21,6 +21,7 @@ from saga.errors import ConfigError, from_oserror
 DEFAULT_PATH = "/etc/saga/saga.toml"
 DEFAULT_DB = "sqlite:////var/lib/saga/saga.db"
 DEFAULT_SPOOL = "/var/lib/saga/spool"
+DEFAULT_RULES = "/etc/saga/rules.d/default.rules"
 DRIVERS = ("auto", "kmod", "ebpf", "replay")
 
 
@@ -30,6 +31,35 @@ def _positive(v: int) -> str | None:
 
 def _not_negative(v: float) -> str | None:
     return None if v >= 0 else "must be >= 0"
+
+
+_UNITS = {"": 1 << 20, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(text: str) -> tuple[float, bool]:
+    """A disk size setting: (bytes, False), or (a share of the filesystem, True) for "N%".
+
+    "512" and "512M" are MiB (a bare number is MiB, as auditd's space_left), "2G", "100K", "1T"; "10%" of
+    the filesystem's size; "0" means none.  ValueError for anything else."""
+    t = text.strip().upper()
+    if t.endswith("%"):
+        share = float(t[:-1])
+        if not 0 <= share < 100:
+            raise ValueError(text)
+        return share / 100, True
+    unit = t[-1:] if t[-1:] in _UNITS and not t[-1:].isdigit() else ""
+    number = float(t[:-1] if unit else t)
+    if number < 0:
+        raise ValueError(text)
+    return number * _UNITS[unit], False
+
+
+def _size(v: str) -> str | None:
+    try:
+        parse_size(v)
+    except ValueError:
+        return 'must be a size: MiB ("512"), with a unit ("512M", "2G") or a share of the filesystem ("10%")'
+    return None
 
 
 def _one_of(*choices: str):
@@ -83,6 +113,14 @@ class StoreConfig:
     retention_rows: int = _key(0, _not_negative)
     prune_interval: float = _key(300.0, _positive)
     group: str = _key("", restart=True)           # a group allowed to read a SQLite archive; "" = root only
+    # Disk bounds (saga.daemon.bounds; anchor: auditd.conf's max_log_file, space_left, admin_space_left).
+    max_size: str = _key("25%", _size)            # the archive's cap ("0": none)
+    max_size_action: str = _key("prune", _one_of("prune", "suspend", "warn"))
+    space_left: str = _key("10%", _size)          # free space on the archive's filesystem to keep
+    space_left_action: str = _key("prune", _one_of("prune", "suspend", "warn"))
+    admin_space_left: str = _key("5%", _size)     # below this, whatever else happens, archiving pauses
+    admin_space_left_action: str = _key("suspend", _one_of("suspend", "warn"))
+    bounds_interval: float = _key(5.0, _positive)  # how often the daemon checks them
 
     @property
     def host_name(self) -> str:
@@ -92,6 +130,7 @@ class StoreConfig:
 @dataclass(frozen=True)
 class RulesConfig:
     lock: bool = _key(False)
+    initial_file: str = _key(DEFAULT_RULES)       # loaded into the archive on a host's first start ("" = none)
 
 
 @dataclass(frozen=True)

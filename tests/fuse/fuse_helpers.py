@@ -10,7 +10,7 @@ from pathlib import Path
 from waiting import wait_for
 
 from saga import render
-from saga.config import Config, DaemonConfig, SagafsConfig, StoreConfig
+from saga.config import Config, DaemonConfig, RulesConfig, SagafsConfig, StoreConfig
 from saga.daemon.service import Daemon, Options
 from saga.drivers.replay import ReplayDriver
 from saga.sagafs.mount import detach, mount_type
@@ -34,9 +34,11 @@ class Mounted:
         self.mnt = root / "mnt"                  # not there yet: the daemon creates it
         self.driver = ReplayDriver(recording)
         self.config = Config(daemon=DaemonConfig(run_dir=str(root / "run"), archive=archive, **daemon),
-                             store=StoreConfig(url=f"sqlite:///{root}/saga.db", host="testhost", retention_days=0),
+                             store=StoreConfig(url=f"sqlite:///{root}/saga.db", host="testhost", retention_days=0,
+                                               max_size="0", space_left="0", admin_space_left="0"),
                              sagafs=SagafsConfig(mount=str(self.mnt), group=group,
-                                                 max_opens_per_user=max_opens_per_user))
+                                                 max_opens_per_user=max_opens_per_user),
+                             rules=RulesConfig(initial_file=""))
         self.daemon = Daemon(self.config, Options(reload_config=False), driver=self.driver)
         self.status: list[int] = []
         self.thread = threading.Thread(target=lambda: self.status.append(self.daemon.run(signals=False)))

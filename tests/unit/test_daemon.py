@@ -40,7 +40,9 @@ class Running:
         self.driver = driver
         self.daemon = Daemon(self.config, Options(no_mount=True, reload_config=False), driver=driver)
         self.status_code: list[int] = []
-        self.thread = threading.Thread(target=lambda: self.status_code.append(self.daemon.run(signals=False)))
+        # A daemon thread: a failing test must not keep the test run from exiting.
+        self.thread = threading.Thread(target=lambda: self.status_code.append(self.daemon.run(signals=False)),
+                                       daemon=True)
         self.thread.start()
         assert self.daemon.ready.wait(20), "daemon did not start"
         self.client = DaemonClient(self.config.daemon.socket_path)

@@ -32,13 +32,17 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import chain
+from typing import TYPE_CHECKING
 
 from saga import events
 from saga.daemon.enrich import Enricher
 from saga.daemon.spool import Location, Spool
 from saga.errors import SagaError
 from saga.store import Store, archive, cursor
-from saga.store.engine import ArchiveCorrupt, ArchiveGone
+from saga.store.engine import ArchiveCorrupt, ArchiveFull, ArchiveGone
+
+if TYPE_CHECKING:
+    from saga.daemon.bounds import DiskBounds
 
 log = logging.getLogger("saga.daemon.archiver")
 
@@ -87,6 +91,7 @@ class Archiver:
         self.retention = retention or Retention()
         self.spool = spool
         self.new_archive = new_archive   # after a reopen onto a new archive: register the host, returns its id
+        self.bounds: DiskBounds | None = None   # the disk bounds, checked in this thread (set by the daemon)
         self._queue: deque[Entry] = deque()
         self._cond = threading.Condition()
         self._stopping = False
@@ -174,6 +179,9 @@ class Archiver:
                 if self._stopping:
                     return None
                 wait = self._next_prune - time.monotonic() if self.retention.active else None
+                if self.bounds is not None:
+                    due = self.bounds.next_check - time.monotonic()
+                    wait = due if wait is None else min(wait, due)
                 if wait is not None and wait <= 0:
                     return []
                 self._cond.wait(wait)
@@ -208,6 +216,8 @@ class Archiver:
                     if self.spool is not None:
                         self.spool.archived(n, unspooled=sum(e.n for e in batch if e.where is None))
             now = time.monotonic()
+            if self.bounds is not None and now >= self.bounds.next_check and not self._stopping:
+                self._check_bounds()
             if self.retention.active and now >= self._next_prune and not self._stopping:
                 self._prune()
 
@@ -262,6 +272,8 @@ class Archiver:
                 continue                     # a new archive: write the batch there at once
             except SagaError as exc:
                 self._count_error(exc)
+                if isinstance(exc, ArchiveFull) and self.bounds is not None:
+                    self._check_bounds()          # make room now rather than at the next interval
                 if self._stopping and time.monotonic() >= (self._deadline or 0):
                     self._give_up(batch)
                     return
@@ -324,6 +336,22 @@ class Archiver:
                         "next start", spooled)
         if lost:
             log.error("stopping with the database unavailable: %d drained events were not archived (lost)", lost)
+
+    # -- disk bounds (saga.daemon.bounds) -------------------------------------------
+    def _check_bounds(self) -> None:
+        if self.bounds is None:
+            return
+        try:
+            self.bounds.check(self)
+        except SagaError as exc:
+            log.error("disk bounds: %s", exc)
+
+    def suspend(self, why: str | None) -> None:
+        """Stop archiving (and spooling) new events, counted as dropped (why), or resume (None)."""
+        with self._cond:
+            self.suspended = why
+        if self.spool is not None:
+            self.spool.paused = why is not None
 
     # -- the archive file --------------------------------------------------------
     def _check_file(self) -> None:

@@ -28,6 +28,7 @@ from saga import events, render
 from saga.config import Config
 from saga.daemon import losses
 from saga.daemon.archiver import Archiver, Retention
+from saga.daemon.bounds import DiskBounds
 from saga.daemon.control import ControlServer
 from saga.daemon.enrich import Enricher
 from saga.daemon.spool import Spool, parse_cursor
@@ -44,10 +45,12 @@ from saga.errors import (
     StoreError,
     from_oserror,
 )
+from saga.rules import grammar
 from saga.rules.service import RulesService
 from saga.store import Store, cursor
 from saga.store import engine as store_engine
 from saga.store import rules as stored_rules
+from saga.store.models import Host
 
 log = logging.getLogger("saga.daemon")
 
@@ -188,6 +191,7 @@ class Daemon:
         try:
             host = c.store.host_name
             host_id = self._register_host(store, host)
+            seed_rules(store, host, host_id, c.rules.initial_file)
             spool = open_spool(c)
             driver = self._driver
             if driver is None:
@@ -211,6 +215,7 @@ class Daemon:
                                     max_queued=c.daemon.archive_queue, retention=self._retention(c),
                                     spool=spool,
                                     new_archive=lambda: self._new_archive(store, host, driver))
+                archiver.bounds = DiskBounds(store, c.store, warn_every=c.daemon.warn_interval)
                 if spool is not None:
                     self._replay(spool, store, host_id, archiver)
             elif spool is not None:
@@ -509,6 +514,10 @@ class Daemon:
             archiver.retention = self._retention(new)
             archiver.enricher = state.enricher if new.daemon.enrich else None
             archiver.max_queued = new.daemon.archive_queue
+            if archiver.bounds is not None:
+                archiver.bounds.config = new.store
+                archiver.bounds.warn_every = new.daemon.warn_interval
+                archiver.bounds.next_check = 0.0
         if state.spool is not None:
             state.spool.max_bytes = new.daemon.spool_max_bytes
         self.config = configmod.keep_running(old, new)
@@ -529,6 +538,33 @@ def open_archive(c: Config) -> Store:
         log.error("%s: moved it to %s and started a new archive (`sqlite3 %s .recover` may save what it held)",
                   exc, aside, aside)
         return Store.open(c.store.url, own=True, gid=gid)
+
+
+def seed_rules(store: Store, host: str, host_id: int, path: str) -> None:
+    """A host's first start: store the rules of rules.initial_file (the default rule file), so the daemon
+    installs them.  A host that ever had rules keeps its own (the archive is the truth); a file that does
+    not exist means none (the driver's default: log everything); a bad file is logged, not fatal."""
+    if not path:
+        return
+    with store.session() as s:
+        host_row = s.get(Host, host_id)
+        if host_row is None or host_row.next_rule_id != 1:
+            return                                   # rules were given ids on this host before
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        log.info("no initial rule file at %s: every call is logged until rules are added", path)
+        return
+    except OSError as exc:
+        log.error("cannot read the initial rule file %s: %s", path, exc.strerror)
+        return
+    try:
+        rules = RulesService(store, None, host).replace(grammar.parse_lines(text, source=path))
+    except SagaError as exc:
+        log.error("the initial rule file is not loaded: %s", exc)
+        return
+    log.info("first start on this host: stored the %d rules of %s", len(rules), path)
 
 
 def open_spool(c: Config) -> Spool | None:

@@ -127,6 +127,7 @@ class Spool:
         self._seg = 0
         self._end = 0
         self.full_since: float | None = None      # monotonic time the spool became full (None: it is not)
+        self.paused = False                       # the disk bounds stopped spooling (the disk is nearly full)
         self.write_errors = 0
         self.last_error: str | None = None
         os.makedirs(directory, mode=0o700, exist_ok=True)
@@ -289,8 +290,8 @@ class Spool:
         p.set_u64(_W_HAND_EVENTS, nevents)
         with self._lock:
             total = sum(self._sizes.values())
-        if total + len(buf) > self.max_bytes:
-            if self.full_since is None and self.max_bytes:
+        if total + len(buf) > self.max_bytes or self.paused:
+            if self.full_since is None and self.max_bytes and not self.paused:
                 self.full_since = time.monotonic()
             return None
         self.full_since = None

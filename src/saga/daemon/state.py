@@ -115,6 +115,8 @@ class DaemonState:
             "archive": ({"enabled": True, "url": self.store.url, **self.archiver.counters()}
                         if self.archiver is not None else {"enabled": False, "url": self.store.url}),
             "spool": self._spool_status(),
+            "bounds": (self.archiver.bounds.status()
+                       if self.archiver is not None and self.archiver.bounds is not None else None),
             "losses": {"ring": st.drops - self.ring_drops_at_start},
             "previous_run": prev.as_dict() if prev is not None else None,
             "mount": self.mountpoint,

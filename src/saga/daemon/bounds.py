@@ -1,0 +1,239 @@
+"""Disk bounds: a size cap for the archive and a free-space guard on its filesystem (docs/daemon.md).
+
+Modelled on auditd.conf: `store.max_size` is max_log_file, `space_left`
+and `admin_space_left` are auditd's, each with its action.  Every
+`store.bounds_interval` seconds (and at once when a write fails for lack
+of space) the archiver thread measures the archive (for SQLite: the file
+and its WAL, less the free pages inside; for PostgreSQL: the database) and
+the free space of the filesystem it is on, then:
+
+- above max_size: `prune` (default) removes the oldest batches until the
+  archive is back under 90% of the cap; `suspend` stops archiving new
+  events (dropped, counted); `warn` only says so;
+- free space below space_left: `prune` (default) removes the oldest
+  batches and gives the space back to the filesystem (checkpoint, then
+  incremental vacuum) until space_left is free again or the archive is
+  empty; `suspend`, `warn` as above;
+- free space below admin_space_left, whatever was done: `suspend`
+  (default) stops archiving and spooling until space_left is free again;
+  `warn` only says so.
+
+So by default the oldest events go first and the disk never fills.  Every
+action is logged (pruning as information, suspension and warnings as
+warnings, at most once per `daemon.warn_interval` while it lasts) and shown
+in `saga status` (`bounds`).  PostgreSQL's filesystem is the server's: only
+max_size (in bytes, not %) applies to it.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from saga.config import StoreConfig, parse_size
+from saga.errors import SagaError
+from saga.store import Store, archive
+from saga.store.engine import translate
+
+if TYPE_CHECKING:
+    from saga.daemon.archiver import Archiver
+
+log = logging.getLogger("saga.daemon.bounds")
+
+CAP_TARGET = 0.9             # prune a capped archive back to this share of the cap
+PRUNE_STEP_MAX = 256         # batches removed between two measurements
+SPACE_MARGIN = 16 << 20      # free this much beyond space_left when pruning for space
+
+
+@dataclass
+class Measure:
+    size: int                # bytes the archive takes on disk (file + WAL)
+    used: int                # bytes of the database's pages holding data (free pages are reused first)
+    fs_size: int | None      # its filesystem's size and free space (None: a server database)
+    free: int | None
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+class DiskBounds:
+    def __init__(self, store: Store, config: StoreConfig, *, warn_every: float = 60.0) -> None:
+        self.store = store
+        self.config = config
+        self.warn_every = warn_every
+        self.next_check = 0.0
+        self.last: Measure | None = None
+        self.pruned_for_size = 0          # events removed to keep the cap
+        self.pruned_for_space = 0         # events removed to keep space_left free
+        self.suspended: str | None = None
+        self.last_action: str | None = None
+        self._warned: dict[str, float] = {}
+
+    # -- measuring --------------------------------------------------------------------------------
+    def measure(self) -> Measure:
+        path = self.store.path
+        if path is None:
+            with translate("measuring the archive"), self.store.engine.connect() as conn:
+                size = int(conn.exec_driver_sql("SELECT pg_database_size(current_database())").scalar_one())
+            return Measure(size, size, None, None)
+        size = 0
+        for suffix in ("", "-wal"):
+            try:
+                size += os.stat(path + suffix).st_size
+            except FileNotFoundError:
+                pass
+        with translate("measuring the archive"), self.store.engine.connect() as conn:
+            pages = conn.exec_driver_sql("PRAGMA page_count").scalar_one()
+            free_pages = conn.exec_driver_sql("PRAGMA freelist_count").scalar_one()
+            page = conn.exec_driver_sql("PRAGMA page_size").scalar_one()
+        st = os.statvfs(os.path.dirname(path) or ".")
+        return Measure(size, (pages - free_pages) * page, st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize)
+
+    def _limit(self, text: str, m: Measure) -> int | None:
+        """A size setting in bytes for this filesystem; None when it does not apply (0, or % on a server)."""
+        value, share = parse_size(text)
+        if share:
+            return int(value * m.fs_size) if m.fs_size is not None and value > 0 else None
+        return int(value) if value > 0 else None
+
+    # -- the check (archiver thread) -------------------------------------------------------------
+    def check(self, archiver: Archiver) -> None:
+        c = self.config
+        self.next_check = time.monotonic() + c.bounds_interval
+        try:
+            m = self.measure()
+        except (SagaError, OSError) as exc:
+            self._warn("measure", f"cannot measure the archive for its disk bounds: {exc}")
+            return
+        cap = self._limit(c.max_size, m)
+        if cap is not None and m.used > cap:
+            what = f"the archive takes {_human(m.used)}, above store.max_size ({_human(cap)})"
+            if c.max_size_action == "prune":
+                target = int(cap * CAP_TARGET)
+                n = self._prune(archive_host(archiver), lambda mm: mm.used - target, give_back=False)
+                self.pruned_for_size += n
+                self._act(f"{what}: removed its oldest {n:,} events", level=logging.INFO)
+                m = self.last or m
+            elif c.max_size_action == "suspend":
+                self._suspend(archiver, what)
+            else:
+                self._warn("max_size", what + " (store.max_size_action = warn)")
+        space_left = self._limit(c.space_left, m)
+        if m.free is not None and space_left is not None and m.free < space_left:
+            what = (f"{_human(m.free)} free on the archive's filesystem, below store.space_left "
+                    f"({_human(space_left)})")
+            if c.space_left_action == "prune":
+                want = space_left + SPACE_MARGIN
+                n = self._prune(archive_host(archiver), lambda mm: 0 if mm.free is None else want - mm.free,
+                                give_back=True)
+                self.pruned_for_space += n
+                self._act(f"{what}: removed the archive's oldest {n:,} events and gave the space back",
+                          level=logging.INFO if n else logging.WARNING)
+                m = self.last or m
+            elif c.space_left_action == "suspend":
+                self._suspend(archiver, what)
+            else:
+                self._warn("space_left", what + " (store.space_left_action = warn)")
+        admin = self._limit(c.admin_space_left, m)
+        if m.free is not None and admin is not None and m.free < admin:
+            what = (f"{_human(m.free)} free on the archive's filesystem, below store.admin_space_left "
+                    f"({_human(admin)})")
+            if c.admin_space_left_action == "suspend":
+                self._suspend(archiver, what)
+            else:
+                self._warn("admin_space_left", what + " (store.admin_space_left_action = warn)")
+        elif self.suspended is not None and self._may_resume(m, cap, space_left):
+            self._resume(archiver, m)
+        self.last = m
+
+    def _may_resume(self, m: Measure, cap: int | None, space_left: int | None) -> bool:
+        c = self.config
+        if c.max_size_action == "suspend" and cap is not None and m.used > cap:
+            return False
+        return m.free is None or space_left is None or m.free >= space_left
+
+    def _prune(self, host_id: int | None, need, *, give_back: bool) -> int:
+        """Remove the oldest batches until need(measure) (the bytes still to free) is <= 0 or the archive is
+        empty; returns the events removed.  Each round removes as many batches as the bytes needed take,
+        at the archive's average size per batch."""
+        removed = 0
+        while True:
+            m = self.measure()
+            self.last = m
+            missing = need(m)
+            if missing <= 0:
+                return removed
+            held = archive.usage(self.store.engine, host_id)
+            if not held.batches:
+                return removed
+            per_batch = max(m.used // max(held.batches, 1), 1)
+            step = min(max(-(-missing // per_batch), 1), PRUNE_STEP_MAX)
+            gone = archive.prune_oldest(self.store.engine, host_id, batches=step)
+            if not gone.batches:
+                return removed
+            removed += gone.events
+            if give_back:
+                self._give_back()
+
+    def _give_back(self) -> None:
+        """Return the pages pruning freed to the filesystem (SQLite: checkpoint, incremental vacuum)."""
+        if self.store.path is None:
+            return
+        raw = self.store.engine.raw_connection()     # autocommit: the pragmas run outside any transaction
+        try:
+            with translate("giving space back"):
+                cur = raw.cursor()
+                for pragma in ("wal_checkpoint(TRUNCATE)", "incremental_vacuum", "wal_checkpoint(TRUNCATE)"):
+                    cur.execute("PRAGMA " + pragma).fetchall()
+                cur.close()
+        finally:
+            raw.close()
+
+    # -- suspending ---------------------------------------------------------------------------------
+    def _suspend(self, archiver: Archiver, why: str) -> None:
+        if self.suspended is None:
+            log.warning("%s: archiving suspended until there is room again (new events are dropped, counted)",
+                        why)
+        self.suspended = why
+        archiver.suspend(why)
+        self.last_action = f"suspended: {why}"
+
+    def _resume(self, archiver: Archiver, m: Measure) -> None:
+        log.warning("archiving resumed (%s free on the archive's filesystem): it was suspended because %s",
+                    _human(m.free) if m.free is not None else "?", self.suspended)
+        self.suspended = None
+        archiver.suspend(None)
+        self.last_action = "resumed"
+
+    def _act(self, text: str, level: int) -> None:
+        log.log(level, "%s", text)
+        self.last_action = text
+
+    def _warn(self, key: str, text: str) -> None:
+        now = time.monotonic()
+        if now - self._warned.get(key, float("-inf")) >= self.warn_every:
+            self._warned[key] = now
+            log.warning("%s", text)
+        self.last_action = text
+
+    def status(self) -> dict:
+        c, m = self.config, self.last
+        return {"max_size": c.max_size, "max_size_action": c.max_size_action, "space_left": c.space_left,
+                "space_left_action": c.space_left_action, "admin_space_left": c.admin_space_left,
+                "admin_space_left_action": c.admin_space_left_action,
+                "size": m.size if m else None, "used": m.used if m else None,
+                "fs_size": m.fs_size if m else None, "free": m.free if m else None,
+                "pruned_for_size": self.pruned_for_size, "pruned_for_space": self.pruned_for_space,
+                "suspended": self.suspended, "last_action": self.last_action}
+
+
+def archive_host(archiver: Archiver) -> int | None:
+    """Whose events go: any host's in a SQLite archive (one machine's file), this host's on a server."""
+    return None if archiver.store.path is not None else archiver.host_id
