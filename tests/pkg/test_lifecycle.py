@@ -141,7 +141,7 @@ def test_installing_starts_the_service_on_the_packaged_driver(host):
 
 def test_rules_and_the_marker_are_logged(host):
     h = host
-    for rule in (f"log all --comm {MARKER}", "count all"):
+    for rule in (f"log all --comm {MARKER} --first", "count all"):     # (first: before the default rules)
         h.saga("rules", "add", *rule.split())
     h.box.run("cp", "/bin/cat", f"/usr/local/bin/{MARKER}")
     h.box.run(MARKER, "/etc/hostname")

@@ -20,6 +20,7 @@ from pkgroot import version
 
 PKG_FILES = {
     "saga": ["./usr/bin/saga", "./opt/venvs/saga/bin/saga", "saga.service", "./etc/saga/saga.toml",
+             "./etc/saga/rules.d/default.rules",
              "./var/lib/saga/", "./usr/share/man/man8/saga.8.gz", "./usr/share/man/man5/saga.toml.5.gz",
              "./usr/share/man/man7/saga-rules.7.gz", "./usr/share/man/man5/sagafs.5.gz",
              "./usr/share/man/man5/saga-log.5.gz", "./usr/share/bash-completion/completions/saga",
@@ -104,7 +105,7 @@ def test_unit_verifies_and_is_enabled(installed):
 def test_conffile_is_the_commented_defaults(installed):
     m = installed.machine
     conffiles = m.run("dpkg-query", "-W", "-f", "${Conffiles}", "saga").stdout
-    assert "/etc/saga/saga.toml" in conffiles
+    assert "/etc/saga/saga.toml" in conffiles and "/etc/saga/rules.d/default.rules" in conffiles
     text = m.path("/etc/saga/saga.toml").read_text()
     assert re.search(r"^#driver = \"auto\"$", text, re.M)
     check = ("import dataclasses, sys; from saga import config; "
