@@ -6,11 +6,13 @@
  * src/saga/drivers/ebpf/; the layouts shared with it are in saga_bpf.h.
  *
  * sys_exit counts a completed call and emits its record.  sys_enter keeps
- * entry state (time, arguments, paths) for calls that may be logged; user
- * space attaches it only while the rule set can log something, so
- * counting alone costs one program per call.  The calls sys_exit cannot
- * attribute (exit, exit_group, (rt_)sigreturn: see noreturn_call) are
- * counted and logged as at entry, whether sys_enter is attached or not.
+ * entry state (time, arguments, paths, the aux read at entry) for calls
+ * that may be logged; user space attaches it only while the rule set can
+ * log something, so counting alone costs one program per call.  The calls
+ * sys_exit cannot attribute (exit, exit_group, (rt_)sigreturn: see
+ * noreturn_call) are counted and logged as at entry, whether sys_enter is
+ * attached or not.  sched_process_fork marks the children of processes in
+ * a tree rule's tree.
  *
  * A call's action is one byte of the per-slot table in slot_actions; only
  * slots that a rule with fields covers look up the rule list and walk it.
@@ -25,11 +27,10 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-/* Slots of the calls handled at entry (native numbers, and ia32 sigreturn 119). */
+/* The native calls the BPF side counts through hooks of their own (see noreturn_call). */
 #define NR_RT_SIGRETURN		15
 #define NR_EXIT			60
 #define NR_EXIT_GROUP		231
-#define SLOT_IA32_SIGRETURN	(SAGA_COMPAT_BASE + 119)
 
 /* Global state (the .bss map); user space maps it read-write. */
 struct saga_bpf_config saga_config;
@@ -81,6 +82,14 @@ struct {
 	__type(value, struct saga_bpf_entry);
 } entries SEC(".maps");
 
+/* Tree marks (docs/kernel-abi.md, "tree"): made at fork, freed with the task. */
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct saga_bpf_marks);
+} marks SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
@@ -90,23 +99,116 @@ struct {
 
 static const __u32 zero;
 
-/* Who is calling, read once per call and only when a rule needs it. */
+/* Who is calling, read once per call and only as far as a rule needs it. */
+#define CALLER_IDS	1
+#define CALLER_EXE	2
+#define CALLER_MARKS	4
+
 struct caller {
 	__u32 tgid;
 	__u32 uid;
 	__u64 comm[2];
-	int known;
+	__u64 exe_ino;
+	__u32 exe_dev;
+	__u32 known;		/* CALLER_* loaded */
+	__u32 marks[SAGA_TREE_MARKS];
 };
 
-static __always_inline void caller_load(struct caller *c)
+static __always_inline void caller_ids(struct caller *c)
 {
-	if (c->known)
+	if (c->known & CALLER_IDS)
 		return;
 	c->tgid = bpf_get_current_pid_tgid() >> 32;
 	c->uid = (__u32)bpf_get_current_uid_gid();
 	c->comm[0] = c->comm[1] = 0;
 	bpf_get_current_comm(c->comm, sizeof(c->comm));
-	c->known = 1;
+	c->known |= CALLER_IDS;
+}
+
+/* The executable's identity: mm->exe_file's inode (0/0 for a task without one). */
+static __always_inline void caller_exe(struct caller *c)
+{
+	struct task_struct *task;
+	struct mm_struct *mm;
+	struct file *file;
+	struct inode *inode;
+
+	if (c->known & CALLER_EXE)
+		return;
+	c->known |= CALLER_EXE;
+	c->exe_ino = 0;
+	c->exe_dev = 0;
+	task = bpf_get_current_task_btf();
+	mm = task->mm;
+	if (!mm)
+		return;
+	file = mm->exe_file;
+	if (!file)
+		return;
+	inode = file->f_inode;
+	if (!inode)
+		return;
+	c->exe_ino = inode->i_ino;
+	c->exe_dev = inode->i_sb->s_dev;
+}
+
+static __always_inline void caller_marks(struct caller *c)
+{
+	struct saga_bpf_marks *m;
+
+	if (c->known & CALLER_MARKS)
+		return;
+	c->known |= CALLER_MARKS;
+	m = bpf_task_storage_get(&marks, bpf_get_current_task_btf(), 0, 0);
+#pragma unroll
+	for (int i = 0; i < SAGA_TREE_MARKS; i++)
+		c->marks[i] = m ? m->ids[i] : 0;
+}
+
+/* The rule's process fields (pid, uid, comm, exe) all hold for the caller. */
+static __always_inline int fields_match(const struct saga_rule *r, struct caller *c)
+{
+	__u16 m = r->match;
+
+	if (m & (SAGA_MATCH_PID | SAGA_MATCH_UID | SAGA_MATCH_COMM)) {
+		caller_ids(c);
+		if ((m & SAGA_MATCH_PID) && r->pid != c->tgid)
+			return 0;
+		if ((m & SAGA_MATCH_UID) && r->uid != c->uid)
+			return 0;
+		if (m & SAGA_MATCH_COMM) {
+			const __u64 *want = (const __u64 *)r->comm;
+
+			if (want[0] != c->comm[0] || want[1] != c->comm[1])
+				return 0;
+		}
+	}
+	if (m & SAGA_MATCH_EXE) {
+		caller_exe(c);
+		if (r->exe_ino != c->exe_ino || r->exe_dev != c->exe_dev)
+			return 0;
+	}
+	return 1;
+}
+
+static __always_inline int marked(struct caller *c, __u32 id)
+{
+	caller_marks(c);
+#pragma unroll
+	for (int i = 0; i < SAGA_TREE_MARKS; i++)
+		if (c->marks[i] == id)
+			return 1;
+	return 0;
+}
+
+/* The process part of a rule: its fields, or for a tree rule its mark. */
+static __always_inline int process_matches(const struct saga_rule *r, struct caller *c)
+{
+	if (!(r->match & SAGA_MATCH_PROCESS))
+		return 1;
+	if (fields_match(r, c))
+		return 1;
+	return (r->match & SAGA_MATCH_TREE) && marked(c, r->id);
 }
 
 static __always_inline __u32 slot_of(long nr, int compat)
@@ -121,17 +223,6 @@ static __always_inline __u32 slot_of(long nr, int compat)
 	return SAGA_NR_UNKNOWN;
 }
 
-/*
- * Calls that sys_exit cannot attribute: exit and exit_group never get
- * there, and (rt_)sigreturn restores a context whose syscall number is -1
- * (sys_exit ignores those).  As in the module they are counted and logged
- * at entry: flag NORETURN, ret 0, duration 0 (noreturn_call).
- */
-static __always_inline int done_at_entry(__u32 slot)
-{
-	return slot == NR_EXIT || slot == NR_EXIT_GROUP || slot == NR_RT_SIGRETURN || slot == SLOT_IA32_SIGRETURN;
-}
-
 /* ret_known == 0: decide whether the call may be logged, whatever it returns. */
 struct walk {
 	struct saga_bpf_ruleset *rs;
@@ -141,6 +232,7 @@ struct walk {
 	long ret;
 	int ret_known;
 	int action;
+	__u32 rule;
 };
 
 static long walk_step(__u32 i, void *data)
@@ -157,19 +249,8 @@ static long walk_step(__u32 i, void *data)
 	r = &rs->rules[idx & (SAGA_MAX_RULES - 1)];
 	if (!(r->syscalls[slot >> 6] & (1ULL << (slot & 63))))
 		return 0;
-	if (r->match & (SAGA_MATCH_PID | SAGA_MATCH_UID | SAGA_MATCH_COMM)) {
-		caller_load(&w->who);
-		if ((r->match & SAGA_MATCH_PID) && r->pid != w->who.tgid)
-			return 0;
-		if ((r->match & SAGA_MATCH_UID) && r->uid != w->who.uid)
-			return 0;
-		if (r->match & SAGA_MATCH_COMM) {
-			__u64 *want = (__u64 *)r->comm;
-
-			if (want[0] != w->who.comm[0] || want[1] != w->who.comm[1])
-				return 0;
-		}
-	}
+	if (!process_matches(r, &w->who))
+		return 0;
 	if (r->match & SAGA_MATCH_ERRORS) {
 		if (!w->ret_known) {
 			/* A failure would take this rule's action, a success goes on. */
@@ -183,7 +264,15 @@ static long walk_step(__u32 i, void *data)
 			return 0;
 	}
 	w->action = r->action;
+	w->rule = r->id;
 	return 1;
+}
+
+static __always_inline struct saga_bpf_ruleset *ruleset(__u32 idx)
+{
+	void *inner = bpf_map_lookup_elem(&rules, &idx);
+
+	return inner ? bpf_map_lookup_elem(inner, &zero) : 0;
 }
 
 /*
@@ -191,17 +280,12 @@ static long walk_step(__u32 i, void *data)
  * the same entry idx, walked from the first rule its own per-slot table
  * names.  Not inlined, to keep the common path short.
  */
-static __noinline int walk_rules(__u32 idx, __u32 slot, long ret, int ret_known)
+static __noinline int walk_rules(__u32 idx, __u32 slot, long ret, int ret_known, __u32 *rule)
 {
-	struct saga_bpf_ruleset *rs;
+	struct saga_bpf_ruleset *rs = ruleset(idx);
 	struct walk w;
-	void *inner;
 	__u16 v;
 
-	inner = bpf_map_lookup_elem(&rules, &idx);
-	if (!inner)
-		return SAGA_ACT_LOG;
-	rs = bpf_map_lookup_elem(inner, &zero);
 	if (!rs)
 		return SAGA_ACT_LOG;
 	v = rs->slot[slot & (SAGA_NR_SLOTS - 1)];
@@ -214,16 +298,19 @@ static __noinline int walk_rules(__u32 idx, __u32 slot, long ret, int ret_known)
 	w.ret = ret;
 	w.ret_known = ret_known;
 	w.action = rs->default_action;
+	w.rule = 0;
 	bpf_loop(SAGA_MAX_RULES, walk_step, &w, 0);
+	*rule = w.rule;
 	return w.action;
 }
 
 /*
- * The action for a call in `slot`: one byte of the action table in force
- * (an array lookup the verifier inlines), or the walk.  The index is read
- * once, so the table and the list come from the same rule set.
+ * The action for a call in `slot`, and the id of the rule that decided it
+ * when that action is log: one byte of the action table in force (an array
+ * lookup the verifier inlines), or the walk.  The index is read once, so
+ * the table and the list come from the same rule set.
  */
-static __always_inline int action_of(__u32 slot, long ret, int ret_known)
+static __always_inline int action_of(__u32 slot, long ret, int ret_known, __u32 *rule)
 {
 	__u32 idx = *(volatile __u32 *)&saga_config.actions;
 	struct saga_bpf_actions *t = bpf_map_lookup_elem(&slot_actions, &idx);
@@ -233,9 +320,12 @@ static __always_inline int action_of(__u32 slot, long ret, int ret_known)
 		return SAGA_ACT_LOG;
 	/* Keep the mask: the compiler may prove it redundant, the verifier cannot. */
 	asm volatile("" : "+r"(slot));
-	v = t->slot[slot & (SAGA_NR_SLOTS - 1)];
+	slot &= SAGA_NR_SLOTS - 1;
+	v = t->slot[slot];
 	if (v & SAGA_BPF_ACT_WALK)
-		return walk_rules(idx, slot, ret, ret_known);
+		return walk_rules(idx, slot, ret, ret_known, rule);
+	if (v == SAGA_ACT_LOG)
+		*rule = t->rule[slot];
 	return v;
 }
 
@@ -283,22 +373,32 @@ static __always_inline void read_args(struct pt_regs *regs, int compat, __u64 *a
 	}
 }
 
-/* Copy one path argument to buf; returns the bytes kept (NUL excluded). */
+/*
+ * Copy one path argument to buf; returns the bytes kept, its NUL included
+ * (0: none).  A NULL pointer is no path, not a fault.
+ */
 static __always_inline __u32 read_path(struct saga_bpf_pcpu *pc, struct saga_event *ev, char *buf, __u64 uptr)
 {
-	long n = bpf_probe_read_user_str(buf, SAGA_BPF_PATH_READ, (const void *)uptr);
+	long n;
 
+	if (!uptr)
+		return 0;
+	n = bpf_probe_read_user_str(buf, SAGA_BPF_PATH_READ, (const void *)uptr);
 	if (n < 0) {
 		ev->flags |= SAGA_EVF_PATH_FAULT;
 		pc->path_faults++;
 		return 0;
 	}
+	if (n == 0) {	/* "": before 6.5 (or so) the helper counts no NUL for an empty string */
+		buf[0] = 0;
+		return 1;
+	}
 	if (n == SAGA_BPF_PATH_READ) {
 		ev->flags |= SAGA_EVF_PATH_TRUNC;
 		buf[SAGA_PATH_MAX - 1] = 0;
-		return SAGA_PATH_MAX - 1;
+		return SAGA_PATH_MAX;
 	}
-	return n > 0 ? n - 1 : 0;
+	return n;
 }
 
 /* Argument i (0-based) of the record, 0 when out of range. */
@@ -315,60 +415,196 @@ static __always_inline __u64 arg_at(struct saga_event *ev, __u32 i)
 static __always_inline void read_paths(struct saga_bpf_pcpu *pc, struct saga_bpf_entry *e, __u32 slot)
 {
 	__u8 spec = saga_slot_paths[slot & (SAGA_NR_SLOTS - 1)];
-	__u32 len0 = 0, len1 = 0, off = 0;
+	__u32 len0 = 0, len1 = 0;
 
 	if (spec & 0xf) {
-		len0 = read_path(pc, &e->ev, e->paths, arg_at(&e->ev, (spec & 0xf) - 1));
-		if (len0 > SAGA_PATH_MAX - 1)
-			len0 = SAGA_PATH_MAX - 1;
-		off = len0 ? len0 + 1 : 0;
+		len0 = read_path(pc, &e->ev, e->data, arg_at(&e->ev, (spec & 0xf) - 1));
+		if (len0 > SAGA_PATH_MAX)
+			len0 = SAGA_PATH_MAX;
 	}
-	if (spec >> 4)
-		len1 = read_path(pc, &e->ev, e->paths + (off & 0x1ff), arg_at(&e->ev, (spec >> 4) - 1));
+	if (spec >> 4) {
+		len1 = read_path(pc, &e->ev, e->data + (len0 & 0x1ff), arg_at(&e->ev, (spec >> 4) - 1));
+		if (len1 > SAGA_PATH_MAX)
+			len1 = SAGA_PATH_MAX;
+	}
 	e->ev.path_len[0] = len0;
 	e->ev.path_len[1] = len1;
 }
 
-/* Bytes of path data after the fixed part (each path with its NUL). */
-static __always_inline __u32 paths_used(struct saga_event *ev)
+/* Where the aux blob goes: after the paths (at most SAGA_BPF_AUX_AT bytes of them). */
+static __always_inline char *aux_area(struct saga_bpf_entry *e)
 {
-	__u32 used = 0;
+	__u32 off = e->ev.path_len[0] + e->ev.path_len[1];
 
-	if (ev->path_len[0])
-		used += ev->path_len[0] + 1;
-	if (ev->path_len[1])
-		used += ev->path_len[1] + 1;
-	return used;
+	if (off > SAGA_BPF_AUX_AT)
+		off = SAGA_BPF_AUX_AT;
+	return e->data + off;
+}
+
+static __always_inline void aux_fault(struct saga_bpf_pcpu *pc, struct saga_event *ev)
+{
+	ev->flags |= SAGA_EVF_AUX_FAULT;
+	pc->aux_faults++;
+}
+
+/* execve's argv: whole strings, up to SAGA_AUX_ARGV_MAX bytes and SAGA_AUX_ARGV_ARGS strings. */
+struct argv_read {
+	char *dst;
+	__u64 argv;
+	__u32 len;
+	__u32 wide;		/* 8-byte pointers (native) or 4 (ia32) */
+	__u16 flags;
+};
+
+static long argv_step(__u32 i, void *data)
+{
+	struct argv_read *a = data;
+	__u64 p = 0;
+	__u32 len = a->len;
+	long n;
+
+	if (a->wide ? bpf_probe_read_user(&p, 8, (const void *)(a->argv + 8 * i))
+		    : bpf_probe_read_user(&p, 4, (const void *)(a->argv + 4 * i))) {
+		a->flags |= SAGA_EVF_AUX_FAULT;
+		return 1;
+	}
+	if (!p)
+		return 1;
+	if (i >= SAGA_AUX_ARGV_ARGS || len >= SAGA_AUX_ARGV_MAX) {
+		a->flags |= SAGA_EVF_AUX_TRUNC;
+		return 1;
+	}
+	/* One byte more room than may be kept: a string that fits is told from one that does not. */
+	n = bpf_probe_read_user_str(a->dst + (len & (SAGA_AUX_ARGV_MAX - 1)), SAGA_AUX_ARGV_MAX + 1 - len,
+				    (const void *)p);
+	if (n < 0) {
+		a->flags |= SAGA_EVF_AUX_FAULT;
+		return 1;
+	}
+	if (n == 0) {	/* "", from a helper that counts no NUL for it (as in read_path) */
+		a->dst[len & (SAGA_AUX_ARGV_MAX - 1)] = 0;
+		n = 1;
+	}
+	if (n > SAGA_AUX_ARGV_MAX - len) {
+		a->flags |= SAGA_EVF_AUX_TRUNC;
+		return 1;
+	}
+	a->len = len + n;
+	return 0;
+}
+
+static __always_inline void read_argv(struct saga_bpf_pcpu *pc, struct saga_bpf_entry *e, __u64 argv, int compat)
+{
+	struct argv_read a = { .dst = aux_area(e), .argv = argv, .wide = !compat };
+
+	if (argv)
+		bpf_loop(SAGA_AUX_ARGV_ARGS + 1, argv_step, &a, 0);
+	if (a.flags & SAGA_EVF_AUX_FAULT)
+		pc->aux_faults++;
+	e->ev.flags |= a.flags;
+	e->ev.aux_len = a.len & (2 * SAGA_AUX_MAX - 1);
+}
+
+/* A struct read whole: min(len, bound) bytes at ptr; longer is AUX_TRUNC. */
+static __always_inline void read_blob(struct saga_bpf_pcpu *pc, struct saga_bpf_entry *e, __u64 ptr, __u32 len,
+				      __u32 bound)
+{
+	__u32 n = len;
+
+	if (n > bound) {
+		n = bound;
+		e->ev.flags |= SAGA_EVF_AUX_TRUNC;
+	}
+	n &= 0xff;	/* bounds are <= 128: proves it to the verifier */
+	if (n && bpf_probe_read_user(aux_area(e), n, (const void *)ptr)) {
+		aux_fault(pc, &e->ev);
+		n = 0;
+	}
+	e->ev.aux_len = n;
+}
+
+static __always_inline void set_aux_kind(struct saga_event *ev, __u16 spec)
+{
+	ev->flags |= (spec & 7) << SAGA_EVF_AUX_SHIFT;
+}
+
+/* The aux read at entry (saga_slot_aux), or for aux read at exit the buffer length it will have. */
+static __always_inline void entry_aux(struct saga_bpf_pcpu *pc, struct saga_bpf_entry *e, __u16 spec, int compat)
+{
+	__u64 ptr = arg_at(&e->ev, SAGA_AUXSPEC_PTR(spec));
+	__u64 len = arg_at(&e->ev, SAGA_AUXSPEC_LEN(spec));
+	__u32 room = 0;
+
+	if (spec & SAGA_AUXSPEC_EXIT) {
+		if (ptr && len && !bpf_probe_read_user(&room, 4, (const void *)len))
+			e->aux_room = room;
+		return;
+	}
+	if ((spec & 7) == SAGA_AUX_ARGV) {
+		set_aux_kind(&e->ev, spec);
+		read_argv(pc, e, ptr, compat);
+		return;
+	}
+	if (!ptr)
+		return;	/* sendto on a connected socket: no address */
+	set_aux_kind(&e->ev, spec);
+	read_blob(pc, e, ptr, (__u32)len,
+		  (spec & 7) == SAGA_AUX_CLONE_ARGS ? SAGA_AUX_CLONE_ARGS_MAX : SAGA_AUX_SOCKADDR_MAX);
+}
+
+/* The address accept/recvfrom returned: min(its length, the buffer's, the bound) bytes. */
+static __always_inline void exit_aux(struct saga_bpf_pcpu *pc, struct saga_bpf_entry *e, __u32 slot)
+{
+	__u16 spec = saga_slot_aux[slot & (SAGA_NR_SLOTS - 1)];
+	__u64 ptr = arg_at(&e->ev, SAGA_AUXSPEC_PTR(spec));
+	__u64 lenp = arg_at(&e->ev, SAGA_AUXSPEC_LEN(spec));
+	__u32 len = 0, room = e->aux_room;
+
+	if (!(spec & SAGA_AUXSPEC_EXIT))
+		return;
+	set_aux_kind(&e->ev, spec);
+	if (bpf_probe_read_user(&len, 4, (const void *)lenp)) {
+		aux_fault(pc, &e->ev);
+		return;
+	}
+	if (len > room) {
+		e->ev.flags |= SAGA_EVF_AUX_TRUNC;
+		read_blob(pc, e, ptr, room, SAGA_AUX_SOCKADDR_MAX);
+		return;
+	}
+	read_blob(pc, e, ptr, len, SAGA_AUX_SOCKADDR_MAX);
 }
 
 /* Fill what is known only at the end of a call and put the record in the ring. */
-static __always_inline void emit(struct saga_bpf_pcpu *pc, struct saga_bpf_entry *e, long ret, __u64 duration)
+static __always_inline void emit(struct saga_bpf_pcpu *pc, struct saga_bpf_entry *e, long ret, __u64 duration,
+				 __u32 rule)
 {
 	struct saga_event *ev = &e->ev;
 	struct task_struct *task = bpf_get_current_task_btf();
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u64 uid_gid = bpf_get_current_uid_gid();
+	const struct cred *cred = task->cred;
 	__u32 size, used;
 	__u64 flags = BPF_RB_NO_WAKEUP, avail;
 
-	used = paths_used(ev);
-	if (used > SAGA_BPF_PATH_BUF - 8)
+	used = ev->path_len[0] + ev->path_len[1] + ev->aux_len;
+	if (used > SAGA_BPF_AUX_AT + SAGA_AUX_MAX)
 		return;
-	/* Zero the padding after the paths (the buffer holds older bytes). */
-	*(__u64 *)(e->paths + used) = 0;
+	/* Zero the padding after the data (the buffer holds older bytes). */
+	*(__u64 *)(e->data + used) = 0;
 	size = (sizeof(*ev) + used + 7) & ~7U;
 	ev->size = size;
 	ev->cpu = bpf_get_smp_processor_id();
-	ev->pid = pid_tgid >> 32;
-	ev->tid = (__u32)pid_tgid;
+	ev->pid = task->tgid;
+	ev->tid = task->pid;
 	ev->ppid = task->real_parent->tgid;
-	ev->uid = (__u32)uid_gid;
-	ev->gid = uid_gid >> 32;
+	ev->uid = cred->uid.val;
+	ev->gid = cred->gid.val;
 	ev->ret = ret;
 	ev->duration_ns = duration;
-	ev->__pad = 0;
-	__builtin_memset(ev->comm, 0, sizeof(ev->comm));
-	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
+	ev->rule_id = rule;
+	ev->cgroup_id = task->cgroups->dfl_cgrp->kn->id;
+	/* The name as two loads (task->comm is NUL-padded); bpf_get_current_comm costs a copy loop. */
+	*(__u64 *)&ev->comm[0] = *(__u64 *)&task->comm[0];
+	*(__u64 *)&ev->comm[8] = *(__u64 *)&task->comm[8] & ~(0xffULL << 56);
 
 	/*
 	 * Wake readers once, when this record takes the ring past the mark: a
@@ -379,7 +615,17 @@ static __always_inline void emit(struct saga_bpf_pcpu *pc, struct saga_bpf_entry
 	avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
 	if (avail < saga_config.wake_bytes && avail + size >= saga_config.wake_bytes)
 		flags = BPF_RB_FORCE_WAKEUP;
-	if (bpf_ringbuf_output(&events, ev, size & 0x3ff, flags)) {
+	if (size == sizeof(*ev)) {
+		/* Most records: a constant-size reservation, filled in place (no copy through a helper). */
+		struct saga_event *out = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
+
+		if (!out) {
+			pc->drops++;
+			return;
+		}
+		__builtin_memcpy(out, ev, sizeof(*ev));
+		bpf_ringbuf_submit(out, flags);
+	} else if (bpf_ringbuf_output(&events, ev, size & 0x7ff, flags)) {
 		pc->drops++;
 		return;
 	}
@@ -391,11 +637,13 @@ static __always_inline void start_record(struct saga_bpf_entry *e, struct pt_reg
 					 int compat, __u64 now)
 {
 	e->mono_ns = now;
+	e->aux_room = 0;
 	e->ev.ts_ns = now + saga_config.realtime_offset;
 	e->ev.nr = slot;
 	e->ev.orig_nr = nr;
 	e->ev.flags = compat ? SAGA_EVF_COMPAT : 0;
 	e->ev.path_len[0] = e->ev.path_len[1] = 0;
+	e->ev.aux_len = 0;
 	read_args(regs, compat, e->ev.args);
 }
 
@@ -414,7 +662,8 @@ static __always_inline void noreturn_call(struct pt_regs *regs, long nr, __u32 s
 {
 	struct saga_bpf_pcpu *pc;
 	struct saga_bpf_entry *e;
-	int action = action_of(slot, 0, 1);
+	__u32 rule = 0;
+	int action = action_of(slot, 0, 1, &rule);
 
 	if (action == SAGA_ACT_IGNORE)
 		return;
@@ -430,7 +679,7 @@ static __always_inline void noreturn_call(struct pt_regs *regs, long nr, __u32 s
 		return;
 	start_record(e, regs, nr, slot, compat, bpf_ktime_get_ns());
 	e->ev.flags |= SAGA_EVF_NORETURN;
-	emit(pc, e, 0, 0);
+	emit(pc, e, 0, 0, rule);
 }
 
 SEC("tp_btf/sys_enter")
@@ -441,9 +690,9 @@ int saga_sys_enter(__u64 *ctx)
 	struct task_struct *task;
 	struct saga_bpf_pcpu *pc;
 	struct saga_bpf_entry *e;
+	__u32 slot, rule;
+	__u16 aux;
 	int compat;
-	__u32 slot;
-	__u64 now;
 
 	if (!saga_config.enabled)
 		return 0;
@@ -451,12 +700,12 @@ int saga_sys_enter(__u64 *ctx)
 	compat = task->thread_info.status & TS_COMPAT;
 	slot = slot_of(nr, compat);
 
-	if (done_at_entry(slot)) {
+	if (saga_done_at_entry(slot)) {
 		if (slot != NR_RT_SIGRETURN || compat)	/* native rt_sigreturn: saga_sigreturn's */
 			noreturn_call(regs, nr, slot, compat, slot == NR_EXIT || slot == NR_EXIT_GROUP);
 		return 0;
 	}
-	if (action_of(slot, 0, 0) != SAGA_ACT_LOG || is_consumer()) {
+	if (action_of(slot, 0, 0, &rule) != SAGA_ACT_LOG || is_consumer()) {
 		/* Drop state a previous call may have left (rules changed in between). */
 		e = bpf_task_storage_get(&entries, task, 0, 0);
 		if (e)
@@ -466,12 +715,17 @@ int saga_sys_enter(__u64 *ctx)
 	e = bpf_task_storage_get(&entries, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!e)
 		return 0; /* no memory: logged at exit as NO_ENTER */
-	pc = bpf_map_lookup_elem(&counters, &zero);
-	if (!pc)
-		return 0;
-	now = bpf_ktime_get_ns();
-	start_record(e, regs, nr, slot, compat, now);
-	read_paths(pc, e, slot);
+	start_record(e, regs, nr, slot, compat, bpf_ktime_get_ns());
+	/* Most calls take no path and no aux: they need no counter (those count faults). */
+	aux = saga_slot_aux[slot & (SAGA_NR_SLOTS - 1)];
+	if (saga_slot_paths[slot & (SAGA_NR_SLOTS - 1)] || aux) {
+		pc = bpf_map_lookup_elem(&counters, &zero);
+		if (!pc)
+			return 0;
+		read_paths(pc, e, slot);
+		if (aux)
+			entry_aux(pc, e, aux, compat);
+	}
 	e->valid = 1;
 	return 0;
 }
@@ -486,8 +740,8 @@ int saga_sys_exit(__u64 *ctx)
 	struct saga_bpf_pcpu *pc;
 	struct saga_bpf_entry *e;
 	int compat, action;
+	__u32 slot, rule = 0;
 	long nr;
-	__u32 slot;
 
 	if (!saga_config.enabled)
 		return 0;
@@ -497,24 +751,31 @@ int saga_sys_exit(__u64 *ctx)
 	if (nr == -1)	/* sigreturn's restored context, or a call a tracer skipped */
 		return 0;
 	slot = slot_of(nr, compat);
-	action = action_of(slot, ret, 1);
+	if (ret == 0 && saga_fork_slot(slot))
+		return 0;	/* a new task's return from fork: the call counts once, in the parent */
+	action = action_of(slot, ret, 1, &rule);
 	if (action == SAGA_ACT_IGNORE)
 		return 0;
 	pc = bpf_map_lookup_elem(&counters, &zero);
 	if (!pc)
 		return 0;
 	count(pc, slot, ret);
-	if (action != SAGA_ACT_LOG || is_consumer())
+	if (action != SAGA_ACT_LOG)
 		return 0;
 
+	/* Entry state exists only for callers that were not readers at entry: no second check. */
 	e = bpf_task_storage_get(&entries, task, 0, 0);
 	if (e && e->valid && e->ev.nr == slot) {
 		e->valid = 0;
-		emit(pc, e, ret, bpf_ktime_get_ns() - e->mono_ns);
+		if (e->aux_room && ret >= 0)
+			exit_aux(pc, e, slot);
+		emit(pc, e, ret, bpf_ktime_get_ns() - e->mono_ns, rule);
 		return 0;
 	}
 	if (e)
 		e->valid = 0;
+	if (is_consumer())
+		return 0;
 	/* Entry not seen: log what the exit knows. */
 	e = bpf_map_lookup_elem(&scratch, &zero);
 	if (!e)
@@ -522,7 +783,78 @@ int saga_sys_exit(__u64 *ctx)
 	start_record(e, regs, nr, slot, compat, bpf_ktime_get_ns());
 	e->ev.flags |= SAGA_EVF_NO_ENTER;
 	pc->no_enter++;
-	emit(pc, e, ret, 0);
+	emit(pc, e, ret, 0, rule);
+	return 0;
+}
+
+/* The tree marks a new task gets (docs/kernel-abi.md, "tree"). */
+struct fork_walk {
+	struct saga_bpf_ruleset *rs;
+	struct caller parent;
+	__u32 ids[SAGA_TREE_MARKS];
+	__u32 n;
+	__u32 lost;
+};
+
+static long fork_step(__u32 i, void *data)
+{
+	struct fork_walk *f = data;
+	struct saga_rule *r;
+
+	if (i >= f->rs->nr_rules)
+		return 1;
+	r = &f->rs->rules[i & (SAGA_MAX_RULES - 1)];
+	if (!(r->match & SAGA_MATCH_TREE))
+		return 0;
+	if (!fields_match(r, &f->parent) && !marked(&f->parent, r->id))
+		return 0;
+	if (f->n >= SAGA_TREE_MARKS) {
+		f->lost++;
+		return 0;
+	}
+	f->ids[f->n & (SAGA_TREE_MARKS - 1)] = r->id;
+	f->n++;
+	return 0;
+}
+
+/*
+ * A task forks (in the parent, before the child runs): the child is marked
+ * for each tree rule in force whose process fields the parent matches or
+ * whose mark it carries.  Marks are made whether capture is paused or not:
+ * they are the rules' state, not a record.
+ */
+SEC("tp_btf/sched_process_fork")
+int saga_fork(__u64 *ctx)
+{
+	struct task_struct *child = (struct task_struct *)ctx[1];
+	struct saga_bpf_marks *m;
+	struct saga_bpf_pcpu *pc;
+	struct fork_walk f;
+
+	f.rs = ruleset(*(volatile __u32 *)&saga_config.actions);
+	if (!f.rs || !f.rs->nr_tree)
+		return 0;
+	f.parent.known = 0;
+	f.n = f.lost = 0;
+#pragma unroll
+	for (int i = 0; i < SAGA_TREE_MARKS; i++)
+		f.ids[i] = 0;
+	bpf_loop(SAGA_MAX_RULES, fork_step, &f, 0);
+	if (f.n) {
+		m = bpf_task_storage_get(&marks, child, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+		if (m) {
+#pragma unroll
+			for (int i = 0; i < SAGA_TREE_MARKS; i++)
+				m->ids[i] = f.ids[i];
+		} else {
+			f.lost += f.n;
+		}
+	}
+	if (f.lost) {
+		pc = bpf_map_lookup_elem(&counters, &zero);
+		if (pc)
+			pc->tree_drops += f.lost;
+	}
 	return 0;
 }
 
@@ -533,7 +865,7 @@ int saga_task_exit(__u64 *ctx)
 	struct task_struct *task;
 	struct saga_bpf_pcpu *pc;
 	struct pt_regs *regs;
-	__u32 slot;
+	__u32 slot, rule;
 
 	if (!saga_config.enabled)
 		return 0;
@@ -547,7 +879,7 @@ int saga_task_exit(__u64 *ctx)
 	slot = slot_of(regs->orig_ax, task->thread_info.status & TS_COMPAT);
 	if (slot != NR_EXIT && slot != NR_EXIT_GROUP)
 		return 0;
-	if (action_of(slot, 0, 1) == SAGA_ACT_IGNORE)
+	if (action_of(slot, 0, 1, &rule) == SAGA_ACT_IGNORE)
 		return 0;
 	pc = bpf_map_lookup_elem(&counters, &zero);
 	if (pc)

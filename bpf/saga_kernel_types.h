@@ -31,11 +31,52 @@ struct thread_info {
 	__u32 status;		/* TS_COMPAT while an ia32 syscall runs */
 };
 
+/* The executable's identity (exe= rules): mm->exe_file->f_inode's i_ino and i_sb->s_dev. */
+struct super_block {
+	__u32 s_dev;		/* dev_t, the kernel's encoding (major << 20 | minor) */
+};
+
+struct inode {
+	unsigned long i_ino;
+	struct super_block *i_sb;
+};
+
+struct file {
+	struct inode *f_inode;
+};
+
+struct mm_struct {
+	struct file *exe_file;
+};
+
+/* Ids read straight from the task, cheaper than the helpers that return them. */
+struct cred {
+	struct { __u32 val; } uid;	/* kuid_t: the uid in the initial user namespace */
+	struct { __u32 val; } gid;	/* kgid_t */
+};
+
+struct kernfs_node {
+	__u64 id;			/* a cgroup's id: its directory's inode number */
+};
+
+struct cgroup {
+	struct kernfs_node *kn;
+};
+
+struct css_set {
+	struct cgroup *dfl_cgrp;	/* the task's cgroup in the v2 hierarchy */
+};
+
 struct task_struct {
 	struct thread_info thread_info;
 	unsigned int flags;	/* PF_* */
+	int pid;
 	int tgid;
 	struct task_struct *real_parent;
+	struct mm_struct *mm;
+	const struct cred *cred;
+	struct css_set *cgroups;
+	char comm[16];		/* TASK_COMM_LEN, NUL-padded (__set_task_comm pads) */
 };
 
 #pragma clang attribute pop

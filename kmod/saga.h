@@ -5,6 +5,7 @@
  *   saga_main.c   load/unload, module parameters
  *   saga_probe.c  the sys_enter/sys_exit probes: decide, count, record
  *   saga_rules.c  the compiled, RCU-published rule set
+ *   saga_tree.c   the marks of tree rules, made at fork
  *   saga_entry.c  per-task entry state between sys_enter and sys_exit
  *   saga_ring.c   per-CPU event rings, readers and wake-ups
  *   saga_dev.c    /dev/saga: open/read/poll and one handler per ioctl
@@ -24,14 +25,13 @@
 
 #include "saga_compat.h"
 
+/* Written by tools/gen_uapi.py from src/saga/__init__.py (`make uapi`). */
 #define SAGA_VERSION		"0.1.0"
-
-/* Largest record: the fixed part, two paths with their NULs, rounded to 8. */
-#define SAGA_EVENT_MAX	ALIGN(sizeof(struct saga_event) + SAGA_NR_PATHS * SAGA_PATH_MAX, 8)
 
 /* ---- module parameters and global state (saga_main.c) ---------------- */
 extern unsigned int saga_ring_bytes;	/* per CPU, a power of two */
 extern unsigned int saga_entries;	/* entry table slots, a power of two */
+extern unsigned int saga_tree_tasks;	/* mark table slots, a power of two */
 extern int saga_default_action;
 extern bool saga_enabled;		/* read by the probes */
 extern bool saga_locked;
@@ -46,12 +46,14 @@ struct saga_cpu_stats {
 	u64 drops;		/* records lost to a full ring */
 	u64 no_enter;		/* records without entry state */
 	u64 path_faults;	/* path arguments that could not be read */
+	u64 aux_faults;		/* aux blobs cut short: user memory could not be read */
+	u64 tree_drops;		/* descendants not marked for a tree rule: no room */
 };
 extern struct saga_cpu_stats __percpu *saga_stats;
 extern atomic64_t saga_read_events;	/* records handed to readers */
 
 struct saga_totals {
-	u64 calls, errors, events, drops, no_enter, path_faults;
+	u64 calls, errors, events, drops, no_enter, path_faults, aux_faults, tree_drops;
 };
 void saga_stats_sum(struct saga_totals *t);
 void saga_stats_slot(unsigned int slot, u64 *calls, u64 *errors);
@@ -68,34 +70,46 @@ struct saga_ruleset {
 	struct rcu_head rcu;
 	u64 generation;
 	unsigned int count;
+	unsigned int nr_tree;		/* rules with SAGA_MATCH_TREE: forks have work */
 	bool enter_active;		/* some slot may be logged: sys_enter has work */
 	u8 fast[SAGA_NR_SLOTS];	/* SAGA_ACT_* or SAGA_FAST_SLOW */
-	struct saga_rule rules[];	/* in order; position holds the index */
+	u32 fast_id[SAGA_NR_SLOTS];	/* id of the rule that decided fast[n] (0: the default action) */
+	struct saga_rule rules[];	/* in order */
 };
 extern struct saga_ruleset __rcu *saga_rules;
 
 int saga_rules_init(void);
 void saga_rules_exit(void);
-/* The state change handlers; caller holds saga_ctl_mutex. */
-int saga_rule_add(struct saga_rule *r);
-int saga_rule_del(struct saga_rule_del *d);
-int saga_rules_clear(void);
+/* The state change handler; caller holds saga_ctl_mutex. */
 int saga_rules_replace(struct saga_rule *rules, unsigned int n);
-int saga_rule_check(const struct saga_rule *r);
 struct saga_ruleset *saga_rules_current(void);	/* under saga_ctl_mutex */
 
 /*
- * Action for a call.  @ret_known false: the entry-time question, "can this
- * call end up logged?", answered for both outcomes (errors rules).
+ * Action for a call, decided separately for a call that succeeds and one
+ * that fails (an `errors` rule decides only the latter), with the id of the
+ * rule that decided each (0: the default action).
  */
 struct saga_verdict {
 	u8 ok;		/* action if the call succeeds */
 	u8 err;		/* action if it fails */
+	u32 ok_id;
+	u32 err_id;
 };
 struct saga_verdict saga_rules_walk(const struct saga_ruleset *rs, unsigned int slot,
 				    struct task_struct *task);
+/* The rule's process fields (pid, uid, comm, exe) hold for the task. */
+bool saga_rule_process_fields(const struct saga_rule *r, struct task_struct *task);
 void saga_rule_show(struct seq_file *m, const struct saga_rule *r);
 const char *saga_action_name(unsigned int act);
+
+/* ---- tree marks (saga_tree.c) ----------------------------------------- */
+int saga_tree_init(void);
+void saga_tree_exit(void);
+/* In the parent, before the child runs: mark the child (rule set read under RCU). */
+void saga_tree_fork(const struct saga_ruleset *rs, struct task_struct *parent, struct task_struct *child);
+void saga_tree_free(struct task_struct *task);
+bool saga_tree_marked(struct task_struct *task, u32 id);
+unsigned int saga_tree_used(void);
 
 /* ---- entry state (saga_entry.c) --------------------------------------- */
 struct saga_entry {
@@ -105,9 +119,12 @@ struct saga_entry {
 	u64 mono_ns;			/* for the duration */
 	u64 args[6];
 	u16 slot;
-	u16 flags;			/* SAGA_EVF_PATH_* */
-	u16 path_len[SAGA_NR_PATHS];
+	u16 flags;			/* SAGA_EVF_PATH_*, SAGA_EVF_AUX_* and the aux kind */
+	u16 path_len[SAGA_NR_PATHS];	/* NUL included; 0: none */
+	u16 aux_len;
+	u32 aux_room;			/* aux read at exit: the address buffer's length at entry (0: none) */
 	char path[SAGA_NR_PATHS][SAGA_PATH_MAX + 1];	/* +1: tells a 255-byte path from a longer one */
+	char aux[SAGA_AUX_MAX + 1];	/* +1: tells an argv string that fits from one that does not */
 };
 
 int saga_entries_init(void);
@@ -122,8 +139,7 @@ unsigned int saga_entries_used(void);
 /* ---- rings and readers (saga_ring.c) ---------------------------------- */
 int saga_rings_init(void);
 void saga_rings_exit(void);		/* after the probes are gone */
-void saga_rings_reset(void);		/* drop what is buffered */
-/* Probe side: room for @size bytes in this CPU's ring, or NULL (counted). */
+/* Probe side: copy @size bytes into this CPU's ring; false when it has no room (the caller counts the drop). */
 bool saga_ring_write(const void *rec, unsigned int size);
 ssize_t saga_rings_read(char __user *buf, size_t count, bool nonblock);
 __poll_t saga_rings_poll(struct file *file, struct poll_table_struct *wait);

@@ -4,8 +4,8 @@
  *
  * read() returns whole records (docs/kernel-abi.md), poll() says when some
  * are waiting, and the ioctls of include/uapi/linux/saga.h, one handler
- * each.  Every state change needs CAP_SYS_ADMIN (EPERM); rule changes and
- * SET_ENABLED are refused with EPERM once rules are locked.  Read-only
+ * each.  Every state change needs CAP_SYS_ADMIN (EPERM); RULE_REPLACE and
+ * SET_ENABLED are refused with EBUSY once rules are locked.  Read-only
  * ioctls work for anyone holding the fd.
  */
 #include <linux/miscdevice.h>
@@ -60,12 +60,14 @@ static long ioc_get_info(void __user *arg)
 {
 	struct saga_info info = {
 		.abi_version = SAGA_ABI_VERSION,
-		.features = SAGA_FEAT_PATHS | SAGA_FEAT_DURATION | SAGA_FEAT_COMPAT | SAGA_FEAT_POLL,
+		.features = SAGA_FEAT_PATHS | SAGA_FEAT_DURATION | SAGA_FEAT_COMPAT | SAGA_FEAT_POLL |
+			    SAGA_FEAT_AUX | SAGA_FEAT_CGROUP | SAGA_FEAT_EXE | SAGA_FEAT_TREE,
 		.ring_bytes = saga_ring_bytes,
 		.nr_cpus = num_possible_cpus(),
 		.nr_slots = SAGA_NR_SLOTS,
 		.max_rules = SAGA_MAX_RULES,
 		.event_size = sizeof(struct saga_event),
+		.event_max = SAGA_EVENT_MAX,
 		.path_max = SAGA_PATH_MAX,
 		.default_action = saga_default_action,
 	};
@@ -127,41 +129,13 @@ static long ioc_stats_get(void __user *arg)
 	s.read = atomic64_read(&saga_read_events);
 	s.no_enter = t.no_enter;
 	s.path_faults = t.path_faults;
+	s.aux_faults = t.aux_faults;
+	s.tree_drops = t.tree_drops;
 	s.reset_ns = READ_ONCE(saga_reset_ns);
 	return copy_to_user(arg, &s, sizeof(s)) ? -EFAULT : 0;
 }
 
 /* ---- state changes (saga_ctl_mutex held, CAP_SYS_ADMIN checked) -------- */
-
-static long ioc_rule_add(void __user *arg)
-{
-	struct saga_rule r;
-	long ret;
-
-	if (copy_from_user(&r, arg, sizeof(r)))
-		return -EFAULT;
-	if (saga_locked)
-		return -EPERM;
-	ret = saga_rule_add(&r);
-	if (!ret && copy_to_user(arg, &r, sizeof(r)))
-		ret = -EFAULT;	/* the rule is in force: only the echo failed */
-	return ret;
-}
-
-static long ioc_rule_del(void __user *arg)
-{
-	struct saga_rule_del d;
-	long ret;
-
-	if (copy_from_user(&d, arg, sizeof(d)))
-		return -EFAULT;
-	if (saga_locked)
-		return -EPERM;
-	ret = saga_rule_del(&d);
-	if (!ret && copy_to_user(arg, &d, sizeof(d)))
-		ret = -EFAULT;
-	return ret;
-}
 
 static long ioc_rule_replace(void __user *arg)
 {
@@ -172,7 +146,7 @@ static long ioc_rule_replace(void __user *arg)
 	if (copy_from_user(&l, arg, sizeof(l)))
 		return -EFAULT;
 	if (saga_locked)
-		return -EPERM;
+		return -EBUSY;
 	if (l.count > SAGA_MAX_RULES)
 		return -ENOSPC;
 	rules = kvmalloc_array(max(l.count, 1U), sizeof(*rules), GFP_KERNEL);
@@ -184,11 +158,6 @@ static long ioc_rule_replace(void __user *arg)
 		ret = saga_rules_replace(rules, l.count);
 	kvfree(rules);
 	return ret;
-}
-
-static long ioc_rule_clear(void)
-{
-	return saga_locked ? -EPERM : saga_rules_clear();
 }
 
 static long ioc_rule_lock(void)
@@ -212,17 +181,14 @@ static long ioc_set_enabled(void __user *arg)
 	if (on > 1)
 		return -EINVAL;
 	if (saga_locked)
-		return -EPERM;
+		return -EBUSY;
 	return saga_set_enabled(on);
 }
 
 static long saga_change(unsigned int cmd, void __user *arg)
 {
 	switch (cmd) {
-	case SAGA_IOC_RULE_ADD:		return ioc_rule_add(arg);
-	case SAGA_IOC_RULE_DEL:		return ioc_rule_del(arg);
 	case SAGA_IOC_RULE_REPLACE:	return ioc_rule_replace(arg);
-	case SAGA_IOC_RULE_CLEAR:	return ioc_rule_clear();
 	case SAGA_IOC_RULE_LOCK:	return ioc_rule_lock();
 	case SAGA_IOC_STATS_RESET:	return ioc_stats_reset();
 	case SAGA_IOC_SET_ENABLED:	return ioc_set_enabled(arg);
@@ -242,10 +208,7 @@ static long saga_ioctl(struct file *file, unsigned int cmd, unsigned long uarg)
 		return ioc_rule_list(arg);
 	case SAGA_IOC_STATS_GET:
 		return ioc_stats_get(arg);
-	case SAGA_IOC_RULE_ADD:
-	case SAGA_IOC_RULE_DEL:
 	case SAGA_IOC_RULE_REPLACE:
-	case SAGA_IOC_RULE_CLEAR:
 	case SAGA_IOC_RULE_LOCK:
 	case SAGA_IOC_STATS_RESET:
 	case SAGA_IOC_SET_ENABLED:

@@ -19,6 +19,10 @@ unsigned int saga_entries = 4096;
 module_param_named(entries, saga_entries, uint, 0444);
 MODULE_PARM_DESC(entries, "calls in flight whose entry state is kept, rounded up to a power of two (64..1048576, default 4096)");
 
+unsigned int saga_tree_tasks = 4096;
+module_param_named(tree_tasks, saga_tree_tasks, uint, 0444);
+MODULE_PARM_DESC(tree_tasks, "tasks that can carry tree-rule marks at once, rounded up to a power of two (64..1048576, default 4096)");
+
 bool saga_enabled = true;
 module_param_named(enabled, saga_enabled, bool, 0444);
 MODULE_PARM_DESC(enabled, "capture from load (default Y); the SET_ENABLED ioctl changes it later");
@@ -69,6 +73,7 @@ static int __init saga_init(void)
 
 	saga_ring_bytes = clamp_pow2(saga_ring_bytes, 4096, 1U << 28);
 	saga_entries = clamp_pow2(saga_entries, 64, 1U << 20);
+	saga_tree_tasks = clamp_pow2(saga_tree_tasks, 64, 1U << 20);
 	saga_reset_ns = ktime_get_real_ns();
 
 	saga_stats = alloc_percpu(struct saga_cpu_stats);
@@ -77,9 +82,12 @@ static int __init saga_init(void)
 	err = saga_entries_init();
 	if (err)
 		goto free_stats;
-	err = saga_rings_init();
+	err = saga_tree_init();
 	if (err)
 		goto free_entries;
+	err = saga_rings_init();
+	if (err)
+		goto free_tree;
 	err = saga_rules_init();
 	if (err)
 		goto free_rings;
@@ -105,6 +113,8 @@ free_rules:
 	saga_rules_exit();
 free_rings:
 	saga_rings_exit();
+free_tree:
+	saga_tree_exit();
 free_entries:
 	saga_entries_exit();
 free_stats:
@@ -119,6 +129,7 @@ static void __exit saga_exit(void)
 	saga_probes_unregister();	/* waits until no probe runs */
 	saga_rules_exit();
 	saga_rings_exit();
+	saga_tree_exit();
 	saga_entries_exit();
 	free_percpu(saga_stats);
 	pr_info("saga: unloaded\n");

@@ -6,6 +6,7 @@
 #include <linux/proc_fs.h>
 #include <linux/seq_file.h>
 #include <linux/cpumask.h>
+#include <linux/kdev_t.h>
 
 #include "saga.h"
 #define SAGA_WANT_SLOT_NAMES
@@ -45,6 +46,10 @@ static int status_show(struct seq_file *m, void *v)
 	seq_printf(m, "no_enter: %llu\n", t.no_enter);
 	seq_printf(m, "path_faults: %llu\n", t.path_faults);
 	seq_printf(m, "reset_ns: %llu\n", READ_ONCE(saga_reset_ns));
+	seq_printf(m, "aux_faults: %llu\n", t.aux_faults);
+	seq_printf(m, "tree_tasks: %u\n", saga_tree_tasks);
+	seq_printf(m, "tree_used: %u\n", saga_tree_used());
+	seq_printf(m, "tree_drops: %llu\n", t.tree_drops);
 	return 0;
 }
 
@@ -175,8 +180,12 @@ void saga_rule_show(struct seq_file *m, const struct saga_rule *r)
 		seq_puts(m, " comm=");
 		put_word(m, r->comm);
 	}
+	if (r->match & SAGA_MATCH_EXE)	/* the identity the module holds, as the grammar reads it back */
+		seq_printf(m, " exe=@%u:%u:%llu", MAJOR(r->exe_dev), MINOR(r->exe_dev), r->exe_ino);
 	if (r->match & SAGA_MATCH_ERRORS)
 		seq_puts(m, " errors");
+	if (r->match & SAGA_MATCH_TREE)
+		seq_puts(m, " tree");
 	if (r->key[0]) {
 		seq_puts(m, " key=");
 		put_word(m, r->key);

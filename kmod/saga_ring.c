@@ -239,19 +239,6 @@ __poll_t saga_rings_poll(struct file *file, struct poll_table_struct *wait)
 	return 0;
 }
 
-void saga_rings_reset(void)
-{
-	int cpu;
-
-	mutex_lock(&saga_read_mutex);
-	for_each_possible_cpu(cpu) {
-		struct saga_ring *r = per_cpu_ptr(&saga_ring, cpu);
-
-		smp_store_release(&r->tail, smp_load_acquire(&r->head));
-	}
-	mutex_unlock(&saga_read_mutex);
-}
-
 int saga_rings_init(void)
 {
 	int cpu;

@@ -2,27 +2,32 @@
 /*
  * saga: the rule set.
  *
- * Rules live in an immutable struct saga_ruleset published with RCU: every
- * change (add, delete, clear, replace) builds a new set under
- * saga_ctl_mutex, swaps the pointer and frees the old set after a grace
- * period, so a probe sees either the old list or the new one, never half.
+ * Rules live in an immutable struct saga_ruleset published with RCU: a
+ * change (RULE_REPLACE: the whole list, ids chosen by user space) builds a
+ * new set under saga_ctl_mutex, swaps the pointer and frees the old set
+ * after a grace period, so a probe sees either the old list or the new
+ * one, never half.
  *
  * fast[slot] caches the decision for slots where the first rule that
  * names the slot uses no field but the syscall set (or no rule names it:
- * the default action), so those calls cost one table lookup.  Other slots
- * hold SAGA_FAST_SLOW and the probe walks the list.
+ * the default action), so those calls cost one table lookup; fast_id[slot]
+ * names the rule, for the records it logs.  Other slots hold
+ * SAGA_FAST_SLOW and the probe walks the list; so do the fork slots, whose
+ * child side sys_exit must recognise (saga_probe.c).
  */
 #include <linux/slab.h>
 #include <linux/string.h>
 #include <linux/cred.h>
 #include <linux/uidgid.h>
 #include <linux/user_namespace.h>
+#include <linux/fs.h>
+#include <linux/mm_types.h>
 
 #include "saga.h"
+#include "saga_syscalls.h"
 
 struct saga_ruleset __rcu *saga_rules;
 static u64 saga_generation;
-static u32 saga_next_id = 1;
 
 static const char *const saga_actions[] = {
 	[SAGA_ACT_LOG] = "log",
@@ -55,7 +60,7 @@ static struct saga_ruleset *ruleset_alloc(unsigned int n)
 }
 
 /*
- * Fill fast[] and positions.  Each rule decides the slots it names that
+ * Fill fast[] and fast_id[].  Each rule decides the slots it names that
  * no earlier rule named; the walk stops once every slot is decided, so a
  * compile costs O(rules x words), not O(rules x slots).
  */
@@ -67,8 +72,10 @@ static void ruleset_compile(struct saga_ruleset *rs)
 
 	memset(open, 0xff, sizeof(open));
 	memset(rs->fast, saga_default_action, sizeof(rs->fast));
+	memset(rs->fast_id, 0, sizeof(rs->fast_id));
+	rs->nr_tree = 0;
 	for (i = 0; i < rs->count; i++)
-		rs->rules[i].position = i;
+		rs->nr_tree += !!(rs->rules[i].match & SAGA_MATCH_TREE);
 	for (i = 0; i < rs->count && any; i++) {
 		const struct saga_rule *r = &rs->rules[i];
 		u8 act = r->match ? SAGA_FAST_SLOW : r->action;
@@ -83,12 +90,17 @@ static void ruleset_compile(struct saga_ruleset *rs)
 				unsigned int b = __ffs64(fresh);
 
 				rs->fast[w * 64 + b] = act;
+				rs->fast_id[w * 64 + b] = r->match ? 0 : r->id;
 				fresh &= fresh - 1;
 			}
 		}
 	}
 	rs->enter_active = memchr(rs->fast, SAGA_ACT_LOG, sizeof(rs->fast)) ||
 			   memchr(rs->fast, SAGA_FAST_SLOW, sizeof(rs->fast));
+	/* After enter_active: the fork slots walk only so that sys_exit sees their child side. */
+	for (i = 0; i < SAGA_NR_SLOTS; i++)
+		if (saga_fork_slot(i))
+			rs->fast[i] = SAGA_FAST_SLOW;
 	rs->generation = ++saga_generation;
 }
 
@@ -106,16 +118,6 @@ static void ruleset_publish(struct saga_ruleset *rs)
 	 */
 	if (old)
 		kvfree_rcu(old, rcu);
-}
-
-static int rule_find(const struct saga_ruleset *rs, u32 id)
-{
-	unsigned int i;
-
-	for (i = 0; i < rs->count; i++)
-		if (rs->rules[i].id == id)
-			return i;
-	return -1;
 }
 
 /* A NUL-terminated string whose bytes after the terminator are all zero. */
@@ -141,16 +143,20 @@ static bool bitmap_empty_words(const u64 *w)
 	return true;
 }
 
-/* Validate a rule from user space (position and id are checked by callers). */
-int saga_rule_check(const struct saga_rule *r)
+/* Validate a rule from user space (docs/kernel-abi.md, "Validation"). */
+static int rule_check(const struct saga_rule *r)
 {
-	if (r->__pad || r->action > SAGA_ACT_MAX || (r->match & ~SAGA_MATCH_ALL))
+	if (r->__pad || !r->id || r->action > SAGA_ACT_MAX || (r->match & ~SAGA_MATCH_ALL))
 		return -EINVAL;
 	if (!(r->match & SAGA_MATCH_PID) && r->pid)
 		return -EINVAL;
 	if (!(r->match & SAGA_MATCH_UID) && r->uid)
 		return -EINVAL;
 	if (!(r->match & SAGA_MATCH_COMM) && r->comm[0])
+		return -EINVAL;
+	if (r->match & SAGA_MATCH_EXE ? !r->exe_ino : r->exe_ino || r->exe_dev)
+		return -EINVAL;
+	if ((r->match & SAGA_MATCH_TREE) && !(r->match & SAGA_MATCH_PROCESS))
 		return -EINVAL;
 	if (!padded_string_ok(r->comm, sizeof(r->comm), r->match & SAGA_MATCH_COMM))
 		return -EINVAL;
@@ -161,97 +167,7 @@ int saga_rule_check(const struct saga_rule *r)
 	return 0;
 }
 
-static u32 take_id(u32 wanted)
-{
-	if (!wanted)
-		wanted = saga_next_id;
-	if (wanted >= saga_next_id)
-		saga_next_id = wanted + 1;
-	if (!saga_next_id)	/* wrapped: ids restart, duplicates are still refused */
-		saga_next_id = 1;
-	return wanted;
-}
-
-int saga_rule_add(struct saga_rule *r)
-{
-	struct saga_ruleset *old = saga_rules_current(), *rs;
-	unsigned int pos = r->position;
-	int err = saga_rule_check(r);
-
-	if (err)
-		return err;
-	if (pos == SAGA_POS_END)
-		pos = old->count;
-	if (pos > old->count)
-		return -EINVAL;
-	if (r->id && rule_find(old, r->id) >= 0)
-		return -EEXIST;
-	if (old->count >= SAGA_MAX_RULES)
-		return -ENOSPC;
-	while (!r->id) {	/* a picked id can collide with one given explicitly */
-		r->id = take_id(0);
-		if (rule_find(old, r->id) >= 0)
-			r->id = 0;
-	}
-	take_id(r->id);
-
-	rs = ruleset_alloc(old->count + 1);
-	if (!rs)
-		return -ENOMEM;
-	memcpy(rs->rules, old->rules, pos * sizeof(*r));
-	rs->rules[pos] = *r;
-	memcpy(rs->rules + pos + 1, old->rules + pos, (old->count - pos) * sizeof(*r));
-	ruleset_publish(rs);
-	r->position = pos;
-	return 0;
-}
-
-int saga_rule_del(struct saga_rule_del *d)
-{
-	struct saga_ruleset *old = saga_rules_current(), *rs;
-	bool by_key = d->flags & SAGA_DEL_BY_KEY;
-	unsigned int i, n = 0;
-
-	if (d->__pad || (d->flags & ~SAGA_DEL_BY_KEY))
-		return -EINVAL;
-	if (!padded_string_ok(d->key, sizeof(d->key), by_key))
-		return -EINVAL;
-	if (by_key ? d->id != 0 : d->key[0] != 0)
-		return -EINVAL;
-	if (!by_key && rule_find(old, d->id) < 0)
-		return -ENOENT;
-
-	rs = ruleset_alloc(old->count);
-	if (!rs)
-		return -ENOMEM;
-	for (i = 0; i < old->count; i++) {
-		const struct saga_rule *r = &old->rules[i];
-		bool gone = by_key ? !strncmp(r->key, d->key, sizeof(d->key)) : r->id == d->id;
-
-		if (!gone)
-			rs->rules[n++] = *r;
-	}
-	d->removed = old->count - n;
-	if (!d->removed) {
-		kvfree(rs);
-		return 0;
-	}
-	rs->count = n;
-	ruleset_publish(rs);
-	return 0;
-}
-
-int saga_rules_clear(void)
-{
-	struct saga_ruleset *rs = ruleset_alloc(0);
-
-	if (!rs)
-		return -ENOMEM;
-	ruleset_publish(rs);
-	return 0;
-}
-
-/* Install exactly these rules (ids kept or picked), in one step. */
+/* Install exactly these rules, in one step (ids are the caller's: nonzero, unique). */
 int saga_rules_replace(struct saga_rule *rules, unsigned int n)
 {
 	struct saga_ruleset *rs;
@@ -261,35 +177,42 @@ int saga_rules_replace(struct saga_rule *rules, unsigned int n)
 	if (n > SAGA_MAX_RULES)
 		return -ENOSPC;
 	for (i = 0; i < n; i++) {
-		err = saga_rule_check(&rules[i]);
+		err = rule_check(&rules[i]);
 		if (err)
 			return err;
 		for (j = 0; j < i; j++)
-			if (rules[i].id && rules[j].id == rules[i].id)
+			if (rules[j].id == rules[i].id)
 				return -EEXIST;
 	}
 	rs = ruleset_alloc(n);
 	if (!rs)
 		return -ENOMEM;
-	for (i = 0; i < n; i++)
-		if (rules[i].id)
-			take_id(rules[i].id);
-	for (i = 0; i < n; i++) {
-		struct saga_rule *r = &rules[i];
-
-		while (!r->id) {
-			r->id = take_id(0);
-			for (j = 0; j < n; j++)
-				if (j != i && rules[j].id == r->id)
-					r->id = 0;
-		}
-		rs->rules[i] = *r;
-	}
+	memcpy(rs->rules, rules, n * sizeof(*rules));
 	ruleset_publish(rs);
 	return 0;
 }
 
-static bool rule_fields_match(const struct saga_rule *r, struct task_struct *task)
+/* The task's executable is inode @ino on the superblock of device @dev (mm->exe_file, under RCU). */
+static bool task_exe_is(struct task_struct *task, u32 dev, u64 ino)
+{
+	struct mm_struct *mm = task->mm;
+	struct file *exe;
+	bool same = false;
+
+	if (!mm)
+		return false;
+	rcu_read_lock();
+	exe = rcu_dereference(mm->exe_file);
+	if (exe) {
+		struct inode *inode = file_inode(exe);
+
+		same = inode->i_ino == ino && inode->i_sb->s_dev == dev;
+	}
+	rcu_read_unlock();
+	return same;
+}
+
+bool saga_rule_process_fields(const struct saga_rule *r, struct task_struct *task)
 {
 	if ((r->match & SAGA_MATCH_PID) && task->tgid != r->pid)
 		return false;
@@ -298,7 +221,17 @@ static bool rule_fields_match(const struct saga_rule *r, struct task_struct *tas
 		return false;
 	if ((r->match & SAGA_MATCH_COMM) && strncmp(task->comm, r->comm, SAGA_COMM_LEN - 1))
 		return false;
+	if ((r->match & SAGA_MATCH_EXE) && !task_exe_is(task, r->exe_dev, r->exe_ino))
+		return false;
 	return true;
+}
+
+/* The process part of a rule: its fields, or for a tree rule the task's mark. */
+static bool rule_process_matches(const struct saga_rule *r, struct task_struct *task)
+{
+	if (!(r->match & SAGA_MATCH_PROCESS) || saga_rule_process_fields(r, task))
+		return true;
+	return (r->match & SAGA_MATCH_TREE) && saga_tree_marked(task, r->id);
 }
 
 /*
@@ -308,19 +241,23 @@ static bool rule_fields_match(const struct saga_rule *r, struct task_struct *tas
 struct saga_verdict saga_rules_walk(const struct saga_ruleset *rs, unsigned int slot,
 				    struct task_struct *task)
 {
-	struct saga_verdict v = { SAGA_FAST_SLOW, SAGA_FAST_SLOW };
+	struct saga_verdict v = { SAGA_FAST_SLOW, SAGA_FAST_SLOW, 0, 0 };
 	unsigned int i;
 
 	for (i = 0; i < rs->count; i++) {
 		const struct saga_rule *r = &rs->rules[i];
 
-		if (!rule_has_slot(r, slot) || !rule_fields_match(r, task))
+		if (!rule_has_slot(r, slot) || !rule_process_matches(r, task))
 			continue;
-		if (v.err == SAGA_FAST_SLOW)
+		if (v.err == SAGA_FAST_SLOW) {
 			v.err = r->action;
+			v.err_id = r->id;
+		}
 		if (!(r->match & SAGA_MATCH_ERRORS)) {
-			if (v.ok == SAGA_FAST_SLOW)
+			if (v.ok == SAGA_FAST_SLOW) {
 				v.ok = r->action;
+				v.ok_id = r->id;
+			}
 			return v;
 		}
 	}

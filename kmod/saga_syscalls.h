@@ -1034,4 +1034,52 @@ static const unsigned short saga_ia32_slot[SAGA_NR_IA32] = {
 	[462] = 462,
 };
 
+/* Slots whose new task returns 0 without having entered (clone, fork, vfork, clone3):
+ * that return is neither counted nor logged. */
+static __always_inline int saga_fork_slot(unsigned int slot)
+{
+	return slot == 56 || slot == 57 || slot == 58 || slot == 435;
+}
+
+/* Slots counted and logged at entry (NORETURN): exit, exit_group, rt_sigreturn, ia32 sigreturn. */
+static __always_inline int saga_done_at_entry(unsigned int slot)
+{
+	return slot == 15 || slot == 60 || slot == 231 || slot == 631;
+}
+
+/* Their numbers in either ABI: the only ones sys_enter must see when nothing can be logged. */
+static const unsigned long long saga_entry_ids[4] = {
+	0x1000000000008002ULL,
+	0x0080000000000000ULL,
+	0x0000200000000000ULL,
+	0x1000008000000000ULL,
+};
+
+static __always_inline int saga_maybe_done_at_entry(long id)
+{
+	return (unsigned long)id < 256 && (saga_entry_ids[id >> 6] >> (id & 63)) & 1;
+}
+
+/*
+ * The aux blob of each slot (docs/kernel-abi.md): bits 0-2 a SAGA_AUX_* kind, bit 3 read
+ * at exit, bits 4-6 the pointer argument, bits 8-10 the length argument, bit 11 the length
+ * argument points to it, bit 12 there is a length argument; 0: no aux.
+ */
+#define SAGA_AUXSPEC_EXIT	0x0008
+#define SAGA_AUXSPEC_PTR(s)	(((s) >> 4) & 7)
+#define SAGA_AUXSPEC_LEN(s)	(((s) >> 8) & 7)
+#define SAGA_AUXSPEC_LENPTR	0x0800
+#define SAGA_AUXSPEC_HASLEN	0x1000
+static const unsigned short saga_slot_aux[SAGA_NR_SLOTS] = {
+	[42] = SAGA_AUX_SOCKADDR | (1 << 4) | (2 << 8) | SAGA_AUXSPEC_HASLEN, /* connect */
+	[43] = SAGA_AUX_SOCKADDR | (1 << 4) | (2 << 8) | SAGA_AUXSPEC_HASLEN | SAGA_AUXSPEC_LENPTR | SAGA_AUXSPEC_EXIT, /* accept */
+	[44] = SAGA_AUX_SOCKADDR | (4 << 4) | (5 << 8) | SAGA_AUXSPEC_HASLEN, /* sendto */
+	[45] = SAGA_AUX_SOCKADDR | (4 << 4) | (5 << 8) | SAGA_AUXSPEC_HASLEN | SAGA_AUXSPEC_LENPTR | SAGA_AUXSPEC_EXIT, /* recvfrom */
+	[49] = SAGA_AUX_SOCKADDR | (1 << 4) | (2 << 8) | SAGA_AUXSPEC_HASLEN, /* bind */
+	[59] = SAGA_AUX_ARGV | (1 << 4), /* execve */
+	[288] = SAGA_AUX_SOCKADDR | (1 << 4) | (2 << 8) | SAGA_AUXSPEC_HASLEN | SAGA_AUXSPEC_LENPTR | SAGA_AUXSPEC_EXIT, /* accept4 */
+	[322] = SAGA_AUX_ARGV | (2 << 4), /* execveat */
+	[435] = SAGA_AUX_CLONE_ARGS | (0 << 4) | (1 << 8) | SAGA_AUXSPEC_HASLEN, /* clone3 */
+};
+
 #endif /* SAGA_SYSCALLS_H */

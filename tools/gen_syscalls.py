@@ -58,6 +58,27 @@ CLASSES = {
     "ipc": "msgget msgsnd msgrcv msgctl semget semop semtimedop semctl shmget shmat shmdt shmctl",
 }
 
+# Calls whose new task returns 0 from them without having entered: that return is neither
+# counted nor logged (docs/kernel-abi.md, "The child side of fork").
+FORK_CALLS = ("clone", "fork", "vfork", "clone3")
+# Calls counted and logged at entry (exit and exit_group never reach sys_exit; sigreturn's restored
+# context reads -1 there), by name in each ABI.
+DONE_AT_ENTRY = ("exit", "exit_group", "rt_sigreturn")
+DONE_AT_ENTRY_IA32 = ("exit", "exit_group", "rt_sigreturn", "sigreturn")
+# The aux blob (docs/kernel-abi.md, "Aux blob"): call -> (kind, pointer arg, length arg or None,
+# length is read through a pointer, read at exit).  Kinds are the SAGA_AUX_* names.
+AUX = {
+    "execve": ("ARGV", 1, None, False, False),
+    "execveat": ("ARGV", 2, None, False, False),
+    "connect": ("SOCKADDR", 1, 2, False, False),
+    "bind": ("SOCKADDR", 1, 2, False, False),
+    "sendto": ("SOCKADDR", 4, 5, False, False),
+    "accept": ("SOCKADDR", 1, 2, True, True),
+    "accept4": ("SOCKADDR", 1, 2, True, True),
+    "recvfrom": ("SOCKADDR", 4, 5, True, True),
+    "clone3": ("CLONE_ARGS", 0, 1, False, False),
+}
+
 # Table names whose entry point in syscalls.h has another name.
 ENTRY_ALIASES = {"stat": "newstat", "lstat": "newlstat", "fstat": "newfstat", "uname": "newuname",
                  "umount2": "umount", "sendfile": "sendfile64", "oldumount": "oldumount"}
@@ -230,6 +251,15 @@ def render_py(t: dict, source: str) -> str:
     lines += [")", "", "CLASSES = {"]
     for cls, names in t["classes"].items():
         lines.append(f"    {cls!r}: {tuple(names)!r},")
+    lines += ["}", "",
+              "# The child side of these calls is neither counted nor logged (docs/kernel-abi.md).",
+              f"FORK_CALLS = {FORK_CALLS!r}",
+              "# Counted and logged at entry (flag NORETURN).",
+              f"DONE_AT_ENTRY = {DONE_AT_ENTRY + ('ia32:sigreturn',)!r}",
+              "# call -> (SAGA_AUX_* kind name, pointer arg, length arg or None, length read through a pointer,"
+              " read at exit)",
+              "AUX = {"]
+    lines += [f"    {name!r}: {spec!r}," for name, spec in AUX.items()]
     lines += ["}", ""]
     return "\n".join(lines)
 
@@ -263,8 +293,65 @@ def render_c(t: dict, source: str) -> str:
             "/* Slot of each ia32 syscall number (see SAGA_COMPAT_BASE). */",
             "static const unsigned short saga_ia32_slot[SAGA_NR_IA32] = {"]
     out += [f"\t[{nr}] = {ia32_slot.get(nr, NR_SLOTS - 1)}," for nr in range(max_ia32)]
-    out += ["};", "", "#endif /* SAGA_SYSCALLS_H */", ""]
+    out += ["};", ""]
+    out += render_c_sets(t, names)
+    out += ["#endif /* SAGA_SYSCALLS_H */", ""]
     return "\n".join(out)
+
+
+def render_c_sets(t: dict, names: dict[int, str]) -> list[str]:
+    """The call sets both kernel sides test by slot or number, and the aux table."""
+    native = {name: nr for nr, name, _ in t["calls"]}
+    ia32 = {name: nr for nr, name, _, _ in t["compat"]}
+    ia32_slot = {nr: slot for nr, _, slot, _ in t["compat"]}
+
+    def test(var: str, values) -> str:
+        return " || ".join(f"{var} == {v}" for v in sorted(values))
+
+    fork = [native[n] for n in FORK_CALLS]
+    entry_slots = {native[n] for n in DONE_AT_ENTRY} | {ia32_slot[ia32[n]] for n in DONE_AT_ENTRY_IA32}
+    entry_ids = {native[n] for n in DONE_AT_ENTRY} | {ia32[n] for n in DONE_AT_ENTRY_IA32}
+    if max(entry_ids) >= 256:
+        raise SystemExit("gen_syscalls: a done-at-entry number is >= 256: widen saga_entry_ids")
+    words = [0] * 4
+    for nr in entry_ids:
+        words[nr >> 6] |= 1 << (nr & 63)
+    out = ["/* Slots whose new task returns 0 without having entered (" + ", ".join(FORK_CALLS) + "):",
+           " * that return is neither counted nor logged. */",
+           "static __always_inline int saga_fork_slot(unsigned int slot)", "{",
+           f"\treturn {test('slot', fork)};", "}", "",
+           "/* Slots counted and logged at entry (NORETURN): " + ", ".join(DONE_AT_ENTRY)
+           + ", ia32 sigreturn. */",
+           "static __always_inline int saga_done_at_entry(unsigned int slot)", "{",
+           f"\treturn {test('slot', entry_slots)};", "}", "",
+           "/* Their numbers in either ABI: the only ones sys_enter must see when nothing can be logged. */",
+           "static const unsigned long long saga_entry_ids[4] = {"]
+    out += [f"\t0x{w:016x}ULL," for w in words]
+    out += ["};", "",
+            "static __always_inline int saga_maybe_done_at_entry(long id)", "{",
+            "\treturn (unsigned long)id < 256 && (saga_entry_ids[id >> 6] >> (id & 63)) & 1;", "}", "",
+            "/*",
+            " * The aux blob of each slot (docs/kernel-abi.md): bits 0-2 a SAGA_AUX_* kind, bit 3 read",
+            " * at exit, bits 4-6 the pointer argument, bits 8-10 the length argument, bit 11 the length",
+            " * argument points to it, bit 12 there is a length argument; 0: no aux.",
+            " */",
+            "#define SAGA_AUXSPEC_EXIT\t0x0008",
+            "#define SAGA_AUXSPEC_PTR(s)\t(((s) >> 4) & 7)",
+            "#define SAGA_AUXSPEC_LEN(s)\t(((s) >> 8) & 7)",
+            "#define SAGA_AUXSPEC_LENPTR\t0x0800",
+            "#define SAGA_AUXSPEC_HASLEN\t0x1000",
+            "static const unsigned short saga_slot_aux[SAGA_NR_SLOTS] = {"]
+    for name, (kind, ptr, length, lenptr, at_exit) in sorted(AUX.items(), key=lambda kv: native[kv[0]]):
+        parts = [f"SAGA_AUX_{kind}", f"({ptr} << 4)"]
+        if length is not None:
+            parts += [f"({length} << 8)", "SAGA_AUXSPEC_HASLEN"]
+        if lenptr:
+            parts.append("SAGA_AUXSPEC_LENPTR")
+        if at_exit:
+            parts.append("SAGA_AUXSPEC_EXIT")
+        out.append(f"\t[{native[name]}] = {' | '.join(parts)}, /* {name} */")
+    out += ["};", ""]
+    return out
 
 
 def newest_headers() -> Path:

@@ -56,7 +56,7 @@ class Bench:
         sh("insmod", self.ko)
         try:
             with KmodDriver.open() as drv:
-                drv.replace_rules([rule("count all")])
+                drv.replace_rules([rule("1: count all")])
                 return self.storm()
         finally:
             self.unload()

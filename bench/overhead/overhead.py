@@ -39,6 +39,8 @@ BUILD = ROOT / "build" / "bench" / "overhead"
 BPFTRACE_PROG = "tracepoint:raw_syscalls:sys_enter { @[args->id] = count(); }"
 PACED_RATE = 500_000
 PACED_SECONDS = 4  # ~2 M events per round
+# Calls whose records carry an aux blob (docs/kernel-abi.md), against a plain logged getppid.
+AUX_KINDS = ("connect", "execve")
 
 
 @dataclass
@@ -49,6 +51,8 @@ class Variant:
     samples: dict = field(default_factory=lambda: {"getppid": [], "read": []})
     prog_ns: list = field(default_factory=list)  # BPF run time per call (kernel.bpf_stats_enabled)
     floor_ns: list = field(default_factory=list)  # the floor's, measured in the same calls
+    aux_ratio: dict = field(default_factory=lambda: {k: [] for k in AUX_KINDS})  # program time / getppid's
+    aux_ns: dict = field(default_factory=lambda: {k: [] for k in AUX_KINDS})
     note: str = ""
 
 
@@ -165,7 +169,8 @@ def bpf_progs() -> dict[int, tuple[int, int]]:
     return {p["id"]: (p.get("run_cnt", 0), p.get("run_time_ns", 0)) for p in json.loads(out or "[]")}
 
 
-def prog_cost(ids: set[int], loop: str, n: int, floor_ids: set[int] = frozenset()) -> tuple[float, float] | None:
+def prog_cost(ids: set[int], loop: str, n: int, floor_ids: set[int] = frozenset(),
+              kind: str = "getppid") -> tuple[float, float] | None:
     """ns of BPF program time per traced call, by the kernel's own BPF stats: (variant, floor).
 
     The floor, when attached alongside (floor_ids), is measured in the same
@@ -179,7 +184,7 @@ def prog_cost(ids: set[int], loop: str, n: int, floor_ids: set[int] = frozenset(
     Path("/proc/sys/kernel/bpf_stats_enabled").write_text("1")
     try:
         before = bpf_progs()
-        run_loop([], loop, "getppid", n)
+        run_loop([], loop, kind, n)
         after = bpf_progs()
     finally:
         Path("/proc/sys/kernel/bpf_stats_enabled").write_text("0")
@@ -321,6 +326,12 @@ def main() -> int:
                         if cost is not None:
                             v.prog_ns.append(cost[0])
                             v.floor_ns.append(cost[1])
+                        if v.name.startswith("saga-ebpf logging") and cost is not None:
+                            for kind in AUX_KINDS:   # program time of a call with an aux blob, same round
+                                aux = prog_cost(ours, loop, max(1000, v.calls // 10), kind=kind)
+                                if aux is not None:
+                                    v.aux_ns[kind].append(aux[0])
+                                    v.aux_ratio[kind].append(aux[0] / cost[0])
                         if v.name.startswith("saga-ebpf logging"):
                             drv = saga_stats["driver"]
                             log_runs.append(("flat out", *throughput(loop, drv, ["getppid", str(n(2_000_000))])))
@@ -393,6 +404,15 @@ def report(variants, log_runs, rounds, load0, load1, missing) -> None:
             ratios = [a / b for a, b in zip(v.prog_ns, v.floor_ns, strict=True) if b > 0]  # NaN compares false
             print(f"| {v.name} | {fmt_spread(v.prog_ns)} | {fmt_spread([b for b in v.floor_ns if b > 0])} | "
                   f"{fmt_ratio(ratios)} |")
+    with_aux = [v for v in variants if any(v.aux_ns.values())]
+    for v in with_aux:
+        print(f"\n{v.name}: program time of calls whose records carry an aux blob, against a logged getppid "
+              "in the same round (connect: a socket address; execve: 5 argument strings, the call fails).\n")
+        print("| call | ns per call | x logged getppid |")
+        print("|---|---|---|")
+        print(f"| getppid | {fmt_spread(v.prog_ns)} | 1.00 |")
+        for kind in AUX_KINDS:
+            print(f"| {kind} | {fmt_spread(v.aux_ns[kind])} | {fmt_ratio(v.aux_ratio[kind])} |")
     if log_runs:
         print("\nsaga-ebpf logging: events/s received by the draining reader (a separate process using "
               "EbpfDriver.read_raw), and records dropped.\n")

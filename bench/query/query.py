@@ -14,11 +14,14 @@ events rendered in the /sagafs/log format into a text file (page cache
 warm), and `grep -F` of the same question over it.
 
 Each measure is the median of --rounds runs of the saga command (a new
-process: interpreter start, imports and the search), with its peak RSS and,
-for `-n 0` searches, the time to its first line; "search" is the same
-search inside one process (Search.stream / report.summarize), without
-interpreter start and imports.  The archive and the text are kept in
---workdir and reused when they match --events.
+process: interpreter start, imports, the search and the printing), with
+its CPU time and peak RSS and, for `-n 0` searches, the time to its first
+line; the command runs from compiled bytecode, as an installed saga does
+(compiled once into --workdir: the tree itself is never written).  The
+targets are judged on the command.  "in-process" is the same search inside
+one process (Search.stream / report.summarize), without interpreter start
+and imports.  The archive and the text are kept in --workdir and reused
+when they match --events.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ import argparse
 import gzip
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -39,6 +43,7 @@ from saga.filters import EventFilter, failed
 from saga.store import Store, archive, columns
 from saga.store import rules as stored_rules
 from saga.store.query import Search
+from saga.store.reader import open_reader
 from saga.store.report import By, summarize
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -143,16 +148,16 @@ def build(url: str, n: int, text_path: Path, seed: int = 1) -> dict:
     return facts
 
 
-def run_cli(args: list[str], first_line: bool = False) -> tuple[float, float | None, int, int]:
-    """(wall seconds, seconds to the first line or None, peak RSS KiB, lines) of `saga ARGS`.
+def run_cli(args: list[str], env: dict[str, str]) -> tuple[float, float | None, float, int, int]:
+    """(wall seconds, seconds to the first line or None, CPU seconds, peak RSS KiB, lines) of `saga ARGS`.
 
-    The peak RSS is measured by /usr/bin/time: a child forked from this process would count this
+    CPU and peak RSS are measured by /usr/bin/time: a child forked from this process would count this
     process's memory before its exec.
     """
-    rss_file = Path(os.environ.get("TMPDIR", "/tmp")) / f"saga-bench-rss.{os.getpid()}"
+    usage_file = Path(os.environ.get("TMPDIR", "/tmp")) / f"saga-bench-usage.{os.getpid()}"
     t0 = time.perf_counter()
-    proc = subprocess.Popen(["/usr/bin/time", "-f", "%M", "-o", str(rss_file), SAGA, *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(["/usr/bin/time", "-f", "%M %U %S", "-o", str(usage_file), SAGA, *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
     first = None
     lines = 0
     assert proc.stdout is not None
@@ -162,29 +167,42 @@ def run_cli(args: list[str], first_line: bool = False) -> tuple[float, float | N
         lines += 1
     code = proc.wait()
     took = time.perf_counter() - t0
-    rss = int(rss_file.read_text().split()[-1])
-    rss_file.unlink()
+    rss, user, system = usage_file.read_text().split()[-3:]
+    usage_file.unlink()
     if code not in (0, 1):
         raise SystemExit(f"bench/query: saga {' '.join(args)} exited {code}")
-    return took, first if first_line else None, rss, lines
+    return took, first, float(user) + float(system), int(rss), lines
 
 
-def grep(word: str, path: Path) -> tuple[float, int]:
+def grep(word: str, path: Path) -> tuple[float, float, int]:
+    """(wall seconds, CPU seconds, matching lines) of grep -F over the text."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     out = subprocess.run(["grep", "-F", "-c", word, str(path)], capture_output=True, text=True)
-    return time.perf_counter() - t0, int(out.stdout.strip() or 0)
+    took = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return took, cpu, int(out.stdout.strip() or 0)
 
 
 def in_process(url: str, what: str, day: str, hour: str) -> float:
     t0 = time.perf_counter()
-    with Store.open(url, create=False) as st, st.session() as s:
+    with open_reader(url) as db:
         if what == "path":
-            list(Search(s, EventFilter.build(path="/etc/shadow", since=hour)).stream())
+            list(Search(db, EventFilter.build(path="/etc/shadow", since=hour)).stream())
         elif what == "errno":
-            list(Search(s, EventFilter.build(errno="EACCES", since=day)).stream())
+            list(Search(db, EventFilter.build(errno="EACCES", since=day)).stream())
         else:
-            summarize(Search(s, EventFilter.build(since=day)), By.syscall)
+            summarize(Search(db, EventFilter.build(since=day)), By.syscall)
     return time.perf_counter() - t0
+
+
+def compiled(work: Path) -> dict[str, str]:
+    """The environment of the commands: bytecode kept in the work directory (the first run of each
+    command, not measured, compiles what it imports)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
+    return env
 
 
 def main() -> None:
@@ -206,6 +224,7 @@ def main() -> None:
         meta.write_text(json.dumps(facts))
     url = f"sqlite:///{db}"
     base = ["--db", url]
+    env = compiled(work)
     # The day the archive covers and its last hour, as times (the archive may be reused on a later day).
     day, hour = f"@{facts['start_ns'] / 1e9:.9f}", f"@{(facts['start_ns'] + SPAN - HOUR) / 1e9:.9f}"
     measures = {
@@ -217,38 +236,44 @@ def main() -> None:
     runs: dict[str, list] = {k: [] for k in measures}
     greps: dict[str, list] = {k: [] for k in measures}
     inproc: dict[str, list] = {k: [] for k in measures}
+    loads = []
+    for cmd, _word, _want in measures.values():         # bytecode compiled, pages cached: not measured
+        run_cli(base + cmd, env)
     for _ in range(args.rounds):
         for name, (cmd, word, want) in measures.items():
-            took, first, rss, lines = run_cli(base + cmd, first_line=cmd[0] == "query")
+            loads.append(os.getloadavg()[0])
+            took, first, cpu, rss, lines = run_cli(base + cmd, env)
             if want is not None and lines != want:
                 raise SystemExit(f"bench/query: {name}: {lines} lines, the archive holds {want} such events")
-            runs[name].append((took, first, rss))
+            runs[name].append((took, first, cpu, rss))
             inproc[name].append(in_process(url, name, day, hour))
             if word is not None:
-                g, _count = grep(word, text)
-                greps[name].append(g)
-    load = os.getloadavg()[0]
+                g, g_cpu, _count = grep(word, text)
+                greps[name].append((g, g_cpu))
     u = facts["usage"]
     print(f"Query, {facts['events']:,} events over 24 hours ({u['batches']:,} batches, "
           f"{u['stored_bytes'] / facts['events']:.0f} bytes per event in columns, archive file "
           f"{db.stat().st_size / 2**30:.2f} GiB; text {text.stat().st_size / 2**30:.2f} GiB), median of "
-          f"{args.rounds} runs, load average {load:.1f} on {os.cpu_count()} CPUs.\n")
-    print("| measure | saga command, s | first line, s | peak RSS, MB | search in-process, s | grep -F, s "
-          "| × grep (command) | × grep (search) | target | met |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---|:---:|")
+          f"{args.rounds} runs, load average {min(loads):.1f} to {max(loads):.1f} during the runs on "
+          f"{os.cpu_count()} CPUs.\n")
+    print("| measure | saga command, s | first line, s | CPU, s | peak RSS, MB | in-process, s | grep -F, s "
+          "(CPU) | × grep (command) | × grep (in-process) | target | met |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|:---:|")
     for name, (cmd, _word, _) in measures.items():
         took = statistics.median(r[0] for r in runs[name])
         firsts = [r[1] for r in runs[name] if r[1] is not None]
-        rss = max(r[2] for r in runs[name]) / 1024
+        cpu = statistics.median(r[2] for r in runs[name])
+        rss = max(r[3] for r in runs[name]) / 1024
         ip = statistics.median(inproc[name])
-        g = statistics.median(greps[name]) if greps[name] else None
-        ok = took <= TARGETS[name] and rss <= RSS_TARGET_MB
+        g = statistics.median(x[0] for x in greps[name]) if greps[name] else None
+        g_cpu = statistics.median(x[1] for x in greps[name]) if greps[name] else None
+        ok = took <= TARGETS[name] and rss <= RSS_TARGET_MB and (not firsts or statistics.median(firsts) <= 1.0)
         goal = f"≤ {TARGETS[name]:g} s, ≤ {RSS_TARGET_MB} MB"
         if g is not None:
-            ok = ok and g / ip >= RATIO_TARGET
-            goal += f", ≥ {RATIO_TARGET}× grep"
+            ok = ok and g / took >= RATIO_TARGET
+            goal += f", first line ≤ 1 s, ≥ {RATIO_TARGET}× grep"
         print(f"| `saga {' '.join(cmd)}` | {took:.2f} | {statistics.median(firsts) if firsts else float('nan'):.2f} "
-              f"| {rss:.0f} | {ip:.3f} | {'' if g is None else f'{g:.2f}'} | "
+              f"| {cpu:.2f} | {rss:.0f} | {ip:.3f} | {'' if g is None else f'{g:.2f} ({g_cpu:.2f})'} | "
               f"{'' if g is None else f'{g / took:.1f}'} | {'' if g is None else f'{g / ip:.0f}'} | {goal} | "
               f"{'yes' if ok else '**no**'} |")
     print(f"\nArchive write while building: {facts['write_cpu_s'] / facts['events'] * 1e6:.2f} µs of CPU per event "

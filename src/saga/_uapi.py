@@ -26,10 +26,47 @@ class Layout(NamedTuple):
     def names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.fields)
 
+    def field(self, name: str) -> Field:
+        return next(f for f in self.fields if f.name == name)
+
+    def offset(self, name: str) -> int:
+        return self.field(name).offset
+
+    def positions(self) -> dict[str, int]:
+        """Where each member starts in the unpacked tuple (an array of numbers takes one item each);
+        the key "" is one past the last."""
+        out, pos = {}, 0
+        for f in self.fields:
+            out[f.name] = pos
+            pos += 1 if f.code.endswith("s") else f.elems
+        out[""] = pos
+        return out
+
+    def unpack(self, buf, offset: int = 0) -> dict:
+        """The members by name (arrays of numbers as tuples)."""
+        values = struct.unpack_from(self.fmt, buf, offset)
+        out, i = {}, 0
+        for f in self.fields:
+            n = 1 if f.code.endswith("s") else f.elems
+            out[f.name] = values[i] if n == 1 else values[i:i + n]
+            i += n
+        return out
+
+    def pack(self, **values) -> bytearray:
+        """The struct from members by name; missing ones are zero."""
+        flat: list = []
+        for f in self.fields:
+            if f.code.endswith("s") or f.elems == 1:
+                flat.append(values.get(f.name, b"" if f.code.endswith("s") else 0))
+            else:
+                v = list(values.get(f.name, ()))[:f.elems]
+                flat.extend(v + [0] * (f.elems - len(v)))
+        return bytearray(struct.pack(self.fmt, *flat))
+
 
 # Constants
 
-SAGA_ABI_VERSION = 1
+SAGA_ABI_VERSION = 2
 SAGA_DEVICE_NAME = 'saga'
 SAGA_COMM_LEN = 16
 SAGA_KEY_LEN = 32
@@ -49,37 +86,55 @@ SAGA_EVF_PATH_TRUNC = 2
 SAGA_EVF_PATH_FAULT = 4
 SAGA_EVF_NO_ENTER = 8
 SAGA_EVF_NORETURN = 16
+SAGA_EVF_AUX_TRUNC = 32
+SAGA_EVF_AUX_FAULT = 64
+SAGA_EVF_AUX_SHIFT = 8
+SAGA_EVF_AUX_MASK = 1792
+SAGA_AUX_NONE = 0
+SAGA_AUX_ARGV = 1
+SAGA_AUX_SOCKADDR = 2
+SAGA_AUX_CLONE_ARGS = 3
+SAGA_AUX_ARGV_MAX = 512
+SAGA_AUX_ARGV_ARGS = 32
+SAGA_AUX_SOCKADDR_MAX = 128
+SAGA_AUX_CLONE_ARGS_MAX = 88
+SAGA_AUX_MAX = 512
+SAGA_EVENT_MAX = 1160
 SAGA_FEAT_PATHS = 1
 SAGA_FEAT_DURATION = 2
 SAGA_FEAT_COMPAT = 4
 SAGA_FEAT_POLL = 8
+SAGA_FEAT_AUX = 16
+SAGA_FEAT_CGROUP = 32
+SAGA_FEAT_EXE = 64
+SAGA_FEAT_TREE = 128
 SAGA_MATCH_PID = 1
 SAGA_MATCH_UID = 2
 SAGA_MATCH_COMM = 4
 SAGA_MATCH_ERRORS = 8
-SAGA_MATCH_ALL = 15
-SAGA_POS_END = 0xffffffff
-SAGA_DEL_BY_KEY = 1
-SAGA_IOC_MAGIC = 229
-SAGA_IOC_GET_INFO = 0x8050e500
-SAGA_IOC_RULE_ADD = 0xc0c8e501
-SAGA_IOC_RULE_DEL = 0xc030e502
-SAGA_IOC_RULE_LIST = 0xc018e503
-SAGA_IOC_RULE_CLEAR = 0xe504
-SAGA_IOC_RULE_LOCK = 0xe505
-SAGA_IOC_STATS_GET = 0xc050e506
-SAGA_IOC_STATS_RESET = 0xe507
-SAGA_IOC_SET_ENABLED = 0x4004e508
-SAGA_IOC_RULE_REPLACE = 0x4018e509
+SAGA_MATCH_EXE = 16
+SAGA_MATCH_TREE = 32
+SAGA_MATCH_ALL = 63
+SAGA_MATCH_PROCESS = 23
+SAGA_TREE_MARKS = 4
+SAGA_IOC_MAGIC = 213
+SAGA_IOC_GET_INFO = 0x8058d500
+SAGA_IOC_RULE_LIST = 0xc018d501
+SAGA_IOC_RULE_REPLACE = 0x4018d502
+SAGA_IOC_RULE_LOCK = 0xd503
+SAGA_IOC_STATS_GET = 0xc060d504
+SAGA_IOC_STATS_RESET = 0xd505
+SAGA_IOC_SET_ENABLED = 0x4004d506
 
 # Struct layouts
 
-SAGA_EVENT = Layout('saga_event', 128, '<HHHHIIIIIIQQq6Q16s2HI', (
+SAGA_EVENT = Layout('saga_event', 136, '<HHHHHHIIIIIQQq6Q16s2HIQ', (
     Field('size', 0, 2, 1, 'H'),
     Field('flags', 2, 2, 1, 'H'),
     Field('nr', 4, 2, 1, 'H'),
     Field('orig_nr', 6, 2, 1, 'H'),
-    Field('cpu', 8, 4, 1, 'I'),
+    Field('cpu', 8, 2, 1, 'H'),
+    Field('aux_len', 10, 2, 1, 'H'),
     Field('pid', 12, 4, 1, 'I'),
     Field('tid', 16, 4, 1, 'I'),
     Field('ppid', 20, 4, 1, 'I'),
@@ -91,11 +146,12 @@ SAGA_EVENT = Layout('saga_event', 128, '<HHHHIIIIIIQQq6Q16s2HI', (
     Field('args', 56, 48, 6, '6Q'),
     Field('comm', 104, 16, 16, '16s'),
     Field('path_len', 120, 4, 2, '2H'),
-    Field('__pad', 124, 4, 1, 'I'),
+    Field('rule_id', 124, 4, 1, 'I'),
+    Field('cgroup_id', 128, 8, 1, 'Q'),
 ))
-SAGA_EVENT_STRUCT = struct.Struct('<HHHHIIIIIIQQq6Q16s2HI')
+SAGA_EVENT_STRUCT = struct.Struct('<HHHHHHIIIIIQQq6Q16s2HIQ')
 
-SAGA_INFO = Layout('saga_info', 80, '<IIIIIIIIIIII32s', (
+SAGA_INFO = Layout('saga_info', 88, '<IIIIIIIIIIIIII32s', (
     Field('abi_version', 0, 4, 1, 'I'),
     Field('features', 4, 4, 1, 'I'),
     Field('ring_bytes', 8, 4, 1, 'I'),
@@ -103,37 +159,31 @@ SAGA_INFO = Layout('saga_info', 80, '<IIIIIIIIIIII32s', (
     Field('nr_slots', 16, 4, 1, 'I'),
     Field('max_rules', 20, 4, 1, 'I'),
     Field('event_size', 24, 4, 1, 'I'),
-    Field('path_max', 28, 4, 1, 'I'),
-    Field('enabled', 32, 4, 1, 'I'),
-    Field('locked', 36, 4, 1, 'I'),
-    Field('nr_rules', 40, 4, 1, 'I'),
-    Field('default_action', 44, 4, 1, 'I'),
-    Field('version', 48, 32, 32, '32s'),
+    Field('event_max', 28, 4, 1, 'I'),
+    Field('path_max', 32, 4, 1, 'I'),
+    Field('enabled', 36, 4, 1, 'I'),
+    Field('locked', 40, 4, 1, 'I'),
+    Field('nr_rules', 44, 4, 1, 'I'),
+    Field('default_action', 48, 4, 1, 'I'),
+    Field('__pad', 52, 4, 1, 'I'),
+    Field('version', 56, 32, 32, '32s'),
 ))
-SAGA_INFO_STRUCT = struct.Struct('<IIIIIIIIIIII32s')
+SAGA_INFO_STRUCT = struct.Struct('<IIIIIIIIIIIIII32s')
 
-SAGA_RULE = Layout('saga_rule', 200, '<IHHIIII16s32s16Q', (
+SAGA_RULE = Layout('saga_rule', 208, '<IHHIIIIQ16s32s16Q', (
     Field('id', 0, 4, 1, 'I'),
     Field('action', 4, 2, 1, 'H'),
     Field('match', 6, 2, 1, 'H'),
     Field('pid', 8, 4, 1, 'I'),
     Field('uid', 12, 4, 1, 'I'),
-    Field('position', 16, 4, 1, 'I'),
+    Field('exe_dev', 16, 4, 1, 'I'),
     Field('__pad', 20, 4, 1, 'I'),
-    Field('comm', 24, 16, 16, '16s'),
-    Field('key', 40, 32, 32, '32s'),
-    Field('syscalls', 72, 128, 16, '16Q'),
+    Field('exe_ino', 24, 8, 1, 'Q'),
+    Field('comm', 32, 16, 16, '16s'),
+    Field('key', 48, 32, 32, '32s'),
+    Field('syscalls', 80, 128, 16, '16Q'),
 ))
-SAGA_RULE_STRUCT = struct.Struct('<IHHIIII16s32s16Q')
-
-SAGA_RULE_DEL = Layout('saga_rule_del', 48, '<II32sII', (
-    Field('id', 0, 4, 1, 'I'),
-    Field('flags', 4, 4, 1, 'I'),
-    Field('key', 8, 32, 32, '32s'),
-    Field('removed', 40, 4, 1, 'I'),
-    Field('__pad', 44, 4, 1, 'I'),
-))
-SAGA_RULE_DEL_STRUCT = struct.Struct('<II32sII')
+SAGA_RULE_STRUCT = struct.Struct('<IHHIIIIQ16s32s16Q')
 
 SAGA_RULE_LIST = Layout('saga_rule_list', 24, '<IIQQ', (
     Field('capacity', 0, 4, 1, 'I'),
@@ -149,7 +199,7 @@ SAGA_COUNTER = Layout('saga_counter', 16, '<QQ', (
 ))
 SAGA_COUNTER_STRUCT = struct.Struct('<QQ')
 
-SAGA_STATS = Layout('saga_stats', 80, '<IIQQQQQQQQQ', (
+SAGA_STATS = Layout('saga_stats', 96, '<IIQQQQQQQQQQQ', (
     Field('nr_slots', 0, 4, 1, 'I'),
     Field('__pad', 4, 4, 1, 'I'),
     Field('counters_ptr', 8, 8, 1, 'Q'),
@@ -160,6 +210,8 @@ SAGA_STATS = Layout('saga_stats', 80, '<IIQQQQQQQQQ', (
     Field('read', 48, 8, 1, 'Q'),
     Field('no_enter', 56, 8, 1, 'Q'),
     Field('path_faults', 64, 8, 1, 'Q'),
-    Field('reset_ns', 72, 8, 1, 'Q'),
+    Field('aux_faults', 72, 8, 1, 'Q'),
+    Field('tree_drops', 80, 8, 1, 'Q'),
+    Field('reset_ns', 88, 8, 1, 'Q'),
 ))
-SAGA_STATS_STRUCT = struct.Struct('<IIQQQQQQQQQ')
+SAGA_STATS_STRUCT = struct.Struct('<IIQQQQQQQQQQQ')

@@ -1,10 +1,11 @@
 """Event records: the binary format of docs/kernel-abi.md, parsed.
 
 Both drivers deliver the same bytes (a run of `struct saga_event` records,
-each followed by its paths).  The hot path keeps each record as a plain
-tuple (see the index constants below), because building an object per
-event costs more than parsing it; `Event` is the named view for code that
-handles few events at a time.
+each followed by its paths and its aux blob).  The hot path keeps each
+record as a plain tuple (see the index constants below), because building
+an object per event costs more than parsing it; `Event` is the named view
+for code that handles few events at a time.  The indexes and the names
+come from the generated layout (saga._uapi), never typed by hand.
 """
 from __future__ import annotations
 
@@ -13,18 +14,26 @@ from typing import NamedTuple
 
 from saga import _uapi
 
+_LAYOUT = _uapi.SAGA_EVENT
 _HEADER = _uapi.SAGA_EVENT_STRUCT.format
-FIXED = _uapi.SAGA_EVENT.size
+FIXED = _LAYOUT.size
 # The record as one struct, its tail (the bytes after the fixed part) the last field: one unpack
 # makes the whole tuple.  Records without paths have an empty tail; the others, one struct per size.
 _RECORD = struct.Struct(_HEADER + "0s")
 _WITH_TAIL: dict[int, struct.Struct] = {FIXED: _RECORD}
 
+
+_AT = _LAYOUT.positions()
 # Indexes into a raw record tuple, as returned by parse().
-SIZE, FLAGS, NR, ORIG_NR, CPU, PID, TID, PPID, UID, GID, TS, DURATION, RET = range(13)
-ARG0 = 13  # ARG0 .. ARG0 + 5
-COMM, PATH_LEN0, PATH_LEN1 = 19, 20, 21
-PATHS = 23  # the tail: the paths, each NUL-terminated, and padding (b"" without paths); paths_of() decodes
+SIZE, FLAGS, NR, ORIG_NR, CPU, AUX_LEN = (_AT[n] for n in ("size", "flags", "nr", "orig_nr", "cpu", "aux_len"))
+PID, TID, PPID, UID, GID = (_AT[n] for n in ("pid", "tid", "ppid", "uid", "gid"))
+TS, DURATION, RET, ARG0, COMM = (_AT[n] for n in ("ts_ns", "duration_ns", "ret", "args", "comm"))
+PATH_LEN0 = _AT["path_len"]
+PATH_LEN1 = PATH_LEN0 + 1
+RULE_ID, CGROUP_ID = _AT["rule_id"], _AT["cgroup_id"]
+# The tail: the paths (each with its NUL), the aux blob and padding (b"" without either).
+PATHS = TAIL = _AT[""]
+_AUX_SHIFT, _AUX_MASK = _uapi.SAGA_EVF_AUX_SHIFT, _uapi.SAGA_EVF_AUX_MASK
 
 
 class RecordError(ValueError):
@@ -66,9 +75,10 @@ def parse(buf: bytes | bytearray | memoryview) -> list[tuple]:
         if size < FIXED or size & 7 or off + size > end:
             raise RecordError(f"bad record size {size} at byte {off}")
         rec = (by_size.get(size) or _with_tail(size)).unpack_from(data, off)
-        len0, len1 = rec[PATH_LEN0], rec[PATH_LEN1]
-        if (len0 and len0 + 1) + (len1 and len1 + 1) > size - FIXED:
-            raise RecordError(f"record at byte {off}: its paths ({len0} and {len1} bytes) run past its end")
+        len0, len1, aux = rec[PATH_LEN0], rec[PATH_LEN1], rec[AUX_LEN]
+        if len0 + len1 + aux > size - FIXED:
+            raise RecordError(f"record at byte {off}: its paths ({len0} and {len1} bytes) and aux ({aux} bytes) "
+                              "run past its end")
         append(rec)
         off += size
     return out
@@ -80,51 +90,70 @@ def _with_tail(size: int) -> struct.Struct:
     return st
 
 
-def paths_of(raw: tuple) -> tuple[str, ...]:
-    """The paths a record carries, decoded (bytes that are not UTF-8 kept as surrogates)."""
+def path_bytes(raw: tuple) -> tuple[bytes | None, bytes | None]:
+    """The first and second path argument's captured bytes, by position; None where there is no path
+    (NULL pointer, no such argument, or not captured: PATH_FAULT, NO_ENTER).  b"" is the empty path."""
+    len0, len1 = raw[PATH_LEN0], raw[PATH_LEN1]
+    if not (len0 or len1):
+        return None, None
     tail = raw[PATHS]
-    if not tail:
-        return ()
-    out = []
-    start = 0
-    for n in (raw[PATH_LEN0], raw[PATH_LEN1]):   # a path of length 0 takes no bytes, not even its NUL
-        if n:
-            out.append(tail[start:start + n].decode("utf-8", "surrogateescape"))
-            start += n + 1
-    return tuple(out)
+    return (tail[:len0 - 1] if len0 else None), (tail[len0:len0 + len1 - 1] if len1 else None)
 
 
 def path_args(raw: tuple) -> tuple[str | None, str | None]:
-    """The captured path of the call's first and second path argument, by position (None: not captured).
+    """path_bytes() decoded (bytes that are not UTF-8 kept as surrogates)."""
+    first, second = path_bytes(raw)
+    return (None if first is None else first.decode("utf-8", "surrogateescape"),
+            None if second is None else second.decode("utf-8", "surrogateescape"))
 
-    A path of length 0 is an empty path, a NULL pointer or one that could not be read: the record
-    does not tell them apart, so it is None rather than "".
-    """
-    tail = raw[PATHS]
-    if not tail:
-        return None, None
-    len0, len1 = raw[PATH_LEN0], raw[PATH_LEN1]
-    first = tail[:len0].decode("utf-8", "surrogateescape") if len0 else None
-    start = len0 + 1 if len0 else 0
-    second = tail[start:start + len1].decode("utf-8", "surrogateescape") if len1 else None
-    return first, second
+
+def paths_of(raw: tuple) -> tuple[str, ...]:
+    """The captured paths in argument order, decoded; "" is kept, absent ones are skipped."""
+    return tuple(p for p in path_args(raw) if p is not None)
+
+
+def aux_kind(raw: tuple) -> int:
+    """What the aux blob holds: a SAGA_AUX_* (SAGA_AUX_NONE: no blob)."""
+    return (raw[FLAGS] & _AUX_MASK) >> _AUX_SHIFT
+
+
+def aux_bytes(raw: tuple) -> bytes:
+    """The aux blob (b"" when the record has none)."""
+    n = raw[AUX_LEN]
+    if not n:
+        return b""
+    start = raw[PATH_LEN0] + raw[PATH_LEN1]
+    return raw[PATHS][start:start + n]
+
+
+def argv_of(raw: tuple) -> list[bytes] | None:
+    """execve/execveat's argument strings (SAGA_AUX_ARGV), None for other records.
+
+    The drivers keep whole strings only, so a cut argv (AUX_TRUNC) ends at a string boundary."""
+    if aux_kind(raw) != _uapi.SAGA_AUX_ARGV:
+        return None
+    blob = aux_bytes(raw)
+    return blob[:-1].split(b"\0") if blob else []
 
 
 def pack(fields: dict) -> bytes:
-    """Build one record (for tests, the replay driver and benchmarks)."""
-    paths = [p.encode("utf-8", "surrogateescape") for p in fields.get("paths", ())]
-    tail = b"".join(p + b"\0" for p in paths if p)  # an empty path takes no bytes, not even its NUL
+    """Build one record (for tests, the replay driver and benchmarks).
+
+    `paths`: up to two, by argument position, each a str (or bytes) or None for "no path there";
+    `aux_kind` and `aux` (bytes) the aux blob; every other key names a member of struct saga_event."""
+    paths = [None if p is None else (p.encode("utf-8", "surrogateescape") if isinstance(p, str) else p)
+             for p in fields.get("paths", ())]
+    aux = fields.get("aux", b"")
+    tail = b"".join(p + b"\0" for p in paths if p is not None) + aux
     size = (FIXED + len(tail) + 7) & ~7
-    lens = [len(p) for p in paths] + [0] * (2 - len(paths))
-    args = list(fields.get("args", ())) + [0] * (6 - len(fields.get("args", ())))
     comm = fields.get("comm", "")
-    comm_b = comm.encode() if isinstance(comm, str) else comm
-    head = _RECORD.pack(size, fields.get("flags", 0), fields["nr"], fields.get("orig_nr", fields["nr"]),
-                        fields.get("cpu", 0), fields.get("pid", 0), fields.get("tid", fields.get("pid", 0)),
-                        fields.get("ppid", 0), fields.get("uid", 0), fields.get("gid", 0),
-                        fields.get("ts_ns", 0), fields.get("duration_ns", 0), fields.get("ret", 0),
-                        *args, comm_b[:15], lens[0], lens[1], 0, b"")
-    return head + tail + b"\0" * (size - FIXED - len(tail))
+    values = dict(fields)
+    values.update(
+        size=size, orig_nr=fields.get("orig_nr", fields["nr"]), tid=fields.get("tid", fields.get("pid", 0)),
+        flags=(fields.get("flags", 0) & ~_AUX_MASK) | (fields.get("aux_kind", 0) << _AUX_SHIFT),
+        comm=(comm.encode() if isinstance(comm, str) else comm)[:_uapi.SAGA_COMM_LEN - 1],
+        path_len=[0 if p is None else len(p) + 1 for p in paths], aux_len=len(aux))
+    return bytes(_LAYOUT.pack(**values)) + tail + b"\0" * (size - FIXED - len(tail))
 
 
 class Event(NamedTuple):
@@ -145,11 +174,16 @@ class Event(NamedTuple):
     args: tuple[int, ...]
     comm: str
     paths: tuple[str, ...]
+    rule_id: int = 0
+    cgroup_id: int = 0
+    aux_kind: int = 0
+    aux: bytes = b""
 
     @classmethod
     def from_raw(cls, r: tuple) -> Event:
         return cls(r[FLAGS], r[NR], r[ORIG_NR], r[CPU], r[PID], r[TID], r[PPID], r[UID], r[GID],
-                   r[TS], r[DURATION], r[RET], r[ARG0:ARG0 + 6], comm_str(r[COMM]), paths_of(r))
+                   r[TS], r[DURATION], r[RET], r[ARG0:ARG0 + 6], comm_str(r[COMM]), paths_of(r),
+                   r[RULE_ID], r[CGROUP_ID], aux_kind(r), aux_bytes(r))
 
 
 _COMM_CACHE: dict[bytes, str] = {}

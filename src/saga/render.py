@@ -37,7 +37,8 @@ from saga.events import (
 
 _EVF_NAMES = ((_uapi.SAGA_EVF_COMPAT, "ia32"), (_uapi.SAGA_EVF_PATH_TRUNC, "path-truncated"),
               (_uapi.SAGA_EVF_PATH_FAULT, "path-fault"), (_uapi.SAGA_EVF_NO_ENTER, "no-enter"),
-              (_uapi.SAGA_EVF_NORETURN, "noreturn"))
+              (_uapi.SAGA_EVF_NORETURN, "noreturn"), (_uapi.SAGA_EVF_AUX_TRUNC, "aux-truncated"),
+              (_uapi.SAGA_EVF_AUX_FAULT, "aux-fault"))
 _ESCAPES = {ord("\\"): "\\\\", ord('"'): '\\"', ord("\n"): "\\n", ord("\t"): "\\t", ord("\r"): "\\r"}
 
 
@@ -254,7 +255,7 @@ _NO_CONTEXT = {"unit": None, "container": None, "runtime": None, "pod": None, "c
 
 def line(raw: tuple) -> str:
     """One event as one line (no trailing newline)."""
-    flags = raw[FLAGS]
+    flags = raw[FLAGS] & ~_uapi.SAGA_EVF_AUX_MASK  # the aux kind is not a flag
     name = _call_formatter(raw[NR])[0]
     where = context_of(raw) if context_of is not None else None
     words = f" {where[0]}" if where is not None and where[0] else ""

@@ -47,11 +47,11 @@ def session_driver(bpffs):
 def drv(session_driver):
     """The shared instance with no rules, capture on, and the ring drained."""
     os.environ["SAGA_BPF_DIR"] = session_driver.directory
-    session_driver.clear_rules()
+    session_driver.replace_rules([])
     session_driver.set_enabled(True)
     drain(session_driver)
     yield session_driver
-    session_driver.clear_rules()
+    session_driver.replace_rules([])
     session_driver.set_enabled(True)
 
 

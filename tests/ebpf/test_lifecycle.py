@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from ebpf_helpers import loaded, records
+from ruleids import numbered
 
 import saga
 from saga import _uapi, events
@@ -59,7 +60,7 @@ def test_bad_ring_size(bpffs, monkeypatch):
 
 
 def test_second_process_sees_and_changes_live_state(drv, workload):
-    drv.replace_rules([parse("count read key=mine")])
+    drv.replace_rules(numbered([parse("count read key=mine")]))
     w = workload("getppid", 300)
     code = f"""
 import sys
@@ -68,7 +69,7 @@ from saga.drivers.ebpf import EbpfDriver
 from saga.rules import parse
 d = EbpfDriver.open()
 print([r.key for r in d.list_rules()])
-d.add_rule(parse("log getppid pid={w.pid} key=theirs"), position=0)
+d.replace_rules([parse("2: log getppid pid={w.pid} key=theirs")] + d.list_rules())
 print(d.info().nr_rules)
 """
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
@@ -89,7 +90,7 @@ def test_drops_are_counted(bpffs, workload):
     n = 2000
     with loaded(bpffs, "tiny", ring_bytes=4096, default_action="ignore") as d:
         w = workload("getppid", n)
-        d.replace_rules([parse(f"log getppid pid={w.pid}")])
+        d.replace_rules(numbered([parse(f"log getppid pid={w.pid}")]))
         w.go()  # nobody reads meanwhile
         st = d.stats()
         assert st.drops > 0
@@ -102,18 +103,18 @@ def test_drops_are_counted(bpffs, workload):
 
 def test_lock_until_unload(bpffs):
     with loaded(bpffs, "locked") as d:
-        d.replace_rules([parse("ignore read key=k")])
+        d.replace_rules(numbered([parse("ignore read key=k")]))
         d.lock_rules()
         d.lock_rules()  # idempotent
         assert d.info().locked
-        for change in (lambda: d.add_rule(parse("count write")), lambda: d.remove_key("k"),
-                       lambda: d.clear_rules(), lambda: d.replace_rules([]), lambda: d.remove_rule(1)):
+        for change in (lambda: d.replace_rules(numbered(["count write"])), lambda: d.replace_rules([]),
+                       lambda: d.set_enabled(False)):
             with pytest.raises(RulesLocked) as e:
                 change()
             assert e.value.exit_code == 77
         assert [r.key for r in d.list_rules()] == ["k"]
         d.reset_stats()  # counters and capture stay usable
-        d.set_enabled(True)
+        assert d.info().enabled
     # Unloading is the only way out; a new load starts unlocked.
     with loaded(bpffs, "locked") as d:
         assert not d.info().locked and d.list_rules() == []
@@ -122,7 +123,7 @@ def test_lock_until_unload(bpffs):
 def test_calls_begun_before_load_are_no_enter(bpffs, workload):
     w = workload("blocked")  # now inside read(0, ...)
     with loaded(bpffs, "noenter") as d:
-        d.replace_rules([parse(f"log read pid={w.pid}"), parse("ignore all")])
+        d.replace_rules(numbered([parse(f"log read pid={w.pid}"), parse("ignore all")]))
         w.go(d)
         (r,) = records(d, pid=w.pid)
         assert r[events.NR] == READ and r[events.FLAGS] == _uapi.SAGA_EVF_NO_ENTER
@@ -183,7 +184,7 @@ def test_count_only_runs_without_sys_enter(bpffs, workload):
         enter_link = os.path.join(d.directory, "link_sys_enter")
         assert not os.path.exists(enter_link)
         w = workload("getppid", 1000)
-        d.replace_rules([parse(f"count getppid,exit_group pid={w.pid}"), parse("ignore getppid,exit_group")])
+        d.replace_rules(numbered([parse(f"count getppid,exit_group pid={w.pid}"), parse("ignore getppid,exit_group")]))
         assert not os.path.exists(enter_link)
         before = d.stats().per_slot
         w.go()
@@ -193,10 +194,11 @@ def test_count_only_runs_without_sys_enter(bpffs, workload):
 
         # A rule that logs attaches sys_enter first; records then carry entry state.
         w = workload("getppid", 10)
-        d.add_rule(parse(f"log getppid pid={w.pid}"), position=0)
+        counting = d.list_rules()
+        d.replace_rules([parse(f"9: log getppid pid={w.pid}")] + counting)
         assert os.path.exists(enter_link)
         w.go(d)
         recs = records(d, pid=w.pid)
         assert len(recs) == 10 and all(r[events.FLAGS] == 0 and r[events.DURATION] > 0 for r in recs)
-        d.remove_rule(d.list_rules()[0].id)
+        d.replace_rules(counting)
         assert not os.path.exists(enter_link)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 from ebpf_helpers import records
+from ruleids import numbered
 
 from saga import _uapi, events
 from saga.rules import parse
@@ -29,8 +30,8 @@ def delta(after, before) -> list[tuple[int, int]]:
 def test_rt_sigreturn_counted_and_logged_at_entry(drv, workload):
     w = workload("signal", N)
     # Every call of the workload is counted, so one landing in `unknown` would show.
-    drv.replace_rules([parse(f"log rt_sigreturn,exit_group pid={w.pid}"), parse(f"count all pid={w.pid}"),
-                       parse("ignore all")])
+    drv.replace_rules(numbered([parse(f"log rt_sigreturn,exit_group pid={w.pid}"), parse(f"count all pid={w.pid}"),
+                       parse("ignore all")]))
     before = counts(drv, RT_SIGRETURN, UNKNOWN)
     assert w.go(drv) == 0  # the workload checks its handler ran N times
     assert delta(counts(drv, RT_SIGRETURN, UNKNOWN), before) == [(N, 0), (0, 0)]
@@ -46,7 +47,7 @@ def test_rt_sigreturn_counted_and_logged_at_entry(drv, workload):
 def test_rt_sigreturn_counted_without_sys_enter(drv, workload):
     """Counting only (sys_enter detached): rt_sigreturn is still counted once per call."""
     w = workload("signal", N)
-    drv.replace_rules([parse(f"count all pid={w.pid}"), parse("ignore all")])
+    drv.replace_rules(numbered([parse(f"count all pid={w.pid}"), parse("ignore all")]))
     assert not os.path.exists(os.path.join(drv.directory, "link_sys_enter"))
     before = counts(drv, RT_SIGRETURN, UNKNOWN, EXIT_GROUP)
     assert w.go(drv) == 0
@@ -69,7 +70,7 @@ def test_default_rules_log_signals_without_unknown(drv, workload):
 def test_syscall_minus_one_is_not_counted(drv, workload):
     """An exit numbered -1 is ignored (the module does the same); other bad numbers count as unknown."""
     w = workload("nosys", N)
-    drv.replace_rules([parse(f"log unknown pid={w.pid}"), parse(f"count all pid={w.pid}"), parse("ignore all")])
+    drv.replace_rules(numbered([f"log unknown pid={w.pid}", f"count all pid={w.pid}", "ignore all"]))
     before = counts(drv, UNKNOWN)
     assert w.go(drv) == 0
     assert delta(counts(drv, UNKNOWN), before) == [(N, N)]  # the N calls of number 600, each -ENOSYS
@@ -80,7 +81,7 @@ def test_syscall_minus_one_is_not_counted(drv, workload):
 
 def test_exit_group_logged_with_its_status(drv, workload):
     w = workload("exit", 7)
-    drv.replace_rules([parse(f"log all pid={w.pid}"), parse("ignore all")])
+    drv.replace_rules(numbered([parse(f"log all pid={w.pid}"), parse("ignore all")]))
     before = counts(drv, EXIT_GROUP)
     assert w.go(drv) == 7
     assert delta(counts(drv, EXIT_GROUP), before) == [(1, 0)]

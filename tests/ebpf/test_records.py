@@ -5,17 +5,20 @@ import errno
 import os
 import time
 
-from ebpf_helpers import records
+import recorded
+from ebpf_helpers import drain, records
+from ruleids import numbered
 
 from saga import _uapi, events
 from saga.rules import parse
 
 GETPPID, CLOSE, OPENAT, RENAMEAT, EXIT_GROUP = 110, 3, 257, 264, 231
+FORKS = {56, 57, 58, 435}
 AT_FDCWD = -100
 
 
 def only(drv, pid: int, syscalls: str) -> None:
-    drv.replace_rules([parse(f"log {syscalls} pid={pid}"), parse("ignore all")])
+    drv.replace_rules(numbered([parse(f"log {syscalls} pid={pid}"), parse("ignore all")]))
 
 
 def test_identity_and_timing(drv, workload):
@@ -76,7 +79,7 @@ def test_paths(drv, workload, tmp_path):
     assert events.paths_of(created) == (f"{tmp_path}/a",)
     assert created[events.RET] >= 0 and created[events.FLAGS] == 0
     assert created[events.ARG0] & 0xFFFFFFFF == AT_FDCWD & 0xFFFFFFFF  # raw register: an int
-    assert created[events.PATH_LEN0] == len(f"{tmp_path}/a") and created[events.PATH_LEN1] == 0
+    assert created[events.PATH_LEN0] == len(f"{tmp_path}/a") + 1 and created[events.PATH_LEN1] == 0  # its NUL
 
     r = renames[0]
     assert events.paths_of(r) == (f"{tmp_path}/a", f"{tmp_path}/b")
@@ -84,7 +87,7 @@ def test_paths(drv, workload, tmp_path):
     assert r[events.SIZE] % 8 == 0 and r[events.SIZE] > events.FIXED
 
     assert longp[events.FLAGS] & _uapi.SAGA_EVF_PATH_TRUNC
-    assert longp[events.PATH_LEN0] == _uapi.SAGA_PATH_MAX - 1
+    assert longp[events.PATH_LEN0] == _uapi.SAGA_PATH_MAX
     assert events.paths_of(longp)[0] == ("/nonexistent/" + "x" * 300)[:255]
     assert longp[events.RET] == -errno.ENAMETOOLONG or longp[events.RET] == -errno.ENOENT
 
@@ -107,21 +110,18 @@ def test_record_bytes_are_padded_with_zeros(drv, workload, tmp_path):
     found = 0
     while off < len(data):
         size = int.from_bytes(data[off:off + 2], "little")
-        pid = int.from_bytes(data[off + 16:off + 20], "little")
-        if pid == w.pid:
+        (raw,) = events.parse(data[off:off + size])
+        if raw[events.PID] == w.pid:
             found += 1
-            rec = data[off:off + size]
-            l0, l1 = events.parse(rec)[0][events.PATH_LEN0:events.PATH_LEN1 + 1]
-            tail = rec[events.FIXED + l0 + 1 + l1 + 1:]
-            assert tail == bytes(len(tail))
-            assert rec[124:128] == bytes(4)  # __pad
+            tail = data[off + events.FIXED + raw[events.PATH_LEN0] + raw[events.PATH_LEN1]:off + size]
+            assert tail == bytes(len(tail)) and raw[events.AUX_LEN] == 0
         off += size
     assert found == 1
 
 
 def test_compat_int80(drv, workload):
     w = workload("compat", 25)
-    drv.replace_rules([parse(f"log getppid pid={w.pid}"), parse(f"count all pid={w.pid}"), parse("ignore all")])
+    drv.replace_rules(numbered([f"log getppid pid={w.pid}", f"count all pid={w.pid}", "ignore all"]))
     before = drv.stats().per_slot.get(GETPPID, (0, 0))
     w.go(drv)
     recs = records(drv, pid=w.pid)
@@ -143,3 +143,40 @@ def test_noreturn_exit_group(drv, workload):
     assert r[events.NR] == EXIT_GROUP and r[events.FLAGS] == _uapi.SAGA_EVF_NORETURN
     assert r[events.ARG0] == 0 and r[events.DURATION] == 0
     assert drv.stats().per_slot[EXIT_GROUP][0] - before >= 1
+
+
+def test_the_recorded_workload_is_what_the_driver_captures(drv, tmp_path):
+    """tools/gen_fixture.py under the driver: each call it records (argv, socket addresses, clone3's
+    arguments, the empty and the NULL path, cgroup, ...) was captured alike, with the rule that logged it."""
+    drv.replace_rules(numbered(recorded.rules()))
+    drain(drv)
+    drops = drv.stats().drops
+    want = recorded.run(tmp_path / "live.saga.gz")
+    got = [r for _ in range(64) if (buf := drv.read_raw(1 << 24, 0)) for r in events.parse(buf)]
+    assert drv.stats().drops == drops
+    assert recorded.compare(want, got) == len(want) > 300
+    kinds = {events.aux_kind(r) for r in want}
+    assert kinds == {0, _uapi.SAGA_AUX_ARGV, _uapi.SAGA_AUX_SOCKADDR, _uapi.SAGA_AUX_CLONE_ARGS}
+
+
+def test_a_fork_counts_once_and_its_child_side_is_not_logged(drv, workload):
+    w = workload("fork", 5)
+    drv.replace_rules(numbered([f"log clone,fork,vfork,clone3 pid={w.pid} tree", "count clone,fork,vfork,clone3",
+                                "ignore all"]))
+    before = sum(drv.stats().per_slot.get(s, (0, 0))[0] for s in FORKS)
+    w.go(drv)
+    recs = [r for r in records(drv) if r[events.NR] in FORKS and w.pid in (r[events.PID], r[events.PPID])]
+    assert len(recs) == 5 and all(r[events.PID] == w.pid and r[events.RET] > 0 for r in recs)
+    assert sum(drv.stats().per_slot.get(s, (0, 0))[0] for s in FORKS) - before >= 5
+    assert not [r for r in recs if r[events.RET] == 0]
+
+
+def test_cgroup_id_is_the_tasks_cgroup2_directory(drv, workload):
+    w = workload("getppid", 3)
+    only(drv, w.pid, "getppid")
+    w.go(drv)
+    with open("/proc/self/cgroup") as f:
+        path = next(line.split(":", 2)[2].strip() for line in f if line.startswith("0::"))
+    with open("/proc/self/mounts") as f:
+        mount = next(line.split()[1] for line in f if line.split()[2] == "cgroup2")
+    assert {r[events.CGROUP_ID] for r in records(drv, pid=w.pid)} == {os.stat(mount + path).st_ino}

@@ -9,6 +9,7 @@ call that is logged when no set logs it, or not logged when every set does.
 from __future__ import annotations
 
 from ebpf_helpers import Drainer, loaded, records
+from ruleids import numbered
 
 from saga import events
 from saga.drivers.ebpf import layout as L
@@ -52,7 +53,7 @@ def run_while_switching(drv, w, rule_sets) -> tuple[list[tuple], int]:
     try:
         w.release()
         while w.proc.poll() is None:
-            drv.replace_rules(compiled[changes % len(compiled)])
+            drv.replace_rules(numbered(compiled[changes % len(compiled)]))
             changes += 1
         assert w.proc.wait() == 0
     finally:
@@ -62,7 +63,7 @@ def run_while_switching(drv, w, rule_sets) -> tuple[list[tuple], int]:
 
 def test_every_call_logged_once_in_order_while_sets_change(drv, workload):
     w = workload("seq", N, PAUSE_US)
-    drv.replace_rules([parse(x) for x in sets_logging(w.pid)[0]])
+    drv.replace_rules(numbered([parse(x) for x in sets_logging(w.pid)[0]]))
     before = drv.stats()
     recs, changes = run_while_switching(drv, w, sets_logging(w.pid))
     assert changes >= 10, "the workload ended before the rules changed much: the test proves little"
@@ -74,7 +75,7 @@ def test_every_call_logged_once_in_order_while_sets_change(drv, workload):
 
 def test_no_call_logged_while_sets_that_only_count_change(drv, workload):
     w = workload("seq", N, PAUSE_US)
-    drv.replace_rules([parse(x) for x in sets_counting(w.pid)[0]])
+    drv.replace_rules(numbered([parse(x) for x in sets_counting(w.pid)[0]]))
     before = drv.stats().per_slot.get(GETPPID, (0, 0))[0]
     recs, changes = run_while_switching(drv, w, sets_counting(w.pid))
     assert changes >= 10, "the workload ended before the rules changed much: the test proves little"
@@ -91,7 +92,7 @@ def test_a_change_is_in_force_when_it_returns(drv, workload):
     expected = []
     for i in range(40):  # both table entries, many times over
         logged = i % 3 != 1
-        drv.replace_rules(log if logged else count)
+        drv.replace_rules(numbered(log if logged else count))
         w.step()
         if logged:
             expected.append(i)
@@ -105,8 +106,8 @@ def test_lock_leaves_no_older_set_behind(drv, workload, bpffs):
     """After lock both table entries hold the locked set: switching the index (root can) changes nothing."""
     with loaded(bpffs, "lockswitch") as d:
         w = workload("steps")
-        d.replace_rules([parse(f"log getppid pid={w.pid}")])
-        d.replace_rules([parse(f"count getppid pid={w.pid}")])  # the other entry now holds the log set
+        d.replace_rules(numbered([parse(f"log getppid pid={w.pid}")]))
+        d.replace_rules(numbered([parse(f"count getppid pid={w.pid}")]))  # the other entry now holds the log set
         d.lock_rules()
         cfg = d._maps.cfg
         w.begin_steps()

@@ -18,6 +18,7 @@
  *   nosys N        N syscall(-1) (what a sigreturn's exit looks like), then N
  *                  calls of number 600 (beyond every table: slot unknown)
  *   exit CODE      exit_group(CODE) at once
+ *   fork N         N children by fork(), each exiting at once, each waited for
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -27,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -146,6 +148,15 @@ int main(int argc, char **argv)
 			syscall(600L);
 	} else if (!strcmp(mode, "exit")) {
 		syscall(SYS_exit_group, n_calls);
+	} else if (!strcmp(mode, "fork")) {
+		for (long i = 0; i < n_calls; i++) {
+			pid_t child = fork();
+
+			if (child == 0)
+				_exit(0);
+			if (child < 0 || waitpid(child, NULL, 0) != child)
+				return 1;
+		}
 	} else if (strcmp(mode, "blocked")) {
 		return 64;
 	}

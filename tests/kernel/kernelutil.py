@@ -7,6 +7,8 @@ import os
 import subprocess
 import time
 
+from ruleids import numbered
+
 from saga import _uapi, events
 from saga.drivers.kmod import KmodDriver
 from saga.rules import parse as rule
@@ -70,7 +72,7 @@ def slot_calls(drv: KmodDriver, name: str) -> tuple[int, int]:
 
 def only(drv: KmodDriver, *lines: str) -> None:
     """Install exactly these rules (grammar of docs/rules.md)."""
-    drv.replace_rules([rule(line) for line in lines])
+    drv.replace_rules(numbered([rule(line) for line in lines]))
 
 
 def ioctl_errno(fd: int, request: int, arg=0) -> int:

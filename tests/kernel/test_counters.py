@@ -97,7 +97,7 @@ def test_proc_status_keys(saga):
     st = status()
     for key in ("version", "abi_version", "enabled", "locked", "rules", "default_action", "cpus", "ring_bytes",
                 "ring_used", "entries", "entries_used", "readers", "calls", "errors", "events", "drops", "read",
-                "no_enter", "path_faults", "reset_ns"):
+                "no_enter", "path_faults", "reset_ns", "aux_faults", "tree_tasks", "tree_used", "tree_drops"):
         assert key in st, key
     assert st["enabled"] == "1" and st["locked"] == "0" and st["default_action"] == "log"
     assert int(st["readers"]) >= 1  # this test holds /dev/saga open

@@ -4,6 +4,7 @@ import time
 
 import pytest
 from kernelutil import calls, rule
+from ruleids import numbered
 
 from saga import _uapi
 from saga.drivers import open_driver
@@ -28,33 +29,25 @@ def test_info(saga):
     info = saga.info()
     assert info.driver == "kmod" and info.version == "0.1.0"
     assert info.abi_version == _uapi.SAGA_ABI_VERSION
-    assert info.features == 0xF
+    assert info.features == 0xFF
     assert info.ring_bytes == 4 << 20 and info.nr_cpus == os.cpu_count()
     assert info.enabled and not info.locked and info.nr_rules == 0 and info.default_action == "log"
 
 
 def test_rules_round_trip(saga):
-    rules = [rule("count read,write comm=nginx key=nginx-io"), rule("log openat errors"),
-             rule("ignore all pid=1 uid=0")]
-    ids = [saga.add_rule(r) for r in rules]
-    assert ids == sorted(ids) and len(set(ids)) == 3
+    rules = numbered([rule("count read,write comm=nginx key=nginx-io"), rule("log openat errors"),
+                      rule("ignore all pid=1 uid=0"), rule("count getppid exe=/bin/sh tree")], first=40)
+    saga.replace_rules(rules)
     got = saga.list_rules()
-    assert [g.id for g in got] == ids
+    assert [g.id for g in got] == [40, 41, 42, 43]
     for g, r in zip(got, rules, strict=True):
-        assert same_rule(g, r.with_id(g.id))   # the same, however the driver spells the syscalls
-    assert got[2].syscalls == ("all",)
-    assert saga.info().nr_rules == 3
-
-
-def test_add_keeps_a_given_id_and_position(saga):
-    saga.add_rule(rule("log read"))
-    saga.add_rule(rule("log write"))
-    assert saga.add_rule(rule("40: ignore getppid"), position=1) == 40
-    assert [r.id for r in saga.list_rules()][1] == 40
+        assert same_rule(g, r)   # the same, however the driver spells the syscalls and the program
+    assert got[2].syscalls == ("all",) and got[3].exe.startswith("@")
+    assert saga.info().nr_rules == 4
 
 
 def test_read_raw_times_out_with_nothing(saga):
-    saga.replace_rules([rule("ignore all")])
+    saga.replace_rules(numbered([rule("ignore all")]))
     while saga.read_raw(timeout=0):
         pass
     t0 = time.monotonic()
@@ -63,7 +56,7 @@ def test_read_raw_times_out_with_nothing(saga):
 
 
 def test_read_raw_waits_for_records(saga):
-    saga.replace_rules([rule("log getppid comm=calls"), rule("ignore all")])
+    saga.replace_rules(numbered([rule("log getppid comm=calls"), rule("ignore all")]))
     while saga.read_raw(timeout=0):
         pass
     calls("getppid", 2)

@@ -8,19 +8,25 @@ from kernelutil import NOBODY, _uapi, as_user, ioctl_errno, rule
 
 from saga.rules.abi import pack_rule
 
-R = _uapi.SAGA_RULE_STRUCT
-DEL = _uapi.SAGA_RULE_DEL_STRUCT
-LST = _uapi.SAGA_RULE_LIST_STRUCT
-STS = _uapi.SAGA_STATS_STRUCT
+R, LST, STS = _uapi.SAGA_RULE, _uapi.SAGA_RULE_LIST, _uapi.SAGA_STATS
 UNMAPPED = 0x10  # never mapped: the first page is reserved
+_keep: list = []  # buffers whose addresses are in flight
 
 
-def rule_buf(text="log read", **over):
-    fields = list(R.unpack(pack_rule(rule(text))))
-    names = ("id", "action", "match", "pid", "uid", "position", "__pad", "comm", "key")
-    for k, v in over.items():
-        fields[names.index(k)] = v
-    return bytearray(R.pack(*fields))
+def rule_bytes(text="1: log read", **over) -> bytes:
+    fields = R.unpack(pack_rule(rule(text)))
+    fields.update(over)
+    return bytes(R.pack(**fields))
+
+
+def replace_arg(*rules: bytes, count: int | None = None) -> bytearray:
+    arr = ctypes.create_string_buffer(b"".join(rules) or b"\0")
+    _keep.append(arr)
+    return LST.pack(count=len(rules) if count is None else count, rules_ptr=ctypes.addressof(arr))
+
+
+def replace_errno(fd, *rules: bytes) -> int:
+    return ioctl_errno(fd, _uapi.SAGA_IOC_RULE_REPLACE, replace_arg(*rules))
 
 
 @pytest.fixture
@@ -28,8 +34,14 @@ def fd(saga):
     return saga.fileno()
 
 
+def test_the_magic_is_not_fuses():
+    assert _uapi.SAGA_IOC_MAGIC == 0xD5
+    assert {(_uapi.SAGA_IOC_GET_INFO >> 8) & 0xFF, (_uapi.SAGA_IOC_RULE_REPLACE >> 8) & 0xFF} == {0xD5}
+
+
 def test_unknown_commands_are_enotty(fd):
-    assert ioctl_errno(fd, 0xE5FF) == errno.ENOTTY
+    assert ioctl_errno(fd, 0xD5FF) == errno.ENOTTY
+    assert ioctl_errno(fd, 0xE505) == errno.ENOTTY  # ABI 1's RULE_LOCK: gone with its magic
     assert ioctl_errno(fd, _uapi.SAGA_IOC_GET_INFO ^ (1 << 16)) == errno.ENOTTY  # another size
     assert ioctl_errno(fd, 0x5401, bytearray(64)) == errno.ENOTTY  # TCGETS
 
@@ -39,63 +51,49 @@ def test_get_info_efault(fd):
 
 
 @pytest.mark.parametrize("over", [
-    {"__pad": 1}, {"action": 3}, {"match": 0x10}, {"pid": 5}, {"uid": 5},
+    {"__pad": 1}, {"id": 0}, {"action": 3}, {"match": 0x40}, {"pid": 5}, {"uid": 5},
+    {"exe_dev": 1}, {"exe_ino": 1},                    # exe identity without MATCH_EXE
+    {"match": _uapi.SAGA_MATCH_EXE},                   # MATCH_EXE without an inode
+    {"match": _uapi.SAGA_MATCH_TREE},                  # TREE without a process field
+    {"match": _uapi.SAGA_MATCH_TREE | _uapi.SAGA_MATCH_ERRORS},
     {"comm": b"abc"},  # comm given without MATCH_COMM
     {"match": _uapi.SAGA_MATCH_COMM},  # MATCH_COMM with an empty comm
     {"comm": b"a\0b", "match": _uapi.SAGA_MATCH_COMM},  # bytes after the NUL
     {"comm": b"x" * 16, "match": _uapi.SAGA_MATCH_COMM},  # not terminated
     {"key": b"k" * 32},
-    {"position": 5},  # past the end of an empty list
+    {"syscalls": (0,) * _uapi.SAGA_SYSCALL_WORDS},     # no slot
 ])
-def test_rule_add_einval(fd, over):
-    assert ioctl_errno(fd, _uapi.SAGA_IOC_RULE_ADD, rule_buf(**over)) == errno.EINVAL
+def test_replace_einval(fd, over):
+    assert replace_errno(fd, rule_bytes(**over)) == errno.EINVAL
 
 
-def test_rule_add_empty_syscall_set_einval(fd):
-    buf = rule_buf()
-    buf[_uapi.SAGA_RULE.fields[-1].offset:] = bytes(128)
-    assert ioctl_errno(fd, _uapi.SAGA_IOC_RULE_ADD, buf) == errno.EINVAL
+def test_replace_eexist_enospc_efault_and_nothing_half_applied(saga, fd):
+    assert replace_errno(fd, rule_bytes("9: log read"), rule_bytes("8: log write")) == 0
+    assert replace_errno(fd, rule_bytes("4: log read"), rule_bytes("4: log write")) == errno.EEXIST
+    assert replace_errno(fd, rule_bytes("4: log read"), rule_bytes("5: log write", action=7)) == errno.EINVAL
+    assert [r.id for r in saga.list_rules()] == [9, 8]
+    many = [rule_bytes(f"{i}: count read pid={i}") for i in range(1, _uapi.SAGA_MAX_RULES + 1)]
+    assert replace_errno(fd, *many) == 0
+    assert replace_errno(fd, *many, rule_bytes("2000: log read")) == errno.ENOSPC
+    assert ioctl_errno(fd, _uapi.SAGA_IOC_RULE_REPLACE, LST.pack(count=2, rules_ptr=UNMAPPED)) == errno.EFAULT
+    assert ioctl_errno(fd, _uapi.SAGA_IOC_RULE_REPLACE, UNMAPPED) == errno.EFAULT
+    assert saga.info().nr_rules == _uapi.SAGA_MAX_RULES
+    assert replace_errno(fd) == 0 and saga.list_rules() == []   # count 0: no rules (CLEAR is gone)
 
 
-def test_rule_add_eexist_enospc_efault(fd):
-    assert ioctl_errno(fd, _uapi.SAGA_IOC_RULE_ADD, rule_buf(id=9)) == 0
-    assert ioctl_errno(fd, _uapi.SAGA_IOC_RULE_ADD, rule_buf(id=9)) == errno.EEXIST
-    for _ in range(_uapi.SAGA_MAX_RULES - 1):
-        assert ioctl_errno(fd, _uapi.SAGA_IOC_RULE_ADD, rule_buf()) == 0
-    assert ioctl_errno(fd, _uapi.SAGA_IOC_RULE_ADD, rule_buf()) == errno.ENOSPC
-    assert ioctl_errno(fd, _uapi.SAGA_IOC_RULE_ADD, UNMAPPED) == errno.EFAULT
-
-
-def test_rule_del_errnos(fd):
-    assert ioctl_errno(fd, _uapi.SAGA_IOC_RULE_DEL, bytearray(DEL.pack(42, 0, b"", 0, 0))) == errno.ENOENT
-    assert ioctl_errno(fd, _uapi.SAGA_IOC_RULE_DEL, bytearray(DEL.pack(0, 2, b"", 0, 0))) == errno.EINVAL
-    assert ioctl_errno(fd, _uapi.SAGA_IOC_RULE_DEL, bytearray(DEL.pack(0, 1, b"k", 0, 1))) == errno.EINVAL
-    assert ioctl_errno(fd, _uapi.SAGA_IOC_RULE_DEL, bytearray(DEL.pack(0, 1, b"", 0, 0))) == errno.EINVAL
-    assert ioctl_errno(fd, _uapi.SAGA_IOC_RULE_DEL, bytearray(DEL.pack(3, 1, b"k", 0, 0))) == errno.EINVAL
-    assert ioctl_errno(fd, _uapi.SAGA_IOC_RULE_DEL, UNMAPPED) == errno.EFAULT
-
-
-def test_rule_list_and_replace_errnos(fd):
-    ioctl_errno(fd, _uapi.SAGA_IOC_RULE_ADD, rule_buf())
-    assert ioctl_errno(fd, _uapi.SAGA_IOC_RULE_LIST, bytearray(LST.pack(4, 0, UNMAPPED, 0))) == errno.EFAULT
-    assert ioctl_errno(fd, _uapi.SAGA_IOC_RULE_LIST, bytearray(LST.pack(0, 0, UNMAPPED, 0))) == 0
+def test_rule_list_errnos(fd):
+    replace_errno(fd, rule_bytes())
+    assert ioctl_errno(fd, _uapi.SAGA_IOC_RULE_LIST, LST.pack(capacity=4, rules_ptr=UNMAPPED)) == errno.EFAULT
+    assert ioctl_errno(fd, _uapi.SAGA_IOC_RULE_LIST, LST.pack(rules_ptr=UNMAPPED)) == 0
     assert ioctl_errno(fd, _uapi.SAGA_IOC_RULE_LIST, UNMAPPED) == errno.EFAULT
-    assert ioctl_errno(fd, _uapi.SAGA_IOC_RULE_REPLACE, bytearray(LST.pack(0, 1025, UNMAPPED, 0))) == errno.ENOSPC
-    assert ioctl_errno(fd, _uapi.SAGA_IOC_RULE_REPLACE, bytearray(LST.pack(0, 2, UNMAPPED, 0))) == errno.EFAULT
-    two = ctypes.create_string_buffer(bytes(rule_buf(id=4)) + bytes(rule_buf(id=4)))
-    assert ioctl_errno(fd, _uapi.SAGA_IOC_RULE_REPLACE,
-                       bytearray(LST.pack(0, 2, ctypes.addressof(two), 0))) == errno.EEXIST
-    bad = ctypes.create_string_buffer(bytes(rule_buf(action=7)))
-    assert ioctl_errno(fd, _uapi.SAGA_IOC_RULE_REPLACE,
-                       bytearray(LST.pack(0, 1, ctypes.addressof(bad), 0))) == errno.EINVAL
 
 
 def test_stats_errnos(fd):
-    assert ioctl_errno(fd, _uapi.SAGA_IOC_STATS_GET, bytearray(STS.pack(1025, 0, 0, *[0] * 8))) == errno.EINVAL
-    assert ioctl_errno(fd, _uapi.SAGA_IOC_STATS_GET, bytearray(STS.pack(0, 1, 0, *[0] * 8))) == errno.EINVAL
-    assert ioctl_errno(fd, _uapi.SAGA_IOC_STATS_GET, bytearray(STS.pack(4, 0, UNMAPPED, *[0] * 8))) == errno.EFAULT
+    assert ioctl_errno(fd, _uapi.SAGA_IOC_STATS_GET, STS.pack(nr_slots=1025)) == errno.EINVAL
+    assert ioctl_errno(fd, _uapi.SAGA_IOC_STATS_GET, STS.pack(__pad=1)) == errno.EINVAL
+    assert ioctl_errno(fd, _uapi.SAGA_IOC_STATS_GET, STS.pack(nr_slots=4, counters_ptr=UNMAPPED)) == errno.EFAULT
     assert ioctl_errno(fd, _uapi.SAGA_IOC_STATS_GET, UNMAPPED) == errno.EFAULT
-    assert ioctl_errno(fd, _uapi.SAGA_IOC_STATS_GET, bytearray(STS.pack(0, 0, UNMAPPED, *[0] * 8))) == 0
+    assert ioctl_errno(fd, _uapi.SAGA_IOC_STATS_GET, STS.pack(counters_ptr=UNMAPPED)) == 0
 
 
 def test_set_enabled_errnos(fd):
@@ -103,36 +101,28 @@ def test_set_enabled_errnos(fd):
     assert ioctl_errno(fd, _uapi.SAGA_IOC_SET_ENABLED, UNMAPPED) == errno.EFAULT
 
 
-def test_locked_changes_are_eperm(fd):
+def test_locked_changes_are_ebusy(fd):
     assert ioctl_errno(fd, _uapi.SAGA_IOC_RULE_LOCK) == 0
-    assert ioctl_errno(fd, _uapi.SAGA_IOC_RULE_ADD, rule_buf()) == errno.EPERM
-    assert ioctl_errno(fd, _uapi.SAGA_IOC_RULE_DEL, bytearray(DEL.pack(1, 0, b"", 0, 0))) == errno.EPERM
-    assert ioctl_errno(fd, _uapi.SAGA_IOC_RULE_CLEAR) == errno.EPERM
-    assert ioctl_errno(fd, _uapi.SAGA_IOC_RULE_REPLACE, bytearray(LST.pack(0, 0, 0, 0))) == errno.EPERM
-    assert ioctl_errno(fd, _uapi.SAGA_IOC_SET_ENABLED, bytearray((0).to_bytes(4, "little"))) == errno.EPERM
+    assert replace_errno(fd) == errno.EBUSY
+    assert ioctl_errno(fd, _uapi.SAGA_IOC_SET_ENABLED, bytearray((0).to_bytes(4, "little"))) == errno.EBUSY
     assert ioctl_errno(fd, _uapi.SAGA_IOC_STATS_RESET) == 0
     assert ioctl_errno(fd, _uapi.SAGA_IOC_RULE_LOCK) == 0
 
 
 def test_unprivileged_holder_reads_but_cannot_change(fd):
     def probe():
-        info = bytearray(_uapi.SAGA_INFO.size)
         return {
-            "info": ioctl_errno(fd, _uapi.SAGA_IOC_GET_INFO, info),
-            "list": ioctl_errno(fd, _uapi.SAGA_IOC_RULE_LIST, bytearray(LST.pack(0, 0, 0, 0))),
-            "stats": ioctl_errno(fd, _uapi.SAGA_IOC_STATS_GET, bytearray(STS.pack(0, 0, 0, *[0] * 8))),
-            "add": ioctl_errno(fd, _uapi.SAGA_IOC_RULE_ADD, rule_buf()),
-            "del": ioctl_errno(fd, _uapi.SAGA_IOC_RULE_DEL, bytearray(DEL.pack(1, 0, b"", 0, 0))),
-            "list_replace": ioctl_errno(fd, _uapi.SAGA_IOC_RULE_REPLACE, bytearray(LST.pack(0, 0, 0, 0))),
-            "clear": ioctl_errno(fd, _uapi.SAGA_IOC_RULE_CLEAR),
+            "info": ioctl_errno(fd, _uapi.SAGA_IOC_GET_INFO, _uapi.SAGA_INFO.pack()),
+            "list": ioctl_errno(fd, _uapi.SAGA_IOC_RULE_LIST, LST.pack()),
+            "stats": ioctl_errno(fd, _uapi.SAGA_IOC_STATS_GET, STS.pack()),
+            "replace": replace_errno(fd),
             "lock": ioctl_errno(fd, _uapi.SAGA_IOC_RULE_LOCK),
             "reset": ioctl_errno(fd, _uapi.SAGA_IOC_STATS_RESET),
             "enable": ioctl_errno(fd, _uapi.SAGA_IOC_SET_ENABLED, bytearray((0).to_bytes(4, "little"))),
-            "unknown": ioctl_errno(fd, 0xE5FF),
+            "unknown": ioctl_errno(fd, 0xD5FF),
         }
     got = as_user(NOBODY, probe)
-    assert got == {"info": 0, "list": 0, "stats": 0, "add": errno.EPERM, "del": errno.EPERM,
-                   "list_replace": errno.EPERM, "clear": errno.EPERM, "lock": errno.EPERM,
+    assert got == {"info": 0, "list": 0, "stats": 0, "replace": errno.EPERM, "lock": errno.EPERM,
                    "reset": errno.EPERM, "enable": errno.EPERM, "unknown": errno.ENOTTY}
 
 

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from kernelutil import TCG_PATIENCE, Module, calls
+from kernelutil import CALLS, TCG_PATIENCE, Module, calls
 from waiting import wait_for
 
 from saga.sagafs.mount import mount_type
@@ -106,7 +106,8 @@ def test_cat_log_shows_the_workload_with_pids_paths_and_return_values(sagafs):
     assert openats == [x for x in mine + failed if " openat(" in x]
     assert count(sagafs, "openat") - before[0] == len(openats)
     assert count(sagafs, "openat", "errors") - before[1] == sum(" = -" in x for x in openats)
-    assert (sagafs / "procs" / str(pid) / "cmdline").read_text() == "[calls]\n"     # gone by now
+    # The daemon read its command line if it looked while the process lived, else only its name is known.
+    assert (sagafs / "procs" / str(pid) / "cmdline").read_text() in ("[calls]\n", f"{CALLS} open /etc/hostname\n")
 
 
 def status_of(mnt: Path) -> dict[str, str]:

@@ -188,7 +188,7 @@ def test_rules_list_rm_clear(saga):
 
 def test_rules_list_shows_when_the_driver_disagrees(saga):
     saga("rules", "add", "ignore", "open*")
-    saga.driver.clear_rules()
+    saga.driver.replace_rules([])
     r = saga("rules", "list")
     assert r.stdout == "" and "differ from the stored ones" in r.stderr
     assert saga("rules", "list", "--stored").stdout.strip() == "1: ignore open*"

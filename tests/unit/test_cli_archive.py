@@ -16,7 +16,7 @@ from test_cli import Saga
 
 from saga import _uapi, decode, events, render, syscalls
 from saga.cli.output import RED, failed_line
-from saga.cli.report import human_ns
+from saga.cli.search import human_ns
 from saga.events import COMM, FLAGS, NR, PID, PPID, RET, TID, UID
 from saga.filters import failed, parse_time
 from saga.store import Store, archive
@@ -74,6 +74,13 @@ def test_query_filters_print_exactly_the_matching_events(saga, raws):
         assert lines(saga("query", "-n", "0", *args)) == want, args
     # two writes: the executable is known for the first one only
     assert len(lines(saga("query", "-n", "0", "-x", "saga-fixture"))) == sum(r[PID] == raws[0][PID] for r in raws)
+
+
+def test_log_with_a_filter_only_the_archive_answers_reads_the_archive(saga):
+    mine = lines(saga("query", "-x", "saga-fixture", "-n", "0"))
+    assert len(mine) > 3 and lines(saga("log", "-x", "saga-fixture", "-n", "3")) == mine[-3:]
+    r = saga("log", "--exe", "nope", code=1)
+    assert r.stdout == "" and "no matching events" in r.stderr
 
 
 def test_query_exits_1_when_nothing_matches(saga):

@@ -266,7 +266,7 @@ def test_locked_rules_that_differ_do_not_stop_the_daemon(tmp_path, sqlite_url, r
     with Store.open(sqlite_url) as st:
         RulesService(st, None, cfg.store.host_name).add(rules.parse("ignore all"))
     drv = ReplayDriver(recording)
-    drv.add_rule(rules.parse("count read"))
+    drv.replace_rules([rules.parse("1: count read")])
     drv.lock_rules()
     r = Running(tmp_path, sqlite_url, drv)
     wait_for(lambda: r.status()["drained"]["events"] > 0, what="draining under the locked rules")

@@ -8,7 +8,7 @@ import pytest
 from saga import _uapi
 from saga.drivers.ebpf import layout as L
 from saga.drivers.ebpf.ruleset import RuleSet
-from saga.errors import DriverError
+from saga.errors import RuleError
 from saga.rules import parse
 
 LOG, COUNT, IGNORE = _uapi.SAGA_ACT_LOG, _uapi.SAGA_ACT_COUNT, _uapi.SAGA_ACT_IGNORE
@@ -16,15 +16,16 @@ READ, WRITE, OPENAT = 0, 1, 257
 
 
 def table(rs: RuleSet) -> tuple[int, ...]:
-    return L.RS_SLOTS.unpack_from(rs.encode(), L.RS_HEAD.size)
+    return L.RULESET.unpack(rs.encode())["slot"]
 
 
 def built(*lines: str, default=LOG) -> RuleSet:
-    return RuleSet((), default).replace([parse(x) for x in lines])
+    return RuleSet((), default).replace([parse(x).with_id(i) for i, x in enumerate(lines, 1)])
 
 
 def test_value_size_matches_the_c_layout():
-    assert len(RuleSet((), LOG).encode()) == L.RULESET_SIZE == 206872
+    assert len(RuleSet((), LOG).encode()) == L.RULESET_SIZE
+    assert len(RuleSet((), LOG).actions()) == L.ACTIONS_SIZE
 
 
 def test_fieldless_rules_resolve_per_slot():
@@ -54,42 +55,39 @@ def test_can_log():
 
 
 def test_round_trip_keeps_order_ids_and_fields():
-    rs = built("log %file uid=0 comm=bash errors key=k", "count all pid=7")
+    rs = built("log %file uid=0 comm=bash errors key=k", "count all pid=7 tree", "ignore read exe=/bin/sh")
     back = RuleSet.decode(rs.encode())
     # tokens come back as names (or `all`): the slot sets are what must match
     assert [r.with_id(None).slots for r in back.rules] == [r.slots for r in rs.rules]
-    assert [(r.action, r.pid, r.uid, r.comm, r.errors, r.key) for r in back.rules] == \
-        [(r.action, r.pid, r.uid, r.comm, r.errors, r.key) for r in rs.rules]
+    assert [(r.action, r.pid, r.uid, r.comm, r.errors, r.key, r.exe, r.tree) for r in back.rules] == \
+        [(r.action, r.pid, r.uid, r.comm, r.errors, r.key, r.exe, r.tree) for r in rs.rules]
     assert back.rules[1].syscalls == ("all",) and back.default_action == LOG
-    assert [r.id for r in back.rules] == [1, 2] and back.next_id == 3
+    assert back.rules[2].exe.startswith("@") and [r.id for r in back.rules] == [1, 2, 3]
+    assert L.RULESET.unpack(rs.encode())["nr_tree"] == 1
 
 
-def test_ids_like_the_module():
-    rs = RuleSet((), LOG)
-    rs, a = rs.add(parse("count read"), None)
-    rs, b = rs.add(parse("count read").with_id(10), 0)
-    rs, c = rs.add(parse("count write"), None)
-    assert (a, b, c) == (1, 10, 11)
-    assert [r.id for r in rs.rules] == [10, 1, 11]
-    with pytest.raises(DriverError) as e:
-        rs.add(parse("count read").with_id(10), None)
-    assert e.value.errno == errno.EEXIST
-    with pytest.raises(DriverError) as e:
-        rs.remove(99)
-    assert e.value.errno == errno.ENOENT
-    with pytest.raises(DriverError) as e:
-        rs.replace([parse("count read").with_id(4), parse("count write").with_id(4)])
-    assert e.value.errno == errno.EEXIST
+@pytest.mark.parametrize("ids, code", [([4, 4], errno.EEXIST), ([0], errno.EINVAL), ([None], errno.EINVAL),
+                                       ([5, 1 << 32], errno.EINVAL)])
+def test_ids_are_the_callers_nonzero_and_unique(ids, code):
+    with pytest.raises(RuleError) as e:
+        RuleSet((), LOG).replace([parse("count read").with_id(i) for i in ids])
+    assert e.value.errno == code
+
+
+def test_the_deciding_rule_id_of_each_plain_slot():
+    rs = built("count write", "ignore read,write pid=7", "log read")
+    rule = L.ACTIONS.unpack(rs.actions())["rule"]
+    assert rule[WRITE] == 1 and rule[READ] == 0 and rule[OPENAT] == 0   # walked, or the default action
 
 
 def test_action_table_matches_the_rule_set_table():
     rs = built("count write", "ignore read,write pid=7", "log read", "ignore all errors", default=COUNT)
-    acts = rs.actions()
-    assert len(acts) == L.ACTIONS_SIZE == _uapi.SAGA_NR_SLOTS
+    acts = L.ACTIONS.unpack(rs.actions())["slot"]
+    assert len(acts) == _uapi.SAGA_NR_SLOTS
     assert acts[WRITE] == COUNT                      # a field-less rule decides it
     assert acts[READ] == L.ACT_WALK                  # a rule with fields comes first
     assert acts[OPENAT] == L.ACT_WALK                # 'ignore all errors' covers every slot
-    assert built(default=IGNORE).actions() == bytes([IGNORE]) * _uapi.SAGA_NR_SLOTS
+    assert L.ACTIONS.unpack(built(default=IGNORE).actions())["slot"] == (IGNORE,) * _uapi.SAGA_NR_SLOTS
     # Plain entries are the rule set's own table; walking ones defer to it.
     for a, t in zip(acts, table(rs), strict=True):
         assert a == (L.ACT_WALK if t & L.SLOT_WALK else t)

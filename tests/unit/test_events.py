@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from saga import events
+from saga import _uapi, events
 
 
 def test_pack_parse_round_trip_with_paths():
@@ -42,7 +42,7 @@ def test_bad_size_is_an_error():
 
 def test_a_path_longer_than_its_record_is_refused_on_the_one_path_fast_path():
     raw = bytearray(events.pack(dict(nr=257, pid=1, paths=("/etc/passwd",))))
-    struct.pack_into("<H", raw, events.FIXED - 8, 200)          # path_len[0] past the end of the record
+    struct.pack_into("<H", raw, _uapi.SAGA_EVENT.offset("path_len"), 200)  # path_len[0] past the record's end
     with pytest.raises(events.RecordError, match="run past its end"):
         events.parse(bytes(raw))
     assert events.paths_of(events.parse(memoryview(events.pack(dict(nr=257, paths=("/x/ÿ",)))))[0]) == ("/x/ÿ",)

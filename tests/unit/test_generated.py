@@ -11,7 +11,7 @@ from saga import _uapi, syscalls
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_uapi_mirror_is_fresh():
+def test_uapi_mirrors_and_the_version_are_fresh():
     res = subprocess.run([sys.executable, "tools/gen_uapi.py", "--check"], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
 

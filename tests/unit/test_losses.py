@@ -45,9 +45,13 @@ def test_every_layer_adds_up_while_events_are_lost(tmp_path, sqlite_url, recordi
     t.start()
     try:
         for _ in range(30):
-            drv.feed(recording)
-            drv.advance(len(raws))      # calls made while nobody reads: the ring overflows
-        wait_for(lambda: r.status()["capture"]["events"] == r.status()["capture"]["read"], what="the ring drained")
+            for _ in range(2):          # twice the recording (56 KiB) between reads: the 64 KiB ring overflows
+                drv.feed(recording)
+                drv.advance(len(raws))
+            # Each round drained before the next: the window then sees more events than it keeps
+            # however fast the feeding loop runs (unloaded, it could outrun every read).
+            wait_for(lambda: r.status()["capture"]["events"] == r.status()["capture"]["read"],
+                     what="the ring drained")
     finally:
         done.set()
         t.join()

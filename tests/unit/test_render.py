@@ -130,7 +130,12 @@ def test_json_paths_are_valid_utf8_and_lossless():
 
 
 def test_an_empty_first_path_does_not_shift_the_second_into_its_place():
-    # rename("", "/tmp/x"): the first path has length 0, the second is captured
+    # rename("", "/tmp/x"): the empty path is kept (ABI 2: path_len counts the NUL), in its place
     raw = one(nr=nr("rename"), args=(0x7FFC0010, 0x7FFC0020), paths=("", "/tmp/x"))
-    assert render.format_args(raw) == '0x7ffc0010, "/tmp/x"'
-    assert render.to_json(raw)["paths"] == [None, "/tmp/x"]
+    assert render.format_args(raw) == '"", "/tmp/x"'
+    assert render.to_json(raw)["paths"] == ["", "/tmp/x"]
+
+
+def test_a_null_path_is_absent_not_a_pointer_or_a_fault():
+    raw = one(nr=nr("utimensat"), args=(3, 0, 0, 0), paths=(None,))
+    assert render.format_args(raw).startswith("3, NULL, ") and render.flag_names(raw[events.FLAGS]) == []

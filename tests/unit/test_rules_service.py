@@ -102,7 +102,7 @@ def test_locked_rules_refuse_changes_before_touching_the_database(svc):
 
 def test_sync_installs_the_stored_rules(svc):
     svc.add(rules.parse("ignore open*"))
-    svc.driver.clear_rules()
+    svc.driver.replace_rules([])
     assert not in_step(svc)
     assert svc.sync() is True and in_step(svc)
     assert svc.sync() is False
@@ -143,3 +143,11 @@ def test_concurrent_changes_are_serialized(store_url):
     assert in_step(svc)
     drv.close()
     store.close()
+
+
+def test_exe_and_tree_are_stored_and_installed(svc):
+    r = svc.add(rules.parse("ignore all exe=/bin/sh tree key=backup"))
+    assert [(x.exe, x.tree) for x in svc.stored()] == [("/bin/sh", True)]
+    assert svc.driver.list_rules()[0].exe.startswith("@") and svc.driver.list_rules()[0].tree
+    assert svc.sync() is False      # the stored path and the identity the driver holds are the same rule
+    assert r.id == svc.stored()[0].id

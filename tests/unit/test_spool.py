@@ -84,7 +84,7 @@ def test_a_read_not_yet_parsed_is_reported_as_at_most(tmp_path):
     d = str(tmp_path / "spool")
     sp = Spool(d, 1 << 20)
     sp.recover(None)
-    sp.in_hand(128 * 40)
+    sp.in_hand(events.FIXED * 40)
     crash(sp)
     again = Spool(d, 1 << 20)
     again.recover(None)

@@ -13,7 +13,7 @@ from saga.drivers.replay import split_records
 from saga.errors import PermissionDenied, StoreError
 from saga.events import COMM, NR, PID, PPID, RET, TID, TS, UID
 from saga.filters import EventFilter
-from saga.store import Store, archive, query, schema
+from saga.store import Store, archive, query, report, schema
 from saga.store import rules as stored_rules
 from saga.store.engine import normalize_url
 
@@ -331,10 +331,36 @@ def test_small_batches_are_merged_and_search_the_same(store_url, recording, raws
         with st.engine.connect() as c:
             sizes = c.execute(text("SELECT events FROM event_batches ORDER BY id")).scalars().all()
         # writes 1-4 merge in two (the pid's executable changed after the second), 5-8 in one, 9 waits
-        assert sizes == [100, 100, 200, 4]
+        assert sizes == [100, 100, 200, len(records) - 400]
         for flt in (EventFilter.build(errno="ENOENT"), EventFilter.build(errors=True), EventFilter.build(path="/*")):
             assert [a.raw for a in _search(st, flt)] == [r for r in raws if flt.predicate()(r)]
         assert archive.usage(st.engine).events == len(raws)
+
+
+def test_reports_add_up_the_stored_tallies_as_counting_would(store_url, recording, raws, monkeypatch):
+    """A report over whole batches adds up each batch's stored per-syscall tally; counting the events of
+    the same batches gives the same calls, failures, time and histograms (merged batches too)."""
+    monkeypatch.setattr(archive, "MERGE_BATCHES", 3)
+    records = [rec for rec, _ in split_records(recording)]
+    with Store.open(store_url) as st:
+        w = archive.EventWriter(st.engine, _host(st))
+        for i in range(0, len(records), 70):
+            buf = b"".join(records[i:i + 70])
+            w.write([(buf, events.parse(buf))])
+        w.close()
+
+        def groups(flt: EventFilter) -> dict:
+            with st.session() as s:
+                found = report.summarize(query.Search(s, flt), report.By.syscall)
+            return {g.key: (g.calls, g.failures, g.timed, g.total_ns, g.hist.tolist()) for g in found}
+
+        for flt in (EventFilter(), EventFilter.build(syscall="openat,close,%file")):
+            stored = groups(flt)
+            with monkeypatch.context() as m:
+                m.setattr(query.Search, "whole", lambda self, batch: False)
+                counted = groups(flt)
+            assert stored == counted and sum(c for c, *_ in stored.values()) == \
+                sum(1 for r in raws if flt.predicate()(r)), flt
 
 
 def test_units_and_the_same_transaction_hook(store_url, recording, raws):

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import gzip
 
+import abi1
 import sqlalchemy as sa
 from conftest import DATA
 from sqlalchemy import create_engine, inspect, select, text
+from typer.testing import CliRunner
 
-from saga.events import PID, SIZE, TS
+from saga import render
+from saga.cli.main import app
+from saga.events import PID, TS
 from saga.filters import EventFilter
 from saga.store import Store, archive, migrations, query, schema
 from saga.store import rules as stored_rules
@@ -58,7 +62,7 @@ def exe_of(i: int, raw: tuple, exe_pid: int) -> str | None:
 
 
 def _v1_database(url: str, recording: bytes, raws: list[tuple], exe_pid: int) -> tuple[int, int]:
-    """A version 1 archive: the recording for host a, its first ten events again for host b."""
+    """A version 1 archive: the (ABI 1) recording for host a, its first ten events again for host b."""
     with Store.open(url) as st:
         with st.session() as s, s.begin():
             a, b = stored_rules.host_id(s, "a"), stored_rules.host_id(s, "b")
@@ -66,11 +70,11 @@ def _v1_database(url: str, recording: bytes, raws: list[tuple], exe_pid: int) ->
             _drop_v3_event_tables(conn)
             V1.create_all(conn)
             off, rows = 0, []
-            for r in raws:
+            for r, size in zip(raws, abi1.sizes(recording), strict=True):
                 rows.append(dict(host_id=a, ts_ns=r[TS], pid=r[PID], tid=0, ppid=0, uid=0, syscall=0, ret=0,
                                  duration_ns=0, comm="", exe=exe_of(len(rows), r, exe_pid), path=None,
-                                 record=recording[off:off + r[SIZE]]))
-                off += r[SIZE]
+                                 record=recording[off:off + size]))
+                off += size
             conn.execute(V1_EVENTS.insert(), rows + [dict(row, host_id=b) for row in rows[:10]])
             conn.execute(V1_BATCHES.insert(), [dict(host_id=a, first_id=1, last_id=len(rows), min_ts=0,
                                                     max_ts=2**62, events=len(rows))])
@@ -79,6 +83,9 @@ def _v1_database(url: str, recording: bytes, raws: list[tuple], exe_pid: int) ->
 
 
 def test_version_1_is_migrated_without_losing_an_event(store_url, recording, raws):
+    old = abi1.recording()         # archives of version 1 hold ABI 1 records; they come back as ABI 2 says them
+    new_recording, new_raws = recording, raws
+    recording, raws = old, abi1.as_abi2(old)
     exe_pid = raws[0][PID]
     a, b = _v1_database(store_url, recording, raws, exe_pid)
     with Store.open(store_url) as st:
@@ -93,8 +100,8 @@ def test_version_1_is_migrated_without_losing_an_event(store_url, recording, raw
             mid = sorted(r[TS] for r in raws)[len(raws) // 2]    # the rebuilt batches know their time ranges
             assert len(query.search(s, EventFilter(host="a", since_ns=mid))) == sum(r[TS] >= mid for r in raws)
         assert archive.count(st.engine, a) == len(raws) and archive.count(st.engine, b) == 10
-        archive.EventWriter(st.engine, a).write([(recording, raws)])    # and the archive goes on
-        assert archive.count(st.engine, a) == 2 * len(raws)
+        archive.EventWriter(st.engine, a).write([(new_recording, new_raws)])    # and the archive goes on
+        assert archive.count(st.engine, a) == len(raws) + len(new_raws)
 
 
 def _v2_fixture(tmp_path) -> str:
@@ -110,7 +117,8 @@ def _v2_on_postgresql(pg_url: str, sqlite_url: str) -> None:
         _drop_v3_event_tables(conn)
         migrations.V2.create_all(conn)
         conn.execute(Host.__table__.insert(), [dict(r._mapping) for r in s.execute(select(Host.__table__))])
-        conn.execute(RuleRow.__table__.insert(), [dict(r._mapping) for r in s.execute(select(RuleRow.__table__))])
+        # version 2's rules (no exe, tree: version 3's columns)
+        conn.execute(RuleRow.__table__.insert(), [dict(r._mapping) for r in s.execute(text("SELECT * FROM rules"))])
         for table in (migrations.V2_EVENTS, migrations.V2_BATCHES):
             conn.execute(table.insert(), [dict(r._mapping) for r in s.execute(select(table))])
         conn.execute(text("SELECT setval(pg_get_serial_sequence('event_batches', 'id'), 4)"))
@@ -119,6 +127,8 @@ def _v2_on_postgresql(pg_url: str, sqlite_url: str) -> None:
 
 
 def test_a_real_version_2_archive_is_migrated_without_losing_an_event(store_url, tmp_path, recording, raws):
+    new_recording, new_raws = recording, raws
+    raws = abi1.as_abi2(abi1.recording())      # the archive was written from the ABI 1 recording
     url = _v2_fixture(tmp_path)
     if store_url.startswith("postgresql"):
         _v2_on_postgresql(store_url, url)
@@ -145,5 +155,19 @@ def test_a_real_version_2_archive_is_migrated_without_losing_an_event(store_url,
             assert len(query.search(s, EventFilter(host="a", since_ns=mid))) == 2 * sum(r[TS] >= mid for r in raws)
             assert len(query.search(s, EventFilter.build(host="a", path="/tmp/*"))) > 0
         assert archive.count(st.engine) == 2 * len(raws) + 150
-        archive.EventWriter(st.engine, a).write([(recording, raws)])    # and the archive goes on
-        assert archive.count(st.engine, a) == 3 * len(raws)
+        archive.EventWriter(st.engine, a).write([(new_recording, new_raws)])    # and the archive goes on
+        assert archive.count(st.engine, a) == 2 * len(raws) + len(new_raws)
+
+
+def test_saga_query_upgrades_a_version_2_archive_before_it_searches(store_url, tmp_path):
+    """Searches read without SQLAlchemy; an archive of an older version is migrated first, as every open does."""
+    url = _v2_fixture(tmp_path)
+    if store_url.startswith("postgresql"):
+        _v2_on_postgresql(store_url, url)
+        url = store_url
+    r = CliRunner().invoke(app, ["--db", url, "query", "-n", "0", "--host", "b"])
+    assert r.exit_code == 0, r.stderr
+    raws = abi1.as_abi2(abi1.recording())      # the archive was written from the ABI 1 recording
+    assert r.stdout.splitlines() == [render.line(x) for x in raws[50:200]]
+    with Store.open(url) as st, st.engine.connect() as conn:
+        assert schema.version(conn) == 3

@@ -16,14 +16,15 @@ from typing import TYPE_CHECKING
 from saga import config as configmod
 from saga.cli.progress import Progress
 from saga.config import Config
-from saga.daemon.client import DaemonClient
-from saga.drivers import Driver, open_driver
 
-if TYPE_CHECKING:       # imported on first use: SQLAlchemy alone adds ~0.4 s to every command
+if TYPE_CHECKING:       # imported on first use: a command pays only for what it uses (docs/cli.md)
+    from saga.daemon.client import DaemonClient
+    from saga.drivers import Driver
     from saga.filters import EventFilter
     from saga.rules.service import RulesService
     from saga.store import Store
     from saga.store.query import Archived, Search
+    from saga.store.reader import Reader
 
 
 class Env:
@@ -57,22 +58,27 @@ class Env:
             self._store = Store.open(self.config.store.url, create=create)
         return self._store
 
+    def reader(self) -> Reader:
+        """A read-only connection to the archive, which must exist (no SQLAlchemy: saga.store.reader)."""
+        from saga.store.reader import open_reader
+        return open_reader(self.config.store.url)
+
     def search(self, flt: EventFilter, limit: int | None) -> list[Archived]:
         """The newest `limit` archived events that match (None: all), from an archive that must exist."""
         from saga.store.query import search
         if limit is not None and limit >= 1 << 63:    # more than a database counts (SQL LIMIT is 64-bit): all
             limit = None
-        with self.store(create=False).session() as s:
-            return search(s, flt, limit)
+        with self.reader() as db:
+            return search(db, flt, limit)
 
     @contextmanager
     def searching(self, flt: EventFilter) -> Iterator[tuple[Search, Progress]]:
         """A search of the archive (which must exist), with its progress display on a terminal."""
         from saga.store.query import Search
-        with self.store(create=False).session() as s:
+        with self.reader() as db:
             search: Search | None = None
             with Progress(lambda: search.total_batches() if search else 0) as progress:
-                search = Search(s, flt, progress.tick)
+                search = Search(db, flt, progress.tick)
                 yield search, progress
 
     def driver(self) -> Driver:
@@ -80,6 +86,7 @@ class Env:
         if self._injected_driver is not None:
             return self._injected_driver
         if self._driver is None:
+            from saga.drivers import open_driver
             c = self.config.daemon
             self._driver = open_driver(c.driver, load=False, replay_path=c.replay or None)
         return self._driver
@@ -89,6 +96,7 @@ class Env:
         return RulesService(self.store(), None if offline else self.driver(), self.host)
 
     def daemon(self) -> DaemonClient:
+        from saga.daemon.client import DaemonClient
         return DaemonClient(self.config.daemon.socket_path)
 
     def close(self) -> None:

@@ -9,31 +9,12 @@ from __future__ import annotations
 import json
 import sys
 from collections import deque
-from typing import Annotated
-
-import typer
 
 from saga import events, render
+from saga.cli import options
 from saga.cli.context import Env
 from saga.cli.output import colour, failed_line, note
-from saga.cli.query import (
-    Argv,
-    Comm,
-    Errno,
-    Errors,
-    Exe,
-    Json,
-    Key,
-    Path,
-    Pid,
-    Ppid,
-    Syscall,
-    Tid,
-    Uid,
-    Unit,
-    build_filter,
-    print_archived,
-)
+from saga.cli.search import NOTHING_MATCHED, build_filter, print_archived
 from saga.daemon.client import DaemonClient, NotRunning
 from saga.errors import UsageError
 from saga.filters import EventFilter, failed
@@ -102,20 +83,10 @@ def _follow_driver(env: Env, flt: EventFilter, n: int, printer: _Printer) -> Non
             printer.raws([r for r in events.parse(buf) if keep(r)])
 
 
-def log(ctx: typer.Context,
-        follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new events")] = False,
-        as_json: Json = False, syscall: Syscall = None, pid: Pid = None, ppid: Ppid = None, tid: Tid = None,
-        comm: Comm = None, uid: Uid = None, errors: Errors = False, errno: Errno = None, path: Path = None,
-        exe: Exe = None, key: Key = None, unit: Unit = None, argv: Argv = None,
-        lines: Annotated[int, typer.Option("--lines", "-n", min=0, metavar="N",
-                                           help="Show the last N events first")] = 10,
-        count: Annotated[int | None, typer.Option("--count", min=1, metavar="N",
-                                                  help="Exit after printing N events")] = None,
-        ) -> None:
+def run_log(env: Env, *, follow: bool = False, as_json: bool = False, lines: int = 10, count: int | None = None,
+            **select) -> int:
     """Recent events; -f follows new ones (from the daemon, else the driver)."""
-    env: Env = ctx.obj
-    flt = build_filter(syscall=syscall, pid=pid, ppid=ppid, tid=tid, comm=comm, uid=uid, errors=errors, errno=errno,
-                       path=path, exe=exe, key=key, unit=unit, argv=argv)
+    flt = build_filter(**select)
     printer = _Printer(as_json, count)
     if flt.needs_context:       # what a record alone does not say: only the archive answers
         names = ", ".join("--" + n for n in flt.needs_context)
@@ -123,20 +94,22 @@ def log(ctx: typer.Context,
             raise UsageError(f"{names}: saga log -f filters on what a record carries; search the archive with "
                              "saga query")
         found = env.search(flt, lines)
-        print_archived(found[-count:] if count else found, as_json)
-        return
+        if not print_archived(found[-count:] if count else found, as_json):
+            note("no matching events")
+            return NOTHING_MATCHED
+        return 0
     client = env.daemon()
     if follow:
         client.timeout = None   # waiting for events is not a failure
     try:
         try:
             _from_daemon(client, flt, lines, follow, printer)
-            return
+            return 0
         except NotRunning:
             pass
         if follow:
             _follow_driver(env, flt, lines, printer)
-            return
+            return 0
         note("the daemon is not running: showing the newest archived events")
         found = env.search(flt, lines)
         print_archived(found[-count:] if count else found, as_json)
@@ -144,3 +117,7 @@ def log(ctx: typer.Context,
         pass
     except KeyboardInterrupt:
         pass
+    return 0
+
+
+log = options.command(options.LOG, run_log, "Recent events; -f follows new ones (from the daemon, else the driver).")

@@ -1,4 +1,8 @@
-"""Printing: results on stdout, one-line notes and warnings on stderr, aligned tables, JSON."""
+"""Printing: results on stdout, one-line notes and warnings on stderr, aligned tables, JSON.
+
+Plain writes to sys.stdout and sys.stderr, flushed (as click.echo does), so
+that a command that does not need typer does not import it.
+"""
 from __future__ import annotations
 
 import json
@@ -6,8 +10,6 @@ import os
 import sys
 from collections.abc import Sequence
 from typing import TextIO
-
-import typer
 
 from saga.render import printable
 
@@ -28,8 +30,13 @@ def paint(text: str, code: str, stream: TextIO) -> str:
     return f"{code}{text}{RESET}" if colour(stream) else text
 
 
+def _echo(text: str, stream: TextIO) -> None:
+    stream.write(text + "\n")
+    stream.flush()
+
+
 def out(text: str = "") -> None:
-    typer.echo(text)
+    _echo(text, sys.stdout)
 
 
 # Notes, warnings and errors are one line each, and may quote what a user or a process wrote: printable()
@@ -37,15 +44,15 @@ def out(text: str = "") -> None:
 
 def note(text: str) -> None:
     """Something the user should know that is not the result (stderr, so pipes stay clean)."""
-    typer.echo(f"{PROG}: {printable(text)}", err=True)
+    _echo(f"{PROG}: {printable(text)}", sys.stderr)
 
 
 def warn(text: str) -> None:
-    typer.echo(f"{PROG}: " + paint("warning:", YELLOW, sys.stderr) + f" {printable(text)}", err=True)
+    _echo(f"{PROG}: " + paint("warning:", YELLOW, sys.stderr) + f" {printable(text)}", sys.stderr)
 
 
 def error(text: str, prog: str = PROG) -> None:
-    typer.echo(paint(f"{prog}: {printable(text)}", RED + BOLD, sys.stderr), err=True)
+    _echo(paint(f"{prog}: {printable(text)}", RED + BOLD, sys.stderr), sys.stderr)
 
 
 def failed_line(line: str) -> str:
@@ -58,7 +65,7 @@ def failed_line(line: str) -> str:
 
 
 def json_out(obj) -> None:
-    typer.echo(json.dumps(obj, indent=2, sort_keys=False))
+    _echo(json.dumps(obj, indent=2, sort_keys=False), sys.stdout)
 
 
 def json_line(obj) -> None:

@@ -85,8 +85,8 @@ def listing(svc: RulesService) -> tuple[list[Rule], bool | None]:
 
 def _rule_json(rule: Rule) -> dict:
     return {"id": rule.id, "action": rule.action, "syscalls": list(rule.syscalls), "pid": rule.pid,
-            "uid": rule.uid, "comm": rule.comm, "errors": rule.errors, "key": rule.key,
-            "text": grammar.format(rule)}
+            "uid": rule.uid, "comm": rule.comm, "exe": rule.exe, "errors": rule.errors, "tree": rule.tree,
+            "key": rule.key, "text": grammar.format(rule)}
 
 
 def _read_rules_file(path: str) -> list[Rule]:
@@ -113,7 +113,10 @@ def add(ctx: typer.Context,
         uid: Annotated[str | None, typer.Option("--uid", metavar="UID|USER", help="Only calls of this user")]
         = None,
         comm: Annotated[str | None, typer.Option("--comm", metavar="NAME", help="Only tasks of this name")] = None,
+        exe: Annotated[str | None, typer.Option("--exe", metavar="PATH", help="Only processes running this program")]
+        = None,
         errors: Annotated[bool, typer.Option("--errors", help="Only calls that failed")] = False,
+        tree: Annotated[bool, typer.Option("--tree", help="Also the processes they start, and theirs")] = False,
         key: Annotated[str | None, typer.Option("--key", "-k", metavar="K", help="A tag to list and remove by")]
         = None,
         first: Annotated[bool, typer.Option("--first", help="Put the rule first (default: last)")] = False,
@@ -121,7 +124,7 @@ def add(ctx: typer.Context,
     """Add a rule: ACTION SYSCALLS with optional conditions."""
     tokens = tuple(t.strip() for t in syscalls.split(",") if t.strip())
     rule = Rule(action.value, tokens, pid=pid, uid=parse_uid(uid) if uid is not None else None, comm=comm,
-                errors=errors, key=key)
+                exe=os.path.abspath(exe) if exe is not None else None, errors=errors, tree=tree, key=key)
     _warn_about(rule)
     svc = _service(ctx, offline)
     if not first:

@@ -10,14 +10,13 @@ import enum
 import shutil
 import sys
 import time
-from typing import Annotated, Any
-
-import typer
+from typing import Any
 
 from saga import syscalls
+from saga.cli import options
 from saga.cli.context import Env
 from saga.cli.output import json_line, json_out, note, out, table, warn
-from saga.cli.query import NOTHING_MATCHED, Comm, Host, Pid, Until, build_filter
+from saga.cli.search import NOTHING_MATCHED, build_filter
 from saga.drivers.base import Stats
 from saga.errors import UsageError
 from saga.render import iso_time
@@ -86,30 +85,18 @@ def _warn_drops(st: Stats) -> None:
         warn(f"{st.drops} events were dropped (buffers full): the reader is not keeping up; see docs/daemon.md")
 
 
-def stats(ctx: typer.Context,
-          top: Annotated[int | None, typer.Option("--top", "-t", min=1, metavar="N",
-                                                  help="Only the N busiest syscalls")] = None,
-          sort: Annotated[Sort, typer.Option("--sort", help="Order by calls, errors or name")] = Sort.calls,
-          as_json: Annotated[bool, typer.Option("--json", help="Print JSON (with --watch: one object per line)")]
-          = False,
-          watch: Annotated[float | None, typer.Option("--watch", "-w", metavar="SECS", min=0.1, max=86400.0,
-                                                      help="Refresh every SECS seconds, with rates")] = None,
-          count: Annotated[int | None, typer.Option("--count", min=1, metavar="N",
-                                                    help="With --watch: stop after N refreshes")] = None,
-          reset: Annotated[bool, typer.Option("--reset", help="Zero the counters after printing them")] = False,
-          pid: Pid = None, comm: Comm = None,
-          since: Annotated[str | None, typer.Option("--since", "-S", metavar="WHEN",
-                                                    help="With --pid/--comm: from (default: boot)")] = None,
-          until: Until = None, host: Host = None,
-          ) -> None:
+def run_stats(env: Env, *, top: int | None = None, sort: str = "calls", as_json: bool = False,
+              watch: float | None = None, count: int | None = None, reset: bool = False, pid: int | None = None,
+              comm: str | None = None, since: str | None = None, until: str | None = None,
+              host: str | None = None) -> int:
     """Per-syscall counters: calls and errors, with totals; --watch for a live view; --pid/--comm: one process's
     calls, errors and time from the archive (as strace -c)."""
-    env: Env = ctx.obj
+    order = Sort(sort)
     if pid is not None or comm is not None:
         if watch is not None or reset:
             raise UsageError("--pid and --comm read the archive: no --watch or --reset with them")
-        _archived(env, build_filter(pid=pid, comm=comm, since=since or "boot", until=until, host=host), as_json, top)
-        return
+        return _archived(env, build_filter(pid=pid, comm=comm, since=since or "boot", until=until, host=host),
+                         as_json, top)
     if since is not None or until is not None or host is not None:
         raise UsageError("--since, --until and --host need --pid or --comm (the driver's counters have no time)")
     if watch is not None and reset:
@@ -120,25 +107,31 @@ def stats(ctx: typer.Context,
     if watch is None:
         st = drv.stats()
         if as_json:
-            json_out(as_object(st, sort, top))
+            json_out(as_object(st, order, top))
         else:
-            out(render_table(st, sort, top))
+            out(render_table(st, order, top))
         _warn_drops(st)
         if reset:
             drv.reset_stats()
-        return
-    _watch(drv, sort, top, as_json, watch, count)
+        return 0
+    _watch(drv, order, top, as_json, watch, count)
+    return 0
 
 
-def _archived(env: Env, flt, as_json: bool, top: int | None) -> None:
-    from saga.cli.report import latency_table
+stats = options.command(options.STATS, run_stats, "Per-syscall counters: calls and errors, with totals; --watch for "
+                        "a live view; --pid/--comm: one process's calls, errors and time from the archive (as "
+                        "strace -c).")
+
+
+def _archived(env: Env, flt, as_json: bool, top: int | None) -> int:
+    from saga.cli.search import latency_table
     from saga.store.report import By, summarize
     with env.searching(flt) as (search, progress):
         groups = summarize(search, By.syscall)
         progress.close()
     if not groups:
         note("no matching events in the archive")
-        raise typer.Exit(NOTHING_MATCHED)
+        return NOTHING_MATCHED
     groups.sort(key=lambda g: (-g.total_ns, -g.calls))
     groups = groups[:top] if top else groups
     if as_json:
@@ -147,6 +140,7 @@ def _archived(env: Env, flt, as_json: bool, top: int | None) -> None:
                                 "p99_ns": g.percentile(0.99)} for g in groups]})
     else:
         out(latency_table(groups))
+    return 0
 
 
 def _watch(drv, sort: Sort, top: int | None, as_json: bool, every: float, count: int | None) -> None:

@@ -8,10 +8,14 @@ records (tests and demos).  Every method raises only SagaError subclasses
 """
 from __future__ import annotations
 
+import errno as errnos
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from saga import _uapi
+from saga.errors import DriverError, PermissionDenied, RuleError, RulesLocked, SagaError
 from saga.rules.model import Rule
 
 
@@ -39,6 +43,8 @@ class Stats:
     read: int = 0            # records handed to readers
     no_enter: int = 0        # records without enter state
     path_faults: int = 0
+    aux_faults: int = 0      # aux blobs cut short: user memory could not be read
+    tree_drops: int = 0      # descendants not marked for a tree rule (no room)
     reset_ns: int = 0        # CLOCK_REALTIME of the last reset or load
 
 
@@ -58,28 +64,14 @@ class Driver(ABC):
     @abstractmethod
     def set_enabled(self, enabled: bool) -> None: ...
 
-    # -- rules (ordered; first match wins; ids are unique) ------------------
+    # -- rules (ordered; first match wins; ids are the caller's: nonzero, unique) --
     @abstractmethod
     def list_rules(self) -> list[Rule]:
         """Rules in force, in order, with ids; syscall tokens rebuilt from the slot set."""
 
     @abstractmethod
-    def add_rule(self, rule: Rule, position: int | None = None) -> int:
-        """Insert before index `position` (None: append); keeps rule.id if set. Returns the id."""
-
-    @abstractmethod
-    def remove_rule(self, rule_id: int) -> None: ...
-
-    @abstractmethod
-    def remove_key(self, key: str) -> int:
-        """Remove every rule tagged `key`; returns how many."""
-
-    @abstractmethod
     def replace_rules(self, rules: list[Rule]) -> None:
-        """Install exactly these rules, ids kept, in one atomic step."""
-
-    @abstractmethod
-    def clear_rules(self) -> None: ...
+        """Install exactly these rules (each with its id) in one atomic step; refusals as `refusal` says."""
 
     @abstractmethod
     def lock_rules(self) -> None: ...
@@ -102,3 +94,21 @@ class Driver(ABC):
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+LOCKED = "rules are locked until the driver is unloaded"
+
+
+def refusal(code: int, what: str) -> SagaError:
+    """The error every driver raises when a change fails with errno `code` (docs/kernel-abi.md)."""
+    if code == errnos.EBUSY:
+        return RulesLocked(f"{what}: {LOCKED}")
+    if code == errnos.EPERM:
+        return PermissionDenied(f"{what}: needs CAP_SYS_ADMIN (run as root)")
+    if code == errnos.EEXIST:
+        return RuleError(f"{what}: two rules have the same id", errno=code)
+    if code == errnos.ENOSPC:
+        return RuleError(f"{what}: too many rules (at most {_uapi.SAGA_MAX_RULES})", errno=code)
+    if code == errnos.EINVAL:
+        return RuleError(f"{what}: the driver refused a rule (invalid argument)", errno=code)
+    return DriverError(f"{what}: {os.strerror(code)}", errno=code)

@@ -7,7 +7,6 @@ translated here, once, into saga.errors.
 from __future__ import annotations
 
 import ctypes
-import errno
 import fcntl
 import glob
 import os
@@ -16,34 +15,23 @@ import subprocess
 import time
 
 from saga import _uapi
-from saga.drivers.base import Driver, DriverInfo, Stats
-from saga.errors import (
-    DriverError,
-    DriverUnavailable,
-    PermissionDenied,
-    RuleError,
-    RulesLocked,
-    SagaError,
-    from_oserror,
-)
+from saga.drivers.base import Driver, DriverInfo, Stats, refusal
+from saga.errors import DriverUnavailable, PermissionDenied, SagaError, from_oserror
 from saga.rules.abi import pack_rule, unpack_rule
 from saga.rules.model import ACTION_NAMES, Rule
 
 DEVICE = "/dev/" + _uapi.SAGA_DEVICE_NAME
-# The largest record: the fixed part and two paths with their NULs.
-EVENT_MAX = (_uapi.SAGA_EVENT.size + _uapi.SAGA_NR_PATHS * _uapi.SAGA_PATH_MAX + 7) & ~7
 
 _RULE = _uapi.SAGA_RULE_STRUCT
-_LIST = _uapi.SAGA_RULE_LIST_STRUCT
-_DEL = _uapi.SAGA_RULE_DEL_STRUCT
-_STATS = _uapi.SAGA_STATS_STRUCT
-_INFO = _uapi.SAGA_INFO_STRUCT
+_STATS = _uapi.SAGA_STATS
+_INFO = _uapi.SAGA_INFO
 _COUNTER = _uapi.SAGA_COUNTER_STRUCT
 _U32 = ctypes.c_uint32
 
-# Operations refused with EPERM once rules are locked (SET_ENABLED too).
-_LOCKABLE = {_uapi.SAGA_IOC_RULE_ADD, _uapi.SAGA_IOC_RULE_DEL, _uapi.SAGA_IOC_RULE_REPLACE,
-             _uapi.SAGA_IOC_RULE_CLEAR, _uapi.SAGA_IOC_SET_ENABLED}
+# Changes: their errnos are translated as every driver translates them (base.refusal).
+_CHANGES = {_uapi.SAGA_IOC_RULE_REPLACE, _uapi.SAGA_IOC_RULE_LOCK, _uapi.SAGA_IOC_SET_ENABLED,
+            _uapi.SAGA_IOC_STATS_RESET}
+
 
 
 def _cstr(raw: bytes) -> str:
@@ -145,44 +133,24 @@ class KmodDriver(Driver):
             return fcntl.ioctl(self._fd, request, arg, True) if isinstance(arg, bytearray) \
                 else fcntl.ioctl(self._fd, request, arg)
         except OSError as exc:
-            raise self._translate(exc, request, what) from None
-
-    def _translate(self, exc: OSError, request: int, what: str) -> SagaError:
-        code = exc.errno
-        if code == errno.EPERM:
-            if request in _LOCKABLE and self._locked():
-                return RulesLocked(f"{what}: rules are locked until the saga module is unloaded")
-            return PermissionDenied(f"{what}: needs CAP_SYS_ADMIN (run as root)")
-        if code == errno.EEXIST:
-            return RuleError(f"{what}: a rule with that id already exists")
-        if code == errno.ENOENT:
-            return RuleError(f"{what}: no such rule")
-        if code == errno.ENOSPC:
-            return RuleError(f"{what}: too many rules (the module holds at most {_uapi.SAGA_MAX_RULES})")
-        if code == errno.EINVAL:
-            return DriverError(f"{what}: the module refused the request (invalid argument)", errno=code)
-        return from_oserror(exc, what)
-
-    def _locked(self) -> bool:
-        try:
-            return self.info().locked
-        except SagaError:
-            return False
+            if request in _CHANGES and exc.errno is not None:
+                raise refusal(exc.errno, what) from None
+            raise from_oserror(exc, what) from None
 
     # -- state ---------------------------------------------------------------
     def info(self) -> DriverInfo:
-        buf = bytearray(_INFO.size)
+        buf = _INFO.pack()
         self._ioctl(_uapi.SAGA_IOC_GET_INFO, buf, "reading module info")
-        (abi, feat, ring, cpus, _slots, _maxr, _esz, _pmax, enabled, locked, nrules, default,
-         version) = _INFO.unpack(buf)
-        return DriverInfo(driver=self.name, version=_cstr(version), abi_version=abi, features=feat,
-                          ring_bytes=ring, nr_cpus=cpus, enabled=bool(enabled), locked=bool(locked),
-                          nr_rules=nrules, default_action=ACTION_NAMES.get(default, str(default)))
+        f = _INFO.unpack(buf)
+        return DriverInfo(driver=self.name, version=_cstr(f["version"]), abi_version=f["abi_version"],
+                          features=f["features"], ring_bytes=f["ring_bytes"], nr_cpus=f["nr_cpus"],
+                          enabled=bool(f["enabled"]), locked=bool(f["locked"]), nr_rules=f["nr_rules"],
+                          default_action=ACTION_NAMES.get(f["default_action"], str(f["default_action"])))
 
     def stats(self) -> Stats:
         n = _uapi.SAGA_NR_SLOTS
         counters = ctypes.create_string_buffer(n * _COUNTER.size)
-        buf = bytearray(_STATS.pack(n, 0, ctypes.addressof(counters), *([0] * 8)))
+        buf = _STATS.pack(nr_slots=n, counters_ptr=ctypes.addressof(counters))
         self._ioctl(_uapi.SAGA_IOC_STATS_GET, buf, "reading counters")
         f = _STATS.unpack(buf)
         per_slot = {}
@@ -191,8 +159,9 @@ class KmodDriver(Driver):
             calls, errs = _COUNTER.unpack_from(raw, slot * _COUNTER.size)
             if calls or errs:
                 per_slot[slot] = (calls, errs)
-        return Stats(per_slot=per_slot, calls=f[3], errors=f[4], events=f[5], drops=f[6], read=f[7],
-                     no_enter=f[8], path_faults=f[9], reset_ns=f[10])
+        return Stats(per_slot=per_slot, calls=f["calls"], errors=f["errors"], events=f["events"],
+                     drops=f["drops"], read=f["read"], no_enter=f["no_enter"], path_faults=f["path_faults"],
+                     aux_faults=f["aux_faults"], tree_drops=f["tree_drops"], reset_ns=f["reset_ns"])
 
     def reset_stats(self) -> None:
         self._ioctl(_uapi.SAGA_IOC_STATS_RESET, 0, "resetting counters")
@@ -206,35 +175,18 @@ class KmodDriver(Driver):
         capacity = 64
         while True:
             rules = ctypes.create_string_buffer(capacity * _RULE.size)
-            buf = bytearray(_LIST.pack(capacity, 0, ctypes.addressof(rules), 0))
+            buf = _uapi.SAGA_RULE_LIST.pack(capacity=capacity, rules_ptr=ctypes.addressof(rules))
             self._ioctl(_uapi.SAGA_IOC_RULE_LIST, buf, "listing rules")
-            count = _LIST.unpack(buf)[1]
+            count = _uapi.SAGA_RULE_LIST.unpack(buf)["count"]
             if count <= capacity:
                 raw = rules.raw
                 return [unpack_rule(raw, i * _RULE.size) for i in range(count)]
             capacity = count + 16  # rules were added meanwhile: try again
 
-    def add_rule(self, rule: Rule, position: int | None = None) -> int:
-        buf = bytearray(pack_rule(rule, _uapi.SAGA_POS_END if position is None else position))
-        self._ioctl(_uapi.SAGA_IOC_RULE_ADD, buf, "adding a rule")
-        return _RULE.unpack(buf)[0]
-
-    def remove_rule(self, rule_id: int) -> None:
-        buf = bytearray(_DEL.pack(rule_id, 0, b"", 0, 0))
-        self._ioctl(_uapi.SAGA_IOC_RULE_DEL, buf, f"removing rule {rule_id}")
-
-    def remove_key(self, key: str) -> int:
-        buf = bytearray(_DEL.pack(0, _uapi.SAGA_DEL_BY_KEY, key.encode(), 0, 0))
-        self._ioctl(_uapi.SAGA_IOC_RULE_DEL, buf, f"removing rules with key {key!r}")
-        return _DEL.unpack(buf)[3]
-
     def replace_rules(self, rules: list[Rule]) -> None:
         arr = ctypes.create_string_buffer(b"".join(pack_rule(r) for r in rules) or b"\0")
-        buf = bytearray(_LIST.pack(0, len(rules), ctypes.addressof(arr), 0))
+        buf = _uapi.SAGA_RULE_LIST.pack(count=len(rules), rules_ptr=ctypes.addressof(arr))
         self._ioctl(_uapi.SAGA_IOC_RULE_REPLACE, buf, "replacing the rules")
-
-    def clear_rules(self) -> None:
-        self._ioctl(_uapi.SAGA_IOC_RULE_CLEAR, 0, "clearing the rules")
 
     def lock_rules(self) -> None:
         self._ioctl(_uapi.SAGA_IOC_RULE_LOCK, 0, "locking the rules")
@@ -244,7 +196,7 @@ class KmodDriver(Driver):
         return self._fd
 
     def read_raw(self, max_bytes: int = 1 << 20, timeout: float | None = 0.0) -> bytes:
-        size = max(max_bytes, EVENT_MAX)
+        size = max(max_bytes, _uapi.SAGA_EVENT_MAX)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             try:

@@ -6,8 +6,13 @@ one system call that has not happened yet.  Calls "happen" in order when
 a reader asks for events (`read_raw`) or a test calls `advance()`: the
 driver then does what docs/capture.md says a kernel driver does: the
 first matching rule (or the default action) decides, `count` and `log`
-count the call per slot, `log` puts the record in a ring of `ring_bytes`,
-and a record that does not fit is dropped and counted.  `read_raw` only
+count the call per slot, `log` puts the record in a ring of `ring_bytes`
+with the deciding rule's id, and a record that does not fit is dropped and
+counted.  The child side of a fork (a clone/fork/vfork/clone3 record
+returning 0) is neither counted nor logged.  What records cannot say is
+given by tests: each pid's executable (`set_exe`, for exe= rules); tree
+marks are made at the parent's fork record, as a kernel driver makes them
+at the fork.  `read_raw` only
 makes calls while the ring has room, so a reader never loses events;
 `advance()` makes them regardless, which is how tests produce drops.
 
@@ -19,29 +24,39 @@ from __future__ import annotations
 import errno
 import gzip
 import os
+import struct
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
 
 import saga
-from saga import _uapi, events
-from saga.drivers.base import Driver, DriverInfo, Stats
-from saga.errors import DriverError, DriverUnavailable, RulesLocked, from_oserror
-from saga.rules.model import ACTION_NAMES, ACTIONS, Rule, tokens_for_slots
+from saga import _uapi, events, syscalls
+from saga.drivers.base import Driver, DriverInfo, Stats, refusal
+from saga.errors import DriverError, DriverUnavailable, from_oserror
+from saga.rules import exe as exe_id
+from saga.rules.abi import pack_rule, unpack_rule
+from saga.rules.model import ACTION_NAMES, ACTIONS, Rule, check_list
 
-_ALL_FEATURES = _uapi.SAGA_FEAT_PATHS | _uapi.SAGA_FEAT_DURATION | _uapi.SAGA_FEAT_COMPAT | _uapi.SAGA_FEAT_POLL
+_ALL_FEATURES = (_uapi.SAGA_FEAT_PATHS | _uapi.SAGA_FEAT_DURATION | _uapi.SAGA_FEAT_COMPAT | _uapi.SAGA_FEAT_POLL
+                 | _uapi.SAGA_FEAT_AUX | _uapi.SAGA_FEAT_CGROUP | _uapi.SAGA_FEAT_EXE | _uapi.SAGA_FEAT_TREE)
+_RULE_ID_AT = next(f.offset for f in _uapi.SAGA_EVENT.fields if f.name == "rule_id")
+_U32 = struct.Struct("<I")
+_EXECS = frozenset(syscalls.BY_NAME[n].slot for n in ("execve", "execveat"))
 
 
 @dataclass(frozen=True)
 class _Compiled:
     """A rule in the form the matcher tests."""
 
+    id: int
     slots: frozenset[int]
     pid: int | None
     uid: int | None
     comm: bytes | None
+    exe: tuple[int, int] | None
     errors: bool
+    tree: bool
     action: int
 
     @classmethod
@@ -49,14 +64,16 @@ class _Compiled:
         comm = None
         if rule.comm is not None:
             comm = rule.comm.encode()[:_uapi.SAGA_COMM_LEN - 1].ljust(_uapi.SAGA_COMM_LEN, b"\0")
-        return cls(rule.slots, rule.pid, rule.uid, comm, rule.errors, ACTIONS[rule.action])
+        exe = exe_id.identity(rule.exe) if rule.exe is not None else None
+        return cls(rule.id or 0, rule.slots, rule.pid, rule.uid, comm, exe, rule.errors, rule.tree,
+                   ACTIONS[rule.action])
 
-    def matches(self, raw: tuple) -> bool:
-        return (raw[events.NR] in self.slots
-                and (self.pid is None or raw[events.PID] == self.pid)
+    def process_matches(self, raw: tuple, exe: tuple[int, int] | None) -> bool:
+        """The caller matches the rule's process fields (pid, uid, comm, exe)."""
+        return ((self.pid is None or raw[events.PID] == self.pid)
                 and (self.uid is None or raw[events.UID] == self.uid)
                 and (self.comm is None or raw[events.COMM] == self.comm)
-                and (not self.errors or raw[events.RET] < 0))
+                and (self.exe is None or exe == self.exe))
 
 
 def split_records(buf: bytes) -> list[tuple[bytes, tuple]]:
@@ -87,9 +104,10 @@ class ReplayDriver(Driver):
         self._locked = False
         self._rules: list[Rule] = []
         self._compiled: list[_Compiled] = []
-        self._next_id = 1
+        self._exes: dict[int, tuple[int, int]] = {}   # pid -> executable identity (set_exe)
+        self._marks: dict[int, frozenset[int]] = {}   # tid -> ids of the tree rules it descends in
         self._counters: dict[int, list[int]] = {}
-        self._totals = dict(events=0, drops=0, read=0, no_enter=0, path_faults=0)
+        self._totals = dict(events=0, drops=0, read=0, no_enter=0, path_faults=0, aux_faults=0, tree_drops=0)
         self._reset_ns = time.time_ns()
         self._rfd, self._wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._signalled = False
@@ -141,36 +159,80 @@ class ReplayDriver(Driver):
             self._update_readable()
             return done
 
-    def _action(self, raw: tuple) -> int:
+    def set_exe(self, pid: int, exe: str) -> None:
+        """Say which program process `pid` runs (a path or @MAJOR:MINOR:INODE), for exe= rules."""
+        with self._lock:
+            self._exes[pid] = exe_id.identity(exe)
+
+    def _marks_of(self, raw: tuple) -> frozenset[int]:
+        marks = self._marks.get(raw[events.TID])
+        if marks is None:  # a thread not seen forked: it has its process's marks
+            marks = self._marks.get(raw[events.PID], frozenset())
+        return marks
+
+    def _action(self, raw: tuple) -> tuple[int, int]:
+        """(action, id of the deciding rule or 0) for a call, first match wins."""
+        slot, failed = raw[events.NR], raw[events.RET] < 0
+        marks = None
         for rule in self._compiled:
-            if rule.matches(raw):
-                return rule.action
-        return self.default_action
+            if slot not in rule.slots or (rule.errors and not failed):
+                continue
+            if not rule.process_matches(raw, self._exes.get(raw[events.PID])):
+                if not rule.tree:
+                    continue
+                if marks is None:
+                    marks = self._marks_of(raw)
+                if rule.id not in marks:
+                    continue
+            return rule.action, rule.id
+        return self.default_action, 0
+
+    def _forked(self, raw: tuple) -> None:
+        """The parent's side of a fork: the child (its tid is the return value) inherits the parent's marks
+        and gets those of the tree rules whose process fields the parent matches."""
+        exe = self._exes.get(raw[events.PID])
+        marks = self._marks_of(raw) | {r.id for r in self._compiled if r.tree and r.process_matches(raw, exe)}
+        if marks:
+            self._marks[raw[events.RET]] = frozenset(marks)
+        if exe is not None:
+            self._exes.setdefault(raw[events.RET], exe)  # a fork runs the same program
 
     def _call(self, record: bytes, raw: tuple) -> None:
+        slot, ret, flags = raw[events.NR], raw[events.RET], raw[events.FLAGS]
+        if slot in syscalls.FORK_SLOTS and not flags & _uapi.SAGA_EVF_NORETURN:
+            if ret == 0:
+                return  # the child's side: the call counts once, in the parent
+            if ret > 0:
+                self._forked(raw)
+        elif slot in _EXECS and ret == 0:
+            self._exes.pop(raw[events.PID], None)  # another program now: unknown until set_exe
         if not self._enabled:
             return
-        action = self._action(raw)
+        action, rule_id = self._action(raw)
         if action == _uapi.SAGA_ACT_IGNORE:
             return
-        c = self._counters.get(raw[events.NR])
+        c = self._counters.get(slot)
         if c is None:
-            c = self._counters[raw[events.NR]] = [0, 0]
+            c = self._counters[slot] = [0, 0]
         c[0] += 1
-        if raw[events.RET] < 0 and not raw[events.FLAGS] & _uapi.SAGA_EVF_NORETURN:
+        if ret < 0 and not flags & _uapi.SAGA_EVF_NORETURN:
             c[1] += 1
         if action != _uapi.SAGA_ACT_LOG:
             return
         if self._ring_used + len(record) > self.ring_bytes:
             self._totals["drops"] += 1
             return
+        if raw[events.RULE_ID] != rule_id:
+            record = record[:_RULE_ID_AT] + _U32.pack(rule_id) + record[_RULE_ID_AT + 4:]
         self._ring.append(record)
         self._ring_used += len(record)
         self._totals["events"] += 1
-        if raw[events.FLAGS] & _uapi.SAGA_EVF_NO_ENTER:
+        if flags & _uapi.SAGA_EVF_NO_ENTER:
             self._totals["no_enter"] += 1
-        if raw[events.FLAGS] & _uapi.SAGA_EVF_PATH_FAULT:
+        if flags & _uapi.SAGA_EVF_PATH_FAULT:
             self._totals["path_faults"] += 1
+        if flags & _uapi.SAGA_EVF_AUX_FAULT:
+            self._totals["aux_faults"] += 1
 
     def _fill(self, want: int) -> None:
         """Make calls until the ring holds `want` bytes, the queue is empty, or the next record would not fit."""
@@ -259,87 +321,24 @@ class ReplayDriver(Driver):
 
     def set_enabled(self, enabled: bool) -> None:
         with self._lock:
+            if self._locked:
+                raise refusal(errno.EBUSY, "resuming capture" if enabled else "pausing capture")
             self._enabled = bool(enabled)
 
     # -- rules ---------------------------------------------------------------
-    def _check_unlocked(self) -> None:
-        if self._locked:
-            raise RulesLocked("rules are locked until the driver is unloaded")
-
-    def _install(self, rules: list[Rule]) -> None:
-        self._rules = rules
-        self._compiled = [_Compiled.of(r) for r in rules]
-        self._next_id = max([self._next_id] + [r.id + 1 for r in rules if r.id is not None])
-
-    def _assign_id(self, rule: Rule, taken: set[int]) -> Rule:
-        """The rule with its own id checked, or a fresh one not in `taken`; the id joins `taken`."""
-        if rule.id is not None:
-            if rule.id in taken:
-                raise DriverError(f"rule id {rule.id} is already in use", errno=errno.EEXIST)
-            if not 0 < rule.id <= 0xFFFFFFFF:
-                raise DriverError(f"rule id {rule.id} is out of range", errno=errno.EINVAL)
-        else:
-            while self._next_id in taken:
-                self._next_id += 1
-            rule = rule.with_id(self._next_id)
-            taken.add(self._next_id)
-            return rule
-        taken.add(rule.id)
-        return rule
-
     def list_rules(self) -> list[Rule]:
         with self._lock:
-            # As a kernel driver reports them: the syscall set rebuilt from the slot bitmap.
-            return [Rule(r.action, tokens_for_slots(r.slots), pid=r.pid, uid=r.uid, comm=r.comm, errors=r.errors,
-                         key=r.key, id=r.id) for r in self._rules]
-
-    def add_rule(self, rule: Rule, position: int | None = None) -> int:
-        with self._lock:
-            self._check_unlocked()
-            if len(self._rules) >= _uapi.SAGA_MAX_RULES:
-                raise DriverError(f"no room for more than {_uapi.SAGA_MAX_RULES} rules", errno=errno.ENOSPC)
-            rule = self._assign_id(rule, {r.id for r in self._rules if r.id is not None})
-            rules = list(self._rules)
-            rules.insert(len(rules) if position is None else min(position, len(rules)), rule)
-            self._install(rules)
-            assert rule.id is not None
-            return rule.id
-
-    def remove_rule(self, rule_id: int) -> None:
-        with self._lock:
-            self._check_unlocked()
-            rules = [r for r in self._rules if r.id != rule_id]
-            if len(rules) == len(self._rules):
-                raise DriverError(f"no rule with id {rule_id}", errno=errno.ENOENT)
-            self._install(rules)
-
-    def remove_key(self, key: str) -> int:
-        with self._lock:
-            self._check_unlocked()
-            rules = [r for r in self._rules if r.key != key]
-            removed = len(self._rules) - len(rules)
-            self._install(rules)
-            return removed
+            # As a kernel driver reports them: read back from struct saga_rule.
+            return list(self._rules)
 
     def replace_rules(self, rules: list[Rule]) -> None:
         with self._lock:
-            self._check_unlocked()
-            if len(rules) > _uapi.SAGA_MAX_RULES:
-                raise DriverError(f"no room for more than {_uapi.SAGA_MAX_RULES} rules", errno=errno.ENOSPC)
-            given = [r.id for r in rules if r.id is not None]
-            if len(given) != len(set(given)):
-                raise DriverError("a rule id appears twice", errno=errno.EINVAL)
-            taken = set(given)
-            installed = [r if r.id is not None else self._assign_id(r, taken) for r in rules]
-            for r in installed:
-                if r.id is None or not 0 < r.id <= 0xFFFFFFFF:
-                    raise DriverError(f"rule id {r.id} is out of range", errno=errno.EINVAL)
-            self._install(installed)
-
-    def clear_rules(self) -> None:
-        with self._lock:
-            self._check_unlocked()
-            self._install([])
+            if self._locked:
+                raise refusal(errno.EBUSY, "replacing the rules")
+            check_list(rules, installed=True)
+            compiled = [_Compiled.of(r) for r in rules]
+            self._rules = [unpack_rule(pack_rule(r)) for r in rules]
+            self._compiled = compiled
 
     def lock_rules(self) -> None:
         with self._lock:

@@ -29,8 +29,12 @@ def format(rule: Rule, *, with_id: bool = False) -> str:  # noqa: A001 - the gra
         parts.append(f"uid={rule.uid}")
     if rule.comm is not None:
         parts.append(f"comm={_quote(rule.comm)}")
+    if rule.exe is not None:
+        parts.append(f"exe={_quote(rule.exe)}")
     if rule.errors:
         parts.append("errors")
+    if rule.tree:
+        parts.append("tree")
     if rule.key is not None:
         parts.append(f"key={_quote(rule.key)}")
     text = " ".join(parts)
@@ -70,7 +74,7 @@ def parse(text: str) -> Rule:
         rule_id, text = int(m.group(1)), text[m.end():]
     parts = words(text)
     if len(parts) < 2:
-        raise RuleError("a rule is ACTION SYSCALLS [pid=N] [uid=N] [comm=NAME] [errors] [key=K]")
+        raise RuleError("a rule is ACTION SYSCALLS [pid=N] [uid=N] [comm=NAME] [exe=PATH] [errors] [tree] [key=K]")
     action, calls, fields = parts[0], parts[1], parts[2:]
     tokens = tuple(t for t in calls.split(",") if t)
     kw: dict = {}
@@ -78,16 +82,16 @@ def parse(text: str) -> Rule:
         name, eq, value = field.partition("=")
         if name in kw:
             raise RuleError(f"{name} given twice")
-        if name == "errors" and not eq:
-            kw["errors"] = True
+        if name in ("errors", "tree") and not eq:
+            kw[name] = True
         elif name == "pid" and eq:
             kw["pid"] = _int_field("pid", value)
         elif name == "uid" and eq:
             kw["uid"] = parse_uid(value)
-        elif name in ("comm", "key") and eq:
+        elif name in ("comm", "key", "exe") and eq:
             kw[name] = value
         else:
-            raise RuleError(f"unknown field {field!r}: use pid=N, uid=N, comm=NAME, errors or key=K")
+            raise RuleError(f"unknown field {field!r}: use pid=N, uid=N, comm=NAME, exe=PATH, errors, tree or key=K")
     return Rule(action, tokens, id=rule_id, **kw)
 
 

@@ -1,6 +1,7 @@
 """The rule model: what a rule says, independent of how it is written or applied."""
 from __future__ import annotations
 
+import errno
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -8,6 +9,7 @@ from functools import cached_property
 from saga import _uapi, syscalls
 from saga.errors import RuleError
 from saga.render import printable
+from saga.rules import exe as exe_id
 
 ACTIONS = {"log": _uapi.SAGA_ACT_LOG, "count": _uapi.SAGA_ACT_COUNT, "ignore": _uapi.SAGA_ACT_IGNORE}
 ACTION_NAMES = {v: k for k, v in ACTIONS.items()}
@@ -52,7 +54,7 @@ def expand(token: str) -> frozenset[int]:
 
 @dataclass(frozen=True)
 class Rule:
-    """ACTION SYSCALLS [pid=N] [uid=N] [comm=NAME] [errors] [key=K], with an id once stored."""
+    """ACTION SYSCALLS [pid=N] [uid=N] [comm=NAME] [exe=PATH] [errors] [tree] [key=K], with an id once stored."""
 
     action: str
     syscalls: tuple[str, ...]
@@ -62,6 +64,8 @@ class Rule:
     errors: bool = False
     key: str | None = None
     id: int | None = None
+    exe: str | None = None   # an absolute path, or @MAJOR:MINOR:INODE as drivers list it (rules/exe.py)
+    tree: bool = False       # the process fields also match descendants forked while the rule is in force
 
     def __post_init__(self) -> None:
         if self.action not in ACTIONS:
@@ -75,11 +79,15 @@ class Rule:
             raise RuleError(f"comm must be 1 to {COMM_MAX} bytes (the kernel keeps {COMM_MAX} of a task name)")
         if self.key is not None and not 0 < len(self.key.encode()) <= KEY_MAX:
             raise RuleError(f"key must be 1 to {KEY_MAX} bytes")
-        for name, text in (("comm", self.comm), ("key", self.key)):
+        for name, text in (("comm", self.comm), ("key", self.key), ("exe", self.exe)):
             # A newline would forge a line in every listing, an ESC reach the terminal as it is.
             if text is not None and printable(text) != text:
                 raise RuleError(f"{name}={printable(text)}: control characters (newline, tab, escape ...) "
                                 "are not allowed")
+        if self.exe is not None:
+            exe_id.check(self.exe)
+        if self.tree and self.pid is None and self.uid is None and self.comm is None and self.exe is None:
+            raise RuleError("tree needs a process to start from: pid=, uid=, comm= or exe=")
         self.slots  # noqa: B018 - validates every syscall token now, not at apply time
 
     @cached_property
@@ -121,19 +129,39 @@ def tokens_for_slots(slots: frozenset[int]) -> tuple[str, ...]:
     return tuple(syscalls.name_of(s) for s in sorted(slots))
 
 
-def check_list(rules: Sequence[Rule]) -> None:
-    """What a whole rule list must be to be installed (every driver holds SAGA_MAX_RULES, ids are unique)."""
+def check_list(rules: Sequence[Rule], *, installed: bool = False) -> None:
+    """What a whole rule list must be to be installed: every driver holds SAGA_MAX_RULES, ids are unique.
+    `installed`: the list a driver is given, where every rule has its id, nonzero (the store's).  The errno
+    of each refusal is RULE_REPLACE's (docs/kernel-abi.md); the module checks the same, in this order."""
     if len(rules) > _uapi.SAGA_MAX_RULES:
-        raise RuleError(f"{len(rules)} rules: a driver holds at most {_uapi.SAGA_MAX_RULES}")
-    ids = [r.id for r in rules if r.id is not None]
-    if len(ids) != len(set(ids)):
-        raise RuleError("a rule id appears twice")
+        raise RuleError(f"{len(rules)} rules: a driver holds at most {_uapi.SAGA_MAX_RULES}", errno=errno.ENOSPC)
+    seen: set[int] = set()
+    for r in rules:
+        if r.id is None and not installed:
+            continue
+        if r.id is None or not 0 < r.id <= 0xFFFFFFFF:
+            raise RuleError(f"rule id {r.id} is not a nonzero 32-bit number (ids come from the store)",
+                            errno=errno.EINVAL)
+        if r.id in seen:
+            raise RuleError(f"rule id {r.id} appears twice", errno=errno.EEXIST)
+        seen.add(r.id)
+
+
+def _same_exe(a: str | None, b: str | None) -> bool:
+    if a == b or a is None or b is None:
+        return a == b
+    try:
+        return exe_id.identity(a) == exe_id.identity(b)
+    except RuleError:  # a program that is gone: not the rule a driver holds
+        return False
 
 
 def same_rule(a: Rule, b: Rule) -> bool:
-    """The same rule with the same id, however its syscall set is written (`open*` or a name list)."""
+    """The same rule with the same id, however its syscall set is written (`open*` or a name list)
+    and its exe= (a path or the identity a driver lists)."""
     return (a.id == b.id and a.action == b.action and a.slots == b.slots and a.pid == b.pid and a.uid == b.uid
-            and a.comm == b.comm and a.errors == b.errors and a.key == b.key)
+            and a.comm == b.comm and a.errors == b.errors and a.key == b.key and a.tree == b.tree
+            and _same_exe(a.exe, b.exe))
 
 
 def same_rules(a: list[Rule], b: list[Rule]) -> bool:

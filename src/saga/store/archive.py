@@ -21,27 +21,20 @@ from sqlalchemy.dialects import postgresql, sqlite
 from saga import _uapi, events
 from saga.errors import StoreError
 from saga.events import SIZE
-from saga.store import columns
-from saga.store.columns import COLUMN_SLOTS, FIELD_CODES, Extracted
-from saga.store.engine import translate
-from saga.store.models import ID_SHIFT, MAX_BATCH_EVENTS, EventBatch, EventColumn, StringRow
+from saga.store import columns, latency
+from saga.store.columns import COLUMN_SLOTS, FIELD_CODES, MAX_BATCH_EVENTS, Extracted, event_id, failed
+from saga.store.errors import translate
+from saga.store.models import EventBatch, EventColumn, StringRow
 
 log = logging.getLogger("saga.store.archive")
 _NONE: Mapping = {}
 _NR, _RET, _FLAGS, _PID = FIELD_CODES["nr"], FIELD_CODES["ret"], FIELD_CODES["flags"], FIELD_CODES["pid"]
-_RULE, _CGROUP, _TS = FIELD_CODES["rule_id"], FIELD_CODES["cgroup_id"], FIELD_CODES["ts_ns"]
+_RULE, _TS, _DURATION = FIELD_CODES["rule_id"], FIELD_CODES["ts_ns"], FIELD_CODES["duration_ns"]
+_MERGED_CODES = columns.CALLS        # the columns a merge reads; those from CALLS on are derived again
 # The strings a writer remembers (paths, executables, units); past this many it starts afresh.
 CACHE_ENTRIES = 65536
 
 Read = tuple[bytes, Sequence | None]   # bytes read from a driver, and saga.events.parse of them (or None)
-
-
-def failed(ret: np.ndarray, flags: np.ndarray | None) -> np.ndarray:
-    """Which calls failed: -errno returns (-4095..-1) of calls that returned (as saga.render shows them)."""
-    bad = (ret < 0) & (ret > -4096)
-    if flags is not None:
-        bad &= (flags & _uapi.SAGA_EVF_NORETURN) == 0
-    return bad
 
 
 def sizes_of(buf: bytes, raws: Sequence | None) -> np.ndarray:
@@ -73,7 +66,7 @@ class Strings:
     def __init__(self, entries: int = CACHE_ENTRIES) -> None:
         self.entries = entries
         self.ids: dict[bytes, int] = {}
-        self.pairs: dict[bytes, tuple[int, int]] = {}    # a record's path section -> both ids
+        self.pairs: dict[bytes, int] = {}    # a record's path section -> both ids (first << 32 | second)
 
     def forget(self) -> None:
         self.ids.clear()
@@ -110,19 +103,19 @@ def _path_ids(conn: Connection, ext: Extracted, strings: Strings) -> tuple[np.nd
     if not ext.path_keys:
         return p0, p1
     pairs = strings.pairs
-    got = list(map(pairs.get, ext.path_keys))
-    if None in got:
-        new = {k for k, g in zip(ext.path_keys, got, strict=True) if g is None}
+    try:
+        both = np.fromiter(map(pairs.__getitem__, ext.path_keys), np.uint64, count=len(ext.path_keys))
+    except KeyError:
+        new = {k for k in ext.path_keys if k not in pairs}
         split = {k: columns.split_key(k) for k in new}
         ids = strings.lookup(conn, (p for ab in split.values() for p in ab if p is not None))
         if len(pairs) + len(new) > strings.entries:
             pairs.clear()
         for k, (a, b) in split.items():
-            pairs[k] = (0 if a is None else ids[a], 0 if b is None else ids[b])
-        got = list(map(pairs.__getitem__, ext.path_keys))
-    both = np.array(got, np.uint32)
-    p0[ext.path_rows] = both[:, 0]
-    p1[ext.path_rows] = both[:, 1]
+            pairs[k] = (0 if a is None else ids[a]) << 32 | (0 if b is None else ids[b])
+        both = np.fromiter(map(pairs.__getitem__, ext.path_keys), np.uint64, count=len(ext.path_keys))
+    p0[ext.path_rows] = both >> np.uint64(32)
+    p1[ext.path_rows] = both & np.uint64(0xFFFFFFFF)
     return p0, p1
 
 
@@ -173,25 +166,69 @@ def write_batch(conn: Connection, host_id: int, buf: bytes, sizes: np.ndarray, s
     units = _pairs(conn, strings, f[_PID], unit_of, columns.PAIR32) if unit_of else None
     if units is not None:
         cols[columns.UNITS] = units
-    ts, ret = f[_TS], f[_RET]
-    slots = np.bincount(f[_NR], minlength=_uapi.SAGA_NR_SLOTS)[:_uapi.SAGA_NR_SLOTS] > 0
-    bad = failed(ret, f.get(_FLAGS))
-    cols[columns.FAILED] = np.flatnonzero(bad)
-    cols[columns.FAILED_ERRNO] = -ret[bad]
-    errnos = np.unique(cols[columns.FAILED_ERRNO]).astype("<u2")
-    rule_ids = np.unique(f[_RULE]).astype("<u4") if _RULE in f else np.zeros(1, "<u4")
-    blobs = []
+    return _insert(conn, host_id, ext.n, cols)
+
+
+def _small_keys(values: np.ndarray) -> np.ndarray:
+    """The distinct values, sorted (a count per value when they are small: no sort)."""
+    if not len(values):
+        return values[:0]
+    if int(values.max()) < 1 << 16:
+        return np.flatnonzero(np.bincount(values))
+    return np.unique(values)
+
+
+def _derive(cols: dict[int, np.ndarray], n: int) -> dict[str, object]:
+    """Add what searches and reports read instead of the events (the calls that failed by errno, the
+    per-syscall tally) to a batch's columns; returns its event_batches summaries."""
+    for code in columns.EVENT_CODES:
+        if code not in cols:
+            cols[code] = columns.zeros(code, n)
+    ts, nr, ret, flags = cols[_TS], cols[_NR], cols[_RET], cols[_FLAGS]
+    bad = failed(ret, flags)
+    where = np.flatnonzero(bad)
+    errs = (-ret[where]).astype(np.uint16)
+    order = np.argsort(errs, kind="stable")         # by errno, each errno's calls in archive order
+    where, errs = where[order], errs[order]
+    rows = np.empty(len(where), columns.FAILURE_ROW)
+    rows["pos"] = where
+    for code in columns.EVENT_CODES:
+        rows[columns.CODE_NAMES[code]] = cols[code][where]
+    starts = np.flatnonzero(np.diff(errs.astype(np.int32), prepend=-1))     # where each errno's rows begin
+    for lo, hi in zip(starts.tolist(), [*starts[1:].tolist(), len(rows)][:len(starts)], strict=True):
+        cols[columns.FAILURES + int(errs[lo])] = rows[lo:hi]
+    t = latency.tally(nr, bad, flags, cols[_DURATION])
+    calls = np.empty(len(t.keys), columns.CALLS_ROW)
+    calls["slot"], calls["calls"], calls["failures"] = t.keys, t.calls, t.failures
+    calls["timed"], calls["total_ns"] = t.timed, t.total_ns
+    cols[columns.CALLS] = calls
+    at, bucket = np.nonzero(t.hist)
+    hist = np.empty(len(at), columns.LATENCY_ROW)
+    hist["slot"], hist["bucket"], hist["count"] = t.keys[at], bucket, t.hist[at, bucket]
+    cols[columns.LATENCY] = hist
+    slots = np.zeros(_uapi.SAGA_NR_SLOTS, bool)
+    slots[t.keys[t.keys < _uapi.SAGA_NR_SLOTS]] = True
+    return {"min_ts": int(ts.min()), "max_ts": int(ts.max()),
+            "syscalls": np.packbits(slots, bitorder="little").tobytes(),
+            "errnos": errs[starts].astype("<u2").tobytes(),
+            "rule_ids": _small_keys(cols[_RULE]).astype("<u4").tobytes()}
+
+
+def _insert(conn: Connection, host_id: int, n: int, cols: dict[int, np.ndarray]) -> Written:
+    """Store a batch: its row and its columns (the derived ones computed here)."""
+    summary = _derive(cols, n)
+    blobs: list[tuple[int, memoryview]] = []
     for code, arr in cols.items():
         # a column of zeros is not stored: it reads back as zeros (an empty one for per-batch arrays)
-        if not len(arr) if code in columns.PER_BATCH else arr.dtype.kind != "V" and not arr.any():
+        if not len(arr) if code in columns.PER_BATCH or code >= columns.FAILURES \
+                else arr.dtype.kind != "V" and not arr.any():
             continue
-        blobs.append((code, arr.astype(columns.element_type(code), copy=False).tobytes()))
-    stored = sum(len(b) for _, b in blobs)
+        flat = np.ascontiguousarray(arr.astype(columns.element_type(code), copy=False))
+        blobs.append((code, flat.reshape(-1).view(np.uint8).data))     # the array's bytes, not a copy
+    stored = sum(b.nbytes for _, b in blobs)
     table = EventBatch.__table__
-    batch_id = conn.execute(table.insert().values(
-        host_id=host_id, events=ext.n, min_ts=int(ts.min()), max_ts=int(ts.max()), stored_bytes=stored,
-        syscalls=np.packbits(slots, bitorder="little").tobytes(), errnos=errnos.tobytes(),
-        rule_ids=rule_ids.tobytes()).returning(table.c.id)).scalar_one()
+    batch_id = conn.execute(table.insert().values(host_id=host_id, events=n, stored_bytes=stored, **summary)
+                            .returning(table.c.id)).scalar_one()
     dbapi = conn.connection.dbapi_connection
     if dbapi is None:
         raise StoreError("the database connection was closed")
@@ -202,7 +239,7 @@ def write_batch(conn: Connection, host_id: int, buf: bytes, sizes: np.ndarray, s
         cursor.executemany(sql, [(batch_id * COLUMN_SLOTS + code, data) for code, data in blobs])
     finally:
         cursor.close()
-    return Written(batch_id, ext.n, stored)
+    return Written(batch_id, n, stored)
 
 
 def _batches(reads: Sequence[Read]) -> Iterator[tuple[bytes, np.ndarray]]:
@@ -249,56 +286,39 @@ def merge_batches(conn: Connection, batch_ids: list[int]) -> list[int]:
     """Rewrite consecutive batches of one host as one batch (in the caller's transaction); returns the ids
     merged (a prefix of batch_ids: it stops before a batch whose executables or units disagree)."""
     b, c = EventBatch.__table__, EventColumn.__table__
-    rows = conn.execute(select(b).where(b.c.id.in_(batch_ids)).order_by(b.c.id)).all()
-    lo, hi = rows[0].id * COLUMN_SLOTS, rows[-1].id * COLUMN_SLOTS + COLUMN_SLOTS - 1
+    rows = conn.execute(select(b.c.id, b.c.host_id, b.c.events).where(b.c.id.in_(batch_ids)).order_by(b.c.id)).all()
+    lo, hi = rows[0].id * COLUMN_SLOTS, rows[-1].id * COLUMN_SLOTS + _MERGED_CODES
     stored: dict[int, dict[int, bytes]] = {r.id: {} for r in rows}
     for cid, data in conn.execute(select(c.c.id, c.c.data).where(c.c.id.between(lo, hi))):
-        if cid // COLUMN_SLOTS in stored:
-            stored[cid // COLUMN_SLOTS][cid % COLUMN_SLOTS] = bytes(data)
+        bid, code = divmod(cid, COLUMN_SLOTS)
+        if bid in stored and code < _MERGED_CODES:
+            stored[bid][code] = bytes(data)
 
-    def pairs(code: int) -> list[np.ndarray]:
+    def parts(code: int, batches=rows) -> list[np.ndarray]:
         return [columns.decode(code, stored[r.id][code], r.events) if code in stored[r.id]
-                else columns.zeros(code, r.events) for r in rows]
+                else columns.zeros(code, r.events) for r in batches]
 
-    keep = min(_conflicts(pairs(columns.EXES)), _conflicts(pairs(columns.UNITS)))
+    keep = min(_conflicts(parts(columns.EXES)), _conflicts(parts(columns.UNITS)))
     rows = rows[:keep]
     if len(rows) < 2:
         return []
     sizes = [r.events for r in rows]
-    bases = np.concatenate(([0], np.cumsum(sizes)[:-1]))
-    codes = {code for r in rows for code in stored[r.id]}
-    out: dict[int, bytes] = {}
-    for code in codes:
-        parts = [stored[r.id].get(code) for r in rows]
-        if code in columns.PER_BATCH:
-            arrays = [columns.decode(code, p, n) if p is not None else columns.zeros(code, n)
-                      for p, n in zip(parts, sizes, strict=True)]
-            if code == columns.FAILED:
-                arrays = [a + base for a, base in zip(arrays, bases.tolist(), strict=True)]
-            elif code == columns.AUX_INDEX:
-                data_ends = np.cumsum([0] + [int(a["id"][-1]) if len(a) else 0 for a in arrays])
-                for a, base, start in zip(arrays, bases.tolist(), data_ends.tolist(), strict=False):
-                    a["key"] += base
-                    a["id"] += start
-            merged = np.concatenate(arrays)
-            if code in (columns.PATHSET, columns.EXES, columns.UNITS):
-                merged = np.unique(merged)
-            out[code] = merged.astype(columns.element_type(code), copy=False).tobytes()
-        else:
-            width = columns.STORED[code].itemsize
-            out[code] = b"".join(p if p is not None else bytes(n * width) for p, n in zip(parts, sizes, strict=True))
-    syscalls = np.bitwise_or.reduce([np.frombuffer(r.syscalls, np.uint8) for r in rows])
-    errnos = np.unique(np.concatenate([np.frombuffer(r.errnos, "<u2") for r in rows])).astype("<u2")
-    rules = np.unique(np.concatenate([np.frombuffer(r.rule_ids, "<u4") for r in rows])).astype("<u4")
-    new_id = conn.execute(b.insert().values(
-        host_id=rows[0].host_id, events=sum(sizes), min_ts=min(r.min_ts for r in rows),
-        max_ts=max(r.max_ts for r in rows), stored_bytes=sum(map(len, out.values())), syscalls=syscalls.tobytes(),
-        errnos=errnos.tobytes(), rule_ids=rules.tobytes()).returning(b.c.id)).scalar_one()
-    conn.execute(c.insert(), [{"id": new_id * COLUMN_SLOTS + code, "data": data} for code, data in out.items()])
+    bases = np.concatenate(([0], np.cumsum(sizes)[:-1])).tolist()
+    cols: dict[int, np.ndarray] = {code: np.concatenate(parts(code, rows)) for code in columns.EVENT_CODES}
+    for code in (columns.PATHSET, columns.EXES, columns.UNITS):
+        cols[code] = np.unique(np.concatenate(parts(code, rows)))
+    index, data = [a.copy() for a in parts(columns.AUX_INDEX, rows)], parts(columns.AUX_DATA, rows)
+    ends = np.cumsum([0] + [len(d) for d in data]).tolist()
+    for a, base, start in zip(index, bases, ends, strict=False):
+        a["key"] += base
+        a["id"] += start
+    cols[columns.AUX_INDEX], cols[columns.AUX_DATA] = np.concatenate(index), np.concatenate(data)
+    new = _insert(conn, rows[0].host_id, sum(sizes), cols)
     merged_ids = [r.id for r in rows]
     for bid in merged_ids:
         conn.execute(c.delete().where(c.c.id.between(bid * COLUMN_SLOTS, bid * COLUMN_SLOTS + COLUMN_SLOTS - 1)))
     conn.execute(b.delete().where(b.c.id.in_(merged_ids)))
+    log.debug("merged batches %s into %d", merged_ids, new.batch_id)
     return merged_ids
 
 
@@ -437,10 +457,6 @@ def prune_oldest(engine: Engine, host_id: int | None = None, *, batches: int = 1
 
 def count(engine: Engine, host_id: int | None = None) -> int:
     return usage(engine, host_id).events
-
-
-def event_id(batch_id: int, position: int) -> int:
-    return (batch_id << ID_SHIFT) | position
 
 
 __all__ = ["EventWriter", "Strings", "Usage", "count", "event_id", "failed", "prune", "prune_oldest", "usage",

@@ -22,12 +22,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from saga import _uapi
+from saga import _uapi, events
 from saga._uapi import Layout
+
+# Event ids: the batch's id shifted left by ID_SHIFT, plus the position in the batch.
+ID_SHIFT = 20
+MAX_BATCH_EVENTS = 1 << ID_SHIFT
 
 # Column codes: stable (they are stored), one per field or derived array.  A row of
 # event_columns holds one column of one batch: id = batch id * COLUMN_SLOTS + code.
-COLUMN_SLOTS = 64
+COLUMN_SLOTS = 8192
 FIELD_CODES: Mapping[str, int] = {
     "ts_ns": 0, "nr": 1, "ret": 2, "pid": 3, "tid": 4, "ppid": 5, "uid": 6, "gid": 7, "duration_ns": 8,
     "flags": 9, "orig_nr": 10, "cpu": 11, "args": 12, "comm": 13, "rule_id": 14, "cgroup_id": 15,
@@ -35,15 +39,21 @@ FIELD_CODES: Mapping[str, int] = {
 PATH0, PATH1 = 16, 17          # ids in `strings` of each path argument (0: none)
 AUX_INDEX = 18                 # (position, end offset in AUX_DATA) of each event with an aux blob
 AUX_DATA = 19                  # the aux blobs back to back
-FAILED = 20                    # positions of the events whose call failed, ascending
-FAILED_ERRNO = 21              # the errno of each of them (an errno search reads these, not `ret`)
 PATHSET = 32                   # the batch's distinct path ids, sorted (to skip batches)
 EXES = 33                      # (pid, string id of its executable) pairs, sorted by pid
 UNITS = 34                     # (pid, string id of its unit or container) pairs, sorted by pid
+CALLS = 35                     # per syscall slot: calls, failures, timed calls, their total time (reports)
+LATENCY = 36                   # per syscall slot: the histogram of its timed calls' durations (sparse)
+FAILURES = 4096                # + errno: every field of each call that failed with that errno (see below)
+# The columns with one value per event, in code order; an event's fields are these.
+EVENT_CODES = (*FIELD_CODES.values(), PATH0, PATH1)
 CODE_NAMES: Mapping[int, str] = {**{c: n for n, c in FIELD_CODES.items()}, PATH0: "path0", PATH1: "path1",
-                                 AUX_INDEX: "aux_index", AUX_DATA: "aux_data", FAILED: "failed",
-                                 FAILED_ERRNO: "failed_errno", PATHSET: "pathset", EXES: "exes", UNITS: "units"}
+                                 AUX_INDEX: "aux_index", AUX_DATA: "aux_data", PATHSET: "pathset", EXES: "exes",
+                                 UNITS: "units", CALLS: "calls", LATENCY: "latency"}
 PAIR32 = np.dtype([("key", "<u4"), ("id", "<u4")])
+CALLS_ROW = np.dtype([("slot", "<u2"), ("calls", "<u4"), ("failures", "<u4"), ("timed", "<u4"),
+                      ("total_ns", "<u8")])
+LATENCY_ROW = np.dtype([("slot", "<u2"), ("bucket", "<u2"), ("count", "<u4")])
 # How each column is stored, whatever the record format it came from.
 STORED: Mapping[int, np.dtype] = {
     **{FIELD_CODES[n]: np.dtype("<u4") for n in ("pid", "tid", "ppid", "uid", "gid", "cpu", "rule_id")},
@@ -52,10 +62,27 @@ STORED: Mapping[int, np.dtype] = {
     FIELD_CODES["ret"]: np.dtype("<i8"), FIELD_CODES["args"]: np.dtype(("<u8", (6,))),
     FIELD_CODES["comm"]: np.dtype("V16"),
     PATH0: np.dtype("<u4"), PATH1: np.dtype("<u4"), PATHSET: np.dtype("<u4"), AUX_INDEX: PAIR32,
-    AUX_DATA: np.dtype("u1"), FAILED: np.dtype("<u4"), FAILED_ERRNO: np.dtype("<u2"), EXES: PAIR32, UNITS: PAIR32,
+    AUX_DATA: np.dtype("u1"), EXES: PAIR32, UNITS: PAIR32, CALLS: CALLS_ROW, LATENCY: LATENCY_ROW,
 }
+# A failure row: the event's position in the batch, then each of its fields.  The calls of a batch
+# that failed with one errno are stored together (code FAILURES + errno), in archive order, so an
+# errno search reads a few percent of the batch and nothing else.
+FAILURE_ROW = np.dtype([("pos", "<u4"), *((CODE_NAMES[c], STORED[c]) for c in EVENT_CODES)])
+MAX_ERRNO = 4095
 # Not one value per event: stored when not empty (a per-event column is stored when not all zeros).
-PER_BATCH = frozenset({PATHSET, EXES, UNITS, AUX_INDEX, AUX_DATA, FAILED, FAILED_ERRNO})
+PER_BATCH = frozenset({PATHSET, EXES, UNITS, AUX_INDEX, AUX_DATA, CALLS, LATENCY})
+
+
+def failed(ret: np.ndarray, flags: np.ndarray | None) -> np.ndarray:
+    """Which calls failed: -errno returns (-4095..-1) of calls that returned (as saga.render shows them)."""
+    bad = (ret < 0) & (ret > -MAX_ERRNO - 1)
+    if flags is not None:
+        bad &= (flags & _uapi.SAGA_EVF_NORETURN) == 0
+    return bad
+
+
+def event_id(batch_id: int, position: int) -> int:
+    return (batch_id << ID_SHIFT) | position
 
 
 @dataclass(frozen=True)
@@ -100,21 +127,26 @@ def _dtype_of(layout: Layout) -> np.dtype:
 CURRENT = RecordFormat(_uapi.SAGA_EVENT, _uapi.SAGA_ABI_VERSION >= 2)
 
 
+def stored_type(code: int) -> np.dtype:
+    return FAILURE_ROW if code >= FAILURES else STORED[code]
+
+
 def element_type(code: int) -> np.dtype:
     """The type of one value of a column (args: u64, six per event)."""
-    dt = STORED[code]
+    dt = stored_type(code)
     return dt.base if dt.subdtype else dt
 
 
 def decode(code: int, data: bytes, n: int) -> np.ndarray:
     """A stored column back as an array (n rows for per-event columns)."""
     arr = np.frombuffer(data, element_type(code))
-    return arr.reshape(n, *STORED[code].shape) if STORED[code].subdtype else arr
+    return arr.reshape(-1, *STORED[code].shape) if code < FAILURES and STORED[code].subdtype else arr
 
 
 def zeros(code: int, n: int) -> np.ndarray:
     """A column that was not stored: zeros for per-event columns, empty for the others."""
-    return np.zeros((0 if code in PER_BATCH else n, *STORED[code].shape), element_type(code))
+    dt = stored_type(code)
+    return np.zeros((0 if code in PER_BATCH or code >= FAILURES else n, *dt.shape), element_type(code))
 
 
 @dataclass
@@ -139,20 +171,35 @@ def starts_of(sizes: np.ndarray) -> np.ndarray:
 _NONE = np.zeros(0, np.int64)
 
 
+# Records are cut into columns this many at a time: each pass over the fields then reads records
+# still in the CPU's cache (a pass per field over a whole batch reads all of it from memory each time).
+EXTRACT_CHUNK = 2048
+
+
 def extract(buf: bytes, sizes: np.ndarray, fmt: RecordFormat = CURRENT) -> Extracted:
-    """The columns of the records back to back in `buf` (sizes: each record's size field)."""
+    """The columns of the records back to back in `buf` (sizes: each record's size field), each a
+    contiguous array."""
     dt, names = fmt.dtype, fmt.names
     n, fixed = len(sizes), fmt.layout.size
-    if n * fixed == len(buf):            # no record has paths or aux: the bytes are the array
-        hdr = np.frombuffer(buf, dt)
-        return Extracted(n, {code: hdr[name] for name, code in FIELD_CODES.items() if name in names},
-                         _NONE, [], _NONE, [])
-    # gather each fixed part, 8-byte words at a time (records are 8-aligned)
-    starts = starts_of(sizes)
-    words = np.frombuffer(buf, "<u8", count=len(buf) // 8)
-    hdr = words[(starts >> 3)[:, None] + np.arange(fixed // 8)].view(dt).ravel()
-    fields = {code: hdr[name] for name, code in FIELD_CODES.items() if name in names}
-    lens = hdr["path_len"].astype(np.int64)
+    plain = n * fixed == len(buf)            # no record has paths or aux: the bytes are the array
+    wanted = [name for name in (*FIELD_CODES, "path_len", "aux_len") if name in names]
+    out = {name: np.empty(n, dt[name]) for name in wanted}
+    starts = None if plain else starts_of(sizes)
+    # the fixed part of a record at every 8-byte boundary (records are 8-aligned): one gather takes them
+    at8 = None if plain else np.ndarray(((len(buf) - fixed) // 8 + 1,), f"V{fixed}", buf, strides=(8,))
+    for i in range(0, n, EXTRACT_CHUNK):
+        j = min(n, i + EXTRACT_CHUNK)
+        if starts is None or at8 is None:
+            hdr = np.frombuffer(buf, dt, count=j - i, offset=i * fixed)
+        else:
+            hdr = at8[starts[i:j] >> 3].view(dt)
+        for name, col in out.items():
+            col[i:j] = hdr[name]
+    fields = {code: out[name] for name, code in FIELD_CODES.items() if name in out}
+    if plain:
+        return Extracted(n, fields, _NONE, [], _NONE, [])
+    assert starts is not None
+    lens = out["path_len"].astype(np.int64)
     if not fmt.nul_in_len:               # ABI 1: an empty path takes no bytes, not even its NUL
         lens = np.where(lens > 0, lens + 1, 0)
     rows = np.flatnonzero(lens.any(axis=1))
@@ -162,8 +209,8 @@ def extract(buf: bytes, sizes: np.ndarray, fmt: RecordFormat = CURRENT) -> Extra
     for at, (l0, l1) in zip(tails[rows].tolist(), lens[rows].tolist(), strict=True):
         append(buf[at:at + l0 + l1] + l0.to_bytes(2, "little"))
     aux_rows, aux = _NONE, []
-    if "aux_len" in names:
-        aux_len = hdr["aux_len"]
+    if "aux_len" in out:
+        aux_len = out["aux_len"]
         aux_rows = np.flatnonzero(aux_len)
         if len(aux_rows):
             at = tails[aux_rows] + lens[aux_rows].sum(axis=1)
@@ -179,10 +226,10 @@ def split_key(key: bytes) -> tuple[bytes | None, bytes | None]:
             section[first:-1] if len(section) > first else None)
 
 
-def records(fields: Mapping[int, np.ndarray], n: int, paths: Sequence[tuple[bytes | None, bytes | None]] | None = None,
-            aux: Mapping[int, bytes] | None = None, fmt: RecordFormat = CURRENT) -> bytes:
-    """n records in `fmt` with these columns (missing ones zero), paths (None: none has any) and aux blobs
-    (by position)."""
+def _assemble(fields: Mapping[int, np.ndarray], n: int, paths: Sequence[tuple[bytes | None, bytes | None]] | None,
+              aux: Mapping[int, bytes] | None, fmt: RecordFormat) -> tuple[np.ndarray, dict[int, bytes]]:
+    """The fixed parts of n records (sizes, path lengths and aux lengths set) and the tail of each record
+    that has one (its paths, each with its NUL, its aux blob, zeros up to the record's 8-byte size)."""
     hdr = np.zeros(n, fmt.dtype)
     names = fmt.names
     for name, code in FIELD_CODES.items():
@@ -191,26 +238,64 @@ def records(fields: Mapping[int, np.ndarray], n: int, paths: Sequence[tuple[byte
             hdr[name] = col
     fixed = fmt.layout.size
     hdr["size"] = fixed
+    tails: dict[int, bytes] = {}
     if not paths and not aux:
-        return hdr.tobytes()
+        return hdr, tails
     paths = paths or [(None, None)] * n
     aux = aux or {}
-    out = []
     nul = fmt.nul_in_len
+    rows, lens, aux_lens = [], [], []
     for i, (a, b) in enumerate(paths):
         if not nul:             # ABI 1 has no empty path: it is no path
             a, b = a or None, b or None
-        tail = (b"" if a is None else a + b"\0") + (b"" if b is None else b + b"\0")
-        blob = aux.get(i)
-        if not tail and blob is None:
-            out.append(hdr[i:i + 1].tobytes())
+        if a is None and b is None and i not in aux:
             continue
-        rec = hdr[i:i + 1]
-        rec["path_len"] = [(0 if p is None else len(p) + nul) for p in (a, b)]
-        if blob is not None:
-            rec["aux_len"] = len(blob)
-            tail += blob
-        size = (fixed + len(tail) + 7) & ~7
-        rec["size"] = size
-        out.append(rec.tobytes() + tail + b"\0" * (size - fixed - len(tail)))
-    return b"".join(out)
+        if b is None:
+            tail = b"" if a is None else a + b"\0"
+        else:
+            tail = (b"" if a is None else a + b"\0") + b + b"\0"
+        rows.append(i)
+        lens.append((0 if a is None else len(a) + nul, 0 if b is None else len(b) + nul))
+        if aux:
+            blob = aux.get(i)
+            if blob is not None:
+                aux_lens.append((i, len(blob)))
+                tail += blob
+        pad = -len(tail) % 8
+        tails[i] = tail + bytes(pad) if pad else tail
+    if rows:
+        hdr["path_len"][rows] = lens
+        hdr["size"][rows] = [fixed + len(tails[i]) for i in rows]
+    if aux_lens:
+        at, size = zip(*aux_lens, strict=True)
+        hdr["aux_len"][list(at)] = size
+    return hdr, tails
+
+
+def records(fields: Mapping[int, np.ndarray], n: int, paths: Sequence[tuple[bytes | None, bytes | None]] | None = None,
+            aux: Mapping[int, bytes] | None = None, fmt: RecordFormat = CURRENT) -> bytes:
+    """n records in `fmt` with these columns (missing ones zero), paths (None: none has any) and aux blobs
+    (by position)."""
+    hdr, tails = _assemble(fields, n, paths, aux, fmt)
+    if not tails:
+        return hdr.tobytes()
+    fixed = fmt.layout.size
+    raw = hdr.tobytes()
+    return b"".join(raw[i * fixed:(i + 1) * fixed] + tails[i] if i in tails else raw[i * fixed:(i + 1) * fixed]
+                    for i in range(n))
+
+
+def raws(fields: Mapping[int, np.ndarray], n: int, paths: Sequence[tuple[bytes | None, bytes | None]] | None = None,
+         aux: Mapping[int, bytes] | None = None) -> list[tuple]:
+    """The records of records() (current format) as saga.events.parse returns them: the fixed parts are
+    parsed together, each tail then put in its record's tuple (its last item) with the record's size."""
+    hdr, tails = _assemble(fields, n, paths, aux, CURRENT)
+    if not tails:
+        return events.parse(hdr.tobytes())
+    sizes = hdr["size"].tolist()
+    hdr["size"] = CURRENT.layout.size
+    out = events.parse(hdr.tobytes())
+    for i, tail in tails.items():
+        t = out[i]
+        out[i] = (sizes[i], *t[1:-1], tail)
+    return out

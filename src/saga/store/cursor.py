@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, Engine, select
 
-from saga.store.engine import translate
+from saga.store.errors import translate
 from saga.store.models import Meta
 
 

@@ -1,4 +1,4 @@
-"""Database URLs, engines, the archive file, and the one place database errors become StoreError.
+"""Database URLs, engines and the archive file (errors: saga.store.errors).
 
 SQLite (the default) runs in WAL mode so the CLI can read while the daemon
 writes; transactions that read and then write (rule changes, migrations)
@@ -10,54 +10,33 @@ it) before SQLite opens it: SQLite gives its -wal and -shm files the mode
 and owner of the database file.  A file found with wider permissions is
 narrowed.  New archives use incremental auto-vacuum, so space freed by
 pruning can be given back to the filesystem (docs/store.md).
-
-Errors are classified (the ArchiveError subclasses below), so the daemon
-knows whether to retry (busy, unreachable, full), start a new archive
-(corrupt) or reopen the file (gone).
 """
 from __future__ import annotations
 
-import errno
 import os
-import sqlite3
 import stat
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import sqlalchemy.exc
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 
-from saga.errors import SagaError, StoreError, from_oserror
+from saga.errors import StoreError
+from saga.store.errors import ArchiveBusy as ArchiveBusy  # the archive's error kinds, for the daemon
+from saga.store.errors import ArchiveCorrupt as ArchiveCorrupt
+from saga.store.errors import ArchiveFull as ArchiveFull
+from saga.store.errors import ArchiveGone as ArchiveGone
+from saga.store.errors import ArchiveUnreachable as ArchiveUnreachable
+from saga.store.errors import classify as classify
+from saga.store.errors import os_error
+from saga.store.errors import translate as translate
+from saga.store.reader import BUSY_TIMEOUT
 
-# Seconds a writer waits for another writer's lock before giving up.
-BUSY_TIMEOUT = 30.0
 WRITE = {"saga_write": True}
 PAGE_SIZE = 65536     # of a new SQLite archive
 FILE_MODE = 0o600
 GROUP_FILE_MODE = 0o640
 SIDE_FILES = ("-wal", "-shm", "-journal")
-
-
-class ArchiveBusy(StoreError):
-    """Another process held the database lock past the busy timeout: retry."""
-
-
-class ArchiveUnreachable(StoreError):
-    """The database server cannot be reached, or the connection broke: retry."""
-
-
-class ArchiveFull(StoreError):
-    """The archive's filesystem (or the server's disk) is full."""
-
-
-class ArchiveCorrupt(StoreError):
-    """The archive file is damaged or is not a database."""
-
-
-class ArchiveGone(StoreError):
-    """The archive file was deleted, moved or replaced while it was open."""
 
 
 def normalize_url(text: str) -> URL:
@@ -98,7 +77,7 @@ def _sqlite_engine(url: URL) -> Engine:
         try:
             os.makedirs(parent, mode=0o750, exist_ok=True)
         except OSError as exc:
-            raise _os_error(exc, f"cannot create {parent} for the database") from None
+            raise os_error(exc, f"cannot create {parent} for the database") from None
     engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT}, pool_size=2, max_overflow=4)
 
     @event.listens_for(engine, "connect")
@@ -127,85 +106,6 @@ def _sqlite_engine(url: URL) -> Engine:
     return engine
 
 
-def _os_error(exc: OSError, what: str) -> SagaError:
-    return from_oserror(exc, what, StoreError, hint="run as root, or pass --db")
-
-
-def _reason(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None)
-    text = str(orig if orig is not None else exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-# SQLite primary result codes (sqlite3.h) and what they mean for the archive.
-_SQLITE_KINDS: dict[int, type[StoreError]] = {
-    5: ArchiveBusy,            # SQLITE_BUSY
-    6: ArchiveBusy,            # SQLITE_LOCKED
-    11: ArchiveCorrupt,        # SQLITE_CORRUPT
-    26: ArchiveCorrupt,        # SQLITE_NOTADB
-    13: ArchiveFull,           # SQLITE_FULL
-}
-_SQLITE_READONLY_DBMOVED = 1032   # the database file was unlinked or renamed while open
-_PG_UNREACHABLE_CLASSES = ("08", "57P")   # connection exceptions; admin shutdown, cannot connect now
-_PG_DISK_FULL = "53100"
-
-
-def classify(exc: BaseException) -> type[StoreError]:
-    """The StoreError subclass that says what a database error means for the archive."""
-    orig = getattr(exc, "orig", None) or exc
-    if isinstance(orig, sqlite3.Error):
-        code = getattr(orig, "sqlite_errorcode", None)
-        if code == _SQLITE_READONLY_DBMOVED:
-            return ArchiveGone
-        if code is not None:
-            return _SQLITE_KINDS.get(code & 0xFF, StoreError)
-        text = str(orig)
-        if "locked" in text:
-            return ArchiveBusy
-        if "malformed" in text or "not a database" in text:
-            return ArchiveCorrupt
-        return StoreError
-    state = getattr(orig, "sqlstate", None)
-    if state == _PG_DISK_FULL:
-        return ArchiveFull
-    if state is not None and state.startswith(_PG_UNREACHABLE_CLASSES):
-        return ArchiveUnreachable
-    if isinstance(exc, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError) and state is None \
-            and not isinstance(orig, sqlite3.Error):
-        return ArchiveUnreachable   # psycopg: could not connect, server closed the connection
-    if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
-        return ArchiveUnreachable
-    return StoreError
-
-
-def _dbapi_errors() -> tuple[type[Exception], ...]:
-    """Errors of the drivers' own cursors (saga's bulk writes use them directly, below SQLAlchemy)."""
-    try:
-        import psycopg
-    except ImportError:
-        return (sqlite3.Error,)
-    return (sqlite3.Error, psycopg.Error)
-
-
-_DBAPI_ERRORS: tuple[type[Exception], ...] = _dbapi_errors()
-_DB_ERRORS: tuple[type[Exception], ...] = (sqlalchemy.exc.SQLAlchemyError, *_DBAPI_ERRORS)
-
-
-@contextmanager
-def translate(what: str) -> Iterator[None]:
-    """Turn database errors met while doing `what` into one-line StoreErrors of the right kind."""
-    try:
-        yield
-    except SagaError:
-        raise
-    except _DB_ERRORS as exc:
-        raise classify(exc)(f"{what}: {_reason(exc)}") from exc
-    except OSError as exc:
-        if exc.errno == errno.ENOSPC:
-            raise ArchiveFull(f"{what}: {exc.strerror}") from exc
-        raise _os_error(exc, what) from exc
-
-
 # -- the SQLite file ----------------------------------------------------------------------------
 
 def sqlite_path(url: URL) -> str | None:
@@ -220,7 +120,7 @@ def prepare_file(path: str, gid: int | None = None) -> None:
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
     except OSError as exc:
-        raise _os_error(exc, f"cannot create the archive {path}") from None
+        raise os_error(exc, f"cannot create the archive {path}") from None
     try:
         for p, f in ((path, fd), *((path + s, None) for s in SIDE_FILES)):
             _narrow(p, f, mode, gid)
@@ -241,7 +141,7 @@ def _narrow(path: str, fd: int | None, mode: int, gid: int | None) -> None:
         if stat.S_IMODE(st.st_mode) != mode:
             os.chmod(fd if fd is not None else path, mode)
     except OSError as exc:
-        raise _os_error(exc, f"cannot set the permissions of {path}") from None
+        raise os_error(exc, f"cannot set the permissions of {path}") from None
 
 
 def identity(path: str) -> tuple[int, int] | None:
@@ -275,5 +175,5 @@ def set_aside(path: str, why: str = "corrupt") -> str:
         except FileNotFoundError:
             pass
         except OSError as exc:
-            raise _os_error(exc, f"cannot move the damaged archive {path} aside") from None
+            raise os_error(exc, f"cannot move the damaged archive {path} aside") from None
     return target

@@ -26,6 +26,7 @@ from sqlalchemy import (
     Table,
     Text,
     func,
+    inspect,
     select,
     text,
 )
@@ -162,8 +163,12 @@ def _v2_to_v3(conn: Connection) -> None:
     Every version 2 batch is rewritten, in archive order, as one version 3
     batch of the events it still holds (retention by rows could delete a
     batch's first events and keep its records), from its ABI 1 records.
-    Rule keys are kept from the rules of the day (rule_keys).
+    Rule keys are kept from the rules of the day (rule_keys); rules gain exe= and tree (ABI 2).
     """
+    have = {c["name"] for c in inspect(conn).get_columns("rules")}
+    for column, ddl in (("exe", "TEXT"), ("tree", "BOOLEAN NOT NULL DEFAULT FALSE")):
+        if column not in have:
+            conn.execute(text(f"ALTER TABLE rules ADD COLUMN {column} {ddl}"))
     for name in V2_INDEXES:       # index names are per database: the new table takes them
         conn.execute(text(f"DROP INDEX IF EXISTS {name}"))
     conn.execute(text("ALTER TABLE event_batches RENAME TO event_batches_v2"))

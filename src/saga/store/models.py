@@ -55,6 +55,8 @@ class RuleRow(Base):
     comm: Mapped[str | None] = mapped_column(String(64))
     errors: Mapped[bool] = mapped_column(Boolean, default=False)
     key: Mapped[str | None] = mapped_column(String(64))
+    exe: Mapped[str | None] = mapped_column(Text)         # exe= as written (a path; resolved when installed)
+    tree: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class RuleKey(Base):
@@ -117,12 +119,13 @@ class EventColumn(Base):
 
     A search reads the columns it filters on, a few bytes per event, never
     the rest; printing an event reads its batch's columns.  A column whose
-    values are all zero is not stored (it reads as zeros).
+    values are all zero is not stored (it reads as zeros).  On SQLite the id
+    is the rowid: one b-tree to write, no index beside it.
     """
 
     __tablename__ = "event_columns"
 
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=False)
     data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
@@ -130,7 +133,3 @@ class EventColumn(Base):
 # read, and compressing them cost more than their size saves.
 event.listen(EventColumn.__table__, "after_create", DDL(
     "ALTER TABLE event_columns ALTER COLUMN data SET STORAGE EXTERNAL").execute_if(dialect="postgresql"))
-
-# Event ids: the batch's id shifted left by ID_SHIFT, plus the position in the batch.
-ID_SHIFT = 20
-MAX_BATCH_EVENTS = 1 << ID_SHIFT

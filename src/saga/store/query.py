@@ -5,10 +5,13 @@ strings a glob matches, the rules a key names), then walks the batches
 that can hold matches: the SQL on event_batches picks them by host and
 time range, their summaries (syscalls, errnos, rules, path sets) skip more,
 and numpy tests the columns of the rest, a batch at a time, reading only
-the columns the filter names.  Memory stays bounded by a batch whatever
-the result size; events come out in archive order (the order calls
-completed, as the live log shows them), each batch's matches built from
-its columns and parsed by the code that parses the live stream.
+the columns the filter names.  A search for failed calls reads only the
+batch's failures (their rows, stored by errno: saga.store.columns), never
+its columns.  Memory stays bounded by a batch whatever the result size;
+events come out in archive order (the order calls completed, as the live
+log shows them), each batch's matches built from its columns and parsed
+by the code that parses the live stream.  Everything goes through the
+database driver's own connection (saga.store.reader), no SQLAlchemy.
 """
 from __future__ import annotations
 
@@ -16,28 +19,29 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fnmatch import translate as glob_regex
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
-from sqlalchemy import Connection, func, select
-from sqlalchemy.orm import Session
 
-from saga import _uapi, events
+from saga import _uapi
 from saga.errors import StoreError
 from saga.filters import EventFilter
 from saga.store import columns
-from saga.store.archive import event_id
-from saga.store.columns import COLUMN_SLOTS, FIELD_CODES
-from saga.store.engine import translate
-from saga.store.models import EventBatch, EventColumn, Host, RuleKey, StringRow
+from saga.store.columns import COLUMN_SLOTS, FIELD_CODES, event_id
+from saga.store.errors import translate
+from saga.store.reader import Reader, placeholders
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 _C = FIELD_CODES
 PAGE = 256                  # batch rows read per statement
 CHUNK = 4096                # events built per step when printing
 _WILD = re.compile(r"[*?\[]")
+_EMPTY = np.zeros(0, np.int64)
 
 
-@dataclass(frozen=True)
-class Archived:
+class Archived(NamedTuple):
     """An archived event: the raw tuple saga.render prints, plus what only the archive knows."""
 
     id: int
@@ -57,11 +61,12 @@ class Plan:
     unit_ids: np.ndarray | None
     rule_ids: dict[int, np.ndarray] | None
     slots: np.ndarray | None          # a lookup table by slot
+    no_errno: bool = False            # an errno no call can fail with
 
     @property
     def impossible(self) -> bool:
         return any(a is not None and not len(a) for a in (self.path_ids, self.exe_ids, self.unit_ids)) or \
-            (self.host_ids is not None and not self.host_ids) or \
+            (self.host_ids is not None and not self.host_ids) or self.no_errno or \
             (self.rule_ids is not None and not any(len(v) for v in self.rule_ids.values()))
 
 
@@ -69,24 +74,23 @@ def _decode(value: bytes) -> str:
     return bytes(value).decode("utf-8", "surrogateescape")
 
 
-def match_strings(conn: Connection, pattern: str, *, base_name: bool = False) -> np.ndarray:
+def match_strings(db: Reader, pattern: str, *, base_name: bool = False) -> np.ndarray:
     """Sorted ids of the stored strings that `pattern` (a glob, or a plain string) matches exactly.
 
     base_name: a pattern without "/" is matched against the part after the last "/".
     """
-    s = StringRow.__table__
     raw = pattern.encode("utf-8", "surrogateescape")
     if not _WILD.search(pattern) and not (base_name and "/" not in pattern):
-        ids = conn.execute(select(s.c.id).where(s.c.value == raw)).scalars().all()
-        return np.array(sorted(ids), np.int64)
+        return np.array(sorted(i for (i,) in db.all("SELECT id FROM strings WHERE value = ?", (raw,))), np.int64)
     rx = re.compile(glob_regex(pattern), re.S)
-    stmt = select(s.c.id, s.c.value)
     wild = _WILD.search(pattern)
     literal = raw[:len(pattern[:wild.start()].encode("utf-8", "surrogateescape"))] if wild else raw
-    if literal and not base_name or literal.startswith(b"/"):
-        stmt = stmt.where(s.c.value >= literal, s.c.value < literal + b"\xff")    # the b-tree narrows it
+    if literal and not base_name or literal.startswith(b"/"):    # the b-tree narrows it
+        rows = db.all("SELECT id, value FROM strings WHERE value >= ? AND value < ?", (literal, literal + b"\xff"))
+    else:
+        rows = db.all("SELECT id, value FROM strings")
     found = []
-    for i, value in conn.execute(stmt):
+    for i, value in rows:
         text = _decode(value)
         if base_name and "/" not in pattern:
             text = text.rsplit("/", 1)[-1]
@@ -95,29 +99,43 @@ def match_strings(conn: Connection, pattern: str, *, base_name: bool = False) ->
     return np.array(sorted(found), np.int64)
 
 
-def plan(conn: Connection, flt: EventFilter) -> Plan:
-    hosts = dict(conn.execute(select(Host.id, Host.name)).all())
+def plan(db: Reader, flt: EventFilter) -> Plan:
+    hosts = {int(i): n for i, n in db.all("SELECT id, name FROM hosts")}
     host_ids = None if flt.host is None else [i for i, n in hosts.items() if n == flt.host]
     rule_ids = None
     if flt.key is not None:
-        rows = conn.execute(select(RuleKey.host_id, RuleKey.rule_id).where(RuleKey.key == flt.key)).all()
+        rows = db.all("SELECT host_id, rule_id FROM rule_keys WHERE key = ?", (flt.key,))
         rule_ids = {h: np.array(sorted(r for hh, r in rows if hh == h), np.int64) for h in {h for h, _ in rows}}
     slots = None
     if flt.slots is not None:
         slots = np.zeros(_uapi.SAGA_NR_SLOTS, bool)
         slots[sorted(flt.slots)] = True
     return Plan(hosts, host_ids,
-                None if flt.path is None else match_strings(conn, flt.path),
-                None if flt.exe is None else match_strings(conn, flt.exe, base_name=True),
-                None if flt.unit is None else match_strings(conn, flt.unit),
-                rule_ids, slots)
+                None if flt.path is None else match_strings(db, flt.path),
+                None if flt.exe is None else match_strings(db, flt.exe, base_name=True),
+                None if flt.unit is None else match_strings(db, flt.unit),
+                rule_ids, slots, flt.errno is not None and not 0 < flt.errno <= columns.MAX_ERRNO)
+
+
+class BatchRow(NamedTuple):
+    id: int
+    host_id: int
+    events: int
+    min_ts: int
+    max_ts: int
+    syscalls: bytes
+    errnos: bytes
+    rule_ids: bytes
+
+
+_BATCH_COLUMNS = ", ".join(BatchRow._fields)
 
 
 class Batch:
     """One batch row and its columns, read when first asked for."""
 
-    def __init__(self, conn: Connection, row) -> None:
-        self.conn = conn
+    def __init__(self, db: Reader, row: BatchRow) -> None:
+        self.db = db
         self.id = row.id
         self.host_id = row.host_id
         self.n = row.events
@@ -127,37 +145,61 @@ class Batch:
     def col(self, code: int) -> np.ndarray:
         arr = self._cols.get(code)
         if arr is None:
-            c = EventColumn.__table__
-            data = self.conn.execute(select(c.c.data).where(c.c.id == self.id * COLUMN_SLOTS + code)).scalar()
-            if data is None:            # not stored: all zeros (or no entries, for the per-batch arrays)
-                arr = columns.zeros(code, self.n)
-            else:
-                arr = columns.decode(code, data, self.n)
-            self._cols[code] = arr
+            self.load([code])
+            arr = self._cols[code]
         return arr
 
     def load(self, codes: list[int]) -> None:
-        """Read several columns in one statement."""
+        """Read several columns in one statement (a column not stored reads as zeros, or empty)."""
         want = [c for c in codes if c not in self._cols]
         if not want:
             return
-        c = EventColumn.__table__
-        got = dict(self.conn.execute(select(c.c.id, c.c.data).where(
-            c.c.id.in_([self.id * COLUMN_SLOTS + code for code in want]))).all())
+        base = self.id * COLUMN_SLOTS
+        got = dict(self.db.all(f"SELECT id, data FROM event_columns WHERE id IN ({placeholders(len(want))})",
+                               [base + code for code in want]))
         for code in want:
-            data = got.get(self.id * COLUMN_SLOTS + code)
-            if data is not None:
-                self._cols[code] = columns.decode(code, data, self.n)
-            else:
-                self.col(code)
+            data = got.get(base + code)
+            self._cols[code] = columns.zeros(code, self.n) if data is None else columns.decode(code, data, self.n)
+
+    def failures(self, errno: int | None) -> np.ndarray:
+        """The rows of the calls that failed (with this errno, when given), in archive order."""
+        base = self.id * COLUMN_SLOTS + columns.FAILURES
+        if errno is not None:
+            found = self.db.all("SELECT data FROM event_columns WHERE id = ?", (base + errno,))
+            return np.frombuffer(found[0][0], columns.FAILURE_ROW) if found else np.zeros(0, columns.FAILURE_ROW)
+        parts = [np.frombuffer(data, columns.FAILURE_ROW) for (data,) in self.db.all(
+            "SELECT data FROM event_columns WHERE id BETWEEN ? AND ?", (base + 1, base + columns.MAX_ERRNO))]
+        if not parts:
+            return np.zeros(0, columns.FAILURE_ROW)
+        rows = np.concatenate(parts)
+        return rows[np.argsort(rows["pos"], kind="stable")]
 
     def keys_for(self, code: int, ids: np.ndarray) -> np.ndarray:
-        """The keys (pids, cgroup ids) of a pair column whose string id is in `ids`."""
+        """The keys (pids) of a pair column whose string id is in `ids`."""
         pairs = self.col(code)
         return pairs["key"][np.isin(pairs["id"], ids)]
 
 
-def _summary_skips(row, flt: EventFilter, p: Plan) -> bool:
+class Rows:
+    """The events of a batch a search examines: all of them (its columns, read as needed), or only the
+    calls that failed (their failure rows, every field at hand)."""
+
+    def __init__(self, batch: Batch, failures: np.ndarray | None = None) -> None:
+        self.batch = batch
+        self.failures = failures
+        self.n = batch.n if failures is None else len(failures)
+
+    def col(self, code: int) -> np.ndarray:
+        if self.failures is None:
+            return self.batch.col(code)
+        return self.failures[columns.CODE_NAMES[code]]
+
+    def positions(self, idx: np.ndarray) -> np.ndarray:
+        """The positions in the batch of these rows."""
+        return idx if self.failures is None else self.failures["pos"][idx].astype(np.int64)
+
+
+def _summary_skips(row: BatchRow, flt: EventFilter, p: Plan) -> bool:
     """Whether the batch's summaries alone show that none of its events matches."""
     if p.slots is not None:
         present = np.unpackbits(np.frombuffer(row.syscalls, np.uint8), bitorder="little")[:len(p.slots)]
@@ -181,7 +223,7 @@ _AUX_ARGV = getattr(_uapi, "SAGA_AUX_ARGV", 1)
 
 
 def _argv_contains(b: Batch, needle: bytes) -> np.ndarray:
-    """Which events carry an argv (execve) containing `needle`, the arguments joined by spaces."""
+    """Which events of the batch carry an aux blob containing `needle`, the arguments joined by spaces."""
     out = np.zeros(b.n, bool)
     index = b.col(columns.AUX_INDEX)
     if not len(index):
@@ -197,165 +239,195 @@ def _argv_contains(b: Batch, needle: bytes) -> np.ndarray:
             at = data.find(needle, int(ends[k]))  # next event's blob
         else:
             at = data.find(needle, int(starts[k + 1]) if k + 1 < len(ends) else len(data))
-    flags = b.col(_C["flags"])
-    return out & ((flags & _AUX_MASK) >> _AUX_SHIFT == _AUX_ARGV)
-
-
-def _failed_with(b: Batch, errno: int | None) -> np.ndarray:
-    """Which events failed (with this errno, when given), from the batch's index of failures."""
-    b.load([columns.FAILED, columns.FAILED_ERRNO])
-    pos = b.col(columns.FAILED)
-    if errno is not None:
-        pos = pos[b.col(columns.FAILED_ERRNO) == errno]
-    out = np.zeros(b.n, bool)
-    out[pos] = True
     return out
 
 
-def _equals(b: Batch, code: int, want: int) -> Callable[[], np.ndarray]:
-    return lambda: b.col(code) == want
-
-
-def matches(b: Batch, flt: EventFilter, p: Plan) -> np.ndarray:
-    """Positions in the batch of the events that match (sorted)."""
-    mask = np.ones(b.n, bool)
+def matches(rows: Rows, flt: EventFilter, p: Plan) -> np.ndarray:
+    """Indexes in `rows` of the events that match (sorted)."""
+    b = rows.batch
+    mask = np.ones(rows.n, bool)
 
     def narrow(test: Callable[[], np.ndarray]) -> bool:
         nonlocal mask
         mask &= test()
         return bool(mask.any())
 
-    # cheapest and most selective first: per-batch sets, the index of failures, then whole columns
+    # cheapest and most selective first: per-batch sets, then whole columns
     steps: list[Callable[[], np.ndarray]] = []
     if p.path_ids is not None:
         ids = p.path_ids
-        steps.append(lambda: np.full(b.n, np.isin(b.col(columns.PATHSET), ids).any()))
-    if flt.errno is not None or flt.errors:
-        steps.append(lambda: _failed_with(b, flt.errno))
-    if p.path_ids is not None:
-        steps.append(lambda: np.isin(b.col(columns.PATH0), ids) | np.isin(b.col(columns.PATH1), ids))
+        steps.append(lambda: np.full(rows.n, np.isin(b.col(columns.PATHSET), ids).any()))
+        steps.append(lambda: np.isin(rows.col(columns.PATH0), ids) | np.isin(rows.col(columns.PATH1), ids))
     if p.exe_ids is not None:
         ids_e = p.exe_ids
-        steps.append(lambda: np.isin(b.col(_C["pid"]), b.keys_for(columns.EXES, ids_e)))
+        steps.append(lambda: np.isin(rows.col(_C["pid"]), b.keys_for(columns.EXES, ids_e)))
     if p.unit_ids is not None:
         ids_u = p.unit_ids
-        steps.append(lambda: np.isin(b.col(_C["pid"]), b.keys_for(columns.UNITS, ids_u)))
+        steps.append(lambda: np.isin(rows.col(_C["pid"]), b.keys_for(columns.UNITS, ids_u)))
     if p.rule_ids is not None:
-        rids = p.rule_ids.get(b.host_id, np.zeros(0, np.int64))
-        steps.append(lambda: np.isin(b.col(_C["rule_id"]), rids))
+        rids = p.rule_ids.get(b.host_id, _EMPTY)
+        steps.append(lambda: np.isin(rows.col(_C["rule_id"]), rids))
     for name in ("pid", "tid", "ppid", "uid"):
         want = getattr(flt, name)
         if want is not None:
-            steps.append(_equals(b, _C[name], want))
+            steps.append(_equals(rows, _C[name], want))
     if p.slots is not None:
         lut = p.slots
-        steps.append(lambda: lut[b.col(_C["nr"])])
+        steps.append(lambda: lut[rows.col(_C["nr"])])
     if flt.comm is not None:
         want_comm = np.frombuffer(flt.comm_bytes or b"", "V16")[0]
-        steps.append(lambda: b.col(_C["comm"]) == want_comm)
+        steps.append(lambda: rows.col(_C["comm"]) == want_comm)
     if flt.since_ns is not None and b.row.min_ts < flt.since_ns:
         since = flt.since_ns
-        steps.append(lambda: b.col(_C["ts_ns"]) >= since)
+        steps.append(lambda: rows.col(_C["ts_ns"]) >= since)
     if flt.until_ns is not None and b.row.max_ts > flt.until_ns:
         until = flt.until_ns
-        steps.append(lambda: b.col(_C["ts_ns"]) <= until)
+        steps.append(lambda: rows.col(_C["ts_ns"]) <= until)
     if flt.argv is not None:
         needle = flt.argv.encode("utf-8", "surrogateescape")
-        steps.append(lambda: _argv_contains(b, needle))
+        steps.append(lambda: _argv_contains(b, needle)[rows.positions(np.arange(rows.n))] &
+                     ((rows.col(_C["flags"]) & _AUX_MASK) >> _AUX_SHIFT == _AUX_ARGV))
     for step in steps:
         if not narrow(step):
-            return np.zeros(0, np.int64)
+            return _EMPTY
     return np.flatnonzero(mask)
+
+
+def _equals(rows: Rows, code: int, want: int) -> Callable[[], np.ndarray]:
+    return lambda: rows.col(code) == want
 
 
 class Search:
     """One search: the filter resolved, the batches walked, the matches built into events."""
 
-    def __init__(self, session: Session, flt: EventFilter, progress: Callable[[], None] | None = None) -> None:
-        self.conn = session.connection()
+    def __init__(self, db: Reader | Session, flt: EventFilter, progress: Callable[[], None] | None = None) -> None:
+        self.db = db if isinstance(db, Reader) else Reader.of(db)
         self.flt = flt
         with translate("searching the archive"):
-            self.plan = plan(self.conn, flt)
+            self.plan = plan(self.db, flt)
         self._strings: dict[int, bytes] = {}
+        self._names: dict[int, str] = {}      # executables' names by string id
         self.progress = progress      # called for each batch examined
 
-    def _where(self, stmt):
-        b, flt, p = EventBatch.__table__, self.flt, self.plan
+    def _where(self) -> tuple[list[str], list]:
+        flt, p = self.flt, self.plan
+        conds: list[str] = []
+        params: list = []
         if p.host_ids is not None:
-            stmt = stmt.where(b.c.host_id.in_(p.host_ids))
+            conds.append(f"host_id IN ({placeholders(len(p.host_ids))})")
+            params += p.host_ids
         if flt.since_ns is not None:
-            stmt = stmt.where(b.c.max_ts >= flt.since_ns)
+            conds.append("max_ts >= ?")
+            params.append(flt.since_ns)
         if flt.until_ns is not None:
-            stmt = stmt.where(b.c.min_ts <= flt.until_ns)
-        return stmt
+            conds.append("min_ts <= ?")
+            params.append(flt.until_ns)
+        return conds, params
 
     def total_batches(self) -> int:
+        conds, params = self._where()
         with translate("searching the archive"):
-            return self.conn.execute(self._where(select(func.count()).select_from(EventBatch.__table__))).scalar_one()
+            found = self.db.one("SELECT count(*) FROM event_batches" + "".join(
+                (" WHERE " if i == 0 else " AND ") + c for i, c in enumerate(conds)), params)
+        return int(found[0]) if found else 0
 
     def batches(self, *, newest: bool = False) -> Iterator[Batch]:
         """The batches that can hold matches, in archive order (newest=True: from the newest back)."""
-        b = EventBatch.__table__
         if self.plan.impossible:
             return
-        cols = select(b.c.id, b.c.host_id, b.c.events, b.c.min_ts, b.c.max_ts, b.c.syscalls, b.c.errnos, b.c.rule_ids)
         after: int | None = None
         while True:
-            stmt = self._where(cols)
+            conds, params = self._where()
             if after is not None:
-                stmt = stmt.where(b.c.id < after if newest else b.c.id > after)
+                conds.append("id < ?" if newest else "id > ?")
+                params.append(after)
+            sql = f"SELECT {_BATCH_COLUMNS} FROM event_batches" + "".join(
+                (" WHERE " if i == 0 else " AND ") + c for i, c in enumerate(conds))
+            sql += f" ORDER BY id {'DESC' if newest else 'ASC'} LIMIT {PAGE}"
             with translate("searching the archive"):
-                page = self.conn.execute(stmt.order_by(b.c.id.desc() if newest else b.c.id).limit(PAGE)).all()
+                page = [BatchRow._make(r) for r in self.db.all(sql, params)]
             for row in page:
                 if self.progress is not None:
                     self.progress()
                 if not _summary_skips(row, self.flt, self.plan):
-                    yield Batch(self.conn, row)
+                    yield Batch(self.db, row)
             if len(page) < PAGE:
                 return
             after = page[-1].id
 
-    def scan(self, *, newest: bool = False) -> Iterator[tuple[Batch, np.ndarray]]:
-        """(batch, positions of its matches) for each batch with matches."""
+    def rows_of(self, batch: Batch, *, failures: bool = False) -> Rows:
+        """What of the batch the search examines: only the failures when the filter asks for failed calls
+        (or the caller only counts them)."""
+        flt = self.flt
+        if flt.errno is not None or flt.errors or failures:
+            return Rows(batch, batch.failures(flt.errno))
+        return Rows(batch)
+
+    def whole(self, batch: Batch) -> bool:
+        """Whether every event of the batch the filter's syscalls select matches (no other condition
+        applies to it): a report can then add up the batch's stored tally."""
+        f = self.flt
+        others = (f.pid, f.uid, f.comm, f.path, f.errno, f.exe, f.key, f.ppid, f.tid, f.unit, f.argv)
+        return all(v is None for v in others) and not f.errors and \
+            (f.since_ns is None or batch.row.min_ts >= f.since_ns) and \
+            (f.until_ns is None or batch.row.max_ts <= f.until_ns)
+
+    def scan(self, *, newest: bool = False) -> Iterator[tuple[Rows, np.ndarray]]:
+        """(rows, indexes of its matches) for each batch with matches."""
         for batch in self.batches(newest=newest):
             with translate("searching the archive"):
-                pos = matches(batch, self.flt, self.plan)
-            if len(pos):
-                yield batch, pos
+                rows = self.rows_of(batch)
+                idx = matches(rows, self.flt, self.plan)
+            if len(idx):
+                yield rows, idx
 
     def strings(self, ids) -> dict[int, bytes]:
         """Stored strings by id (cached for the search)."""
         want = sorted({int(i) for i in ids if i and int(i) not in self._strings})
-        s = StringRow.__table__
         for i in range(0, len(want), 500):
             part = want[i:i + 500]
-            self._strings.update((k, bytes(v)) for k, v in self.conn.execute(
-                select(s.c.id, s.c.value).where(s.c.id.in_(part))))
+            self._strings.update((int(k), bytes(v)) for k, v in self.db.all(
+                f"SELECT id, value FROM strings WHERE id IN ({placeholders(len(part))})", part))
         missing = [i for i in want if i not in self._strings]
         if missing:
             raise StoreError(f"the archive is damaged: string {missing[0]} is missing")
         return self._strings
 
-    def events(self, batch: Batch, pos: np.ndarray) -> list[Archived]:
-        """The batch's events at these positions, as the live stream would have parsed them."""
+    def events(self, rows: Rows, idx: np.ndarray) -> list[Archived]:
+        """The events at these indexes of `rows`, as the live stream would have parsed them."""
+        batch = rows.batch
         with translate("reading archived events"):
-            batch.load([*FIELD_CODES.values(), columns.PATH0, columns.PATH1, columns.EXES, columns.AUX_INDEX])
-            fields = {code: batch.col(code)[pos] for code in FIELD_CODES.values()}
-            p0, p1 = batch.col(columns.PATH0)[pos], batch.col(columns.PATH1)[pos]
+            if rows.failures is None:
+                batch.load([*columns.EVENT_CODES, columns.EXES, columns.AUX_INDEX])
+            else:
+                batch.load([columns.EXES, columns.AUX_INDEX])
+            fields = {code: rows.col(code)[idx] for code in FIELD_CODES.values()}
+            pos = rows.positions(idx)
+            p0, p1 = rows.col(columns.PATH0)[idx], rows.col(columns.PATH1)[idx]
             paths = None
             if p0.any() or p1.any():
                 known = self.strings(np.concatenate((p0, p1)).tolist())
                 paths = [(known[a] if a else None, known[b] if b else None)
                          for a, b in zip(p0.tolist(), p1.tolist(), strict=True)]
-            raws = events.parse(columns.records(fields, len(pos), paths, self._aux(batch, pos)))
-            exes = batch.col(columns.EXES)
-            exe_names: dict[int, str] = {}
-            if len(exes):
-                known = self.strings(exes["id"].tolist())
-                exe_names = {int(k): _decode(known[int(v)]) for k, v in zip(exes["key"], exes["id"], strict=True)}
+            raws = columns.raws(fields, len(idx), paths, self._aux(batch, pos))
+            exes = self._exes(batch, fields[_C["pid"]])
         host = self.plan.hosts.get(batch.host_id, "?")
-        return [Archived(event_id(batch.id, i), host, exe_names.get(r[events.PID]), r)
-                for i, r in zip(pos.tolist(), raws, strict=True)]
+        ids = (pos + event_id(batch.id, 0)).tolist()
+        return [Archived(i, host, e, r) for i, e, r in zip(ids, exes, raws, strict=True)]
+
+    def _exes(self, batch: Batch, pids: np.ndarray) -> list[str | None]:
+        """The executable of each pid, as the batch recorded it."""
+        table = batch.col(columns.EXES)
+        if not len(table):
+            return [None] * len(pids)
+        at = np.searchsorted(table["key"], pids).clip(max=len(table) - 1)
+        ids = np.where(table["key"][at] == pids, table["id"][at], 0).tolist()
+        names = self._names
+        new = [i for i in set(ids) if i and i not in names]
+        if new:
+            known = self.strings(new)
+            names.update((i, _decode(known[i])) for i in new)
+        return [names.get(i) for i in ids]
 
     @staticmethod
     def _aux(batch: Batch, pos: np.ndarray) -> dict[int, bytes] | None:
@@ -363,40 +435,43 @@ class Search:
         index = batch.col(columns.AUX_INDEX)
         if not len(index):
             return None
+        at = np.searchsorted(index["key"], pos).clip(max=len(index) - 1)
+        hits = np.flatnonzero(index["key"][at] == pos).tolist()
+        if not hits:
+            return None
         data = batch.col(columns.AUX_DATA).tobytes()
         starts = np.concatenate(([0], index["id"][:-1]))
-        at = np.searchsorted(index["key"], pos).clip(max=len(index) - 1)
         out = {}
-        for i in np.flatnonzero(index["key"][at] == pos).tolist():
+        for i in hits:
             k = int(at[i])
             out[i] = data[int(starts[k]):int(index["id"][k])]
         return out
 
     def stream(self) -> Iterator[Archived]:
         """Every match, oldest archived first, a chunk of a batch at a time."""
-        for batch, pos in self.scan():
-            for i in range(0, len(pos), CHUNK):
-                yield from self.events(batch, pos[i:i + CHUNK])
+        for rows, idx in self.scan():
+            for i in range(0, len(idx), CHUNK):
+                yield from self.events(rows, idx[i:i + CHUNK])
 
     def last(self, limit: int) -> list[Archived]:
         """The `limit` matches archived last, oldest first."""
-        picked: list[tuple[Batch, np.ndarray]] = []
+        picked: list[tuple[Rows, np.ndarray]] = []
         left = limit
-        for batch, pos in self.scan(newest=True):
-            take = pos[-left:]
-            picked.append((batch, take))
+        for rows, idx in self.scan(newest=True):
+            take = idx[-left:]
+            picked.append((rows, take))
             left -= len(take)
             if left <= 0:
                 break
-        return [a for batch, pos in reversed(picked) for a in self.events(batch, pos)]
+        return [a for rows, idx in reversed(picked) for a in self.events(rows, idx)]
 
 
-def search(session: Session, flt: EventFilter, limit: int | None = None) -> list[Archived]:
+def search(db: Reader | Session, flt: EventFilter, limit: int | None = None) -> list[Archived]:
     """Events matching `flt` in archive order: the `limit` archived last, or all (limit None)."""
-    s = Search(session, flt)
+    s = Search(db, flt)
     return list(s.stream()) if limit is None else s.last(limit)
 
 
-def hosts(session: Session) -> list[str]:
+def hosts(db: Reader) -> list[str]:
     with translate("listing hosts"):
-        return list(session.execute(select(Host.name).order_by(Host.name)).scalars())
+        return sorted(n for (n,) in db.all("SELECT name FROM hosts"))

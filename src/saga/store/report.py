@@ -1,11 +1,12 @@
 """Summaries of archived events: calls, failures and latency per syscall, process, user, file or errno.
 
-`summarize` walks a search's matches (saga.store.query.Search.scan) a
-batch at a time and keeps, per group, the calls, the failures, the total
-time and a histogram of durations (8 buckets per doubling, so p50 and p99
-are exact to within 4.5%): memory grows with the number of groups, never
-with the number of events.  Calls whose duration is unknown (no entry
-seen, or no return) count as calls but not in the latency columns.
+`summarize` walks a search's batches and keeps, per group, the calls, the
+failures, the total time and a histogram of durations (saga.store.latency):
+memory grows with the number of groups, never with the number of events.
+A report by syscall adds up the tally each batch stored when it was
+written for the batches the filter takes whole (time and syscalls only),
+and counts the events of the others; a report by errno reads only the
+failures.
 """
 from __future__ import annotations
 
@@ -18,17 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from saga import _uapi, decode, syscalls
-from saga.store import columns
-from saga.store.archive import failed
-from saga.store.columns import FIELD_CODES
-from saga.store.query import Batch, Search
+from saga import decode, syscalls
+from saga.store import columns, latency
+from saga.store.columns import FIELD_CODES, failed
+from saga.store.errors import translate
+from saga.store.query import Rows, Search, matches
 
 _C = FIELD_CODES
-BUCKETS_PER_DOUBLING = 8
-_LOW = 7                    # the first bucket ends at 2^7 ns
-NBUCKETS = (41 - _LOW) * BUCKETS_PER_DOUBLING + 1   # the last bucket: 2^41 ns (36 min) and longer
-_UNTIMED = _uapi.SAGA_EVF_NO_ENTER | _uapi.SAGA_EVF_NORETURN
 
 
 class By(str, enum.Enum):
@@ -48,91 +45,101 @@ class Group:
     failures: int = 0
     timed: int = 0
     total_ns: int = 0
-    hist: np.ndarray = field(default_factory=lambda: np.zeros(NBUCKETS, np.int64))
+    hist: np.ndarray = field(default_factory=lambda: np.zeros(latency.NBUCKETS, np.int64))
 
     def percentile(self, q: float) -> int | None:
         """The duration (ns) q of the timed calls took at most, None when none was timed."""
-        if not self.timed:
-            return None
-        rank = max(1, int(np.ceil(q * self.timed)))
-        b = int(np.searchsorted(np.cumsum(self.hist), rank))
-        if b == 0:
-            return 1 << _LOW >> 1
-        lo = 2 ** (_LOW + (b - 1) / BUCKETS_PER_DOUBLING)
-        return int(lo * 2 ** (0.5 / BUCKETS_PER_DOUBLING))     # the bucket's geometric middle
+        return latency.percentile(self.hist, self.timed, q)
 
 
-def _buckets(dur: np.ndarray) -> np.ndarray:
-    d = np.maximum(dur.astype(np.float64), 1.0)
-    b = np.floor((np.log2(d) - _LOW) * BUCKETS_PER_DOUBLING).astype(np.int64) + 1
-    return np.clip(b, 0, NBUCKETS - 1)
-
-
-def _keys(by: By, b: Batch, pos: np.ndarray, ret: np.ndarray, fail: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(key per counted event, index into pos of that event): an event counts once per key it has."""
-    every = np.arange(len(pos))
+def _keys(by: By, rows: Rows, idx: np.ndarray, ret: np.ndarray, fail: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(key per counted event, index into idx of that event): an event counts once per key it has."""
+    every = np.arange(len(idx))
     if by is By.syscall:
-        return b.col(_C["nr"])[pos], every
+        return rows.col(_C["nr"])[idx], every
     if by is By.user:
-        return b.col(_C["uid"])[pos], every
+        return rows.col(_C["uid"])[idx], every
     if by is By.errno:
-        return -ret[fail], every[fail]
+        return (-ret[fail]).astype(np.uint16), every[fail]
     if by is By.file:
-        p0, p1 = b.col(columns.PATH0)[pos], b.col(columns.PATH1)[pos]
+        p0, p1 = rows.col(columns.PATH0)[idx], rows.col(columns.PATH1)[idx]
         keys = np.concatenate((p0, p1))
-        idx = np.concatenate((every, every))
-        keep = (keys != 0) & ~np.concatenate((np.zeros(len(pos), bool), p1 == p0))   # a path twice counts once
-        return keys[keep], idx[keep]
-    comm = b.col(_C["comm"])[pos]
+        pos = np.concatenate((every, every))
+        keep = (keys != 0) & ~np.concatenate((np.zeros(len(idx), bool), p1 == p0))   # a path twice counts once
+        return keys[keep], pos[keep]
+    comm = rows.col(_C["comm"])[idx]
     if by is By.comm:
         return comm, every
-    exe = exe_ids(b, b.col(_C["pid"])[pos])
+    exe = exe_ids(rows, idx)
     if by is By.exe:
         return exe, every
-    both = np.empty(len(pos), [("comm", "V16"), ("exe", "<u8")])
+    both = np.empty(len(idx), [("comm", "V16"), ("exe", "<u8")])
     both["comm"], both["exe"] = comm, exe
     return both, every
 
 
-def exe_ids(b: Batch, pids: np.ndarray) -> np.ndarray:
-    """The string id of each pid's executable in the batch (0: not known)."""
-    exes = b.col(columns.EXES)
+def exe_ids(rows: Rows, idx: np.ndarray) -> np.ndarray:
+    """The string id of the executable of the events' processes in the batch (0: not known)."""
+    exes = rows.batch.col(columns.EXES)
+    pids = rows.col(_C["pid"])[idx]
     if not len(exes):
         return np.zeros(len(pids), np.uint64)
     at = np.searchsorted(exes["key"], pids).clip(max=len(exes) - 1)
     return np.where(exes["key"][at] == pids, exes["id"][at], 0).astype(np.uint64)
 
 
+class _Groups(dict):
+    """Groups by key, added to a batch at a time."""
+
+    def group(self, key: Any) -> Group:
+        grp = self.get(key)
+        if grp is None:
+            grp = self[key] = Group(key)
+        return grp
+
+    def add(self, t: latency.Tally) -> None:
+        for i, key in enumerate(t.keys.tolist()):
+            grp = self.group(key)
+            grp.calls += int(t.calls[i])
+            grp.failures += int(t.failures[i])
+            grp.timed += int(t.timed[i])
+            grp.total_ns += int(t.total_ns[i])
+            grp.hist += t.hist[i]
+
+    def add_stored(self, calls: np.ndarray, hist: np.ndarray, slots: np.ndarray | None) -> None:
+        """A batch's stored per-syscall tally (columns.CALLS, columns.LATENCY), for the slots wanted."""
+        for slot, n, f, timed, total in calls.tolist():
+            if slots is None or slots[slot]:
+                grp = self.group(slot)
+                grp.calls += n
+                grp.failures += f
+                grp.timed += timed
+                grp.total_ns += total
+        for slot, bucket, count in hist.tolist():
+            if slots is None or slots[slot]:
+                self[slot].hist[bucket] += count
+
+
 def summarize(search: Search, by: By) -> list[Group]:
     """The groups of the search's matches, in no particular order."""
-    groups: dict[object, Group] = {}
-    for b, pos in search.scan():
-        b.load([_C["nr"], _C["ret"], _C["flags"], _C["duration_ns"]])
-        ret, flags, dur = b.col(_C["ret"])[pos], b.col(_C["flags"])[pos], b.col(_C["duration_ns"])[pos]
-        fail = failed(ret, flags)
-        keys, idx = _keys(by, b, pos, ret, fail)
-        if not len(keys):
-            continue
-        uniq, inv = np.unique(keys, return_inverse=True)
-        inv = inv.ravel()
-        g = len(uniq)
-        calls = np.bincount(inv, minlength=g)
-        fails = np.bincount(inv[fail[idx]], minlength=g)
-        timed = (flags[idx] & _UNTIMED) == 0
-        ti = inv[timed]
-        tdur = dur[idx][timed]
-        ntimed = np.bincount(ti, minlength=g)
-        total = np.bincount(ti, weights=tdur.astype(np.float64), minlength=g)
-        hist = np.bincount(ti * NBUCKETS + _buckets(tdur), minlength=g * NBUCKETS).reshape(g, NBUCKETS)
-        for i, key in enumerate(uniq.tolist()):
-            grp = groups.get(key)
-            if grp is None:
-                grp = groups[key] = Group(key)
-            grp.calls += int(calls[i])
-            grp.failures += int(fails[i])
-            grp.timed += int(ntimed[i])
-            grp.total_ns += int(total[i])
-            grp.hist += hist[i]
+    groups = _Groups()
+    for b in search.batches():
+        with translate("summarizing the archive"):
+            if by is By.syscall and search.whole(b):
+                b.load([columns.CALLS, columns.LATENCY])
+                groups.add_stored(b.col(columns.CALLS), b.col(columns.LATENCY), search.plan.slots)
+                continue
+            rows = search.rows_of(b, failures=by is By.errno)
+            idx = matches(rows, search.flt, search.plan)
+            if not len(idx):
+                continue
+            if rows.failures is None:
+                b.load([_C["nr"], _C["ret"], _C["flags"], _C["duration_ns"]])
+            ret, flags, dur = rows.col(_C["ret"])[idx], rows.col(_C["flags"])[idx], rows.col(_C["duration_ns"])[idx]
+            fail = failed(ret, flags)
+            keys, at = _keys(by, rows, idx, ret, fail)
+            if len(keys):
+                groups.add(latency.tally(keys, fail[at], flags[at], dur[at]))
     return list(groups.values())
 
 

@@ -68,7 +68,7 @@ def lock_host(session: Session, hid: int) -> None:
 
 def _to_rule(row: RuleRow) -> Rule:
     return Rule(row.action, tuple(row.syscalls.split(",")), pid=row.pid, uid=row.uid, comm=row.comm,
-                errors=row.errors, key=row.key, id=row.id)
+                errors=row.errors, key=row.key, id=row.id, exe=row.exe, tree=bool(row.tree))
 
 
 def load(session: Session, hid: int) -> list[Rule]:
@@ -82,7 +82,7 @@ def save(session: Session, hid: int, rules: list[Rule]) -> None:
         raise ValueError("stored rules need ids")
     session.execute(delete(RuleRow).where(RuleRow.host_id == hid))
     session.add_all(RuleRow(host_id=hid, id=r.id, position=i, action=r.action, syscalls=",".join(r.syscalls),
-                            pid=r.pid, uid=r.uid, comm=r.comm, errors=r.errors, key=r.key)
+                            pid=r.pid, uid=r.uid, comm=r.comm, errors=r.errors, key=r.key, exe=r.exe, tree=r.tree)
                     for i, r in enumerate(rules))
     # Events name the rule that logged them: its key stays known after the rule goes (ids are never reused).
     keyed = {r.id: r.key for r in rules if r.key}

@@ -51,6 +51,14 @@ def _build() -> tuple[dict[int, Syscall], dict[str, Syscall], dict[int, int]]:
 BY_SLOT, BY_NAME, IA32_SLOT = _build()
 CLASSES: dict[str, frozenset[str]] = {k: frozenset(v) for k, v in _table.CLASSES.items()}
 NATIVE_NAMES: tuple[str, ...] = tuple(name for _, name, _ in _table.NATIVE)
+# Slots whose child side (a new task returning 0) is neither counted nor logged.
+FORK_SLOTS: frozenset[int] = frozenset(BY_NAME[n].slot for n in _table.FORK_CALLS)
+# Slots counted and logged at entry (flag NORETURN).
+ENTRY_SLOTS: frozenset[int] = frozenset(BY_NAME[n].slot for n in _table.DONE_AT_ENTRY)
+# Slot -> (kind SAGA_AUX_*, pointer arg, length arg or None, length read through a pointer, read at exit).
+AUX: dict[int, tuple[int, int, int | None, bool, bool]] = {
+    BY_NAME[n].slot: (getattr(_uapi, "SAGA_AUX_" + kind), ptr, length, lenptr, at_exit)
+    for n, (kind, ptr, length, lenptr, at_exit) in _table.AUX.items()}
 
 
 def name_of(slot: int) -> str:

@@ -855,3 +855,20 @@ CLASSES = {
     'signal': ('kill', 'pause', 'pidfd_send_signal', 'rt_sigaction', 'rt_sigpending', 'rt_sigprocmask', 'rt_sigqueueinfo', 'rt_sigreturn', 'rt_sigsuspend', 'rt_sigtimedwait', 'rt_tgsigqueueinfo', 'sigaltstack', 'signalfd', 'signalfd4', 'tgkill', 'tkill'),
     'ipc': ('msgctl', 'msgget', 'msgrcv', 'msgsnd', 'semctl', 'semget', 'semop', 'semtimedop', 'shmat', 'shmctl', 'shmdt', 'shmget'),
 }
+
+# The child side of these calls is neither counted nor logged (docs/kernel-abi.md).
+FORK_CALLS = ('clone', 'fork', 'vfork', 'clone3')
+# Counted and logged at entry (flag NORETURN).
+DONE_AT_ENTRY = ('exit', 'exit_group', 'rt_sigreturn', 'ia32:sigreturn')
+# call -> (SAGA_AUX_* kind name, pointer arg, length arg or None, length read through a pointer, read at exit)
+AUX = {
+    'execve': ('ARGV', 1, None, False, False),
+    'execveat': ('ARGV', 2, None, False, False),
+    'connect': ('SOCKADDR', 1, 2, False, False),
+    'bind': ('SOCKADDR', 1, 2, False, False),
+    'sendto': ('SOCKADDR', 4, 5, False, False),
+    'accept': ('SOCKADDR', 1, 2, True, True),
+    'accept4': ('SOCKADDR', 1, 2, True, True),
+    'recvfrom': ('SOCKADDR', 4, 5, True, True),
+    'clone3': ('CLONE_ARGS', 0, 1, False, False),
+}

@@ -36,6 +36,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../../../kmod/include/uapi/linux/saga.h"	/* SAGA_IOC_MAGIC */
+
 static long arg_num(const char *s)
 {
 	char *end;
@@ -239,7 +241,7 @@ static void do_fuzz(long n, long seed)
 		size = (r & 1) ? 256 : rnd() % 512;
 		if (r & 2)
 			size = (unsigned int[]){ 0, 4, 24, 48, 80, 200 }[rnd() % 6];
-		cmd = _IOC(dirs[rnd() % 4], (r & 4) ? 0xE5 : rnd() & 0xff, nr, size);
+		cmd = _IOC(dirs[rnd() % 4], (r & 4) ? SAGA_IOC_MAGIC : rnd() & 0xff, nr, size);
 		for (unsigned int k = 0; k < 1024; k += 8)
 			*(uint64_t *)(buf + k) = rnd() % 3 ? rnd() & ((rnd() % 2) ? 0xff : ~0ULL) : 0;
 		if (rnd() % 3 == 0) {	/* plausible pointers and counts */

@@ -17,12 +17,12 @@
 #include <linux/ioctl.h>
 #include <linux/types.h>
 
-#define SAGA_ABI_VERSION	1
+#define SAGA_ABI_VERSION	2
 #define SAGA_DEVICE_NAME	"saga"
 
 #define SAGA_COMM_LEN		16
 #define SAGA_KEY_LEN		32
-/* Bytes kept of each captured path, including its terminating NUL. */
+/* Bytes kept of each captured path, its terminating NUL included. */
 #define SAGA_PATH_MAX		256
 /* Paths captured per record (rename/link/symlink have two). */
 #define SAGA_NR_PATHS		2
@@ -52,27 +52,48 @@
 
 /* saga_event.flags */
 #define SAGA_EVF_COMPAT		(1U << 0) /* issued through the ia32 entry */
-#define SAGA_EVF_PATH_TRUNC	(1U << 1) /* a path was cut at SAGA_PATH_MAX - 1 bytes */
+#define SAGA_EVF_PATH_TRUNC	(1U << 1) /* a path was cut to SAGA_PATH_MAX - 1 bytes */
 #define SAGA_EVF_PATH_FAULT	(1U << 2) /* a path argument could not be read */
 #define SAGA_EVF_NO_ENTER	(1U << 3) /* entry not seen: args read at exit, duration 0 */
-#define SAGA_EVF_NORETURN	(1U << 4) /* exit/exit_group: logged at entry, never returns */
+#define SAGA_EVF_NORETURN	(1U << 4) /* exit/exit_group/sigreturn: logged at entry */
+#define SAGA_EVF_AUX_TRUNC	(1U << 5) /* the aux blob was cut at its bound */
+#define SAGA_EVF_AUX_FAULT	(1U << 6) /* the aux data could not be read (blob cut there) */
+/* Bits 8-10: what the aux blob holds, a SAGA_AUX_* (0: no blob). */
+#define SAGA_EVF_AUX_SHIFT	8
+#define SAGA_EVF_AUX_MASK	(7U << SAGA_EVF_AUX_SHIFT)
+
+/* Aux kinds: the blob after the paths (docs/kernel-abi.md, "Aux blob"). */
+#define SAGA_AUX_NONE		0
+#define SAGA_AUX_ARGV		1	/* execve/execveat at entry: argument strings, each NUL-terminated */
+#define SAGA_AUX_SOCKADDR	2	/* a struct sockaddr, as many bytes as its length said */
+#define SAGA_AUX_CLONE_ARGS	3	/* clone3 at entry: struct clone_args, as many bytes as given */
+
+/* Bounds of the aux blob, per kind. */
+#define SAGA_AUX_ARGV_MAX	512	/* bytes of argument strings (NULs included) */
+#define SAGA_AUX_ARGV_ARGS	32	/* argument strings */
+#define SAGA_AUX_SOCKADDR_MAX	128	/* sizeof(struct sockaddr_storage) */
+#define SAGA_AUX_CLONE_ARGS_MAX	88	/* sizeof(struct clone_args) in Linux 5.7+ */
+#define SAGA_AUX_MAX		SAGA_AUX_ARGV_MAX
 
 /*
- * One completed system call.  The fixed part is followed by path_len[0]
- * bytes of the first path and a NUL (only when path_len[0] > 0), then
- * the same for the second path, then zero padding up to size, which is a
- * multiple of 8.  Readers must step by size, never by sizeof: records
- * only ever grow at the end.
+ * One completed system call (136 bytes).  The fixed part is followed by
+ * path_len[0] bytes of the first path (its NUL included), path_len[1]
+ * bytes of the second, aux_len bytes of the aux blob, then zero padding
+ * up to size, a multiple of 8.  A path_len of 0 means no path (the call
+ * takes none there, the pointer was NULL, or it was not captured: see
+ * SAGA_EVF_PATH_FAULT and SAGA_EVF_NO_ENTER); 1 is the empty path "".
+ * Readers must step by size, never by sizeof: records only grow at the end.
  */
 struct saga_event {
-	__u16	size;		/* bytes of this record, paths included */
-	__u16	flags;		/* SAGA_EVF_* */
+	__u16	size;		/* bytes of this record, paths, aux and padding included */
+	__u16	flags;		/* SAGA_EVF_*, and the aux kind in bits 8-10 */
 	__u16	nr;		/* syscall slot (see SAGA_NR_SLOTS) */
-	__u16	orig_nr;	/* the number the task issued (ia32 number if COMPAT) */
-	__u32	cpu;		/* CPU the call completed on */
-	__u32	pid;		/* thread group id */
-	__u32	tid;		/* thread id */
-	__u32	ppid;		/* parent's thread group id */
+	__u16	orig_nr;	/* the number the task issued, low 16 bits (ia32 number if COMPAT) */
+	__u16	cpu;		/* CPU the call completed on */
+	__u16	aux_len;	/* bytes of the aux blob (0: none or empty) */
+	__u32	pid;		/* thread group id, initial pid namespace */
+	__u32	tid;		/* thread id, likewise */
+	__u32	ppid;		/* parent's thread group id (real_parent) */
 	__u32	uid;		/* real uid, as seen from the initial user namespace */
 	__u32	gid;		/* real gid, likewise */
 	__u64	ts_ns;		/* CLOCK_REALTIME at entry, ns */
@@ -80,9 +101,13 @@ struct saga_event {
 	__s64	ret;		/* return value; -errno on failure */
 	__u64	args[6];	/* raw argument registers at entry */
 	char	comm[SAGA_COMM_LEN];	/* NUL-padded task name at exit */
-	__u16	path_len[SAGA_NR_PATHS];	/* bytes of each path, NUL excluded */
-	__u32	__pad;
+	__u16	path_len[SAGA_NR_PATHS];	/* bytes of each path, its NUL included (0: none) */
+	__u32	rule_id;	/* id of the rule that decided to log the call; 0: the default action */
+	__u64	cgroup_id;	/* the task's cgroup v2 id (the cgroup directory's inode number) */
 };
+
+/* The largest record: the fixed part, two whole paths and the largest aux blob. */
+#define SAGA_EVENT_MAX		(sizeof(struct saga_event) + SAGA_NR_PATHS * SAGA_PATH_MAX + SAGA_AUX_MAX)
 
 /* ---------------------------------------------------------------------- */
 /* ioctl arguments.                                                         */
@@ -92,6 +117,10 @@ struct saga_event {
 #define SAGA_FEAT_DURATION	(1U << 1) /* duration from enter state */
 #define SAGA_FEAT_COMPAT	(1U << 2) /* ia32 calls mapped as documented */
 #define SAGA_FEAT_POLL		(1U << 3) /* poll/epoll on /dev/saga */
+#define SAGA_FEAT_AUX		(1U << 4) /* aux blobs: argv, socket addresses, clone_args */
+#define SAGA_FEAT_CGROUP	(1U << 5) /* cgroup_id in records */
+#define SAGA_FEAT_EXE		(1U << 6) /* SAGA_MATCH_EXE */
+#define SAGA_FEAT_TREE		(1U << 7) /* SAGA_MATCH_TREE */
 
 struct saga_info {
 	__u32	abi_version;	/* SAGA_ABI_VERSION of the running module */
@@ -101,11 +130,13 @@ struct saga_info {
 	__u32	nr_slots;	/* SAGA_NR_SLOTS */
 	__u32	max_rules;	/* SAGA_MAX_RULES */
 	__u32	event_size;	/* sizeof(struct saga_event) */
+	__u32	event_max;	/* SAGA_EVENT_MAX: a read buffer this big always holds a record */
 	__u32	path_max;	/* SAGA_PATH_MAX */
 	__u32	enabled;	/* 1 while capturing */
 	__u32	locked;		/* 1 once rules are locked */
 	__u32	nr_rules;	/* rules in force */
 	__u32	default_action;	/* SAGA_ACT_* for calls no rule matches */
+	__u32	__pad;
 	char	version[32];	/* module version, NUL terminated */
 };
 
@@ -114,45 +145,39 @@ struct saga_info {
 #define SAGA_MATCH_UID		(1U << 1)
 #define SAGA_MATCH_COMM		(1U << 2)
 #define SAGA_MATCH_ERRORS	(1U << 3) /* only calls that returned < 0 */
-#define SAGA_MATCH_ALL		0xfU
-
-/* saga_rule.position: append instead of inserting. */
-#define SAGA_POS_END		0xffffffffU
+#define SAGA_MATCH_EXE		(1U << 4) /* the task's executable is exe_dev/exe_ino */
+#define SAGA_MATCH_TREE		(1U << 5) /* descendants too (needs PID, UID, COMM or EXE) */
+#define SAGA_MATCH_ALL		0x3fU
+/* The fields that describe a process (the roots of a TREE rule). */
+#define SAGA_MATCH_PROCESS	(SAGA_MATCH_PID | SAGA_MATCH_UID | SAGA_MATCH_COMM | SAGA_MATCH_EXE)
+/* TREE rules a task can be marked for (more are counted in saga_stats.tree_drops). */
+#define SAGA_TREE_MARKS		4
 
 /*
  * A rule.  The syscall set is a bitmap over slots.  Rules are kept in an
  * ordered list; the first rule that matches a call decides its action.
  * Strings are NUL-padded; comm compares its first SAGA_COMM_LEN - 1
- * bytes exactly as the kernel truncates task names.
+ * bytes exactly as the kernel truncates task names.  Ids are chosen by
+ * user space: nonzero and unique within the list.
  */
 struct saga_rule {
-	__u32	id;		/* ADD: 0 = kernel picks, else this id (unique); out: the id */
+	__u32	id;		/* nonzero, unique; recorded as saga_event.rule_id */
 	__u16	action;		/* SAGA_ACT_* */
 	__u16	match;		/* SAGA_MATCH_* */
 	__u32	pid;		/* thread group id, when SAGA_MATCH_PID */
 	__u32	uid;		/* real uid, when SAGA_MATCH_UID */
-	__u32	position;	/* ADD: insert before this index, or SAGA_POS_END; LIST: index */
+	__u32	exe_dev;	/* when SAGA_MATCH_EXE: device, kernel encoding (major << 20 | minor) */
 	__u32	__pad;
+	__u64	exe_ino;	/* when SAGA_MATCH_EXE: inode number */
 	char	comm[SAGA_COMM_LEN];	/* when SAGA_MATCH_COMM */
-	char	key[SAGA_KEY_LEN];	/* free tag to list and remove by */
+	char	key[SAGA_KEY_LEN];	/* free tag, listed with the rule */
 	__u64	syscalls[SAGA_SYSCALL_WORDS];	/* bit n set: slot n matches */
-};
-
-/* saga_rule_del.flags */
-#define SAGA_DEL_BY_KEY		(1U << 0) /* remove every rule whose key equals key */
-
-struct saga_rule_del {
-	__u32	id;		/* the rule to remove (when not BY_KEY) */
-	__u32	flags;		/* SAGA_DEL_* */
-	char	key[SAGA_KEY_LEN];
-	__u32	removed;	/* out: rules removed */
-	__u32	__pad;
 };
 
 /*
  * RULE_LIST copies min(capacity, count) rules to rules_ptr and reports the
  * total in count.  RULE_REPLACE installs count rules from rules_ptr in one
- * atomic step (ids: as for ADD; position is ignored).
+ * atomic step.
  */
 struct saga_rule_list {
 	__u32	capacity;	/* LIST: entries room at rules_ptr */
@@ -181,20 +206,20 @@ struct saga_stats {
 	__u64	read;		/* out: records handed to readers */
 	__u64	no_enter;	/* out: records without enter state (table full or call began before load) */
 	__u64	path_faults;	/* out: path arguments that could not be read */
+	__u64	aux_faults;	/* out: aux blobs cut short because user memory could not be read */
+	__u64	tree_drops;	/* out: descendants not marked for a TREE rule (no room) */
 	__u64	reset_ns;	/* out: CLOCK_REALTIME of the last reset or load */
 };
 
-#define SAGA_IOC_MAGIC		0xE5
+/* Not registered in Documentation/userspace-api/ioctl/ioctl-number.rst (0xE5, ABI 1, is FUSE's). */
+#define SAGA_IOC_MAGIC		0xD5
 
 #define SAGA_IOC_GET_INFO	_IOR(SAGA_IOC_MAGIC, 0x00, struct saga_info)
-#define SAGA_IOC_RULE_ADD	_IOWR(SAGA_IOC_MAGIC, 0x01, struct saga_rule)
-#define SAGA_IOC_RULE_DEL	_IOWR(SAGA_IOC_MAGIC, 0x02, struct saga_rule_del)
-#define SAGA_IOC_RULE_LIST	_IOWR(SAGA_IOC_MAGIC, 0x03, struct saga_rule_list)
-#define SAGA_IOC_RULE_CLEAR	_IO(SAGA_IOC_MAGIC, 0x04)
-#define SAGA_IOC_RULE_LOCK	_IO(SAGA_IOC_MAGIC, 0x05)
-#define SAGA_IOC_STATS_GET	_IOWR(SAGA_IOC_MAGIC, 0x06, struct saga_stats)
-#define SAGA_IOC_STATS_RESET	_IO(SAGA_IOC_MAGIC, 0x07)
-#define SAGA_IOC_SET_ENABLED	_IOW(SAGA_IOC_MAGIC, 0x08, __u32)
-#define SAGA_IOC_RULE_REPLACE	_IOW(SAGA_IOC_MAGIC, 0x09, struct saga_rule_list)
+#define SAGA_IOC_RULE_LIST	_IOWR(SAGA_IOC_MAGIC, 0x01, struct saga_rule_list)
+#define SAGA_IOC_RULE_REPLACE	_IOW(SAGA_IOC_MAGIC, 0x02, struct saga_rule_list)
+#define SAGA_IOC_RULE_LOCK	_IO(SAGA_IOC_MAGIC, 0x03)
+#define SAGA_IOC_STATS_GET	_IOWR(SAGA_IOC_MAGIC, 0x04, struct saga_stats)
+#define SAGA_IOC_STATS_RESET	_IO(SAGA_IOC_MAGIC, 0x05)
+#define SAGA_IOC_SET_ENABLED	_IOW(SAGA_IOC_MAGIC, 0x06, __u32)
 
 #endif /* _UAPI_LINUX_SAGA_H */

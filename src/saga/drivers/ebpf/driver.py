@@ -19,17 +19,17 @@ import time
 from contextlib import contextmanager
 
 from saga import _uapi
-from saga.drivers.base import Driver, DriverInfo, Stats
+from saga.drivers.base import Driver, DriverInfo, Stats, refusal
 from saga.drivers.ebpf import layout as L
 from saga.drivers.ebpf import libbpf, loader, publish
 from saga.drivers.ebpf.ring import RingReader
 from saga.drivers.ebpf.ruleset import RuleSet
 from saga.drivers.ebpf.shared import Words
-from saga.errors import DriverError, DriverUnavailable, RulesLocked, SagaError, from_oserror
+from saga.errors import DriverError, DriverUnavailable, SagaError, from_oserror
 from saga.rules.model import ACTION_NAMES, ACTIONS, Rule
 
-FEATURES = _uapi.SAGA_FEAT_PATHS | _uapi.SAGA_FEAT_DURATION | _uapi.SAGA_FEAT_COMPAT | _uapi.SAGA_FEAT_POLL
-LOCKED_MSG = "rules are locked until the eBPF driver is unloaded (`make down`)"
+FEATURES = (_uapi.SAGA_FEAT_PATHS | _uapi.SAGA_FEAT_DURATION | _uapi.SAGA_FEAT_COMPAT | _uapi.SAGA_FEAT_POLL
+            | _uapi.SAGA_FEAT_AUX | _uapi.SAGA_FEAT_CGROUP | _uapi.SAGA_FEAT_EXE | _uapi.SAGA_FEAT_TREE)
 OFFSET_REFRESH_NS = 1_000_000_000
 
 
@@ -156,10 +156,9 @@ class EbpfDriver(Driver):
             errors = [a + b for a, b in zip(errors, words[base + 1:base + 2 * nslots:2], strict=True)]
             totals = [a + b for a, b in zip(totals, words[base + 2 * nslots:base + stride], strict=True)]
         per_slot = {s: (c, e) for s, (c, e) in enumerate(zip(calls, errors, strict=True)) if c or e}
-        events, drops, no_enter, path_faults = totals
-        return Stats(per_slot=per_slot, calls=sum(calls), errors=sum(errors), events=events, drops=drops,
-                     read=read, no_enter=no_enter, path_faults=path_faults,
-                     reset_ns=self._cfg_u64(L.CFG_RESET_NS))
+        named = dict(zip(L.PCPU_TOTALS, totals, strict=True))
+        return Stats(per_slot=per_slot, calls=sum(calls), errors=sum(errors), read=read,
+                     reset_ns=self._cfg_u64(L.CFG_RESET_NS), **named)
 
     @_translated("resetting the eBPF counters")
     def reset_stats(self) -> None:
@@ -169,54 +168,35 @@ class EbpfDriver(Driver):
 
     @_translated("switching capture")
     def set_enabled(self, enabled: bool) -> None:
+        if self._cfg_u32(L.CFG_LOCKED):
+            raise refusal(errno.EBUSY, "resuming capture" if enabled else "pausing capture")
         self._cfg.set_u32(L.CFG_ENABLED, int(bool(enabled)))
 
     # -- rules ---------------------------------------------------------------------
     def _ruleset(self) -> RuleSet:
         return publish.current(self._maps)
 
-    def _publish(self, rs: RuleSet) -> None:
+    def _publish(self, rs: RuleSet, what: str) -> None:
         if self._cfg_u32(L.CFG_LOCKED):
-            raise RulesLocked(LOCKED_MSG)
+            raise refusal(errno.EBUSY, what)
         try:
             publish.publish(self._maps, rs)
         except OSError as exc:
             if exc.errno == errno.EPERM:  # the maps are frozen
-                raise RulesLocked(LOCKED_MSG) from None
+                raise refusal(errno.EBUSY, what) from None
             raise
-
-    def _change(self, fn):
-        """Apply fn(current rule set) -> (new set, result) under the lock and publish it."""
-        with self._locked():
-            if self._cfg_u32(L.CFG_LOCKED):
-                raise RulesLocked(LOCKED_MSG)
-            new, result = fn(self._ruleset())
-            self._publish(new)
-            return result
 
     @_translated("reading the rules")
     def list_rules(self) -> list[Rule]:
         return list(self._ruleset().rules)
 
-    @_translated("adding a rule")
-    def add_rule(self, rule: Rule, position: int | None = None) -> int:
-        return self._change(lambda rs: rs.add(rule, position))
-
-    @_translated("removing a rule")
-    def remove_rule(self, rule_id: int) -> None:
-        self._change(lambda rs: (rs.remove(rule_id), None))
-
-    @_translated("removing rules")
-    def remove_key(self, key: str) -> int:
-        return self._change(lambda rs: rs.remove_key(key))
-
     @_translated("replacing the rules")
     def replace_rules(self, rules: list[Rule]) -> None:
-        self._change(lambda rs: (rs.replace(rules), None))
-
-    @_translated("clearing the rules")
-    def clear_rules(self) -> None:
-        self._change(lambda rs: (rs.replace([]), None))
+        """Read-modify-write under the lock: the new set is built from the one in force (its generation)."""
+        with self._locked():
+            if self._cfg_u32(L.CFG_LOCKED):
+                raise refusal(errno.EBUSY, "replacing the rules")
+            self._publish(self._ruleset().replace(rules), "replacing the rules")
 
     @_translated("locking the rules")
     def lock_rules(self) -> None:

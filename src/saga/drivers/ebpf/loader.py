@@ -189,14 +189,15 @@ def _init(directory: str, obj: libbpf.BpfObject, ring_bytes: int, default_action
     import mmap
     with mmap.mmap(obj.map_fd(L.MAP_CONFIG), mmap.PAGESIZE, mmap.MAP_SHARED,
                    mmap.PROT_READ | mmap.PROT_WRITE) as m:
-        # No program runs yet, so one pack_into (which writes byte by byte) is fine here.
-        L.CONFIG.pack_into(m, 0, 1, 0, realtime_offset(), max(ring_bytes // 8, 256), 0,
-                           time.clock_gettime_ns(time.CLOCK_REALTIME), ring_bytes, default_action, 0, 0,
-                           *([0] * L.MAX_CONSUMERS), saga.__version__.encode()[:L.VERSION_LEN - 1])
+        # No program runs yet, so one copy (which writes byte by byte) is fine here.
+        m[:L.CONFIG.size] = L.CONFIG.pack(
+            enabled=1, realtime_offset=realtime_offset(), wake_bytes=max(ring_bytes // 8, 256),
+            reset_ns=time.clock_gettime_ns(time.CLOCK_REALTIME), ring_bytes=ring_bytes,
+            default_action=default_action, version=saga.__version__.encode()[:L.VERSION_LEN - 1])
         words = Words(m)
         try:
             maps = publish.RuleMaps(directory, obj.map_fd(L.MAP_RULES), obj.map_fd(L.MAP_ACTIONS), words)
-            publish.publish(maps, RuleSet((), default_action, 1, 1))
+            publish.publish(maps, RuleSet((), default_action, 1))
         finally:
             words.release()
 

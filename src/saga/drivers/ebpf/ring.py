@@ -16,10 +16,10 @@ i.e. a full ring, and drop records.
 
 Copying out is done in Python without a per-event callback into C.  Most
 records are fixed-size (no paths): a run of them is recognised by its
-length words and its payloads are gathered with 16 strided memoryview
-copies (C loops), whatever the run's length; other records take a slice
-each.  The consumer position is published only after the bytes are
-copied out.
+length words and its payloads are gathered with strided memoryview
+copies (C loops: one per 8 bytes of a record), whatever the run's length;
+other records take a slice each.  The consumer position is published only
+after the bytes are copied out.
 
 Wakeups: the BPF program wakes readers only when the ring passes a fill
 mark; a periodic timer in the same epoll set is the "periodic check" of
@@ -34,13 +34,14 @@ import os
 import select
 import time
 
+from saga import _uapi
 from saga.drivers.ebpf.shared import Words
 
 BUSY = 1 << 31
 DISCARD = 1 << 30
 HDR = 8
 WAKE_PERIOD_S = 0.05
-FIXED = 128                  # sizeof(struct saga_event): a record without paths
+FIXED = _uapi.SAGA_EVENT.size   # sizeof(struct saga_event): a record without paths or aux
 UNIT = FIXED + HDR           # its footprint in the ring
 MIN_RUN = 8                  # shorter runs are not worth the set-up
 RUN_WINDOW = 4096            # records examined per run (bounds the work of a failed scan)
