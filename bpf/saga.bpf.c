@@ -27,11 +27,6 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-/* The native calls the BPF side counts through hooks of their own (see noreturn_call). */
-#define NR_RT_SIGRETURN		15
-#define NR_EXIT			60
-#define NR_EXIT_GROUP		231
-
 /* Global state (the .bss map); user space maps it read-write. */
 struct saga_bpf_config saga_config;
 
@@ -701,8 +696,8 @@ int saga_sys_enter(__u64 *ctx)
 	slot = slot_of(nr, compat);
 
 	if (saga_done_at_entry(slot)) {
-		if (slot != NR_RT_SIGRETURN || compat)	/* native rt_sigreturn: saga_sigreturn's */
-			noreturn_call(regs, nr, slot, compat, slot == NR_EXIT || slot == NR_EXIT_GROUP);
+		if (slot != SAGA_SLOT_RT_SIGRETURN || compat)	/* native rt_sigreturn: saga_sigreturn's */
+			noreturn_call(regs, nr, slot, compat, slot == SAGA_SLOT_EXIT || slot == SAGA_SLOT_EXIT_GROUP);
 		return 0;
 	}
 	if (action_of(slot, 0, 0, &rule) != SAGA_ACT_LOG || is_consumer()) {
@@ -877,7 +872,7 @@ int saga_task_exit(__u64 *ctx)
 	if (!regs)
 		return 0;
 	slot = slot_of(regs->orig_ax, task->thread_info.status & TS_COMPAT);
-	if (slot != NR_EXIT && slot != NR_EXIT_GROUP)
+	if (slot != SAGA_SLOT_EXIT && slot != SAGA_SLOT_EXIT_GROUP)
 		return 0;
 	if (action_of(slot, 0, 1, &rule) == SAGA_ACT_IGNORE)
 		return 0;
@@ -904,6 +899,6 @@ int saga_sigreturn(void *ctx)
 	regs = (struct pt_regs *)bpf_task_pt_regs(task);
 	if (!regs)
 		return 0;
-	noreturn_call(regs, NR_RT_SIGRETURN, NR_RT_SIGRETURN, 0, 0);
+	noreturn_call(regs, SAGA_SLOT_RT_SIGRETURN, SAGA_SLOT_RT_SIGRETURN, 0, 0);
 	return 0;
 }

@@ -1047,7 +1047,12 @@ static __always_inline int saga_done_at_entry(unsigned int slot)
 	return slot == 15 || slot == 60 || slot == 231 || slot == 631;
 }
 
-/* Their numbers in either ABI: the only ones sys_enter must see when nothing can be logged. */
+/* The native ones by name: the BPF program counts some of them from hooks of their own. */
+#define SAGA_SLOT_EXIT	60
+#define SAGA_SLOT_EXIT_GROUP	231
+#define SAGA_SLOT_RT_SIGRETURN	15
+
+/* Done-at-entry numbers in either ABI: the only ones sys_enter must see when nothing can be logged. */
 static const unsigned long long saga_entry_ids[4] = {
 	0x1000000000008002ULL,
 	0x0080000000000000ULL,

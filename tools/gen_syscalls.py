@@ -324,8 +324,11 @@ def render_c_sets(t: dict, names: dict[int, str]) -> list[str]:
            + ", ia32 sigreturn. */",
            "static __always_inline int saga_done_at_entry(unsigned int slot)", "{",
            f"\treturn {test('slot', entry_slots)};", "}", "",
-           "/* Their numbers in either ABI: the only ones sys_enter must see when nothing can be logged. */",
-           "static const unsigned long long saga_entry_ids[4] = {"]
+           "/* The native ones by name: the BPF program counts some of them from hooks of their own. */"]
+    out += [f"#define SAGA_SLOT_{n.upper()}\t{native[n]}" for n in DONE_AT_ENTRY]
+    out += ["",
+            "/* Done-at-entry numbers in either ABI: the only ones sys_enter must see when nothing can be logged. */",
+            "static const unsigned long long saga_entry_ids[4] = {"]
     out += [f"\t0x{w:016x}ULL," for w in words]
     out += ["};", "",
             "static __always_inline int saga_maybe_done_at_entry(long id)", "{",

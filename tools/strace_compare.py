@@ -218,6 +218,7 @@ class Report:
     memory_calls: int = 0               # strace shows names inside memory it read (structs, sets): not compared
     aux_calls: int = 0                  # saga shows what it captured of memory too (argv, sockaddr, clone_args)
     aux_differ_calls: int = 0           # ... and it is not what strace shows
+    aux_missing_calls: int = 0          # strace shows argv, an address or clone_args where saga a bare pointer
     value_calls: int = 0                # both numbers, not the same value: a wrong decoding
     format_calls: int = 0               # both numbers, the same value written differently (0x20 and 32)
     by_name: collections.Counter = field(default_factory=collections.Counter)
@@ -226,6 +227,8 @@ class Report:
     values: collections.Counter = field(default_factory=collections.Counter)
     formats: collections.Counter = field(default_factory=collections.Counter)
     aux_differ: collections.Counter = field(default_factory=collections.Counter)
+    aux_missing: collections.Counter = field(default_factory=collections.Counter)
+    aux_by_name: collections.Counter = field(default_factory=collections.Counter)   # calls shown with aux
     examples: dict = field(default_factory=dict)
 
     @property
@@ -242,11 +245,13 @@ class Report:
                  f"names in memory strace read (structs, arrays, signal sets; not compared): "
                  f"{self.memory_calls} calls",
                  f"argv, socket addresses, clone_args saga captured: {self.aux_calls} calls, "
-                 f"not as strace shows them: {self.aux_differ_calls}", "",
+                 f"not as strace shows them: {self.aux_differ_calls}; shown by strace, a pointer in saga: "
+                 f"{self.aux_missing_calls}",
+                 "  by call: " + " ".join(f"{n}:{c}" for n, c in sorted(self.aux_by_name.items())), "",
                  f"top {top} syscalls: " + " ".join(f"{n}:{c}" for n, c in self.by_name.most_common(top))]
         for title, counter in (("gaps", self.gaps), ("different symbols", self.differ),
                                ("different values", self.values), ("different formats", self.formats),
-                               ("different aux", self.aux_differ)):
+                               ("different aux", self.aux_differ), ("aux missing", self.aux_missing)):
             if counter:
                 lines.append(f"\n{title} (call, argument, calls, example strace | saga):")
                 for key, n in counter.most_common(40):
@@ -267,21 +272,27 @@ def _compare_call(rep: Report, sc: StraceCall, raw: tuple, render, syscalls) -> 
     sargs = _saga_args(raw, render)
     spec = syscalls.BY_SLOT.get(raw[events.NR])
     names = [a.name for a in spec.args] if spec else []
-    pairs: list[tuple[str, str, str]] = []   # (argument, strace, saga)
+    pairs: list[tuple[int | None, str, str, str]] = []   # (position, argument, strace, saga)
     s_named, g_named = _named(sc.args), _named(sargs)
     if s_named and g_named:   # clone: both print name=value
-        pairs = [(k, v, g_named[k]) for k, v in s_named.items() if k in g_named]
+        pairs = [(None, k, v, g_named[k]) for k, v in s_named.items() if k in g_named]
     else:
-        pairs = [(names[i] if i < len(names) else str(i), tok, sargs[i])
+        pairs = [(i, names[i] if i < len(names) else str(i), tok, sargs[i])
                  for i, tok in enumerate(sc.args) if i < len(sargs)]
-    gap = differ = memory = value = form = aux = aux_differ = False
-    for arg, s_tok, g_tok in pairs:
+    aux_at = render.aux_arg(raw[events.NR])
+    gap = differ = memory = value = form = aux = aux_differ = aux_missing = False
+    for i, arg, s_tok, g_tok in pairs:
         if g_tok[:1] in ("[", "{") and s_tok[:1] in ("[", "{"):   # argv, sockaddr, clone_args: saga captured them
             aux = True
             if not same_aux(s_tok, g_tok):
                 aux_differ = True
                 rep.aux_differ[(sc.name, arg)] += 1
                 rep.examples.setdefault(("different aux", (sc.name, arg)), f"{s_tok} | {g_tok}")
+            continue
+        if i is not None and i == aux_at and s_tok[:1] in ("[", "{") and _NUMBER.match(g_tok):
+            aux_missing = True   # what the aux blob is for, not captured
+            rep.aux_missing[(sc.name, arg)] += 1
+            rep.examples.setdefault(("aux missing", (sc.name, arg)), f"{s_tok} | {g_tok}")
             continue
         if not is_symbolic(s_tok):
             if s_tok[:1] in ("[", "{", "~") and _IDENT.search(re.sub(r'"(\\.|[^"\\])*"', "", s_tok)):
@@ -324,6 +335,9 @@ def _compare_call(rep: Report, sc: StraceCall, raw: tuple, render, syscalls) -> 
     rep.format_calls += form
     rep.aux_calls += aux
     rep.aux_differ_calls += aux_differ
+    rep.aux_missing_calls += aux_missing
+    if aux:
+        rep.aux_by_name[sc.name] += 1
 
 
 def compare(strace: dict[int, list[StraceCall]], raws: list[tuple]) -> Report:
@@ -385,7 +399,8 @@ awk 'BEGIN { print 1 }' >/dev/null; perl -e 'mkdir "p"; rmdir "p"; kill 0, $$'
 gzip -k a/b/f; gzip -dc a/b/f.gz >/dev/null
 cd /; rm -rf "$d"
 """,
-    # A server: python's threaded http.server answering clients (requests over TCP).
+    # A server: python's threaded http.server answering clients (requests over TCP), then datagrams
+    # (UDP over IPv4 and IPv6, unix) whose sender's address recvfrom returns.
     "server": r"""
 exec python3 -c '
 import http.server, threading, urllib.request, socketserver, os, tempfile
@@ -413,6 +428,17 @@ async def many():
     await asyncio.gather(*(fetch() for _ in range(20)))
 asyncio.run(many())
 srv.shutdown(); srv.server_close()
+import socket
+for fam, where in ((socket.AF_INET, ("127.0.0.1", 0)), (socket.AF_INET6, ("::1", 0)),
+                   (socket.AF_UNIX, os.path.join(os.getcwd(), "sock"))):
+    try:
+        a = socket.socket(fam, socket.SOCK_DGRAM); a.bind(where)
+    except OSError:
+        continue   # no IPv6 here
+    b = socket.socket(fam, socket.SOCK_DGRAM); b.bind(where + "-b" if fam == socket.AF_UNIX else where)
+    for i in range(5):
+        b.sendto(b"ping", a.getsockname()); data, peer = a.recvfrom(100); a.sendto(data, peer); b.recvfrom(100)
+    a.close(); b.close()
 '
 """,
 }

@@ -9,12 +9,15 @@ and cached, and the date part of the timestamp is reused within a second.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import cache, lru_cache
+from typing import TYPE_CHECKING
 
-from saga import _uapi, decode, events, syscalls
+from saga import _uapi, aux_text, decode, events, syscalls
 from saga.events import (
     ARG0,
+    AUX_LEN,
+    CGROUP_ID,
     COMM,
     CPU,
     DURATION,
@@ -28,12 +31,16 @@ from saga.events import (
     PID,
     PPID,
     RET,
+    RULE_ID,
     TID,
     TS,
     UID,
     comm_str,
     path_args,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
 
 _EVF_NAMES = ((_uapi.SAGA_EVF_COMPAT, "ia32"), (_uapi.SAGA_EVF_PATH_TRUNC, "path-truncated"),
               (_uapi.SAGA_EVF_PATH_FAULT, "path-fault"), (_uapi.SAGA_EVF_NO_ENTER, "no-enter"),
@@ -154,7 +161,7 @@ def clear_caches() -> None:
 
 
 def format_args(raw: tuple) -> str:
-    key = raw[ARG0:ARG0 + 6] + (raw[NR], raw[FLAGS], raw[PATH_LEN0], raw[PATH_LEN1], raw[PATHS])
+    key = raw[ARG0:ARG0 + 6] + (raw[NR], raw[FLAGS], raw[PATH_LEN0], raw[PATH_LEN1], raw[AUX_LEN], raw[PATHS])
     text = _ARGS_TEXT.get(key)
     if text is None:
         if len(_ARGS_TEXT) >= _ARGS_TEXT_MAX:
@@ -167,6 +174,8 @@ def _format_args(raw: tuple) -> str:
     name, fmts, creat_mode, whole, plain = _call_formatter(raw[NR])
     if plain is not None:   # most calls: each argument by its own formatter
         out = [fmt(v) for fmt, v in zip(plain, raw[ARG0:ARG0 + len(plain)], strict=True)]
+        if raw[FLAGS] & _uapi.SAGA_EVF_AUX_MASK:
+            _put_aux(raw, out)
         return ", ".join(whole(raw[ARG0:ARG0 + 6], out) if whole is not None else out)
     paths = path_args(raw) if raw[PATHS] else (None, None)
     flags = raw[FLAGS]
@@ -189,9 +198,35 @@ def _format_args(raw: tuple) -> str:
             continue
         else:
             out.append(fmt(v))
+    if flags & _uapi.SAGA_EVF_AUX_MASK:
+        _put_aux(raw, out)
     if whole is not None:
         out = whole(raw[ARG0:ARG0 + 6], out)
     return ", ".join(out)
+
+
+def aux_arg(slot: int) -> int | None:
+    """Which argument of a call the aux blob shows (docs/kernel-abi.md, "Aux blob"): the pointer it was read from."""
+    spec = syscalls.AUX.get(slot)
+    return spec[1] if spec is not None else None
+
+
+def _put_aux(raw: tuple, out: list[str]) -> None:
+    """Replace the pointer the aux blob was read from by what it holds: argv, a socket address, clone_args."""
+    i = aux_arg(raw[NR])
+    if i is None or i >= len(out):
+        return
+    kind, blob = events.aux_kind(raw), events.aux_bytes(raw)
+    flags = raw[FLAGS]
+    if flags & _uapi.SAGA_EVF_AUX_FAULT and not blob:
+        return   # nothing could be read: the pointer says where it was
+    cut = bool(flags & (_uapi.SAGA_EVF_AUX_TRUNC | _uapi.SAGA_EVF_AUX_FAULT))
+    if kind == _uapi.SAGA_AUX_ARGV:
+        out[i] = aux_text.argv(events.argv_of(raw) or [], quote, cut)
+    elif kind == _uapi.SAGA_AUX_SOCKADDR:
+        out[i] = aux_text.sockaddr(blob, quote, cut)
+    elif kind == _uapi.SAGA_AUX_CLONE_ARGS:
+        out[i] = aux_text.clone_args(blob, cut)
 
 
 def format_ret(raw: tuple) -> str:
@@ -212,9 +247,12 @@ def format_ret(raw: tuple) -> str:
 
 
 def format_duration(raw: tuple) -> str:
-    if raw[FLAGS] & (_uapi.SAGA_EVF_NO_ENTER | _uapi.SAGA_EVF_NORETURN):
+    return duration_text(raw[DURATION], raw[FLAGS])
+
+
+def duration_text(ns: int, flags: int) -> str:
+    if flags & (_uapi.SAGA_EVF_NO_ENTER | _uapi.SAGA_EVF_NORETURN):
         return "?"
-    ns = raw[DURATION]
     if ns < 1000:
         return f"{ns}ns"
     if ns < 1_000_000_000:
@@ -267,6 +305,35 @@ def line(raw: tuple) -> str:
     return text
 
 
+def call_text(raw: tuple) -> str:
+    """`name(args) = ret`: the part of a line that depends on the call alone, not on who made it or when."""
+    return f"{_call_formatter(raw[NR])[0]}({format_args(raw)}) = {format_ret(raw)}"
+
+
+def lines_of(ts: np.ndarray, cpu: Sequence[int], pid: Sequence[int], tid: Sequence[int], uid: Sequence[int],
+             comm: np.ndarray, calls: Sequence[str], duration: Sequence[int], flags: Sequence[int]) -> list[str]:
+    """The lines line() makes, from many events' fields as columns (ts_ns: uint64, comm: 16-byte void) and
+    each one's call_text(): an archive search renders each distinct call once (saga.store.query), the
+    times and names here in bulk, and nothing builds a record.  The words of context_of are not known
+    here (the archive keeps none).  tests/unit/test_render keeps the two equal."""
+    import numpy as np
+    if len(ts) and int(ts.max()) < 1 << 63:     # numpy's datetime64 holds ns since 1970 up to 2262
+        stamps = np.datetime_as_string(ts.view(np.int64).astype("datetime64[ns]"), unit="ns").tolist()
+        zone = "Z"
+    else:
+        stamps, zone = [iso_time(t) for t in ts.tolist()], ""
+    names, at = np.unique(comm, return_inverse=True)
+    tokens = np.array([comm_token(c) for c in names.tolist()], object)[at.reshape(-1)].tolist()
+    took, flag_words = duration_text, flag_names
+    out = []
+    for t, c, p, i, u, name, call, ns, f in zip(stamps, cpu, pid, tid, uid, tokens, calls, duration, flags,
+                                                 strict=True):
+        text = f"{t}{zone} cpu={c} pid={p} tid={i} uid={u} comm={name} {call} <{took(ns, f)}>"
+        f &= ~_uapi.SAGA_EVF_AUX_MASK
+        out.append(text + " [" + ",".join(flag_words(f)) + "]" if f else text)
+    return out
+
+
 def to_json(raw: tuple) -> dict:
     """One event as a JSON-ready object (the `--json` output of `saga log` and `saga query`)."""
     ret = raw[RET]
@@ -276,7 +343,8 @@ def to_json(raw: tuple) -> dict:
         "syscall": _call_formatter(raw[NR])[0], "nr": raw[NR], "orig_nr": raw[ORIG_NR],
         "args": list(raw[ARG0:ARG0 + 6]), "args_text": format_args(raw), "paths": json_paths(raw),
         "ret": ret, "errno": decode.errno_name(-ret) if -4096 < ret < 0 else None,
-        "duration_ns": raw[DURATION], "flags": flag_names(raw[FLAGS]), **_NO_CONTEXT,
+        "duration_ns": raw[DURATION], "flags": flag_names(raw[FLAGS]), **json_aux(raw),
+        "rule_id": raw[RULE_ID], "cgroup_id": raw[CGROUP_ID], **_NO_CONTEXT,
     }
     where = context_of(raw) if context_of is not None else None
     if where is not None:
@@ -291,6 +359,22 @@ def json_bytes(s: str) -> str | dict[str, str]:
     except UnicodeEncodeError:  # bytes that are not UTF-8, held as surrogates (surrogateescape)
         return {"hex": s.encode("utf-8", "surrogateescape").hex()}
     return s
+
+
+def json_aux(raw: tuple) -> dict:
+    """`argv`, `sockaddr` and `clone_args` from the aux blob, each None when the record has not got it."""
+    out: dict = {"argv": None, "sockaddr": None, "clone_args": None}
+    kind = events.aux_kind(raw)
+    if kind == _uapi.SAGA_AUX_ARGV:
+        out["argv"] = [json_bytes(s.decode("utf-8", "surrogateescape")) for s in events.argv_of(raw) or []]
+    elif kind == _uapi.SAGA_AUX_SOCKADDR:
+        fields = aux_text.sockaddr_fields(events.aux_bytes(raw))
+        out["sockaddr"] = {k: json_bytes(v.decode("utf-8", "surrogateescape")) if isinstance(v, bytes) else v
+                           for k, v in fields.items()}
+    elif kind == _uapi.SAGA_AUX_CLONE_ARGS:
+        blob = events.aux_bytes(raw)
+        out["clone_args"] = {"kind": aux_text.clone_kind(blob), **aux_text.clone_args_fields(blob)}
+    return out
 
 
 def json_paths(raw: tuple) -> list:

@@ -118,8 +118,16 @@ class Drainer(threading.Thread):
         return self.chunks
 
 
-_HEAD = struct.Struct("<H2xH6xI")  # size, nr, pid of struct saga_event
-_ARG0 = _uapi.SAGA_EVENT.fields[[f.name for f in _uapi.SAGA_EVENT.fields].index("args")].offset
+def _picker(*names: str) -> struct.Struct:
+    """These members of struct saga_event (in the order they lie), the rest skipped: offsets from _uapi."""
+    fmt, at = "<", 0
+    for f in sorted((_uapi.SAGA_EVENT.field(n) for n in names), key=lambda f: f.offset):
+        fmt, at = fmt + f"{f.offset - at}x{f.code}", f.offset + f.size
+    return struct.Struct(fmt)
+
+
+_HEAD = _picker("size", "nr", "pid")
+_ARG0 = _uapi.SAGA_EVENT.offset("args")
 
 
 def first_args(chunks: list[bytes], pid: int, slot: int) -> list[int]:

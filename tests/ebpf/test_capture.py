@@ -9,8 +9,10 @@ from ruleids import numbered
 from saga import _uapi, events
 from saga.rules import parse
 from saga.rules.model import same_rules
+from saga.syscalls import BY_NAME
 
-GETPPID, CLOSE, OPENAT, RENAMEAT, EXIT_GROUP = 110, 3, 257, 264, 231
+GETPPID, CLOSE, OPENAT, RENAMEAT, EXIT_GROUP = (BY_NAME[n].slot for n in
+                                                ("getppid", "close", "openat", "renameat", "exit_group"))
 N = 5000
 
 

@@ -19,8 +19,9 @@ from saga.drivers.ebpf import EbpfDriver, loader
 from saga.drivers.ebpf import layout as L
 from saga.errors import DriverUnavailable, RulesLocked
 from saga.rules import parse
+from saga.syscalls import BY_NAME
 
-GETPPID, READ = 110, 0
+GETPPID, READ = (BY_NAME[n].slot for n in ("getppid", "read"))
 PROG_NAMES = sorted([L.ENTER_PROG] + [p for p, _ in L.PROGS])
 
 

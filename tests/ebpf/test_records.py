@@ -9,11 +9,12 @@ import recorded
 from ebpf_helpers import drain, records
 from ruleids import numbered
 
-from saga import _uapi, events
+from saga import _uapi, events, syscalls
 from saga.rules import parse
 
-GETPPID, CLOSE, OPENAT, RENAMEAT, EXIT_GROUP = 110, 3, 257, 264, 231
-FORKS = {56, 57, 58, 435}
+GETPPID, CLOSE, OPENAT, RENAMEAT, EXIT_GROUP = (syscalls.BY_NAME[n].slot for n in
+                                                ("getppid", "close", "openat", "renameat", "exit_group"))
+FORKS = syscalls.FORK_SLOTS
 AT_FDCWD = -100
 
 

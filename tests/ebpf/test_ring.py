@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from ebpf_helpers import Drainer, first_args, loaded
 
-GETPPID = 110
+from saga.syscalls import BY_NAME
+
+GETPPID = BY_NAME["getppid"].slot
 N = 1_000_000
 PAUSE_US = 10  # a pause every 64 calls: about the 500,000 calls/s of the target here, not flat out
 

@@ -14,8 +14,9 @@ from ruleids import numbered
 from saga import events
 from saga.drivers.ebpf import layout as L
 from saga.rules import parse
+from saga.syscalls import BY_NAME
 
-GETPPID = 110
+GETPPID = BY_NAME["getppid"].slot
 N = 200_000
 PAUSE_US = 50  # the workload pauses every 64 calls, so its run spans many rule changes
 

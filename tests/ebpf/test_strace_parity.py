@@ -18,6 +18,11 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools"))
 import strace_compare  # noqa: E402 - tools/ is not a package
 
+# The calls each workload makes whose aux blob saga shows: process starts, threads, a server's addresses
+# (accept4's and recvfrom's read at exit: the peer the kernel wrote).
+AUX_CALLS = {"ordinary": {"execve", "clone3", "connect"},
+             "server": {"accept4", "bind", "clone3", "connect", "recvfrom", "sendto"}}
+
 
 @pytest.mark.parametrize("workload", sorted(strace_compare.WORKLOADS))
 def test_saga_prints_the_symbols_strace_prints(workload, bpffs):
@@ -30,3 +35,8 @@ def test_saga_prints_the_symbols_strace_prints(workload, bpffs):
     assert rep.gap_share <= 0.02, summary
     assert rep.differ_calls <= 0.02 * rep.paired, summary
     assert rep.value_calls <= 0.001 * rep.paired, summary
+    # argv, socket addresses and clone_args (ABI 2's aux blob) as strace shows them, for every call that has one
+    assert rep.aux_calls > 20, summary
+    assert AUX_CALLS[workload] <= set(rep.aux_by_name), summary
+    assert rep.aux_differ_calls <= 0.01 * rep.aux_calls, summary
+    assert rep.aux_missing_calls <= 0.01 * rep.aux_calls, summary

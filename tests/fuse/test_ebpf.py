@@ -19,6 +19,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from cgroup_fixture import service_cgroup
 from fuse_helpers import detach_mounts_under, read_available
 from waiting import wait_for
 
@@ -144,31 +145,19 @@ def test_stats_and_counts_are_the_drivers(ebpf_daemon):
 
 
 @pytest.fixture
-def service_cgroup():
-    """A cgroup laid out as systemd lays out a service (saga-test-<id>.slice/demo.service), removed afterwards."""
-    from saga.cgroups import cgroup2_root
-    top = cgroup2_root()
-    assert top is not None, "no cgroup v2 hierarchy mounted"
-    slice_ = Path(top) / f"saga-test-{uuid.uuid4().hex[:8]}.slice"
-    unit = slice_ / "demo.service"
-    unit.mkdir(parents=True)
-    try:
-        yield unit, "/" + str(unit.relative_to(top))
-    finally:
-        for d in (unit, slice_):
-            wait_for(lambda d=d: not (d / "cgroup.procs").exists() or not (d / "cgroup.procs").read_text(),
-                     timeout=10, what=f"{d} to empty")
-            d.rmdir()
+def demo_service():
+    with service_cgroup() as cgroup:
+        yield cgroup
 
 
-def test_a_process_in_a_service_and_a_pid_namespace_says_so(ebpf_daemon, root, service_cgroup):
+def test_a_process_in_a_service_and_a_pid_namespace_says_so(ebpf_daemon, root, demo_service):
     """The unit of the cgroup a process runs in, and its pid inside its own pid namespace, shown in the log
     line, /sagafs/procs/PID/stats and the JSON form (docs/log-format.md#context)."""
     import json
 
     import psutil
     mnt = ebpf_daemon
-    unit_dir, cg_path = service_cgroup
+    unit_dir, cg_path = demo_service
     script = f"echo $$ > {unit_dir}/cgroup.procs && exec unshare --pid --fork {root / CAT}"
     shell = subprocess.Popen(["sh", "-c", script], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
     try:

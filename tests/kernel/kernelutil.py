@@ -12,6 +12,7 @@ from ruleids import numbered
 from saga import _uapi, events
 from saga.drivers.kmod import KmodDriver
 from saga.rules import parse as rule
+from saga.syscalls import BY_NAME
 
 KO = os.environ.get("SAGA_KO", "")
 BIN = os.environ.get("SAGA_BIN", "")
@@ -23,8 +24,8 @@ NOBODY = 65534
 TCG_PATIENCE = 300
 
 # Slots (native x86_64 numbers).
-SLOT = {"read": 0, "close": 3, "getppid": 110, "openat": 257, "exit_group": 231, "clone": 56,
-        "nanosleep": 35, "rt_sigreturn": 15}
+SLOT = {n: BY_NAME[n].slot for n in ("read", "close", "getppid", "openat", "exit_group", "clone", "nanosleep",
+                                     "rt_sigreturn")}
 
 
 class Module:

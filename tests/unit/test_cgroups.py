@@ -125,3 +125,34 @@ def test_the_process_cache_says_where_events_come_from_in_lines_and_json(tree, m
 def cgroups_nspid(proc, pid):
     from saga.daemon.enrich import nspid
     return nspid(pid, str(proc))
+
+
+def test_the_records_cgroup_id_names_its_unit_even_for_a_process_gone(tree, monkeypatch):
+    from saga import events, render, syscalls
+    from saga.daemon.enrich import Enricher
+    root, proc = tree
+    e = Enricher(probe=lambda pid: None, resolver=cgroups.CgroupResolver(str(root), proc=str(proc)))
+    cron = os.stat(root / "system.slice" / "cron.service").st_ino
+    raw = events.parse(events.pack(dict(nr=syscalls.BY_NAME["getppid"].slot, pid=99, tid=99, comm="cron",
+                                        cgroup_id=cron)))[0]
+    monkeypatch.setattr(render, "context_of", e.where)
+    assert e.where(raw) is None
+    e.note([raw])
+    e.lookup_all(e.take_pending())   # pid 99 is gone: found by walking the hierarchy
+    assert " comm=cron unit=cron.service getppid()" in render.line(raw)
+    obj = render.to_json(raw)
+    assert (obj["cgroup_id"], obj["unit"], obj["nspid"]) == (cron, "cron.service", None)
+    assert e.units([raw]) == {99: "cron.service"}   # what saga query --unit finds it by
+
+
+def test_a_batch_names_each_pid_by_the_cgroup_of_its_last_call(tree):
+    """A process moved into a service between two calls is that service's (the archive keeps one unit per pid)."""
+    from saga import events, syscalls
+    from saga.daemon.enrich import Enricher
+    root, proc = tree
+    e = Enricher(probe=lambda pid: None, resolver=cgroups.CgroupResolver(str(root), proc=str(proc)))
+    ids = [os.stat(root / "system.slice" / name).st_ino for name in ("cron.service", "nginx.service")]
+    raws = events.parse(b"".join(events.pack(dict(nr=syscalls.BY_NAME["getppid"].slot, pid=7, tid=7, cgroup_id=i))
+                                 for i in ids))
+    assert e.units(raws) == {7: "nginx.service"}
+    assert e.units(raws[:1]) == {7: "cron.service"}

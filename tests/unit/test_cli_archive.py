@@ -239,3 +239,24 @@ def test_stats_watch_keeps_the_header_and_the_rows_that_fit(saga, raws):
     text = render_table(st, Sort.calls, None, fit=10).splitlines()
     assert len(text) == 10 and text[1].split()[0] == "SYSCALL" and text[-1].split()[0] == "total"
     assert len(render_table(st, Sort.calls, None).splitlines()) == len(st.per_slot) + 3
+
+
+def test_host_selects_one_hosts_events_in_queries_reports_and_stats(saga, raws, recording):
+    """Several hosts archive into one database (a PostgreSQL server's use): --host takes one host's events."""
+    other = raws[:100]
+    with Store.open(saga.url) as st:
+        with st.session() as sess, sess.begin():
+            h = stored_rules.host_id(sess, "web2")
+        w = archive.EventWriter(st.engine, h)
+        w.write([(recording[:sum(r[events.SIZE] for r in other)], other)])
+        w.close()
+    assert lines(saga("query", "-n", "0", "--host", "web2")) == [render.line(r) for r in other]
+    assert lines(saga("query", "-n", "0", "--host", "testhost")) == [render.line(r) for r in raws]
+    both = lines(saga("query", "-n", "0", "--with-host"))
+    assert both == [f"testhost: {render.line(r)}" for r in raws] + [f"web2: {render.line(r)}" for r in other]
+    for host, mine in (("web2", other), ("testhost", raws)):
+        obj = json.loads(saga("report", "--json", "--host", host).stdout)
+        assert obj["calls"] == len(mine) and obj["failures"] == sum(map(failed, mine)), host
+        got = json.loads(saga("stats", "--pid", str(raws[0][PID]), "--since", "@0", "--host", host, "--json").stdout)
+        assert sum(s["calls"] for s in got["syscalls"]) == sum(r[PID] == raws[0][PID] for r in mine), host
+    saga("report", "--host", "web3", code=1)

@@ -39,3 +39,13 @@ def test_every_link_and_anchor_resolves():
         elif anchor and anchor not in {_slug(h) for h in re.findall(r"^#+ (.*)$", doc.read_text(), re.M)}:
             bad.append(target)
     assert not bad, f"docs/architecture.md links to nothing: {bad}"
+
+
+def test_every_source_file_is_on_the_map():
+    """A newcomer finds any piece from the map: each source file of the module, the BPF program and the
+    package is named in it (by its file name)."""
+    text = DOC.read_text()
+    files = [*ROOT.glob("kmod/*.[ch]"), *ROOT.glob("bpf/*.[ch]"), *ROOT.glob("src/saga/**/*.py")]
+    unnamed = sorted(str(f.relative_to(ROOT)) for f in files
+                     if f.name != "__init__.py" and not re.search(rf"[`/]{re.escape(f.name)}`", text))
+    assert not unnamed, f"docs/architecture.md does not say where these are: {unnamed}"

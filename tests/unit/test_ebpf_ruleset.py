@@ -10,9 +10,10 @@ from saga.drivers.ebpf import layout as L
 from saga.drivers.ebpf.ruleset import RuleSet
 from saga.errors import RuleError
 from saga.rules import parse
+from saga.syscalls import BY_NAME
 
 LOG, COUNT, IGNORE = _uapi.SAGA_ACT_LOG, _uapi.SAGA_ACT_COUNT, _uapi.SAGA_ACT_IGNORE
-READ, WRITE, OPENAT = 0, 1, 257
+READ, WRITE, OPENAT = (BY_NAME[n].slot for n in ("read", "write", "openat"))
 
 
 def table(rs: RuleSet) -> tuple[int, ...]:

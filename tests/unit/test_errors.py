@@ -104,3 +104,15 @@ def test_rule_files_that_cannot_be_read_or_written(tmp_path, sqlite_url, replay)
     bad.write_bytes(b"\xff\xfe")
     r = _saga(tmp_path, sqlite_url, None, "--config", str(bad), "status")     # the CLI reads it
     assert r.exit_code == EX_CONFIG and "not UTF-8" in r.stderr
+
+
+def test_a_refused_driver_change_keeps_its_errno_and_falls_back_on_the_one_translation():
+    from saga.drivers.base import refusal
+    e = refusal(errno.EPERM, "replacing the rules")
+    assert type(e) is PermissionDenied and e.errno == errno.EPERM and e.exit_code == EX_NOPERM
+    assert str(e) == "replacing the rules: Operation not permitted (needs CAP_SYS_ADMIN: run as root)"
+    e = refusal(errno.EIO, "locking the rules")
+    assert type(e) is DriverError and e.errno == errno.EIO and str(e) == "locking the rules: Input/output error"
+    assert type(refusal(errno.EBUSY, "x")) is RulesLocked
+    assert [refusal(code, "x").errno for code in (errno.EEXIST, errno.ENOSPC, errno.EINVAL)] == \
+        [errno.EEXIST, errno.ENOSPC, errno.EINVAL]

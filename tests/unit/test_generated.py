@@ -1,5 +1,6 @@
 """The committed generated files match their sources."""
 import glob
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -36,7 +37,6 @@ UNISTD_64 = "/usr/src/linux-headers-*-amd64/arch/x86/include/generated/uapi/asm/
 
 @pytest.mark.parametrize("unistd", sorted(glob.glob(UNISTD_64)))
 def test_every_installed_kernel_call_is_known_by_number(unistd):
-    import re
     for name, nr in re.findall(r"#define __NR_(\w+)\s+(\d+)", Path(unistd).read_text()):
         if name == "syscalls":
             continue
@@ -50,3 +50,14 @@ def test_path_arguments_of_well_known_calls():
     assert syscalls.BY_NAME["getppid"].path_args == ()
     assert syscalls.IA32_SLOT[5] == syscalls.BY_NAME["open"].slot  # ia32 open -> native open
     assert syscalls.name_of(syscalls.IA32_SLOT[102]) == "ia32:socketcall"
+
+
+def test_the_kernel_sides_take_syscall_numbers_from_the_generated_header():
+    """A syscall number typed by hand in the module or the BPF program is a mirror nothing checks."""
+    typed = []
+    for src in sorted(ROOT.glob("kmod/*.[ch]")) + sorted(ROOT.glob("bpf/*.[ch]")):
+        if src.name == "saga_syscalls.h":
+            continue
+        typed += [f"{src.name}: {m}" for m in re.findall(r"^#define\s+\w*NR_\w*\s+\d+.*$", src.read_text(), re.M)]
+        typed += [f"{src.name}: {m}" for m in re.findall(r"\b(?:slot|nr|id)\s*[!=]=\s*\d+", src.read_text())]
+    assert not typed, typed

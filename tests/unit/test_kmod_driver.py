@@ -43,3 +43,30 @@ def test_exe_is_the_files_identity_with_the_device_in_the_kernels_encoding():
 def test_why_unavailable_names_the_fix():
     msg = kmod.why_unavailable()
     assert "saga driver load" in msg or "cannot load modules" in msg or "eBPF" in msg or "udev" in msg
+
+
+def test_stats_reads_every_struct_by_its_names(monkeypatch):
+    """STATS_GET as the module answers it (counters written through counters_ptr), read back by name."""
+    import ctypes
+    counters = {3: (5, 2), _uapi.SAGA_NR_SLOTS - 1: (7, 0)}
+    totals = {name: i + 11 for i, name in enumerate(_uapi.SAGA_STATS.names)
+              if name not in ("nr_slots", "__pad", "counters_ptr")}
+
+    def ioctl(fd, request, arg, mutate=False):
+        assert request == _uapi.SAGA_IOC_STATS_GET and mutate
+        asked = _uapi.SAGA_STATS.unpack(arg)
+        for slot, (calls, errors) in counters.items():
+            one = _uapi.SAGA_COUNTER.pack(calls=calls, errors=errors)
+            ctypes.memmove(asked["counters_ptr"] + slot * len(one), bytes(one), len(one))
+        arg[:] = _uapi.SAGA_STATS.pack(**{**asked, **totals})
+        return 0
+
+    monkeypatch.setattr(kmod.fcntl, "ioctl", ioctl)
+    fd = os.open(os.devnull, os.O_RDONLY)
+    drv = kmod.KmodDriver(fd)
+    try:
+        st = drv.stats()
+    finally:
+        drv.close()
+    assert st.per_slot == counters
+    assert {name: getattr(st, name) for name in totals} == totals

@@ -139,3 +139,71 @@ def test_an_empty_first_path_does_not_shift_the_second_into_its_place():
 def test_a_null_path_is_absent_not_a_pointer_or_a_fault():
     raw = one(nr=nr("utimensat"), args=(3, 0, 0, 0), paths=(None,))
     assert render.format_args(raw).startswith("3, NULL, ") and render.flag_names(raw[events.FLAGS]) == []
+
+
+def test_empty_paths_print_as_empty_strings():
+    assert args_text("newfstatat", 3, 0x7F10, 0x7FFC00, 0x1000, paths=("",)) == '3, "", 0x7ffc00, AT_EMPTY_PATH'
+    assert args_text("utimensat", 3, 0, 0, 0, paths=(None,)) == "3, NULL, NULL, 0"
+
+
+def test_execve_shows_its_argv_and_says_when_it_was_cut():
+    argv = b"ls\0-la\0"
+    raw = one(nr=nr("execve"), args=(0x10, 0x7FFD0000, 0x7FFD0100), paths=("/usr/bin/ls",),
+              aux_kind=_uapi.SAGA_AUX_ARGV, aux=argv)
+    assert render.format_args(raw) == '"/usr/bin/ls", ["ls", "-la"], 0x7ffd0100'
+    assert render.to_json(raw)["argv"] == ["ls", "-la"]
+    cut = one(nr=nr("execve"), args=(0x10, 0x7FFD0000, 0x7FFD0100), paths=("/bin/sh",),
+              aux_kind=_uapi.SAGA_AUX_ARGV, aux=b"sh\0-c\0\xff\0", flags=_uapi.SAGA_EVF_AUX_TRUNC)
+    assert '"/bin/sh", ["sh", "-c", "\\xff", ...], 0x7ffd0100' in render.line(cut)
+    assert render.line(cut).endswith("[aux-truncated]")
+    assert render.to_json(cut)["argv"] == ["sh", "-c", {"hex": "ff"}]
+    at = one(nr=nr("execveat"), args=(3, 0x10, 0x7FFD0000, 0, 0x1000), paths=("",),
+             aux_kind=_uapi.SAGA_AUX_ARGV, aux=b"x\0")
+    assert render.format_args(at) == '3, "", ["x"], NULL, AT_EMPTY_PATH'
+
+
+def test_socket_addresses_replace_their_pointers():
+    import socket
+    import struct
+    sin = struct.pack("<H", socket.AF_INET) + struct.pack(">H", 80) + socket.inet_aton("127.0.0.1") + b"\0" * 8
+    raw = one(nr=nr("connect"), args=(3, 0x7FFC00, 16), ret=-111, aux_kind=_uapi.SAGA_AUX_SOCKADDR, aux=sin)
+    assert render.format_args(raw) == '3, {sa_family=AF_INET, sin_port=htons(80), sin_addr=inet_addr("127.0.0.1")}, 16'
+    assert render.to_json(raw)["sockaddr"] == {"family": "AF_INET", "port": 80, "addr": "127.0.0.1"}
+    unix = struct.pack("<H", socket.AF_UNIX) + b"\0srv\xff"
+    raw = one(nr=nr("accept4"), args=(3, 0x7FFC00, 0x7FFC10, 0x80000), ret=4, aux_kind=_uapi.SAGA_AUX_SOCKADDR,
+              aux=unix)
+    assert render.format_args(raw) == '3, {sa_family=AF_UNIX, sun_path=@"srv\\xff"}, 0x7ffc10, SOCK_CLOEXEC'
+    assert render.to_json(raw)["sockaddr"] == {"family": "AF_UNIX", "abstract": {"hex": "737276ff"}}
+    raw = one(nr=nr("sendto"), args=(5, 0x7F00, 1, 0, 0x7FFC00, 16), ret=1, aux_kind=_uapi.SAGA_AUX_SOCKADDR,
+              aux=sin)
+    assert render.format_args(raw).startswith('5, 0x7f00, 1, 0, {sa_family=AF_INET, sin_port=htons(80)')
+    faulted = one(nr=nr("connect"), args=(3, 0x7FFC00, 16), ret=-14, aux_kind=_uapi.SAGA_AUX_SOCKADDR, aux=b"",
+                  flags=_uapi.SAGA_EVF_AUX_FAULT)
+    assert render.format_args(faulted) == "3, 0x7ffc00, 16" and render.line(faulted).endswith("[aux-fault]")
+
+
+def test_clone3_says_thread_or_process():
+    import struct
+    thread = struct.pack("<11Q", 0x3D0F00, 0, 0x7F10, 0x7F10, 0, 0x7F00, 0x7FFF80, 0x7F20, 0, 0, 0)
+    raw = one(nr=nr("clone3"), args=(0x7FFC00, 88), ret=812, aux_kind=_uapi.SAGA_AUX_CLONE_ARGS, aux=thread)
+    assert render.format_args(raw).startswith("{flags=CLONE_VM|CLONE_FS|CLONE_FILES|CLONE_SIGHAND|CLONE_THREAD|")
+    assert render.format_args(raw).endswith(", tls=0x7f20}, 88")
+    obj = render.to_json(raw)["clone_args"]
+    assert obj["kind"] == "thread" and obj["flags"] == 0x3D0F00 and obj["stack_size"] == 0x7FFF80
+
+
+def test_lines_from_columns_are_the_lines_of_the_records(raws):
+    """render.lines_of (an archive search's bulk rendering) prints what line() prints, for every recorded
+    event and for the odd ones: flags, a comm that needs quoting, unknown time, the last representable ns."""
+    import numpy as np
+    odd = [one(nr=257, pid=7, comm="a b\x1b", ret=-13, flags=_uapi.SAGA_EVF_PATH_FAULT | _uapi.SAGA_EVF_NO_ENTER),
+           one(nr=60, pid=8, comm="x", flags=_uapi.SAGA_EVF_NORETURN, duration_ns=5),
+           one(nr=0, pid=9, ts_ns=0, duration_ns=999), one(nr=0, pid=9, ts_ns=(1 << 63) - 1, duration_ns=10**9)]
+    for batch in (raws, odd, [one(nr=0, ts_ns=(1 << 64) - 1), one(nr=0, ts_ns=5)]):
+        def col(i, dtype, rows=batch):
+            return np.array([r[i] for r in rows], dtype)
+        got = render.lines_of(col(events.TS, np.uint64), *(col(i, np.int64).tolist() for i in
+                              (events.CPU, events.PID, events.TID, events.UID)),
+                              col(events.COMM, "V16"), [render.call_text(r) for r in batch],
+                              col(events.DURATION, np.uint64).tolist(), col(events.FLAGS, np.int64).tolist())
+        assert got == [render.line(r) for r in batch]

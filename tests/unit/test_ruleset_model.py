@@ -17,8 +17,10 @@ from saga.drivers.ebpf.ruleset import RuleSet
 from saga.drivers.replay import ReplayDriver
 from saga.rules import exe as exe_id
 from saga.rules.model import ACTIONS, Rule
+from saga.syscalls import BY_NAME
 
-SLOTS = (0, 1, 3, 110, 257)
+NAMES = ("read", "write", "close", "getppid", "openat")
+SLOTS = tuple(BY_NAME[n].slot for n in NAMES)
 EXES = (os.path.realpath(sys.executable), os.path.realpath("/bin/sh"))
 IDENTITY = {p: exe_id.identity(p) for p in EXES}
 
@@ -60,13 +62,14 @@ def rule_lists(draw):
                   errors=draw(st.booleans()))
         kw["tree"] = draw(st.booleans()) and any(kw[k] is not None for k in ("pid", "uid", "comm", "exe"))
         names = draw(st.one_of(st.just(("all",)),
-                               st.lists(st.sampled_from(("read", "write", "close", "getppid", "openat")),
+                               st.lists(st.sampled_from(NAMES),
                                         min_size=1, max_size=3, unique=True).map(tuple)))
         out.append(Rule(draw(st.sampled_from(tuple(ACTIONS))), names, id=i, **kw))
     return out
 
 
-calls = st.tuples(st.sampled_from(SLOTS + (39,)), st.sampled_from((1, 2, 3)), st.sampled_from((0, 1)),
+UNNAMED = BY_NAME["getpid"].slot        # a call no rule names
+calls = st.tuples(st.sampled_from(SLOTS + (UNNAMED,)), st.sampled_from((1, 2, 3)), st.sampled_from((0, 1)),
                   st.sampled_from(("a", "b", "c")), st.sampled_from((0, -9)))
 
 

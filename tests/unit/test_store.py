@@ -119,6 +119,32 @@ def test_archived_events_come_back_exactly(store_url, recording, raws):
         assert archive.count(st.engine, h) == len(raws)
 
 
+def test_lines_rendered_from_columns_are_the_lines_of_the_records(store_url, recording, raws, monkeypatch):
+    """Search.lines (what saga query prints) equals render.line of each archived record: every event, the
+    failures alone, a path search, the last few; calls seen before (cached) and calls with an aux blob."""
+    from saga import render
+    with_aux = [r for r in raws if r[events.AUX_LEN]]
+    assert with_aux and any(r[events.PATH_LEN0] for r in raws)
+    with Store.open(store_url) as st:
+        h = _host(st)
+        _archive(st, recording, h)
+        _archive(st, recording, h)          # the same calls again: their texts come from the cache
+        with st.session() as s:
+            for flt, limit in ((EventFilter(), None), (EventFilter(errors=True), None),
+                               (EventFilter.build(path="/etc/*"), None), (EventFilter(), 7)):
+                search = query.Search(s, flt)
+                want = [render.line(a.raw) for a in (search.stream() if limit is None else search.last(limit))]
+                search = query.Search(s, flt)
+                got = [line for rows, idx in search.parts(limit) for line in search.lines(rows, idx)]
+                assert got == want and want, flt
+                for rows, idx in search.parts(limit):
+                    assert search.failed(rows, idx).tolist() == [failed(a.raw) for a in search.events(rows, idx)]
+            monkeypatch.setattr(query, "_CALLS_KEPT", 3)      # a full cache starts over
+            search = query.Search(s, EventFilter())
+            assert [line for rows, idx in search.parts() for line in search.lines(rows, idx)] == \
+                [render.line(r) for r in raws + raws]
+
+
 def test_search_filters_select_what_they_say(store_url, recording, raws):
     openat, newfstatat = syscalls.BY_NAME["openat"].slot, syscalls.BY_NAME["newfstatat"].slot
     nginx = b"nginx".ljust(16, b"\0")

@@ -20,7 +20,9 @@ from saga.errors import UsageError
 from saga.filters import EventFilter, failed
 
 if TYPE_CHECKING:
-    from saga.store.query import Archived
+    import numpy as np
+
+    from saga.store.query import Archived, Rows, Search
     from saga.store.report import Group
 
 NOTHING_MATCHED = 1
@@ -59,33 +61,51 @@ def print_archived(found: Iterable[Archived], as_json: bool, with_host: bool = F
     return n
 
 
+def print_found(search: Search, parts: Iterable[tuple[Rows, np.ndarray]], as_json: bool, with_host: bool,
+                progress: Progress) -> int:
+    """Print a search's matches, a part at a time as they are found (the progress display gone before the
+    first): lines rendered from their columns (Search.lines), JSON from their records; returns how many."""
+    red = not as_json and colour(sys.stdout)
+    n = 0
+    for rows, idx in parts:
+        if not len(idx):
+            continue
+        progress.close()
+        if as_json:
+            n += print_archived(search.events(rows, idx), True)
+            continue
+        texts = search.lines(rows, idx)
+        if red:
+            texts = [failed_line(t) if bad else t for t, bad in zip(texts, search.failed(rows, idx).tolist(),
+                                                                       strict=True)]
+        if with_host:
+            prefix = f"{search.host_of(rows)}: "
+            texts = [prefix + t for t in texts]
+        sys.stdout.write("\n".join(texts) + "\n")
+        sys.stdout.flush()
+        n += len(texts)
+    return n
+
+
 def run_query(env: Env, *, limit: int = 1000, as_json: bool = False, with_host: bool = False, **select) -> int:
     """Search the archive, in archive order: the `limit` matches archived last, or all (0) as they are found."""
     flt = build_filter(**select)
+    more = False
     with env.searching(flt) as (search, progress):
         if limit:
-            found = search.last(limit + 1)
-            more = len(found) > limit
-            progress.close()
-            shown = print_archived(found[1:] if more else found, as_json, with_host)
+            picked = list(search.parts(limit + 1))
+            if sum(len(idx) for _, idx in picked) > limit:
+                more = True
+                picked[0] = (picked[0][0], picked[0][1][1:])
+            shown = print_found(search, picked, as_json, with_host, progress)
         else:
-            more = False
-            shown = print_archived(_after_first(search.stream(), progress), as_json, with_host)
+            shown = print_found(search, search.parts(), as_json, with_host, progress)
     if not shown:
         note("no matching events")
         return NOTHING_MATCHED
     if more:
         note(f"showing the {limit} matching events archived last; narrow the search or raise --limit (0: all)")
     return 0
-
-
-def _after_first(found: Iterable[Archived], progress: Progress) -> Iterable[Archived]:
-    """The events, the progress display gone before the first is printed."""
-    for a in found:
-        progress.close()
-        yield a
-        break
-    yield from found
 
 
 # -- saga report ------------------------------------------------------------------------------

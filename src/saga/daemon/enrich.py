@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from operator import itemgetter
 
 import psutil
 
 from saga import cgroups
-from saga.events import PID
+from saga.events import CGROUP_ID, PID
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,7 @@ class Enricher:
         self._probe = probe
         self.cgroups = resolver if resolver is not None else cgroups.CgroupResolver()
         self._pending: set[int] = set()      # pids seen in events and never looked up
+        self._pending_cgroups: dict[int, int] = {}   # cgroup ids seen and not resolved -> a pid in each
         self._where: dict[tuple, tuple[str, dict]] = {}
         self._lock = threading.Lock()
         self._cache: dict[int, tuple[ProcInfo | None, float]] = {}
@@ -135,47 +136,71 @@ class Enricher:
         return out
 
     def note(self, raws: list[tuple]) -> None:
-        """Remember the pids of a batch that were never looked up (cheap: the event loop calls it)."""
+        """Remember the pids and cgroup ids of a batch not looked up yet (cheap: the event loop calls it)."""
         self._pending.update(set(map(itemgetter(PID), raws)).difference(self._cache))
+        known = self.cgroups.cached
+        for cgid, pid in dict(zip(map(itemgetter(CGROUP_ID), raws), map(itemgetter(PID), raws),
+                                  strict=True)).items():
+            if known(cgid) is None:
+                self._pending_cgroups[cgid] = pid
 
-    def take_pending(self) -> set[int]:
-        pending, self._pending = self._pending, set()
-        return pending
+    def take_pending(self) -> tuple[set[int], dict[int, int]]:
+        pids, self._pending = self._pending, set()
+        cgroup_ids, self._pending_cgroups = self._pending_cgroups, {}
+        return pids, cgroup_ids
 
-    def lookup_all(self, pids: Iterable[int]) -> None:
+    def lookup_all(self, pending: tuple[set[int], dict[int, int]]) -> None:
+        """Look up what note() found (a worker thread: this reads /proc and may walk the cgroup tree)."""
+        pids, cgroup_ids = pending
+        for cgid, pid in cgroup_ids.items():
+            self.cgroups.resolve(cgid, pid)
         for pid in pids:
             self.lookup(pid)
 
     def where(self, raw: tuple) -> tuple[str, dict] | None:
-        """The log line's words and the JSON fields saying where an event's process runs (render.context_of).
+        """The log line's words and the JSON fields saying where an event's process ran (render.context_of):
+        the unit or container of the record's cgroup, and the process's pid in its own pid namespace.
 
-        Never reads /proc: None until the process has been looked up."""
-        info = self._cache.get(raw[PID])
-        if info is None or info[0] is None:
-            return None
-        proc = info[0]
-        key = (proc.pid, proc.start_ns)
+        Never reads /proc or the cgroup tree: None until the cgroup or the process has been looked up."""
+        cgid = raw[CGROUP_ID]
+        entry = self._cache.get(raw[PID])
+        proc = entry[0] if entry is not None else None
+        key = (raw[PID], proc.start_ns if proc is not None else None, cgid)
         hit = self._where.get(key)
         if hit is None:
-            ctx = proc.context
+            ctx = self.cgroups.cached(cgid) if cgid else None
+            if ctx is None and proc is not None:
+                ctx = proc.context   # a record without a cgroup id (ABI 1 recordings): the process's own
+            if ctx is None and proc is None:
+                return None
             hit = (ctx.token if ctx is not None else "",
-                   {**(ctx.to_json() if ctx is not None else {}), "nspid": proc.own_pid})
+                   {**(ctx.to_json() if ctx is not None else {}), "nspid": proc.own_pid if proc else None})
+            if proc is None:
+                return hit   # the namespace pid may come later: do not keep this one
             if len(self._where) >= self.max_entries:
                 self._where.clear()
             self._where[key] = hit
         return hit
 
     def context(self, raw: tuple) -> cgroups.Context | None:
-        """The unit or container of an event's process, as far as it is known; never reads /proc."""
-        info = self.cached(raw[PID])
-        return info.context if info is not None else None
+        """The unit or container an event came from, as far as it is known; never reads /proc."""
+        ctx = self.cgroups.cached(raw[CGROUP_ID]) if raw[CGROUP_ID] else None
+        if ctx is None:
+            info = self.cached(raw[PID])
+            ctx = info.context if info is not None else None
+        return ctx
 
-    def units(self, raws: Iterable[tuple]) -> dict[int, str | None]:
-        """pid -> the unit or container name (Context.name) of the pids of a batch; may read /proc."""
+    def units(self, raws: Sequence[tuple]) -> dict[int, str | None]:
+        """pid -> the unit or container name (Context.name) of the pids of a batch (saga query --unit): that of
+        the cgroup of each pid's last call in the batch, else its process's; may read /proc and the cgroup tree."""
         out: dict[int, str | None] = {}
-        for pid in set(map(itemgetter(PID), raws)):
-            info = self.lookup(pid)
-            out[pid] = info.context.name if info is not None and info.context is not None else None
+        last_cgroup = dict(zip(map(itemgetter(PID), raws), map(itemgetter(CGROUP_ID), raws), strict=True))
+        for pid, cgid in last_cgroup.items():
+            ctx = self.cgroups.resolve(cgid, pid) if cgid else None
+            if ctx is None:
+                info = self.lookup(pid)
+                ctx = info.context if info is not None else None
+            out[pid] = ctx.name if ctx is not None else None
         return out
 
     def __len__(self) -> int:

@@ -467,13 +467,13 @@ class Daemon:
                 await trio.sleep(0.001)   # readable yet empty: do not spin
 
     async def _enrich(self) -> None:
-        """Look up the processes new events came from (in a thread): their unit, container, namespace pids."""
+        """Look up the processes and cgroups new events came from (in a thread): unit, container, namespace pids."""
         enricher = self._open_state.enricher
         while True:
             await trio.sleep(0.05)
-            pids = enricher.take_pending()
-            if pids:
-                await trio.to_thread.run_sync(enricher.lookup_all, pids)
+            pending = enricher.take_pending()
+            if pending[0] or pending[1]:
+                await trio.to_thread.run_sync(enricher.lookup_all, pending)
 
     async def _watch_losses(self) -> None:
         """Look at the loss counters once a second; warn (rate-limited) about each cause that lost events."""

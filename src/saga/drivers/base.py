@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from saga import _uapi
-from saga.errors import DriverError, PermissionDenied, RuleError, RulesLocked, SagaError
+from saga.errors import RuleError, RulesLocked, SagaError, from_oserror
 from saga.rules.model import Rule
 
 
@@ -100,15 +100,14 @@ LOCKED = "rules are locked until the driver is unloaded"
 
 
 def refusal(code: int, what: str) -> SagaError:
-    """The error every driver raises when a change fails with errno `code` (docs/kernel-abi.md)."""
+    """The error every driver raises when a change fails with errno `code` (docs/kernel-abi.md): the
+    change's own meanings of EBUSY, EEXIST, ENOSPC and EINVAL, else errors.from_oserror's translation."""
     if code == errnos.EBUSY:
         return RulesLocked(f"{what}: {LOCKED}")
-    if code == errnos.EPERM:
-        return PermissionDenied(f"{what}: needs CAP_SYS_ADMIN (run as root)")
     if code == errnos.EEXIST:
         return RuleError(f"{what}: two rules have the same id", errno=code)
     if code == errnos.ENOSPC:
         return RuleError(f"{what}: too many rules (at most {_uapi.SAGA_MAX_RULES})", errno=code)
     if code == errnos.EINVAL:
         return RuleError(f"{what}: the driver refused a rule (invalid argument)", errno=code)
-    return DriverError(f"{what}: {os.strerror(code)}", errno=code)
+    return from_oserror(OSError(code, os.strerror(code)), what, hint="needs CAP_SYS_ADMIN: run as root")

@@ -26,6 +26,7 @@ _RULE = _uapi.SAGA_RULE_STRUCT
 _STATS = _uapi.SAGA_STATS
 _INFO = _uapi.SAGA_INFO
 _COUNTER = _uapi.SAGA_COUNTER_STRUCT
+_CALLS, _ERRORS = (_uapi.SAGA_COUNTER.positions()[n] for n in ("calls", "errors"))
 _U32 = ctypes.c_uint32
 
 # Changes: their errnos are translated as every driver translates them (base.refusal).
@@ -153,12 +154,8 @@ class KmodDriver(Driver):
         buf = _STATS.pack(nr_slots=n, counters_ptr=ctypes.addressof(counters))
         self._ioctl(_uapi.SAGA_IOC_STATS_GET, buf, "reading counters")
         f = _STATS.unpack(buf)
-        per_slot = {}
-        raw = counters.raw
-        for slot in range(n):
-            calls, errs = _COUNTER.unpack_from(raw, slot * _COUNTER.size)
-            if calls or errs:
-                per_slot[slot] = (calls, errs)
+        per_slot = {slot: (c[_CALLS], c[_ERRORS]) for slot, c in enumerate(_COUNTER.iter_unpack(counters.raw))
+                    if c[_CALLS] or c[_ERRORS]}
         return Stats(per_slot=per_slot, calls=f["calls"], errors=f["errors"], events=f["events"],
                      drops=f["drops"], read=f["read"], no_enter=f["no_enter"], path_faults=f["path_faults"],
                      aux_faults=f["aux_faults"], tree_drops=f["tree_drops"], reset_ns=f["reset_ns"])

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from saga import _uapi
+from saga import _uapi, render
 from saga.errors import StoreError
 from saga.filters import EventFilter
 from saga.store import columns
@@ -39,6 +39,12 @@ PAGE = 256                  # batch rows read per statement
 CHUNK = 4096                # events built per step when printing
 _WILD = re.compile(r"[*?\[]")
 _EMPTY = np.zeros(0, np.int64)
+# What a line's call text depends on (render.call_text): the same key, the same text.  aux: 0, or the
+# position + 1 of an event with an aux blob (never shared).
+_CALL_KEY = np.dtype([("nr", "<u2"), ("flags", "<u2"), ("ret", "<i8"), ("args", "<u8", (6,)), ("path0", "<u4"),
+                      ("path1", "<u4"), ("aux", "<u8")])
+_RECORD_CODES = frozenset(FIELD_CODES[n] for n in ("nr", "flags", "ret", "args"))
+_CALLS_KEPT = 65536
 
 
 class Archived(NamedTuple):
@@ -307,6 +313,7 @@ class Search:
             self.plan = plan(self.db, flt)
         self._strings: dict[int, bytes] = {}
         self._names: dict[int, str] = {}      # executables' names by string id
+        self._call_texts: dict[bytes, str] = {}   # render.call_text by _CALL_KEY
         self.progress = progress      # called for each batch examined
 
     def _where(self) -> tuple[list[str], list]:
@@ -411,7 +418,7 @@ class Search:
                          for a, b in zip(p0.tolist(), p1.tolist(), strict=True)]
             raws = columns.raws(fields, len(idx), paths, self._aux(batch, pos))
             exes = self._exes(batch, fields[_C["pid"]])
-        host = self.plan.hosts.get(batch.host_id, "?")
+        host = self.host_of(rows)
         ids = (pos + event_id(batch.id, 0)).tolist()
         return [Archived(i, host, e, r) for i, e, r in zip(ids, exes, raws, strict=True)]
 
@@ -447,14 +454,73 @@ class Search:
             out[i] = data[int(starts[k]):int(index["id"][k])]
         return out
 
-    def stream(self) -> Iterator[Archived]:
-        """Every match, oldest archived first, a chunk of a batch at a time."""
-        for rows, idx in self.scan():
-            for i in range(0, len(idx), CHUNK):
-                yield from self.events(rows, idx[i:i + CHUNK])
+    def lines(self, rows: Rows, idx: np.ndarray) -> list[str]:
+        """The events at these indexes of `rows` as saga.render.line prints them, rendered from their
+        columns: each distinct call (syscall, arguments, paths, return value, flags) is rendered once per
+        search from its record, and every line is put together from columns (render.lines_of)."""
+        batch = rows.batch
+        with translate("reading archived events"):
+            if rows.failures is None:
+                batch.load([*columns.EVENT_CODES, columns.AUX_INDEX])
+            f = {code: rows.col(code)[idx] for code in FIELD_CODES.values()}
+            pos = rows.positions(idx)
+            f[columns.PATH0], f[columns.PATH1] = rows.col(columns.PATH0)[idx], rows.col(columns.PATH1)[idx]
+            calls = self._calls(batch, f, pos)
+        return render.lines_of(f[_C["ts_ns"]], f[_C["cpu"]].tolist(), f[_C["pid"]].tolist(),
+                               f[_C["tid"]].tolist(), f[_C["uid"]].tolist(), f[_C["comm"]], calls,
+                               f[_C["duration_ns"]].tolist(), f[_C["flags"]].tolist())
 
-    def last(self, limit: int) -> list[Archived]:
-        """The `limit` matches archived last, oldest first."""
+    def _calls(self, batch: Batch, f: dict[int, np.ndarray], pos: np.ndarray) -> list[str]:
+        """render.call_text of each event; the distinct calls found with numpy, each rendered once."""
+        n = len(pos)
+        key = np.zeros(n, _CALL_KEY)
+        for name in ("nr", "flags", "ret", "args"):
+            key[name] = f[_C[name]]
+        key["path0"], key["path1"] = f[columns.PATH0], f[columns.PATH1]
+        aux = self._aux(batch, pos) or {}
+        if aux:         # a call with an aux blob is its own (argv, an address): never shared
+            key["aux"][list(aux)] = pos[list(aux)] + 1
+        uniq, first, inverse = np.unique(key.view(f"V{_CALL_KEY.itemsize}"), return_index=True,
+                                         return_inverse=True)
+        keys: list[bytes] = uniq.tolist()
+        texts: list[str | None] = [self._call_texts.get(k) for k in keys]
+        missing = [u for u, t in enumerate(texts) if t is None]
+        if missing:
+            at = first[missing]
+            paths = None
+            p0, p1 = f[columns.PATH0][at], f[columns.PATH1][at]
+            if p0.any() or p1.any():
+                known = self.strings(np.concatenate((p0, p1)).tolist())
+                paths = [(known[a] if a else None, known[b] if b else None)
+                         for a, b in zip(p0.tolist(), p1.tolist(), strict=True)]
+            where = {int(i): j for j, i in enumerate(at.tolist())}
+            blobs = {where[i]: blob for i, blob in aux.items() if i in where}
+            raws = columns.raws({code: col[at] for code, col in f.items() if code in _RECORD_CODES}, len(at),
+                                paths, blobs or None)
+            if len(self._call_texts) + len(missing) > _CALLS_KEPT:
+                self._call_texts.clear()
+            for u, raw in zip(missing, raws, strict=True):
+                text = texts[u] = render.call_text(raw)
+                if not key["aux"][first[u]]:
+                    self._call_texts[keys[u]] = text
+        return np.array(texts, object)[inverse.reshape(-1)].tolist()
+
+    def host_of(self, rows: Rows) -> str:
+        return self.plan.hosts.get(rows.batch.host_id, "?")
+
+    def failed(self, rows: Rows, idx: np.ndarray) -> np.ndarray:
+        """Which of these events are failed calls (as saga.filters.failed)."""
+        ret, flags = rows.col(_C["ret"])[idx], rows.col(_C["flags"])[idx]
+        return (ret > -4096) & (ret < 0) & (flags & _uapi.SAGA_EVF_NORETURN == 0)   # saga.filters.failed
+
+    def parts(self, limit: int | None = None) -> Iterator[tuple[Rows, np.ndarray]]:
+        """The matches in archive order, at most CHUNK at a time: every one as found (limit None), or the
+        `limit` archived last."""
+        if limit is None:
+            for rows, idx in self.scan():
+                for i in range(0, len(idx), CHUNK):
+                    yield rows, idx[i:i + CHUNK]
+            return
         picked: list[tuple[Rows, np.ndarray]] = []
         left = limit
         for rows, idx in self.scan(newest=True):
@@ -463,7 +529,18 @@ class Search:
             left -= len(take)
             if left <= 0:
                 break
-        return [a for rows, idx in reversed(picked) for a in self.events(rows, idx)]
+        for rows, idx in reversed(picked):
+            for i in range(0, len(idx), CHUNK):
+                yield rows, idx[i:i + CHUNK]
+
+    def stream(self) -> Iterator[Archived]:
+        """Every match, oldest archived first, a chunk of a batch at a time."""
+        for rows, idx in self.parts():
+            yield from self.events(rows, idx)
+
+    def last(self, limit: int) -> list[Archived]:
+        """The `limit` matches archived last, oldest first."""
+        return [a for rows, idx in self.parts(limit) for a in self.events(rows, idx)]
 
 
 def search(db: Reader | Session, flt: EventFilter, limit: int | None = None) -> list[Archived]:
