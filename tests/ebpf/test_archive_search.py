@@ -32,7 +32,9 @@ def test_the_archive_finds_an_execve_by_its_arguments_and_a_service_by_its_unit(
     rules = tmp_path / "initial.rules"
     rules.write_text(f"log all comm={SH} tree\nignore all\n")
     daemon = Daemon(tmp_path, "d", os.path.join(bpffs, "archive_search"))   # unloaded by its stop
-    daemon.config.write_text(daemon.config.read_text().replace("archive = false", "archive = true")
+    config = daemon.config.read_text()
+    assert "archive = false\n" in config and "[rules]" not in config, config   # what is changed below
+    daemon.config.write_text(config.replace("archive = false\n", "archive = true\n")
                              + f'[rules]\ninitial_file = "{rules}"\n')
     marker = f"saga-argv-{uuid.uuid4().hex[:12]}"
     with service_cgroup() as (unit_dir, _):
