@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -289,12 +288,21 @@ def test_log_without_daemon_shows_the_archive(saga, recording, raws):
     assert "daemon is not running" in r.stderr
 
 
-def test_log_follow_without_daemon_reads_the_driver(saga, recording, raws):
-    more = threading.Timer(0.2, saga.driver.feed, (recording,))
-    more.start()
+def test_log_follow_without_daemon_reads_the_driver(saga, recording, raws, monkeypatch):
+    # new events come once the backlog is shown and the command waits for more (its first read that
+    # waits), not after a delay: under load a delay could put them in the backlog, and nothing would follow
+    read = saga.driver.read_raw
+
+    def read_then_more(size, timeout=None):
+        if timeout != 0 and not fed:
+            fed.append(saga.driver.feed(recording))
+        return read(size, timeout=timeout)
+
+    fed: list = []
+    monkeypatch.setattr(saga.driver, "read_raw", read_then_more)
     want = [x for x in raws if x[NR] == OPENAT]
     r = saga("log", "-f", "-n", "2", "--syscall", "openat", "--count", "5", "--json")
-    more.join()
+    assert fed
     got = [json.loads(x) for x in r.stdout.splitlines()]
     assert [o["ts_ns"] for o in got] == [x[TS] for x in want[-2:] + want[:3]]
     assert got[0]["syscall"] == "openat" and got[0]["pid"] == want[-2][PID]
