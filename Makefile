@@ -63,10 +63,10 @@ test:
 test-unit:
 	$(PYTEST) tests/unit
 
-# eBPF and FUSE on this machine's kernel (root), as on a fresh machine: in a
+# eBPF, FUSE and the fault suite on this machine's kernel (root), as on a fresh machine: in a
 # private mount namespace where no tracefs, debugfs or bpffs is mounted.
 test-host:
-	tools/fresh-ns env $(PYTEST) tests/ebpf tests/fuse
+	tools/fresh-ns env $(PYTEST) tests/ebpf tests/fuse tests/faults
 
 # One VM boot per kernel: build saga.ko against its headers, run tests/kernel inside.
 test-vm:

@@ -71,3 +71,7 @@ class PgServer:
             conn.execute(f"DROP DATABASE IF EXISTS {name}")
             conn.execute(f"CREATE DATABASE {name}")
         return self.url(name)
+
+    def stop_server(self) -> None:
+        """Take the server down, its data kept, as an outage would (tests/faults); start() brings it back."""
+        self._run(pg_bin("pg_ctl"), "-D", self.data, "-m", "fast", "-w", "stop")

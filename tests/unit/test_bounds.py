@@ -20,7 +20,7 @@ from saga.store import rules as stored_rules
 def batch(n: int, start: int) -> tuple[bytes, list[tuple]]:
     buf = b"".join(events.pack(dict(nr=257, pid=start + i, ts_ns=10**18 + start + i, paths=(f"/p/{i % 50}",)))
                    for i in range(n))
-    return buf, events.parse(buf)
+    return buf, events.sizes(buf)
 
 
 @pytest.fixture

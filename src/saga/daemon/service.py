@@ -453,7 +453,7 @@ class Daemon:
                     spool.in_hand(len(buf))      # a crash from here on is counted (spool.py)
                 got = True
                 try:
-                    raws = events.parse(buf)
+                    sizes = events.sizes(buf)       # not parsed: readers parse what they read
                 except events.RecordError as exc:   # a driver bug: say so, keep going
                     state.counters.malformed_reads += 1
                     state.counters.malformed_bytes += len(buf)
@@ -461,7 +461,7 @@ class Daemon:
                     if spool is not None:
                         spool.in_hand(0, 0)
                     continue
-                state.ingest(buf, raws)
+                state.ingest(buf, sizes)
                 await trio.lowlevel.checkpoint()
             if not got:
                 await trio.sleep(0.001)   # readable yet empty: do not spin
@@ -529,7 +529,7 @@ def open_archive(c: Config) -> Store:
     one started (the service must come back); its file is private (0600, 0640 with store.group)."""
     gid = configmod.group_id("store.group", c.store.group) if c.store.group else None
     try:
-        return Store.open(c.store.url, own=True, gid=gid)
+        return Store.open(c.store.url, own=True, gid=gid, busy_timeout=c.store.busy_timeout)
     except store_engine.ArchiveCorrupt as exc:
         path = store_engine.sqlite_path(store_engine.normalize_url(c.store.url))
         if path is None:
@@ -537,7 +537,7 @@ def open_archive(c: Config) -> Store:
         aside = store_engine.set_aside(path)
         log.error("%s: moved it to %s and started a new archive (`sqlite3 %s .recover` may save what it held)",
                   exc, aside, aside)
-        return Store.open(c.store.url, own=True, gid=gid)
+        return Store.open(c.store.url, own=True, gid=gid, busy_timeout=c.store.busy_timeout)
 
 
 def seed_rules(store: Store, host: str, host_id: int, path: str) -> None:
