@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -100,10 +101,14 @@ def boot_and_check(installed) -> Result:
            "--disable-kvm", "--force-9p", "--memory", "1G", "--cpus", "2",
            "--qemu-opts=-accel tcg,thread=single", "--exec", f"sh {OUT}/guest.sh"]
     with open(console, "w") as con:
+        # A session of its own: at the timeout, qemu (vng's grandchild) goes too.
+        vm = subprocess.Popen(cmd, cwd=m.root, env=env, stdin=subprocess.DEVNULL, stdout=con,
+                              stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            subprocess.run(cmd, cwd=m.root, env=env, stdin=subprocess.DEVNULL, stdout=con,
-                           stderr=subprocess.STDOUT, timeout=TIMEOUT, check=False)
+            vm.wait(TIMEOUT)
         except subprocess.TimeoutExpired:
+            os.killpg(vm.pid, signal.SIGKILL)
+            vm.wait()
             con.write(f"\n[test: the VM did not finish in {TIMEOUT} s]\n")
     facts: dict = {}
     if (out / "facts").exists():

@@ -131,9 +131,12 @@ def test_man_pages_documents_and_completion(installed):
     assert "saga rules add" in saga8 and '.SS "saga driver status' in saga8 and ".SH EXAMPLES" in saga8
     # Every document the man pages and the conffile point at is installed, uncompressed.
     named = set()
-    for text in [*texts.values(), m.path("/etc/saga/saga.toml").read_text()]:
+    unit = next(p for p in (m.path("/usr/lib/systemd/system/saga.service"), m.path("/lib/systemd/system/saga.service"))
+                if p.is_file())
+    for text in [*texts.values(), unit.read_text(), *(m.path(f"/etc/saga/{conf}").read_text()
+                                                       for conf in ("saga.toml", "rules.d/default.rules"))]:
         named |= set(re.findall(r"/usr/share/doc/saga/([\w.-]+\.md)", text.replace("\\-", "-")))
-    assert named, "no document named"
+    assert {"daemon.md", "rules.md"} <= named, named
     for doc in named:
         assert m.path(f"/usr/share/doc/saga/{doc}").is_file(), doc
     conf5 = gzip.decompress(m.path("/usr/share/man/man5/saga.toml.5.gz").read_bytes()).decode()
