@@ -74,8 +74,10 @@ test-host:
 test-vm:
 	tools/vmtest $(TEST_KERNELS)
 
-# Build the packages, install them on a clean Debian 12 root (debootstrap,
-# cached in /var/cache/saga-test) and boot it in a VM (docs/install.md).
+# Build the packages for Debian 12 and 13, install them on clean roots of their
+# release (debootstrap, cached in /var/cache/saga-test), boot Debian 12's in a
+# VM, and both with systemd-nspawn --boot for the service's lifecycle
+# (docs/install.md).
 test-pkg:
 	tools/deps.sh base bpf vm pkg
 	$(PYTEST) tests/pkg

@@ -369,3 +369,11 @@ def test_driver_verbs_refuse_the_replay_driver(tmp_path, sqlite_url):
         r = saga("driver", verb, code=64)
         assert r.stderr.strip() == "saga: the replay driver is a recording in the daemon's process: nothing to load " \
                                    "or unload"
+
+
+def test_driver_verbs_need_root(tmp_path, sqlite_url, monkeypatch):
+    monkeypatch.setattr("saga.drivers.lifetime.os.geteuid", lambda: 1000)
+    saga = Saga(tmp_path, None, sqlite_url)
+    for verb in ("status", "load", "unload"):
+        r = saga("driver", verb, code=77)
+        assert r.stderr.strip() == "saga: the capture driver is root's to see, load and unload: run as root (sudo)"
