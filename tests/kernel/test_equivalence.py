@@ -47,7 +47,8 @@ def run_mix(drv) -> tuple[dict[int, tuple[int, int]], list]:
 
 
 # Calls whose return value is a pid.
-_PID_RETURNS = {"clone", "clone3", "fork", "vfork", "wait4", "waitid", "getpid", "gettid", "getppid"}
+_PID_RETURNS = {"clone", "clone3", "fork", "vfork", "wait4", "getpid", "gettid", "getppid", "set_tid_address",
+                "getpgid", "getpgrp", "getsid", "setsid"}
 
 
 def normalized(evs) -> list[list[tuple]]:
