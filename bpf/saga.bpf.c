@@ -443,13 +443,28 @@ static __always_inline void aux_fault(struct saga_bpf_pcpu *pc, struct saga_even
 }
 
 /* execve's argv: whole strings, up to SAGA_AUX_ARGV_MAX bytes and SAGA_AUX_ARGV_ARGS strings. */
+#define ARGV_BATCH	8	/* pointers read in one go: most calls have fewer arguments */
+
 struct argv_read {
 	char *dst;
 	__u64 argv;
 	__u32 len;
 	__u32 wide;		/* 8-byte pointers (native) or 4 (ia32) */
 	__u16 flags;
+	__u16 batched;		/* ptrs[] holds the first ARGV_BATCH pointers */
+	__u64 ptrs[ARGV_BATCH];
 };
+
+/* Pointer i of argv: from the batch read at the start, or one read of its own. */
+static __always_inline int argv_ptr(struct argv_read *a, __u32 i, __u64 *p)
+{
+	if (a->batched && i < ARGV_BATCH) {
+		*p = a->wide ? a->ptrs[i & (ARGV_BATCH - 1)] : ((__u32 *)a->ptrs)[i & (ARGV_BATCH - 1)];
+		return 0;
+	}
+	return a->wide ? bpf_probe_read_user(p, 8, (const void *)(a->argv + 8 * i))
+		       : bpf_probe_read_user(p, 4, (const void *)(a->argv + 4 * i));
+}
 
 static long argv_step(__u32 i, void *data)
 {
@@ -458,8 +473,7 @@ static long argv_step(__u32 i, void *data)
 	__u32 len = a->len;
 	long n;
 
-	if (a->wide ? bpf_probe_read_user(&p, 8, (const void *)(a->argv + 8 * i))
-		    : bpf_probe_read_user(&p, 4, (const void *)(a->argv + 4 * i))) {
+	if (argv_ptr(a, i, &p)) {
 		a->flags |= SAGA_EVF_AUX_FAULT;
 		return 1;
 	}
@@ -492,8 +506,16 @@ static __always_inline void read_argv(struct saga_bpf_pcpu *pc, struct saga_bpf_
 {
 	struct argv_read a = { .dst = aux_area(e), .argv = argv, .wide = !compat };
 
-	if (argv)
+	if (argv) {
+		/*
+		 * One read for the first pointers instead of one per string.  It
+		 * may fail where single reads would not (an array ending just
+		 * before an unmapped page): then each pointer is read alone.
+		 */
+		a.batched = !bpf_probe_read_user(a.ptrs, a.wide ? 8 * ARGV_BATCH : 4 * ARGV_BATCH,
+						 (const void *)argv);
 		bpf_loop(SAGA_AUX_ARGV_ARGS + 1, argv_step, &a, 0);
+	}
 	if (a.flags & SAGA_EVF_AUX_FAULT)
 		pc->aux_faults++;
 	e->ev.flags |= a.flags;
