@@ -325,10 +325,8 @@ static __always_inline int action_of(__u32 slot, long ret, int ret_known, __u32 
 }
 
 /* Readers' own calls are counted, never logged. */
-static __always_inline int is_consumer(void)
+static __always_inline int is_consumer(__u32 tgid)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-
 #pragma unroll
 	for (int i = 0; i < SAGA_BPF_MAX_CONSUMERS; i++)
 		if (saga_config.consumers[i] == tgid)
@@ -593,11 +591,10 @@ static __always_inline void exit_aux(struct saga_bpf_pcpu *pc, struct saga_bpf_e
 }
 
 /* Fill what is known only at the end of a call and put the record in the ring. */
-static __always_inline void emit(struct saga_bpf_pcpu *pc, struct saga_bpf_entry *e, long ret, __u64 duration,
-				 __u32 rule)
+static __always_inline void emit(struct task_struct *task, struct saga_bpf_pcpu *pc, struct saga_bpf_entry *e,
+				 long ret, __u64 duration, __u32 rule)
 {
 	struct saga_event *ev = &e->ev;
-	struct task_struct *task = bpf_get_current_task_btf();
 	const struct cred *cred = task->cred;
 	__u32 size, used;
 	__u64 flags = BPF_RB_NO_WAKEUP, avail;
@@ -677,6 +674,7 @@ static __always_inline void start_record(struct saga_bpf_entry *e, struct pt_reg
 static __always_inline void noreturn_call(struct pt_regs *regs, long nr, __u32 slot, int compat,
 					  int counted_elsewhere)
 {
+	struct task_struct *task;
 	struct saga_bpf_pcpu *pc;
 	struct saga_bpf_entry *e;
 	__u32 rule = 0;
@@ -689,14 +687,15 @@ static __always_inline void noreturn_call(struct pt_regs *regs, long nr, __u32 s
 		return;
 	if (!counted_elsewhere)
 		count(pc, slot, 0);
-	if (action != SAGA_ACT_LOG || is_consumer())
+	task = bpf_get_current_task_btf();
+	if (action != SAGA_ACT_LOG || is_consumer(task->tgid))
 		return;
 	e = bpf_map_lookup_elem(&scratch, &zero);
 	if (!e)
 		return;
 	start_record(e, regs, nr, slot, compat, bpf_ktime_get_ns());
 	e->ev.flags |= SAGA_EVF_NORETURN;
-	emit(pc, e, 0, 0, rule);
+	emit(task, pc, e, 0, 0, rule);
 }
 
 SEC("tp_btf/sys_enter")
@@ -722,7 +721,7 @@ int saga_sys_enter(__u64 *ctx)
 			noreturn_call(regs, nr, slot, compat, slot == SAGA_SLOT_EXIT || slot == SAGA_SLOT_EXIT_GROUP);
 		return 0;
 	}
-	if (action_of(slot, 0, 0, &rule) != SAGA_ACT_LOG || is_consumer()) {
+	if (action_of(slot, 0, 0, &rule) != SAGA_ACT_LOG || is_consumer(task->tgid)) {
 		/* Drop state a previous call may have left (rules changed in between). */
 		e = bpf_task_storage_get(&entries, task, 0, 0);
 		if (e)
@@ -786,12 +785,12 @@ int saga_sys_exit(__u64 *ctx)
 		e->valid = 0;
 		if (e->aux_room && ret >= 0)
 			exit_aux(pc, e, slot);
-		emit(pc, e, ret, bpf_ktime_get_ns() - e->mono_ns, rule);
+		emit(task, pc, e, ret, bpf_ktime_get_ns() - e->mono_ns, rule);
 		return 0;
 	}
 	if (e)
 		e->valid = 0;
-	if (is_consumer())
+	if (is_consumer(task->tgid))
 		return 0;
 	/* Entry not seen: log what the exit knows. */
 	e = bpf_map_lookup_elem(&scratch, &zero);
@@ -800,7 +799,7 @@ int saga_sys_exit(__u64 *ctx)
 	start_record(e, regs, nr, slot, compat, bpf_ktime_get_ns());
 	e->ev.flags |= SAGA_EVF_NO_ENTER;
 	pc->no_enter++;
-	emit(pc, e, ret, 0, rule);
+	emit(task, pc, e, ret, 0, rule);
 	return 0;
 }
 
