@@ -63,17 +63,19 @@ test:
 test-unit:
 	$(PYTEST) tests/unit
 
-# eBPF and FUSE on this machine's kernel (root), as on a fresh machine: in a
+# eBPF, FUSE and the fault suite on this machine's kernel (root), as on a fresh machine: in a
 # private mount namespace where no tracefs, debugfs or bpffs is mounted.
 test-host:
-	tools/fresh-ns env $(PYTEST) tests/ebpf tests/fuse
+	tools/fresh-ns env $(PYTEST) tests/ebpf tests/fuse tests/faults
 
 # One VM boot per kernel: build saga.ko against its headers, run tests/kernel inside.
 test-vm:
 	tools/vmtest $(TEST_KERNELS)
 
-# Build the packages, install them on a clean Debian 12 root (debootstrap,
-# cached in /var/cache/saga-test) and boot it in a VM (docs/install.md).
+# Build the packages for Debian 12 and 13, install them on clean roots of their
+# release (debootstrap, cached in /var/cache/saga-test), boot Debian 12's in a
+# VM, and both with systemd-nspawn --boot for the service's lifecycle
+# (docs/install.md).
 test-pkg:
 	tools/deps.sh base bpf vm pkg
 	$(PYTEST) tests/pkg

@@ -3,12 +3,15 @@
 
     gen_files.py conffile DOC OUT               /etc/saga/saga.toml: the defaults, commented
     gen_files.py man-config DOC VERSION OUT     saga.toml(5)
-    gen_files.py man-cli VERSION OUT            saga(8), from the command tree
+    gen_files.py man-cli INSTALL VERSION OUT    saga(8), from the command tree and docs/install.md
+    gen_files.py man-doc MD NAME SECTION WHAT VERSION OUT   a page from one of docs/*.md
     gen_files.py completion OUT                 bash completion
 
 DOC is docs/config.md: its `## \\`[section]\\`` tables give each key's meaning,
 saga.config gives the keys and their defaults; a key missing from either side
-stops the build.  Run with the packaged venv's python (debian/rules).
+stops the build.  INSTALL is docs/install.md: its sections "The service and
+the driver" and "Everyday tasks" become saga(8)'s SERVICE and EXAMPLES.
+Run with the packaged venv's python (debian/rules).
 """
 from __future__ import annotations
 
@@ -100,7 +103,8 @@ def links(md: str) -> str:
         if re.fullmatch(r"[\w.-]+\.md", target):
             return f"{DOC_DIR}/{target}"
         return text
-    return re.sub(r"\[([^]]+)\]\(([^)]*)\)", one, md)
+    md = re.sub(r"\[([^]]+)\]\(([^)]*)\)", one, md)
+    return re.sub(r"\bdocs/([\w.-]+\.md)\b", rf"{DOC_DIR}/\1", md)     # docs/*.md, as installed
 
 
 def plain(md: str) -> str:
@@ -167,35 +171,85 @@ def roff_inline(md: str) -> str:
     return "".join(out)
 
 
-def roff_markdown(lines: list[str]) -> list[str]:
-    """Paragraphs and fenced code blocks of Markdown as roff."""
+def roff_markdown(lines: list[str], subsection: str = ".SS") -> list[str]:
+    """Markdown blocks as roff: paragraphs, fenced code, lists, tables and (### ...) subheadings."""
     out: list[str] = []
-    para: list[str] = []
+    para: list[str] = []          # the paragraph, or the list item, being read
+    bullet: list[str] = []        # its bullet when it is a list item
+    table: list[list[str]] = []
     code = False
 
     def flush():
         if para:
-            out.extend([".PP", roff_inline(" ".join(para))])
+            out.extend([f".IP {bullet[0]} 4" if bullet else ".PP", roff_inline(" ".join(para))])
             para.clear()
+            bullet.clear()
+        if table:
+            out.extend(table_roff(table))
+            table.clear()
 
     for line in lines:
+        item = re.match(r"^(-|\d+\.) (.*)", line)
         if line.startswith("```"):
             flush()
             out.extend([".PP", ".nf", ".RS 4"] if not code else [".RE", ".fi"])
             code = not code
         elif code:
             out.append(roff(line) if line else ".sp")
+        elif line.startswith("#"):
+            flush()
+            out.append(f'{subsection} "{roff(plain(line.lstrip("#").strip()))}"')
+        elif line.startswith("|"):
+            if para:
+                flush()
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if not all(re.fullmatch(r":?-+:?", c) for c in cells):
+                table.append(cells)
         elif not line.strip():
             flush()
+        elif item:
+            flush()
+            bullet.append("\\(bu" if item.group(1) == "-" else item.group(1))
+            para.append(item.group(2).strip())
         else:
-            para.append(line.strip())
+            para.append(line.strip())    # a paragraph's next line, or a list item's
     flush()
     return out
 
 
+def table_roff(rows: list[list[str]]) -> list[str]:
+    """A Markdown table as tagged paragraphs: the first cell as the tag, the others under it
+    (named by their header when there are more than two columns)."""
+    head, body = rows[0], rows[1:]
+    out = []
+    for row in body:
+        rest = row[1:]
+        if len(rest) == 1:
+            text = roff_inline(rest[0])
+        else:
+            text = "; ".join(f"{roff(plain(h))}: {roff_inline(c)}" for h, c in zip(head[1:], rest, strict=False))
+        out += [".TP", roff_inline(row[0]), text or "\\&"]
+    return out
+
+
+def md_sections(path: str) -> tuple[str, list[str], dict[str, list[str]]]:
+    """(title, the lines before the first ##, {## heading: its lines}) of a Markdown document."""
+    title, intro, sections = "", [], {}
+    current = intro
+    with open(path, encoding="utf-8") as f:
+        for line in f.read().splitlines():
+            if line.startswith("# ") and not title:
+                title = plain(line[2:].strip())
+            elif line.startswith("## "):
+                current = sections.setdefault(plain(line[3:].strip()), [])
+            else:
+                current.append(line)
+    return title, intro, sections
+
+
 def th(name: str, section: int, version: str, manual: str) -> str:
     epoch = int(os.environ.get("SOURCE_DATE_EPOCH", "0")) or None
-    day = datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc) if epoch else datetime.datetime.now()
+    day = datetime.datetime.fromtimestamp(epoch, datetime.UTC) if epoch else datetime.datetime.now()
     return f'.TH {name} {section} "{day:%Y-%m-%d}" "saga {version}" "{manual}"'
 
 
@@ -217,7 +271,24 @@ def man_config(doc_path: str, version: str, out: str) -> None:
     lines += [roff(x) if x else ".sp" for x in saga_config.defaults_toml().rstrip("\n").split("\n")]
     lines += [".RE", ".fi",
               ".SH FILES", ".TP", "/etc/saga/saga.toml", "this file (a conffile of the saga package)",
-              ".SH SEE ALSO", "\\fBsaga\\fR(8)"]
+              ".SH SEE ALSO", "\\fBsaga\\fR(8), " + roff(f"{DOC_DIR}/config.md")]
+    write(out, "\n".join(lines) + "\n")
+
+
+# ---------------------------------------------------------------- pages from docs/*.md
+
+def man_doc(md: str, name: str, section: str, what: str, version: str, out: str) -> None:
+    """A man page from one document: `name \\- what` as NAME, its introduction as DESCRIPTION, every
+    ## section as a section."""
+    _, intro, sections = md_sections(md)
+    manual = {"5": "File Formats", "7": "Miscellanea"}.get(section, "saga")
+    lines = [th(name.upper(), int(section), version, manual), ".SH NAME", f"{roff(name)} \\- {roff(what)}",
+             ".SH DESCRIPTION"]
+    lines += roff_markdown(intro)
+    for heading, body in sections.items():
+        lines.append(f'.SH "{roff(heading.upper())}"')
+        lines += roff_markdown(body)
+    lines += [".SH SEE ALSO", "\\fBsaga\\fR(8), " + roff(f"{DOC_DIR}/{os.path.basename(md)}")]
     write(out, "\n".join(lines) + "\n")
 
 
@@ -225,14 +296,14 @@ def man_config(doc_path: str, version: str, out: str) -> None:
 
 def _click():
     try:
-        from typer import _click as click   # typer >= 0.2x vendors click
+        from typer import _click as click  # typer >= 0.2x vendors click
         return click
     except ImportError:
         import click
         return click
 
 
-def man_cli(version: str, out: str) -> None:
+def man_cli(install_md: str, version: str, out: str) -> None:
     import typer.main
 
     from saga.cli.main import app
@@ -246,14 +317,23 @@ def man_cli(version: str, out: str) -> None:
     lines += help_paragraphs((root.help or "").removeprefix("saga: "))
     lines += [".PP", "Installed by the saga package, the daemon runs as \\fBsaga.service\\fR; the other commands "
               "ask it, or the capture driver directly."]
+    _, _, install = md_sections(install_md)
+    for heading, name in (("The service and the driver", "THE SERVICE AND THE DRIVER"),):
+        if heading not in install:
+            sys.exit(f"gen_files: {install_md} has no section '## {heading}'")
+        lines += [f'.SH "{name}"'] + roff_markdown(install[heading])
     lines += [".SH OPTIONS"] + params_roff(root, ctx, with_help=True)
     lines.append(".SH COMMANDS")
     for path, cmd, cctx in commands(root, ctx, "saga"):
         usage = re.sub(r"[{}]", "", " ".join(cmd.collect_usage_pieces(cctx)))
         lines += [f'.SS "{roff(path)} {roff(usage)}"'] + help_paragraphs(cmd.help) + params_roff(cmd, cctx)
+    if "Everyday tasks" not in install:
+        sys.exit(f"gen_files: {install_md} has no section '## Everyday tasks'")
+    lines += [".SH EXAMPLES"] + roff_markdown(install["Everyday tasks"])
     lines += [".SH EXIT STATUS",
               "0 success; 1 nothing matched (\\fBsaga query\\fR); 64 bad usage or rule; 69 no capture driver can run;",
-              "70 internal error; 71 the operating system refused; 75 busy (a daemon already runs);",
+              "70 internal error; 71 the operating system refused; 75 busy (a daemon already runs, or owns the",
+              "driver);",
               "77 permission denied or rules locked; 78 bad configuration or database.",
               ".SH ENVIRONMENT", ".TP", "SAGA_CONFIG", "the configuration file (as \\fB\\-\\-config\\fR)",
               ".TP", "SAGA_DB", "the database URL (as \\fB\\-\\-db\\fR)",
@@ -263,7 +343,10 @@ def man_cli(version: str, out: str) -> None:
               ".TP", "/run/saga/saga.sock", "the daemon's control socket",
               ".TP", "/sagafs", "the daemon's filesystem: log, pipe, stats, rules, status",
               ".TP", "/dev/saga", "the kernel module's device (package saga\\-dkms)",
-              ".SH SEE ALSO", "\\fBsaga.toml\\fR(5), \\fBsystemctl\\fR(1) (saga.service), \\fBdkms\\fR(8)"]
+              ".TP", "/sys/fs/bpf/saga", "the eBPF driver's pins (while it is loaded)",
+              ".TP", f"{DOC_DIR}/", "the documents: install.md, daemon.md, ebpf.md, cli.md, ...",
+              ".SH SEE ALSO", "\\fBsaga.toml\\fR(5), \\fBsaga\\-rules\\fR(7), \\fBsagafs\\fR(5), "
+              "\\fBsaga\\-log\\fR(5), \\fBsystemctl\\fR(1) (saga.service), \\fBdkms\\fR(8)"]
     write(out, "\n".join(lines) + "\n")
 
 
@@ -336,8 +419,8 @@ def main(argv: list[str]) -> None:
     if not argv:
         sys.exit("usage:\n" + usage)
     cmd, args = argv[0], argv[1:]
-    table = {"conffile": (conffile, 2), "man-config": (man_config, 3), "man-cli": (man_cli, 2),
-             "completion": (completion, 1)}
+    table = {"conffile": (conffile, 2), "man-config": (man_config, 3), "man-cli": (man_cli, 3),
+             "man-doc": (man_doc, 6), "completion": (completion, 1)}
     if cmd not in table or len(args) != table[cmd][1]:
         sys.exit("usage:\n" + usage)
     table[cmd][0](*args)

@@ -18,7 +18,7 @@ declare -A APT=(
   [base]="gcc make pkg-config libfuse3-dev fuse3 kmod git shellcheck"
   [bpf]="clang llvm bpftool libbpf1 libbpf-dev linux-libc-dev"
   [vm]="qemu-system-x86 $KERNEL_PKGS"
-  [pkg]="debhelper dh-dkms dkms dh-virtualenv debootstrap fakeroot dpkg-dev build-essential python3-venv python3-dev systemd"
+  [pkg]="debhelper dh-dkms dkms dh-virtualenv debootstrap fakeroot dpkg-dev build-essential python3-venv python3-dev systemd systemd-container"
   [pg]="postgresql"
   [bench]="strace bpftrace linux-perf auditd"
 )

@@ -93,7 +93,7 @@ def archive_run(chunks: list[bytes], workdir: str) -> tuple[float, float]:
     t0 = time.perf_counter()
     for buf in chunks:
         raws = events.parse(buf)
-        exes.update(enricher.exes(raws))
+        exes.update(enricher.exes(r[events.PID] for r in raws))
         queued.append((buf, raws))
         if sum(len(r) for _, r in queued) >= WRITE_EVENTS:
             write_cpu += flush()

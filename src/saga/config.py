@@ -113,6 +113,7 @@ class StoreConfig:
     retention_rows: int = _key(0, _not_negative)
     prune_interval: float = _key(300.0, _positive)
     group: str = _key("", restart=True)           # a group allowed to read a SQLite archive; "" = root only
+    busy_timeout: float = _key(30.0, _positive, restart=True)  # a SQLite writer waits this long for a lock
     # Disk bounds (saga.daemon.bounds; anchor: auditd.conf's max_log_file, space_left, admin_space_left).
     max_size: str = _key("25%", _size)            # the archive's cap ("0": none)
     max_size_action: str = _key("prune", _one_of("prune", "suspend", "warn"))

@@ -12,6 +12,8 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
+import numpy as np
+
 from saga import _uapi
 
 _LAYOUT = _uapi.SAGA_EVENT
@@ -82,6 +84,69 @@ def parse(buf: bytes | bytearray | memoryview) -> list[tuple]:
         append(rec)
         off += size
     return out
+
+
+def sizes(buf: bytes | memoryview) -> np.ndarray:
+    """Each record's size (int64), checked to chain exactly to the end of buf: what the daemon needs of a
+    read without parsing it (counts, cuts, the archive's columns).  RecordError when they do not chain."""
+    end = len(buf)
+    if end % FIXED == 0 and end:
+        heads = np.frombuffer(buf, "<u2", count=end // 2)[::FIXED // 2]
+        if (heads == FIXED).all():
+            return np.full(len(heads), FIXED, np.int64)
+    data = buf if type(buf) is bytes else bytes(buf)
+    runs: list[int] = []          # run lengths of FIXED records, and the sizes of the others, in order
+    other: list[int] = []
+    off = 0
+    window = _RUN_PROBE
+    while off < end:
+        lows = data[off:off + window:FIXED]
+        run = len(lows) - len(lows.lstrip(_SIZE_LO))
+        if run:
+            highs = data[off + 1:off + run * FIXED:FIXED]
+            run = min(len(highs) - len(highs.lstrip(_SIZE_HI)), (end - off) // FIXED)
+        if run:
+            runs.append(run)
+            other.append(0)
+            window = window * 4 if run * FIXED == window else _RUN_PROBE
+            off += run * FIXED
+            continue
+        if end - off < FIXED:
+            raise RecordError(f"truncated record at byte {off}: {end - off} bytes left, {FIXED} needed")
+        size = data[off] | data[off + 1] << 8
+        if size < FIXED or size & 7 or off + size > end:
+            raise RecordError(f"bad record size {size} at byte {off}")
+        runs.append(1)
+        other.append(size)
+        off += size
+    counts = np.array(runs, np.int64)
+    values = np.array(other, np.int64)
+    values[values == 0] = FIXED
+    return np.repeat(values, counts)
+
+
+_PID_OFFSET = next(f.offset for f in _uapi.SAGA_EVENT.fields if f.name == "pid")
+
+
+_CGROUP_OFFSET = next(f.offset for f in _uapi.SAGA_EVENT.fields if f.name == "cgroup_id")
+
+
+def _starts(sizes_: np.ndarray) -> np.ndarray:
+    starts = np.zeros(len(sizes_), np.int64)
+    np.cumsum(sizes_[:-1], out=starts[1:])
+    return starts
+
+
+def pids(buf: bytes, sizes_: np.ndarray) -> np.ndarray:
+    """The pid of each record (u32), gathered from the bytes without parsing them."""
+    words = np.frombuffer(buf, "<u4", count=len(buf) // 4)
+    return words[(_starts(sizes_) + _PID_OFFSET) >> 2]
+
+
+def cgroup_ids(buf: bytes, sizes_: np.ndarray) -> np.ndarray:
+    """The cgroup id of each record (u64; records are 8-byte aligned), gathered without parsing."""
+    words = np.frombuffer(buf, "<u8", count=len(buf) // 8)
+    return words[(_starts(sizes_) + _CGROUP_OFFSET) >> 3]
 
 
 def _with_tail(size: int) -> struct.Struct:

@@ -84,6 +84,7 @@ CASES = [
     case("fields are ANDed", [f"ignore getsid comm={WORKER} uid=1"], "log"),
     case("errors: a failure", ["log getsid errors", "ignore getsid"], "log", 1, fails=True),
     case("errors: a success goes on", ["log getsid errors", "count getsid"], "count"),
+    case("errors: a success goes on to ignore", ["count getsid errors", "ignore getsid"], "ignore"),
     case("errors, counted", ["count getsid errors", "ignore getsid"], "count", fails=True),
     case("errors, logged by the next rule", ["ignore getsid errors comm=other", "log getsid"], "log", 2,
          fails=True),

@@ -159,5 +159,5 @@ def test_readers_get_the_end_of_the_file_when_the_daemon_stops(mount):
     m = mount(feed=False)
     cat = _blocked_reader(["cat", m.path("pipe")])
     assert m.stop() == 0
-    assert cat.wait(timeout=10) == 0 and cat.stdout.read() == ""
+    assert cat.wait(timeout=10) == 0 and cat.stdout.read() == "", cat.stderr.read()
     assert not m.mounted

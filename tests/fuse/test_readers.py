@@ -1,10 +1,12 @@
 """Readers cannot stall or starve the daemon: per-user limits, nothing rendered at open, killed readers go."""
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import subprocess
 import textwrap
+import weakref
 
 from fuse_helpers import text_of
 from waiting import wait_for
@@ -106,22 +108,54 @@ def test_a_killed_reader_goes_and_its_open_is_released(mount, recording, raws):
 
 
 def test_reading_a_log_file_does_not_hold_up_the_drain(mount, recording, raws):
-    """While a reader works through a big window, new events keep being drained (the reads yield)."""
+    """While a reader is part way through a big window, new events are drained (an open file holds nothing
+    up); the reader still gets the file as it was at its open."""
     m = mount(feed=False, window_events=400_000)
     for _ in range(500):
         m.driver.feed(recording)
     m.wait_drained(500 * len(raws))
     before = m.drained()
     fd = os.open(m.path("log"), os.O_RDONLY)
-    seen_during = []
+    got = 0
     try:
-        while True:
-            if len(seen_during) == 3:
-                m.driver.feed(recording)
-            chunk = os.read(fd, 1 << 20)
-            if not chunk:
-                break
-            seen_during.append(m.drained())
+        for _ in range(3):
+            got += len(os.read(fd, 1 << 20))
+        m.driver.feed(recording)
+        wait_for(lambda: m.drained() == before + len(raws), what="the events fed mid-read to be drained")
+        while chunk := os.read(fd, 1 << 20):
+            got += len(chunk)
     finally:
         os.close(fd)
-    assert max(seen_during) == before + len(raws), "events fed while the log was read were drained meanwhile"
+    assert got == 500 * len(text_of(raws))
+
+
+def test_an_open_log_keeps_a_few_parts_and_gives_everything_back_at_close(mount, recording, raws):
+    """A snapshot references the window's chunks (nothing copied) and keeps at most a few rendered parts;
+    chunks that left the window while it was open are freed when it closes."""
+    from saga.daemon.window import Snapshot
+    from saga.sagafs.ops import OpenFile
+    m = mount(feed=False, window_events=8192)     # two chunks of 4,096
+    for _ in range(20):
+        m.driver.feed(recording)
+    m.wait_drained(20 * len(raws))
+    fd = os.open(m.path("log"), os.O_RDONLY)
+    try:
+        got = len(os.read(fd, 4096))
+        opened = [h.content for h in list(m.state.sagafs.handles.values())
+                  if isinstance(h, OpenFile) and isinstance(h.content, Snapshot)]
+        assert len(opened) == 1
+        snap = weakref.ref(opened[0])
+        chunks = [weakref.ref(c) for c, _ in opened[0].parts]
+        del opened
+        for _ in range(40):                                  # the window moves past everything it holds
+            m.driver.feed(recording)
+        m.wait_drained(60 * len(raws))
+        assert all(r() is not None for r in chunks)          # the open file still reads them
+        while chunk := os.read(fd, 1 << 20):
+            got += len(chunk)
+            assert len(snap()._texts) <= Snapshot.KEEP_PARTS
+    finally:
+        os.close(fd)
+    wait_for(lambda: gc.collect() >= 0 and snap() is None and all(r() is None for r in chunks),
+             what="the snapshot and its chunks to be freed at close")
+    assert got > 4096

@@ -14,7 +14,7 @@ from saga.rules.model import same_rule
 
 
 def test_open_without_module_says_how_to_load(module):
-    with pytest.raises(DriverUnavailable, match="modprobe saga"):
+    with pytest.raises(DriverUnavailable, match=r"start the daemon \(systemctl start saga\) or run `saga driver load`"):
         KmodDriver.open()
 
 

@@ -1,7 +1,8 @@
 """Boot the test machine (its own kernel, its root over 9p) with virtme-ng and
-check the installed packages at work: modules-load.d loads saga.ko, udev's
-rule applies to /dev/saga, and `saga daemon` from the package runs on the
-module and serves `cat /sagafs/log`.
+check the installed packages at work: nothing loads saga.ko at boot,
+`saga daemon` from the package (as saga.service runs it) loads the
+DKMS-built module with modprobe, udev's rule applies to /dev/saga, the
+daemon serves `cat /sagafs/log`, and when it stops the module is removed.
 
 The guest script prints KEY=VALUE facts; the test asserts on them and shows
 the guest's log, the daemon's log and the console when one is missing.
@@ -11,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -27,15 +29,9 @@ fact() { echo "$1=$2" >>$out/facts; }
 set -x
 uname -r
 
-# At boot systemd-modules-load reads modules-load.d; run it the same way.
-/lib/systemd/systemd-modules-load && fact MODULES_LOAD ok
-[ -d /sys/module/saga ] && fact MODULE_LOADED 1
-
-# What udev makes of /dev/saga with the package's rule.
-devpath=$(udevadm info -q path -n /dev/saga)
-udevadm test --action=add "$devpath" >$out/udev.log 2>&1
-grep -q '60-saga-dkms.rules' $out/udev.log && grep -Eq "MODE.*0600|0600" $out/udev.log && fact UDEV_RULE 1
-fact DEVMODE "$(stat -c '%a %U %G' /dev/saga)"
+# What boot loads (modules-load.d): saga.ko must not be among it.
+/lib/systemd/systemd-modules-load
+[ -d /sys/module/saga ] || fact NOT_LOADED_AT_BOOT 1
 
 # The daemon, as saga.service runs it.  SQLite cannot lock on the 9p root:
 # the archive's directory gets a tmpfs (same path, same configuration).
@@ -54,6 +50,13 @@ while [ $i -lt 60 ] && kill -0 $pid 2>/dev/null && ! mountpoint -q /sagafs; do
     sleep 1; i=$((i + 1))
 done
 saga status --json >$out/status.json 2>&1
+[ -d /sys/module/saga ] && fact MODULE_LOADED 1
+fact MODULE_VERSION "$(cat /sys/module/saga/version)"
+# What udev makes of /dev/saga with the package's rule.
+devpath=$(udevadm info -q path -n /dev/saga)
+udevadm test --action=add "$devpath" >$out/udev.log 2>&1
+grep -q '60-saga-dkms.rules' $out/udev.log && grep -Eq "MODE.*0600|0600" $out/udev.log && fact UDEV_RULE 1
+fact DEVMODE "$(stat -c '%a %U %G' /dev/saga)"
 mountpoint -q /sagafs && fact SAGAFS_MOUNTED 1
 for n in 1 2 3; do ls / >/dev/null; cat /etc/hostname >/dev/null; done
 sleep 2
@@ -63,6 +66,7 @@ fact LOG_LINES "$(grep -c 'comm=' $out/sagafs-log.txt)"
 kill -TERM $pid
 wait $pid
 fact DAEMON_EXIT $?
+[ -d /sys/module/saga ] || fact MODULE_REMOVED 1
 umount /var/lib/saga
 """
 
@@ -97,16 +101,20 @@ def boot_and_check(installed) -> Result:
            "--disable-kvm", "--force-9p", "--memory", "1G", "--cpus", "2",
            "--qemu-opts=-accel tcg,thread=single", "--exec", f"sh {OUT}/guest.sh"]
     with open(console, "w") as con:
+        # A session of its own: at the timeout, qemu (vng's grandchild) goes too.
+        vm = subprocess.Popen(cmd, cwd=m.root, env=env, stdin=subprocess.DEVNULL, stdout=con,
+                              stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            subprocess.run(cmd, cwd=m.root, env=env, stdin=subprocess.DEVNULL, stdout=con,
-                           stderr=subprocess.STDOUT, timeout=TIMEOUT, check=False)
+            vm.wait(TIMEOUT)
         except subprocess.TimeoutExpired:
+            os.killpg(vm.pid, signal.SIGKILL)
+            vm.wait()
             con.write(f"\n[test: the VM did not finish in {TIMEOUT} s]\n")
     facts: dict = {}
     if (out / "facts").exists():
         for line in (out / "facts").read_text().splitlines():
             key, _, value = line.partition("=")
-            facts[key] = int(value) if value.isdigit() and key != "DAEMON_EXIT" else value
+            facts[key] = int(value) if value.isdigit() and key not in ("DAEMON_EXIT", "MODULE_VERSION") else value
     status = out / "status.json"
     if status.exists():
         try:

@@ -20,7 +20,7 @@ from saga.store import rules as stored_rules
 def batch(n: int, start: int) -> tuple[bytes, list[tuple]]:
     buf = b"".join(events.pack(dict(nr=257, pid=start + i, ts_ns=10**18 + start + i, paths=(f"/p/{i % 50}",)))
                    for i in range(n))
-    return buf, events.parse(buf)
+    return buf, events.sizes(buf)
 
 
 @pytest.fixture
@@ -112,3 +112,20 @@ def test_a_new_archive_gives_freed_space_back(store):
     with store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA auto_vacuum").scalar_one() == 2     # INCREMENTAL
     assert os.path.exists(store.path)
+
+
+def test_one_write_takes_a_small_share_of_a_small_disk_and_nothing_of_a_big_one(store):
+    from saga.daemon.bounds import WRITE_MIN
+    b = DiskBounds(store, StoreConfig(url="x", max_size="25%"))
+    assert b.write_limit() is None                                     # not measured yet: the first write measures
+    b.last = Measure(size=0, used=0, fs_size=64 << 20, free=60 << 20)
+    assert b.write_limit() == (16 << 20) // 32                          # 1/32 of the cap (25% of 64 MiB)
+    b.last = Measure(size=0, used=0, fs_size=4 << 20, free=4 << 20)
+    assert b.write_limit() == WRITE_MIN                                  # never less than this
+    b.last = Measure(size=0, used=0, fs_size=2 << 40, free=1 << 40)
+    assert b.write_limit() == (512 << 30) // 32                         # 16 GiB: a write (65,536 events) is far below
+    b.last = Measure(size=0, used=0, fs_size=None, free=None)           # a server database: a share means nothing
+    assert b.write_limit() is None
+    b = DiskBounds(store, StoreConfig(url="x", max_size="512M"))
+    b.last = Measure(size=0, used=0, fs_size=None, free=None)
+    assert b.write_limit() == (512 << 20) // 32

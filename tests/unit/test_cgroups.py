@@ -113,13 +113,13 @@ def test_the_process_cache_says_where_events_come_from_in_lines_and_json(tree, m
     raw = events.parse(events.pack(dict(nr=syscalls.BY_NAME["getppid"].slot, pid=42, tid=42, comm="nginx")))[0]
     monkeypatch.setattr(render, "context_of", e.where)
     assert " unit=" not in render.line(raw) and render.to_json(raw)["unit"] is None   # not looked up yet
-    e.note([raw])
+    e.note([raw[events.PID]], [raw[events.CGROUP_ID]])
     e.lookup_all(e.take_pending())
     assert " comm=nginx unit=nginx.service getppid() = 0 " in render.line(raw)
     obj = render.to_json(raw)
     assert (obj["unit"], obj["cgroup"], obj["container"], obj["nspid"]) == ("nginx.service",
                                                                            "/system.slice/nginx.service", None, 7)
-    assert e.units([raw]) == {42: "nginx.service"}
+    assert e.units([raw[events.PID]], [raw[events.CGROUP_ID]]) == {42: "nginx.service"}
 
 
 def cgroups_nspid(proc, pid):
@@ -137,12 +137,12 @@ def test_the_records_cgroup_id_names_its_unit_even_for_a_process_gone(tree, monk
                                         cgroup_id=cron)))[0]
     monkeypatch.setattr(render, "context_of", e.where)
     assert e.where(raw) is None
-    e.note([raw])
+    e.note([raw[events.PID]], [raw[events.CGROUP_ID]])
     e.lookup_all(e.take_pending())   # pid 99 is gone: found by walking the hierarchy
     assert " comm=cron unit=cron.service getppid()" in render.line(raw)
     obj = render.to_json(raw)
     assert (obj["cgroup_id"], obj["unit"], obj["nspid"]) == (cron, "cron.service", None)
-    assert e.units([raw]) == {99: "cron.service"}   # what saga query --unit finds it by
+    assert e.units([raw[events.PID]], [raw[events.CGROUP_ID]]) == {99: "cron.service"}  # saga query --unit
 
 
 def test_a_batch_names_each_pid_by_the_cgroup_of_its_last_call(tree):
@@ -152,7 +152,8 @@ def test_a_batch_names_each_pid_by_the_cgroup_of_its_last_call(tree):
     root, proc = tree
     e = Enricher(probe=lambda pid: None, resolver=cgroups.CgroupResolver(str(root), proc=str(proc)))
     ids = [os.stat(root / "system.slice" / name).st_ino for name in ("cron.service", "nginx.service")]
-    raws = events.parse(b"".join(events.pack(dict(nr=syscalls.BY_NAME["getppid"].slot, pid=7, tid=7, cgroup_id=i))
-                                 for i in ids))
-    assert e.units(raws) == {7: "nginx.service"}
-    assert e.units(raws[:1]) == {7: "cron.service"}
+    buf = b"".join(events.pack(dict(nr=syscalls.BY_NAME["getppid"].slot, pid=7, tid=7, cgroup_id=i)) for i in ids)
+    sizes = events.sizes(buf)
+    pids, cgroup_ids = events.pids(buf, sizes), events.cgroup_ids(buf, sizes)    # as the daemon gathers them
+    assert e.units(pids, cgroup_ids) == {7: "nginx.service"}
+    assert e.units(pids[:1], cgroup_ids[:1]) == {7: "cron.service"}

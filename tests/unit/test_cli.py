@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -289,12 +288,21 @@ def test_log_without_daemon_shows_the_archive(saga, recording, raws):
     assert "daemon is not running" in r.stderr
 
 
-def test_log_follow_without_daemon_reads_the_driver(saga, recording, raws):
-    more = threading.Timer(0.2, saga.driver.feed, (recording,))
-    more.start()
+def test_log_follow_without_daemon_reads_the_driver(saga, recording, raws, monkeypatch):
+    # new events come once the backlog is shown and the command waits for more (its first read that
+    # waits), not after a delay: under load a delay could put them in the backlog, and nothing would follow
+    read = saga.driver.read_raw
+
+    def read_then_more(size, timeout=None):
+        if timeout != 0 and not fed:
+            fed.append(saga.driver.feed(recording))
+        return read(size, timeout=timeout)
+
+    fed: list = []
+    monkeypatch.setattr(saga.driver, "read_raw", read_then_more)
     want = [x for x in raws if x[NR] == OPENAT]
     r = saga("log", "-f", "-n", "2", "--syscall", "openat", "--count", "5", "--json")
-    more.join()
+    assert fed
     got = [json.loads(x) for x in r.stdout.splitlines()]
     assert [o["ts_ns"] for o in got] == [x[TS] for x in want[-2:] + want[:3]]
     assert got[0]["syscall"] == "openat" and got[0]["pid"] == want[-2][PID]
@@ -361,3 +369,11 @@ def test_driver_verbs_refuse_the_replay_driver(tmp_path, sqlite_url):
         r = saga("driver", verb, code=64)
         assert r.stderr.strip() == "saga: the replay driver is a recording in the daemon's process: nothing to load " \
                                    "or unload"
+
+
+def test_driver_verbs_need_root(tmp_path, sqlite_url, monkeypatch):
+    monkeypatch.setattr("saga.drivers.lifetime.os.geteuid", lambda: 1000)
+    saga = Saga(tmp_path, None, sqlite_url)
+    for verb in ("status", "load", "unload"):
+        r = saga("driver", verb, code=77)
+        assert r.stderr.strip() == "saga: the capture driver is root's to see, load and unload: run as root (sudo)"

@@ -260,3 +260,11 @@ def test_host_selects_one_hosts_events_in_queries_reports_and_stats(saga, raws, 
         got = json.loads(saga("stats", "--pid", str(raws[0][PID]), "--since", "@0", "--host", host, "--json").stdout)
         assert sum(s["calls"] for s in got["syscalls"]) == sum(r[PID] == raws[0][PID] for r in mine), host
     saga("report", "--host", "web3", code=1)
+
+
+def test_query_on_a_terminal_shows_failed_calls_in_red(saga, raws, monkeypatch):
+    from saga.cli import search
+    monkeypatch.setattr(search, "colour", lambda stream: True)
+    got = lines(saga("query", "-n", "0"))
+    assert got == [failed_line(render.line(r)) if failed(r) else render.line(r) for r in raws]
+    assert sum(RED in x for x in got) == sum(map(failed, raws)) > 0

@@ -326,3 +326,32 @@ def test_a_reload_applies_live_keys_and_names_the_restart_keys_it_keeps(tmp_path
         assert d.state.config is d.config
     finally:
         d.close()
+
+
+def test_systemd_hears_ready_and_a_status_line(tmp_path, sqlite_url, recording, raws, monkeypatch):
+    """Type=notify: READY=1 with a STATUS= line, then STATUS= refreshed (what `systemctl status` shows)."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(tmp_path / "notify"))
+    listener.settimeout(20)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
+    monkeypatch.setattr("saga.daemon.service.NOTIFY_EVERY", 0.05)
+    r = Running(tmp_path, sqlite_url, ReplayDriver(recording))
+    try:
+        first = listener.recv(4096).decode()
+        assert first.startswith("READY=1\nSTATUS=driver replay ")
+        assert "; starting; 0 events drained" in first and "none lost" in first
+        r.driver.advance()
+        wait_for(lambda: r.status()["drained"]["events"] == len(raws), what="the drain")
+        seen = ""
+        while f"; {len(raws):,} events drained" not in seen:
+            seen = listener.recv(4096).decode()
+        assert re.match(rf"STATUS=driver replay \S+; [\d,]+ events/s; {len(raws):,} events drained, ", seen), seen
+        assert "none lost" in seen
+        assert r.stop() == 0
+        while seen != "STOPPING=1":
+            seen = listener.recv(4096).decode()
+    finally:
+        if r.thread.is_alive():
+            r.stop()
+        r.driver.close()
+        listener.close()

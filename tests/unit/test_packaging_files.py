@@ -52,13 +52,54 @@ def test_man_pages(gen, tmp_path):
     page = (tmp_path / "saga.toml.5").read_text()
     assert page.startswith('.TH SAGA.TOML 5 ')
     assert "\\fBretention_days\\fR = 30.0" in page
-    gen.man_cli("9.9", str(tmp_path / "saga.8"))
+    gen.man_cli(str(REPO / "docs/install.md"), "9.9", str(tmp_path / "saga.8"))
     page = (tmp_path / "saga.8").read_text()
     assert page.startswith('.TH SAGA 8 ')
-    for cmd in ("saga daemon", "saga rules add", "saga query", "saga stats"):
+    for cmd in ("saga daemon", "saga rules add", "saga query", "saga stats", "saga driver status",
+                "saga driver load", "saga driver unload"):
         assert f'.SS "{cmd}' in page, cmd
+    # The service's lifecycle and the everyday tasks come from docs/install.md.
+    assert '.SH "THE SERVICE AND THE DRIVER"' in page and "\\fBExecStopPost=saga driver unload" in page
+    examples = page.split(".SH EXAMPLES\n", 1)[1].split(".SH ", 1)[0]
+    assert "saga rules add ignore 'open*'" in examples and "systemctl status saga" in examples
     # roff: no line may start with a control character it did not mean
     assert not [ln for ln in page.splitlines() if ln.startswith("'")]
+
+
+@pytest.mark.parametrize(("doc", "name", "section", "expect"), [
+    ("rules.md", "saga-rules", "7", ["ACTION SYSCALLS [pid=N]", '.SH "ORDER AND DEFAULTS"', ".TP\n\\fB%file\\fR"]),
+    ("sagafs.md", "sagafs", "5", ['.SH "THE FILES"', '.SS "log"', '.SH "PERMISSIONS"']),
+    ("log-format.md", "saga-log", "5", ['.SH "JSON (\\-\\-JSON)"']),
+])
+def test_man_pages_from_the_documents(gen, tmp_path, doc, name, section, expect):
+    out = tmp_path / f"{name}.{section}"
+    gen.man_doc(str(REPO / "docs" / doc), name, section, "what it is", "9.9", str(out))
+    page = out.read_text()
+    assert page.startswith(f".TH {name.upper()} {section} ")
+    assert page.split("\n")[2] == f"{gen.roff(name)} \\- what it is"
+    for text in expect:
+        assert text in page, text
+    assert "|" not in "".join(ln for ln in page.splitlines() if not ln.startswith((".", " ")) and "`" in ln)
+    assert not [ln for ln in page.splitlines() if ln.startswith("'")]
+    # Every heading, table row and list item of the document made it into the page.
+    text = (REPO / "docs" / doc).read_text()
+    rows = [ln for ln in text.splitlines() if ln.startswith("| ") and not ln.startswith("|---")]
+    headings = [ln for ln in text.splitlines() if ln.startswith("## ")]
+    assert page.count(".TP") >= len(rows) - text.count("\n|---") and page.count(".SH") >= len(headings)
+
+
+def test_every_document_the_package_points_at_is_shipped():
+    """Man pages, the conffile and messages name docs as /usr/share/doc/saga/X.md or docs/X.md; the package
+    installs docs/*.md there (debian/rules), so each X must be one of them."""
+    shipped = {p.name for p in (REPO / "docs").glob("*.md")}
+    named = set()
+    for path in [*(REPO / "src").rglob("*.py"), *(REPO / "docs").glob("*.md"), REPO / "packaging/gen_files.py",
+                 REPO / "packaging/debian/saga.service"]:
+        text = path.read_text()
+        named |= set(re.findall(r"(?:docs/|/usr/share/doc/saga/)([\w.-]+\.md)", text))
+        if path.parent.name == "docs":
+            named |= {t for t in re.findall(r"\]\(([\w.-]+\.md)(?:#[\w-]*)?\)", text)}
+    assert named and not named - shipped, sorted(named - shipped)
 
 
 def test_markdown_inline_to_roff(gen):

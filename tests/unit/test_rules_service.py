@@ -100,6 +100,21 @@ def test_locked_rules_refuse_changes_before_touching_the_database(svc):
     assert len(svc.stored()) == 1
 
 
+def test_locked_rules_are_told_by_the_refused_change_itself(svc, monkeypatch):
+    """The driver's EBUSY says it (RulesLocked): no second question to the driver first, and the refused
+    change leaves neither rules nor a used id behind."""
+    first = svc.add(rules.parse("log read key=k"))
+    svc.lock()
+    monkeypatch.setattr(svc.driver, "info", lambda: pytest.fail("the driver was asked before the change"))
+    for change in (lambda: svc.add(rules.parse("ignore all")), lambda: svc.remove_key("k"), svc.clear,
+                   lambda: svc.replace([rules.parse("log write")])):
+        with pytest.raises(RulesLocked, match="rules are locked until the driver is unloaded"):
+            change()
+    assert svc.stored() == [first]
+    with ReplayDriver() as other:
+        assert RulesService(svc.store, other, "host-a").add(rules.parse("log write")).id == first.id + 1
+
+
 def test_sync_installs_the_stored_rules(svc):
     svc.add(rules.parse("ignore open*"))
     svc.driver.replace_rules([])

@@ -122,7 +122,7 @@ def _spool_and_submit(a: Archiver, sp: Spool, read: tuple[bytes, list[tuple]]) -
     buf, raws = read
     sp.in_hand(len(buf))
     where = sp.append(buf, len(raws))
-    a.submit(buf, raws, where)
+    a.submit(buf, events.sizes(buf), where)
     sp.drained(len(raws))
 
 
@@ -168,4 +168,18 @@ def test_reads_beyond_the_memory_bound_wait_in_the_spool_only(store, tmp_path):
     assert (c["queued"], c["queued_in_memory"], c["dropped"]) == (600, 60, 0)
     a.start()
     assert a.stop() == 0 and archive.count(store.engine) == 600
+    sp.close()
+
+
+def test_a_wholly_archived_segment_is_replaced_and_its_space_given_back(tmp_path):
+    d = str(tmp_path / "spool")
+    buf, raws = read_of(8192, 0)                          # 1 MiB
+    sp = Spool(d, 1 << 30)
+    sp.recover(None)
+    where = sp.append(buf, len(raws))
+    sp.archived_up_to(where)
+    assert len([f for f in os.listdir(d) if f.endswith(".spool")]) == 1   # the drain is still writing it
+    nxt = sp.append(buf, len(raws))
+    assert nxt.seg == where.seg + 1 and sp.size == len(buf)
+    assert [f for f in os.listdir(d) if f.endswith(".spool")] == [f"{nxt.seg:012d}.spool"]
     sp.close()

@@ -145,6 +145,28 @@ def test_lines_rendered_from_columns_are_the_lines_of_the_records(store_url, rec
                 [render.line(r) for r in raws + raws]
 
 
+def test_a_few_rows_are_read_alone_as_whole_columns_would_give_them(store_url, recording, raws):
+    """Batch.pick reads a few rows' bytes (substr) instead of whole columns: the same values, zeros for a
+    column of zeros (not stored), whatever the positions."""
+    import numpy as np
+
+    from saga.store import columns
+    with Store.open(store_url) as st:
+        _archive(st, recording, _host(st))
+        with st.session() as s:
+            search = query.Search(s, EventFilter())
+            (batch,) = list(search.batches())
+            whole = {c: batch.col(c) for c in columns.EVENT_CODES}
+            assert not whole[columns.FIELD_CODES["rule_id"]].any()        # a column not stored
+            rng = np.random.default_rng(5)
+            for pos in (np.array([0]), np.array([len(raws) - 1, 3, 3]), rng.choice(len(raws), 64, replace=False)):
+                fresh = query.Batch(search.db, batch.row)
+                got = fresh.pick(columns.EVENT_CODES, pos)
+                assert not fresh._cols          # nothing read whole
+                for c in columns.EVENT_CODES:
+                    assert np.array_equal(got[c], whole[c][pos]) and got[c].dtype == whole[c].dtype, c
+
+
 def test_search_filters_select_what_they_say(store_url, recording, raws):
     openat, newfstatat = syscalls.BY_NAME["openat"].slot, syscalls.BY_NAME["newfstatat"].slot
     nginx = b"nginx".ljust(16, b"\0")

@@ -106,7 +106,10 @@ def unload(ctx: typer.Context, kind: KindOption = None,
         out("the driver keeps capturing (daemon.keep_capturing)")
         return
     done = lifetime.unload(_kind(env, kind))
-    out("\n".join(f"unloaded the {k} driver" for k in done) if done else "no saga driver was loaded")
+    if done:
+        out("\n".join(f"unloaded the {k} driver" for k in done))
+    elif not unless_kept:      # the unit's ExecStopPost after every clean stop: nothing to say
+        out("no saga driver was loaded")
 
 
 app.command("status")(status)

@@ -23,6 +23,7 @@ Accounting, under one lock, at every moment:
 """
 from __future__ import annotations
 
+import ctypes
 import functools
 import logging
 import random
@@ -33,6 +34,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import chain
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from saga import events
 from saga.daemon.enrich import Enricher
@@ -59,6 +62,14 @@ SUSPENDED = "suspended"            # archiving suspended by the disk bounds (sag
 CAUSES = (QUEUE_FULL, STOPPING, BUG, AT_STOP, SUSPENDED)
 
 
+def _name_thread(name: bytes) -> None:
+    """The thread's name in /proc (top -H, bench/daemon's per-thread CPU): PR_SET_NAME, best effort."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(15, ctypes.c_char_p(name[:15]), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
 @dataclass
 class Retention:
     max_age_s: float = 0.0      # 0: keep forever
@@ -72,12 +83,16 @@ class Retention:
 
 @dataclass(slots=True)
 class Entry:
-    """One read waiting for the archive: its events, in memory or only in the spool."""
+    """One read waiting for the archive: its records (and their sizes), in memory or only in the spool."""
 
     n: int
     buf: bytes | None
-    raws: list[tuple] | None
+    sizes: np.ndarray | None
     where: Location | None          # where the spool holds it (None: memory only)
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.buf) if self.buf is not None else self.where.end - self.where.start if self.where else 0
 
 
 class Archiver:
@@ -123,10 +138,10 @@ class Archiver:
         return sum(self.dropped_by.values())
 
     # -- event loop side -------------------------------------------------------
-    def submit(self, buf: bytes, raws: list[tuple], where: Location | None = None) -> bool:
-        """Queue one read (its bytes, its parse, where the spool has it); False when it was dropped
+    def submit(self, buf: bytes, sizes: np.ndarray, where: Location | None = None) -> bool:
+        """Queue one read (its bytes, its records' sizes, where the spool has it); False when it was dropped
         (counted).  Never blocks."""
-        n = len(raws)
+        n = len(sizes)
         with self._cond:
             self.submitted += n
             if self._stopping or self.suspended:
@@ -138,7 +153,7 @@ class Archiver:
                     return False
                 entry = Entry(n, None, None, where)     # the spool keeps it; memory does not
             else:
-                entry = Entry(n, buf, raws, where)
+                entry = Entry(n, buf, sizes, where)
                 self.in_memory += n
             self._queue.append(entry)
             self.queued += n
@@ -185,11 +200,15 @@ class Archiver:
                 if wait is not None and wait <= 0:
                     return []
                 self._cond.wait(wait)
-            batch = []
-            n = 0
-            while self._queue and n < _MAX_ROWS_PER_WRITE:
+            batch: list[Entry] = []
+            n = nbytes = 0
+            limit = self.bounds.write_limit() if self.bounds is not None else None
+            if limit is not None:     # merging small batches is a write too: no bigger than one
+                self._writer.merge_events = min(archive.MERGE_EVENTS, max(limit // events.FIXED, 1))
+            while self._queue and n < _MAX_ROWS_PER_WRITE and (limit is None or nbytes < limit or not batch):
                 e = self._queue.popleft()
                 n += e.n
+                nbytes += e.nbytes
                 self.queued -= e.n
                 if e.buf is not None:
                     self.in_memory -= e.n
@@ -198,6 +217,7 @@ class Archiver:
             return batch
 
     def _run(self) -> None:
+        _name_thread(b"saga-archiver")
         self._check_at_start()
         while True:
             batch = self._take()
@@ -233,29 +253,39 @@ class Archiver:
         if problem is not None:
             self._replace_archive(ArchiveCorrupt(f"the archive is damaged: {problem}"))
 
-    def _reads(self, batch: list[Entry]) -> list[tuple[bytes, list[tuple]]]:
-        """The batch's reads, the ones only the spool keeps read back from it."""
+    def _reads(self, batch: list[Entry]) -> list[tuple[bytes, np.ndarray]]:
+        """The batch's reads (bytes, record sizes), the ones only the spool keeps read back from it."""
         out = []
         for e in batch:
-            if e.buf is not None and e.raws is not None:
-                out.append((e.buf, e.raws))
+            if e.buf is not None and e.sizes is not None:
+                out.append((e.buf, e.sizes))
                 continue
             if self.spool is None or e.where is None:
                 raise RuntimeError("a queued read is neither in memory nor in the spool")
             buf = self.spool.read(e.where)
-            raws = events.parse(buf)
-            if len(raws) != e.n:
-                raise RuntimeError(f"spool segment {e.where.seg} changed: {len(raws)} events, {e.n} expected")
-            out.append((buf, raws))
+            sizes = events.sizes(buf)
+            if len(sizes) != e.n:
+                raise RuntimeError(f"spool segment {e.where.seg} changed: {len(sizes)} events, {e.n} expected")
+            out.append((buf, sizes))
         return out
 
     def _write(self, batch: list[Entry]) -> None:
         n = sum(e.n for e in batch)
         reads = self._reads(batch)
-        raws = list(chain.from_iterable(r for _, r in reads))
-        exes = self.enricher.exes(raws) if self.enricher is not None else {}
-        units = self.enricher.units(raws) if self.enricher is not None else {}   # saga query --unit
+        exes: dict[int, str | None] = {}
+        units: dict[int, str | None] = {}
+        if self.enricher is not None:
+            pids = np.concatenate([events.pids(buf, sizes) for buf, sizes in reads])
+            cgroup_ids = np.concatenate([events.cgroup_ids(buf, sizes) for buf, sizes in reads])
+            exes = self.enricher.exes(np.unique(pids).tolist())
+            units = self.enricher.units(pids, cgroup_ids)   # saga query --unit
         last = next((e.where for e in reversed(batch) if e.where is not None), None)
+        nbytes = sum(len(buf) for buf, _ in reads)     # an upper bound of what the write adds
+        if self.bounds is not None:
+            try:
+                self.bounds.before_write(self, nbytes)
+            except SagaError as exc:
+                self.bounds.failed(exc)
         backoff = BACKOFF_MIN_S
         attempts = 0
         while True:
@@ -277,15 +307,15 @@ class Archiver:
                 if self._stopping and time.monotonic() >= (self._deadline or 0):
                     self._give_up(batch)
                     return
-                with self._cond:
-                    self.retries += 1
-                    self._cond.wait(backoff * random.uniform(0.8, 1.2))
+                self._back_off(backoff * random.uniform(0.8, 1.2))
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
                 continue
             break
         with self._cond:
             self.archived += n
             self.in_flight = 0
+        if self.bounds is not None:
+            self.bounds.wrote(nbytes)
         if self.spool is not None:
             self.spool.archived(n, unspooled=sum(e.n for e in batch if e.where is None))
             if last is not None:
@@ -298,6 +328,15 @@ class Archiver:
                         time.monotonic() - (self.failing_since or time.monotonic()), self.last_error)
             self.last_error = None
             self.failing_since = None
+
+    def _back_off(self, seconds: float) -> None:
+        """Wait before the next attempt: the whole time (new reads are notified, they must not cut it
+        short), unless the stop begins."""
+        until = time.monotonic() + seconds
+        with self._cond:
+            self.retries += 1
+            while not self._stopping and (left := until - time.monotonic()) > 0:
+                self._cond.wait(left)
 
     def _count_error(self, exc: SagaError) -> None:
         now = time.monotonic()
@@ -343,8 +382,8 @@ class Archiver:
             return
         try:
             self.bounds.check(self)
-        except SagaError as exc:
-            log.error("disk bounds: %s", exc)
+        except SagaError as exc:      # e.g. pruning on a disk already full: said once a warn interval
+            self.bounds.failed(exc)
 
     def suspend(self, why: str | None) -> None:
         """Stop archiving (and spooling) new events, counted as dropped (why), or resume (None)."""

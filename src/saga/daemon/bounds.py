@@ -44,7 +44,9 @@ log = logging.getLogger("saga.daemon.bounds")
 
 CAP_TARGET = 0.9             # prune a capped archive back to this share of the cap
 PRUNE_STEP_MAX = 256         # batches removed between two measurements
-SPACE_MARGIN = 16 << 20      # free this much beyond space_left when pruning for space
+SPACE_MARGIN = 16 << 20      # free this much beyond space_left when pruning for space (1% of a small disk)
+WRITE_SHARE = 32             # one write takes at most 1/32 of the cap and of the filesystem (raw bytes) ...
+WRITE_MIN = 256 << 10        # ... but may always take this much
 
 
 @dataclass
@@ -69,7 +71,8 @@ class DiskBounds:
         self.config = config
         self.warn_every = warn_every
         self.next_check = 0.0
-        self.last: Measure | None = None
+        self.last: Measure | None = None     # the last measure (status shows it)
+        self._grown = 0                      # bytes written since it (an upper bound: raw records)
         self.pruned_for_size = 0          # events removed to keep the cap
         self.pruned_for_space = 0         # events removed to keep space_left free
         self.suspended: str | None = None
@@ -109,6 +112,7 @@ class DiskBounds:
         self.next_check = time.monotonic() + c.bounds_interval
         try:
             m = self.measure()
+            self._grown = 0
         except (SagaError, OSError) as exc:
             self._warn("measure", f"cannot measure the archive for its disk bounds: {exc}")
             return
@@ -117,25 +121,40 @@ class DiskBounds:
             what = f"the archive takes {_human(m.used)}, above store.max_size ({_human(cap)})"
             if c.max_size_action == "prune":
                 target = int(cap * CAP_TARGET)
-                n = self._prune(archive_host(archiver), lambda mm: mm.used - target, give_back=False)
+                try:
+                    n = self._prune(archive_host(archiver), lambda mm: mm.used - target, give_back=False)
+                except SagaError as exc:          # a full disk: the free-space checks below still run
+                    self.failed(exc)
+                    n = 0
                 self.pruned_for_size += n
-                self._act(f"{what}: removed its oldest {n:,} events", level=logging.INFO)
+                if n:
+                    self._act(f"{what}: removed its oldest {n:,} events", level=logging.INFO)
                 m = self.last or m
             elif c.max_size_action == "suspend":
                 self._suspend(archiver, what)
             else:
                 self._warn("max_size", what + " (store.max_size_action = warn)")
         space_left = self._limit(c.space_left, m)
+        if archiver.spool is not None:
+            archiver.spool.reserve = space_left or 0      # the spool leaves space_left to the archive
         if m.free is not None and space_left is not None and m.free < space_left:
             what = (f"{_human(m.free)} free on the archive's filesystem, below store.space_left "
                     f"({_human(space_left)})")
             if c.space_left_action == "prune":
-                want = space_left + SPACE_MARGIN
-                n = self._prune(archive_host(archiver), lambda mm: 0 if mm.free is None else want - mm.free,
-                                give_back=True)
+                want = space_left + min(SPACE_MARGIN, (m.fs_size or 0) // 100)
+                try:
+                    n = self._prune(archive_host(archiver), lambda mm: 0 if mm.free is None else want - mm.free,
+                                    give_back=True)
+                except SagaError as exc:          # too full even to delete: the WAL's room is all there is
+                    self.failed(exc)
+                    self._checkpoint()
+                    n = 0
                 self.pruned_for_space += n
-                self._act(f"{what}: removed the archive's oldest {n:,} events and gave the space back",
-                          level=logging.INFO if n else logging.WARNING)
+                if n:
+                    self._act(f"{what}: removed the archive's oldest {n:,} events and gave the space back",
+                              level=logging.INFO)
+                else:
+                    self._warn("space_left", f"{what}: the archive has nothing left to remove")
                 m = self.last or m
             elif c.space_left_action == "suspend":
                 self._suspend(archiver, what)
@@ -184,13 +203,23 @@ class DiskBounds:
 
     def _give_back(self) -> None:
         """Return the pages pruning freed to the filesystem (SQLite: checkpoint, incremental vacuum)."""
+        self._pragmas("wal_checkpoint(TRUNCATE)", "incremental_vacuum", "wal_checkpoint(TRUNCATE)")
+
+    def _checkpoint(self) -> None:
+        """Empty the WAL into the database (pages it already has: no room needed) and cut it to nothing."""
+        try:
+            self._pragmas("wal_checkpoint(TRUNCATE)")
+        except SagaError as exc:
+            self.failed(exc)
+
+    def _pragmas(self, *pragmas: str) -> None:
         if self.store.path is None:
             return
         raw = self.store.engine.raw_connection()     # autocommit: the pragmas run outside any transaction
         try:
             with translate("giving space back"):
                 cur = raw.cursor()
-                for pragma in ("wal_checkpoint(TRUNCATE)", "incremental_vacuum", "wal_checkpoint(TRUNCATE)"):
+                for pragma in pragmas:
                     cur.execute("PRAGMA " + pragma).fetchall()
                 cur.close()
         finally:
@@ -222,6 +251,48 @@ class DiskBounds:
             self._warned[key] = now
             log.warning("%s", text)
         self.last_action = text
+
+    def write_limit(self) -> int | None:
+        """The most raw bytes one archive write may take (None: no limit), a small share of the cap and of
+        the filesystem: a write's pages go to the WAL first, then to the file, so one write of a big burst
+        could otherwise carry a small disk past every bound between two checks, down to no space even to
+        delete.  Large disks never reach it (a write is at most 65,536 events, ~8 MiB)."""
+        m = self.last
+        if m is None:
+            return None
+        limits = [x // WRITE_SHARE for x in (self._limit(self.config.max_size, m), m.fs_size) if x]
+        return max(min(limits), WRITE_MIN) if limits else None
+
+    def before_write(self, archiver: Archiver, nbytes: int) -> None:
+        """Before a write of about nbytes: check now rather than at the next interval if it could take the
+        archive past its cap or the filesystem below space_left (a burst must not fill a small disk between
+        two checks).  One statvfs; the full check only when it is close."""
+        m = self.last
+        if m is None:                     # the first write: measure first
+            self.check(archiver)
+            return
+        c = self.config
+        cap = self._limit(c.max_size, m)
+        space_left = self._limit(c.space_left, m)
+        if cap is not None and c.max_size_action == "prune" and m.used + self._grown + nbytes > cap:
+            self.check(archiver)
+            return
+        if self.store.path is None or space_left is None:
+            return
+        try:
+            st = os.statvfs(os.path.dirname(self.store.path) or ".")
+        except OSError:
+            return
+        if st.f_bavail * st.f_frsize - nbytes < space_left:
+            self.check(archiver)
+
+    def wrote(self, nbytes: int) -> None:
+        """A write of at most nbytes went in (counted against the cap until the next measure)."""
+        self._grown += nbytes
+
+    def failed(self, exc: SagaError) -> None:
+        """A check that could not act (pruning on a disk already full ...): logged, rate-limited."""
+        self._warn("failed", f"disk bounds: {exc}")
 
     def status(self) -> dict:
         c, m = self.config, self.last

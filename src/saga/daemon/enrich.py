@@ -19,8 +19,8 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from operator import itemgetter
 
+import numpy as np
 import psutil
 
 from saga import cgroups
@@ -58,6 +58,13 @@ def _probe(pid: int) -> ProcInfo | None:
         return ProcInfo(pid, start_ns, name, exe or None, cmdline, user, nspid(pid))
     except (psutil.Error, OSError, ValueError):
         return None
+
+
+def last_of_each(keys: Sequence[int] | np.ndarray, values: Sequence[int] | np.ndarray) -> dict[int, int]:
+    """key -> the value beside its last occurrence (numpy: a read has thousands of events)."""
+    k, v = np.asarray(keys)[::-1], np.asarray(values)[::-1]
+    uniq, first = np.unique(k, return_index=True)
+    return dict(zip(uniq.tolist(), v[first].tolist(), strict=True))
 
 
 def nspid(pid: int, proc: str = "/proc") -> tuple[int, ...]:
@@ -127,20 +134,20 @@ class Enricher:
         for p in stale or list(self._cache)[: len(self._cache) // 2]:
             del self._cache[p]
 
-    def exes(self, raws: Iterable[tuple]) -> dict[int, str | None]:
-        """pid -> executable for the pids of a batch of raw events."""
+    def exes(self, pids: Iterable[int]) -> dict[int, str | None]:
+        """pid -> executable for the pids of a batch."""
         out = {}
-        for pid in set(map(itemgetter(PID), raws)):
+        for pid in set(pids):
             info = self.lookup(pid)
             out[pid] = info.exe if info else None
         return out
 
-    def note(self, raws: list[tuple]) -> None:
-        """Remember the pids and cgroup ids of a batch not looked up yet (cheap: the event loop calls it)."""
-        self._pending.update(set(map(itemgetter(PID), raws)).difference(self._cache))
+    def note(self, pids: Sequence[int] | np.ndarray, cgroup_ids: Sequence[int] | np.ndarray) -> None:
+        """Remember the pids and cgroup ids (of each event of a read: saga.events.pids, cgroup_ids) not looked
+        up yet (cheap: the event loop calls it)."""
+        self._pending.update(set(np.unique(np.asarray(pids)).tolist()).difference(self._cache))
         known = self.cgroups.cached
-        for cgid, pid in dict(zip(map(itemgetter(CGROUP_ID), raws), map(itemgetter(PID), raws),
-                                  strict=True)).items():
+        for cgid, pid in last_of_each(cgroup_ids, pids).items():
             if known(cgid) is None:
                 self._pending_cgroups[cgid] = pid
 
@@ -190,12 +197,12 @@ class Enricher:
             ctx = info.context if info is not None else None
         return ctx
 
-    def units(self, raws: Sequence[tuple]) -> dict[int, str | None]:
-        """pid -> the unit or container name (Context.name) of the pids of a batch (saga query --unit): that of
-        the cgroup of each pid's last call in the batch, else its process's; may read /proc and the cgroup tree."""
+    def units(self, pids: Sequence[int] | np.ndarray, cgroup_ids: Sequence[int] | np.ndarray) -> dict[int, str | None]:
+        """pid -> the unit or container name (Context.name) of the pids of a batch (each event's pid and cgroup
+        id; saga query --unit): that of the cgroup of each pid's last call in the batch, else its process's;
+        may read /proc and the cgroup tree."""
         out: dict[int, str | None] = {}
-        last_cgroup = dict(zip(map(itemgetter(PID), raws), map(itemgetter(CGROUP_ID), raws), strict=True))
-        for pid, cgid in last_cgroup.items():
+        for pid, cgid in last_of_each(pids, cgroup_ids).items():
             ctx = self.cgroups.resolve(cgid, pid) if cgid else None
             if ctx is None:
                 info = self.lookup(pid)

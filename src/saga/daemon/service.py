@@ -17,6 +17,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from dataclasses import dataclass
 
 import trio
@@ -57,6 +58,7 @@ log = logging.getLogger("saga.daemon")
 _FATAL_ERRNOS = {errno.ENODEV, errno.EBADF, errno.ENXIO}
 _READS_PER_WAKE = 64
 _LOOK_EVERY_S = 1.0           # how often the loss monitor looks at the counters
+NOTIFY_EVERY = 5.0            # seconds between STATUS= updates
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,14 @@ def sd_notify(message: str) -> None:
             s.sendto(message.encode(), addr)
     except OSError as exc:
         log.warning("sd_notify: %s", exc)
+
+
+def status_line(status: dict, rate: float | None) -> str:
+    """systemd's STATUS= (what `systemctl status saga` shows): the driver, events per second, and the
+    counts of losses.status_line."""
+    d = status["driver"]
+    driver = f"driver {d['name']} {d['version']}" + ("" if d["enabled"] else " (capture DISABLED)")
+    return "; ".join([driver, "starting" if rate is None else f"{rate:,.0f} events/s", losses.status_line(status)])
 
 
 def _first_error(group: BaseExceptionGroup) -> BaseException:
@@ -374,12 +384,24 @@ class Daemon:
             info = state.driver.info()
             log.info("running: driver %s %s, %d rules, control socket %s", info.driver, info.version,
                      info.nr_rules, self.config.daemon.socket_path)
-            sd_notify("READY=1")
+            sd_notify("READY=1\nSTATUS=" + status_line(state.status(), None))
             self.ready.set()
+            if os.environ.get("NOTIFY_SOCKET"):
+                nursery.start_soon(self._notify_status)
             await stop.wait()
             nursery.cancel_scope.cancel()
         c = state.counters
         log.info("stopped draining after %d events", c.drained_events)
+
+    async def _notify_status(self) -> None:
+        """`systemctl status saga` shows the driver, the event rate and the drops (STATUS=, refreshed)."""
+        state = self._open_state
+        then, drained = time.monotonic(), state.counters.drained_events
+        while True:
+            await trio.sleep(NOTIFY_EVERY)
+            now, n = time.monotonic(), state.counters.drained_events
+            sd_notify("STATUS=" + status_line(state.status(), (n - drained) / (now - then)))
+            then, drained = now, n
 
     async def _mount(self, nursery: trio.Nursery) -> None:
         """Mount sagafs; a mount point from the configuration that cannot be mounted is logged, not fatal."""
@@ -431,7 +453,7 @@ class Daemon:
                     spool.in_hand(len(buf))      # a crash from here on is counted (spool.py)
                 got = True
                 try:
-                    raws = events.parse(buf)
+                    sizes = events.sizes(buf)       # not parsed: readers parse what they read
                 except events.RecordError as exc:   # a driver bug: say so, keep going
                     state.counters.malformed_reads += 1
                     state.counters.malformed_bytes += len(buf)
@@ -439,7 +461,7 @@ class Daemon:
                     if spool is not None:
                         spool.in_hand(0, 0)
                     continue
-                state.ingest(buf, raws)
+                state.ingest(buf, sizes)
                 await trio.lowlevel.checkpoint()
             if not got:
                 await trio.sleep(0.001)   # readable yet empty: do not spin
@@ -507,7 +529,7 @@ def open_archive(c: Config) -> Store:
     one started (the service must come back); its file is private (0600, 0640 with store.group)."""
     gid = configmod.group_id("store.group", c.store.group) if c.store.group else None
     try:
-        return Store.open(c.store.url, own=True, gid=gid)
+        return Store.open(c.store.url, own=True, gid=gid, busy_timeout=c.store.busy_timeout)
     except store_engine.ArchiveCorrupt as exc:
         path = store_engine.sqlite_path(store_engine.normalize_url(c.store.url))
         if path is None:
@@ -515,7 +537,7 @@ def open_archive(c: Config) -> Store:
         aside = store_engine.set_aside(path)
         log.error("%s: moved it to %s and started a new archive (`sqlite3 %s .recover` may save what it held)",
                   exc, aside, aside)
-        return Store.open(c.store.url, own=True, gid=gid)
+        return Store.open(c.store.url, own=True, gid=gid, busy_timeout=c.store.busy_timeout)
 
 
 def seed_rules(store: Store, host: str, host_id: int, path: str) -> None:

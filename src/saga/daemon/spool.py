@@ -36,6 +36,7 @@ from saga.drivers.ebpf.shared import Words
 log = logging.getLogger("saga.daemon.spool")
 
 SEGMENT_BYTES = 16 << 20
+ROLL_BYTES = 1 << 20        # a segment the archive has wholly taken is replaced (and deleted) once this big
 _SUFFIX = ".spool"
 _MAGIC = int.from_bytes(b"SAGASPL1", "little")
 _PAGE = 4096
@@ -44,6 +45,7 @@ _W_MAGIC, _W_PID, _W_STARTED, _W_CLEAN, _W_SPOOL_ID, _W_SEG, _W_END = 0, 8, 16, 
 _W_HAND_BYTES, _W_HAND_EVENTS = 56, 64
 _W_DRAINED, _W_SPOOLED, _W_ARCHIVED, _W_DROPPED, _W_UNSPOOLED, _W_UNSPOOLED_DONE = 72, 80, 88, 96, 104, 112
 READ_CHUNK = 4 << 20        # replayed segments are handed to the archiver in pieces of at most this
+CURSOR_EVERY_S = 1.0        # the spool's own copy of the cursor is written at most this often
 
 
 @dataclass(frozen=True)
@@ -128,8 +130,11 @@ class Spool:
         self._end = 0
         self.full_since: float | None = None      # monotonic time the spool became full (None: it is not)
         self.paused = False                       # the disk bounds stopped spooling (the disk is nearly full)
+        self.reserve = 0                          # bytes to keep free on its filesystem (the bounds: space_left)
         self.write_errors = 0
         self.last_error: str | None = None
+        self._cursor_written = float("-inf")
+        self._archived_through: tuple[int, int] = (-1, 0)   # (segment, end) the archive has up to
         os.makedirs(directory, mode=0o700, exist_ok=True)
         os.chmod(directory, 0o700)
         self._map, self._page = self._map_state()
@@ -290,7 +295,7 @@ class Spool:
         p.set_u64(_W_HAND_EVENTS, nevents)
         with self._lock:
             total = sum(self._sizes.values())
-        if total + len(buf) > self.max_bytes or self.paused:
+        if total + len(buf) > self.max_bytes or self.paused or not self._room_for(len(buf)):
             if self.full_since is None and self.max_bytes and not self.paused:
                 self.full_since = time.monotonic()
             return None
@@ -298,6 +303,8 @@ class Spool:
         try:
             if self._fd < 0 or self._end + len(buf) > self.segment_bytes and self._end:
                 self._next_segment()
+            elif self._end >= ROLL_BYTES and self._archived_through == (self._seg, self._end):
+                self._next_segment(drop_previous=True)   # all of it archived: give its space back now
             start = self._end
             written = os.write(self._fd, buf)
             if written != len(buf):            # a short write: the filesystem is full
@@ -315,10 +322,28 @@ class Spool:
         self.in_hand(0, 0)
         return Location(self._seg, start, self._end)
 
-    def _next_segment(self) -> None:
+    def _room_for(self, n: int) -> bool:
+        """Would the filesystem keep `reserve` bytes free after n more?  (One statvfs per read: the spool
+        must not take the space the archive needs to write, and prune, its way out of a full disk.)"""
+        if not self.reserve:
+            return True
+        try:
+            st = os.fstatvfs(self._fd) if self._fd >= 0 else os.statvfs(self.dir)
+        except OSError:
+            return True
+        return st.f_bavail * st.f_frsize - n >= self.reserve
+
+    def _next_segment(self, drop_previous: bool = False) -> None:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+            if drop_previous:
+                with self._lock:
+                    self._sizes.pop(self._seg, None)
+                try:
+                    os.unlink(self._path(self._seg))
+                except FileNotFoundError:
+                    pass
             self._seg += 1
         fd = os.open(self._path(self._seg), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         self._fd = fd
@@ -343,7 +368,9 @@ class Spool:
         return f"{self.spool_id}:{where.seg}:{where.end}"
 
     def archived_up_to(self, where: Location) -> None:
-        """Everything spooled up to `where` is in the archive: delete the segments before it, note the cursor."""
+        """Everything spooled up to `where` is in the archive: delete the segments before it, note the cursor
+        (the drain replaces the current segment once the archive has all of it)."""
+        self._archived_through = (where.seg, where.end)
         with self._lock:
             done = [s for s in self._sizes if s < where.seg]
             for s in done:
@@ -356,6 +383,10 @@ class Spool:
                 os.unlink(self._path(s))
             except FileNotFoundError:
                 pass
+        now = time.monotonic()
+        if now - self._cursor_written < CURSOR_EVERY_S and not done:
+            return                      # the archive holds the exact cursor: this copy may lag a little
+        self._cursor_written = now
         try:
             tmp = os.path.join(self.dir, "cursor.tmp")
             with open(tmp, "w") as f:

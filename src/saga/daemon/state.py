@@ -14,9 +14,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import trio
 
 import saga
+from saga import events
 from saga.config import Config
 from saga.daemon.archiver import Archiver
 from saga.daemon.enrich import Enricher
@@ -60,21 +62,22 @@ class DaemonState:
     _new_events: trio.Event = field(default_factory=trio.Event)
 
     # -- ingest (drain loop only) ------------------------------------------------
-    def ingest(self, buf: bytes, raws: list[tuple]) -> None:
-        """Records read from the driver (and their parse): spooled, into the window, to the archiver; wake
-        readers.  The spool's state page says what a crash at any point here would lose."""
-        n = len(raws)
+    def ingest(self, buf: bytes, sizes: np.ndarray) -> None:
+        """A read from the driver (its records' sizes, saga.events.sizes: nothing is parsed here): spooled,
+        into the window, to the archiver; wake readers.  The spool's state page says what a crash at any
+        point here would lose."""
+        n = len(sizes)
         c = self.counters
         c.drained_events += n
         c.drained_bytes += len(buf)
         c.reads += 1
         spool = self.spool
         where = spool.append(buf, n) if spool is not None and self.archiver is not None else None
-        self.window.append(raws)
+        self.window.append(buf, sizes)
         if self.context:
-            self.enricher.note(raws)
+            self.enricher.note(events.pids(buf, sizes), events.cgroup_ids(buf, sizes))
         if self.archiver is not None:
-            queued = self.archiver.submit(buf, raws, where)
+            queued = self.archiver.submit(buf, sizes, where)
             if spool is not None:
                 spool.drained(n, dropped=0 if queued else n, unspooled=n if queued and where is None else 0)
         elif spool is not None:

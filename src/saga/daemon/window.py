@@ -32,51 +32,79 @@ Not thread-safe: the daemon's event loop owns it.
 from __future__ import annotations
 
 import bisect
+import functools
 import re
+import weakref
 from array import array
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 
-from saga import render
+import numpy as np
+
+from saga import events, render
 from saga.events import NR, PID
 
 Render = Callable[[tuple], str]
 Text = bytes | memoryview
 Select = Callable[["Chunk", int], Sequence[int] | None]   # (chunk, events of it in view) -> positions, None: all
 _NEWLINE = re.compile(b"\n")
-TEXT_BUDGET = 128 << 20     # a default window of the recorded workload renders to ~110 MB
+TEXT_BUDGET = 128 << 20     # bytes: a default window of the recorded workload renders to ~110 MB
+PARSED_BUDGET = 131_072     # events kept parsed (~70 MB of tuples); the window itself holds their bytes
 
 
-class TextBudget:
-    """The rendered texts chunks keep, at most max_bytes in all; the least recently rendered go first."""
+class Budget:
+    """What chunks keep that can be made again (rendered texts, parsed events): at most `limit` units in all;
+    past it, the least recently charged chunks give theirs up (`forget`, returning the units freed).  It holds
+    the chunks weakly: a chunk that left the window lives only as long as an open file reads it, and what it
+    kept is given back with it."""
 
-    def __init__(self, max_bytes: int = TEXT_BUDGET) -> None:
-        self.max_bytes = max_bytes
+    def __init__(self, limit: int, forget: Callable[[Chunk], int]) -> None:
+        self.limit = limit
         self.used = 0
-        self._chunks: OrderedDict[int, Chunk] = OrderedDict()
+        self._forget = forget
+        self._chunks: OrderedDict[int, tuple[weakref.ref, list[int]]] = OrderedDict()   # id -> (chunk, [units])
 
-    def charge(self, chunk: Chunk, nbytes: int) -> None:
-        self.used += nbytes
-        self._chunks[id(chunk)] = chunk
-        self._chunks.move_to_end(id(chunk))
-        while self.used > self.max_bytes and len(self._chunks) > 1:
-            _, old = self._chunks.popitem(last=False)
-            self.used -= old.forget_text()
+    def charge(self, chunk: Chunk, units: int) -> None:
+        self.used += units
+        key = id(chunk)
+        entry = self._chunks.get(key)
+        if entry is None:
+            entry = self._chunks[key] = (weakref.ref(chunk, functools.partial(self._gone, key)), [0])
+        entry[1][0] += units
+        self._chunks.move_to_end(key)
+        while self.used > self.limit and len(self._chunks) > 1:
+            _, (ref, _) = self._chunks.popitem(last=False)
+            old = ref()
+            if old is not None:
+                self.used -= self._forget(old)
 
     def release(self, chunk: Chunk) -> None:
-        """A chunk that left the window gives its text back (a snapshot still holding it renders again)."""
+        """A chunk that left the window gives its share back (a snapshot still holding it makes it again)."""
         if self._chunks.pop(id(chunk), None) is not None:
-            self.used -= chunk.forget_text()
+            self.used -= self._forget(chunk)
+
+    def _gone(self, key: int, _ref: weakref.ref) -> None:
+        entry = self._chunks.pop(key, None)
+        if entry is not None:
+            self.used -= entry[1][0]
 
 
 class Chunk:
-    __slots__ = ("first_seq", "raws", "budget", "_text", "_text_events", "_text_bytes", "_ends", "_by_slot",
-                 "_by_pid", "_indexed")
+    """Up to chunk_events events as the driver delivered them (the bytes of its reads, cut at record
+    boundaries), parsed and rendered only when a reader needs them."""
 
-    def __init__(self, first_seq: int, budget: TextBudget | None = None) -> None:
+    __slots__ = ("first_seq", "n", "bufs", "sizes", "texts", "parsed", "_raws", "_parsed_bufs", "_text",
+                 "_text_events", "_text_bytes", "_ends", "_by_slot", "_by_pid", "_indexed", "__weakref__")
+
+    def __init__(self, first_seq: int, texts: Budget | None = None, parsed: Budget | None = None) -> None:
         self.first_seq = first_seq
-        self.raws: list[tuple] | tuple[tuple, ...] = []     # a tuple once the chunk is sealed
-        self.budget = budget
+        self.n = 0                                 # events in the chunk
+        self.bufs: list[bytes] = []                # the records, as read (one piece per read)
+        self.sizes: list[np.ndarray] = []          # each piece's record sizes
+        self.texts = texts
+        self.parsed = parsed
+        self._raws: list[tuple] | tuple[tuple, ...] | None = None   # parsed, on first use
+        self._parsed_bufs = 0                      # pieces of bufs that _raws covers
         self._text: list[Text] = []     # rendered pieces, covering raws[:_text_events]
         self._text_events = 0
         self._text_bytes = 0
@@ -85,17 +113,62 @@ class Chunk:
         self._by_pid: dict[int, array] | None = None
         self._indexed = 0                         # events covered by _by_slot and _by_pid
 
+    def __len__(self) -> int:
+        return self.n
+
+    def add(self, buf: bytes, sizes: np.ndarray) -> None:
+        self.bufs.append(buf)
+        self.sizes.append(sizes)
+        self.n += len(sizes)
+
+    def seal(self) -> None:
+        """The chunk is full: one piece of bytes (and its parse, if any, a tuple the garbage collector skips:
+        a million events in lists would cost every full collection ~100 ms of traversal)."""
+        if len(self.bufs) > 1:
+            self.bufs = [b"".join(self.bufs)]
+            self.sizes = [np.concatenate(self.sizes)]
+            self._parsed_bufs = 1 if self._parsed_bufs else 0
+            if self._raws is not None and len(self._raws) < self.n:      # parsed in part: parse again on use
+                self.forget_raws()
+        if isinstance(self._raws, list):
+            self._raws = tuple(self._raws)
+
+    @property
+    def raws(self) -> Sequence[tuple]:
+        """The chunk's events parsed (saga.events.parse), parsing what is new since the last time."""
+        raws = self._raws
+        if raws is None:
+            raws = self._raws = []
+            self._parsed_bufs = 0
+        if self._parsed_bufs < len(self.bufs):
+            new: list[tuple] = []
+            for buf in self.bufs[self._parsed_bufs:]:
+                new.extend(events.parse(buf))
+            self._parsed_bufs = len(self.bufs)
+            if isinstance(raws, tuple):
+                raws = self._raws = list(raws)
+            raws.extend(new)
+            if self.parsed is not None:
+                self.parsed.charge(self, len(new))
+        return raws
+
+    def forget_raws(self) -> int:
+        """Give the parsed events up (parsed again if needed); returns how many they were."""
+        freed = len(self._raws) if self._raws is not None else 0
+        self._raws, self._parsed_bufs = None, 0
+        return freed
+
     def render_events(self, max_events: int | None = None, line: Render = render.line) -> int:
         """Render up to max_events more events (None: all); returns how many were rendered."""
         start = self._text_events
-        end = len(self.raws) if max_events is None else min(len(self.raws), start + max_events)
+        end = self.n if max_events is None else min(self.n, start + max_events)
         if end > start:
             text = render_lines(self.raws[start:end], line)
             self._text.append(text)
             self._text_events = end
             self._text_bytes += len(text)
-            if self.budget is not None:
-                self.budget.charge(self, len(text))
+            if self.texts is not None:
+                self.texts.charge(self, len(text))
         return end - start
 
     def forget_text(self) -> int:
@@ -141,7 +214,7 @@ class Chunk:
 
     @property
     def rendered(self) -> bool:
-        return self._text_events == len(self.raws)
+        return self._text_events == self.n
 
     def line_ends(self) -> array:
         """ends[i] is the offset just past event i's line in rendered_text(), for the rendered events."""
@@ -160,6 +233,8 @@ class Chunk:
         if self._by_slot is None or self._by_pid is None:
             self._by_slot, self._by_pid = {}, {}
         by_slot, by_pid = self._by_slot, self._by_pid
+        if self._indexed == self.n:
+            return by_slot, by_pid
         raws = self.raws
         for i in range(self._indexed, len(raws)):
             raw = raws[i]
@@ -270,41 +345,51 @@ class Snapshot:
 
 class EventWindow:
     def __init__(self, max_events: int = 1_000_000, chunk_events: int = 4096,
-                 text_budget: int = TEXT_BUDGET) -> None:
+                 text_budget: int = TEXT_BUDGET, parsed_budget: int = PARSED_BUDGET) -> None:
         if max_events < chunk_events:
             chunk_events = max(1, max_events)
         self.max_events = max_events
         self.chunk_events = chunk_events
-        self.budget = TextBudget(text_budget)
-        self.chunks: deque[Chunk] = deque([Chunk(0, self.budget)])
+        self.texts = Budget(text_budget, Chunk.forget_text)
+        self.parsed = Budget(parsed_budget, Chunk.forget_raws)
+        self.chunks: deque[Chunk] = deque([self._chunk(0)])
         self.next_seq = 0        # sequence number the next event will get
         self.dropped = 0         # events that left the window
         self.readers_lost = 0    # events readers (pipe, log -f) missed because they left the window first
 
+    def _chunk(self, first_seq: int) -> Chunk:
+        return Chunk(first_seq, self.texts, self.parsed)
+
     # -- ingest ------------------------------------------------------------
-    def append(self, raws: Sequence[tuple]) -> None:
+    def append(self, buf: bytes, sizes: np.ndarray | None = None) -> None:
+        """A read's records (sizes: saga.events.sizes of them, computed when not given).  Nothing is
+        parsed: a chunk parses its bytes when a reader first needs its events."""
+        if sizes is None:
+            sizes = events.sizes(buf)
         tail = self.chunks[-1]
-        i, n = 0, len(raws)
-        while i < n:
-            room = self.chunk_events - len(tail.raws)
+        while len(sizes):
+            room = self.chunk_events - tail.n
             if room <= 0:
-                # Sealed: a tuple of (untracked) tuples, which the garbage collector then leaves alone;
-                # a million events in lists would cost every full collection ~100 ms of traversal.
-                tail.raws = tuple(tail.raws)
-                tail = Chunk(self.next_seq, self.budget)
+                tail.seal()
+                tail = self._chunk(self.next_seq)
                 self.chunks.append(tail)
                 room = self.chunk_events
-            take = raws[i:i + room]
-            tail.raws.extend(take)       # type: ignore[union-attr]  # the tail's raws are a list
-            self.next_seq += len(take)
-            i += len(take)
+            if len(sizes) <= room:
+                tail.add(buf, sizes)
+                self.next_seq += len(sizes)
+                break
+            cut = int(sizes[:room].sum())
+            tail.add(buf[:cut], sizes[:room])
+            self.next_seq += room
+            buf, sizes = buf[cut:], sizes[room:]
         self._evict()
 
     def _evict(self) -> None:
         while len(self.chunks) > 1 and self.next_seq - self.chunks[0].first_seq > self.max_events:
             old = self.chunks.popleft()
-            self.dropped += len(old.raws)
-            self.budget.release(old)
+            self.dropped += old.n
+            self.texts.release(old)
+            self.parsed.release(old)
 
     @property
     def first_seq(self) -> int:
@@ -316,7 +401,7 @@ class EventWindow:
     # -- reading -----------------------------------------------------------
     def snapshot(self, select: Select | None = None) -> Snapshot:
         """The window as it is now, as one file (of the events `select` keeps); renders nothing."""
-        parts = [(c, len(c.raws)) for c in self.chunks if c.raws]
+        parts = [(c, c.n) for c in self.chunks if c.n]
         return Snapshot(parts, self.first_seq, self.next_seq, select)
 
     def text_since(self, seq: int, max_bytes: int) -> tuple[bytes, int, int]:
@@ -336,7 +421,7 @@ class EventWindow:
         while i < len(chunks) and room > 0:
             chunk = chunks[i]
             first = seq - chunk.first_seq
-            if first < len(chunk.raws):
+            if first < chunk.n:
                 chunk.render_events(max(first + 1 + room // 64 - chunk.rendered_events, 0))   # what may fit, no more
                 ends = chunk.line_ends()
                 start = ends[first - 1] if first else 0
@@ -348,7 +433,7 @@ class EventWindow:
                 out.append(chunk.rendered_text()[start:ends[last - 1]])
                 room -= ends[last - 1] - start
                 seq = chunk.first_seq + last
-                if last < len(chunk.raws):
+                if last < chunk.n:
                     break
             i += 1
         return b"".join(out), seq, lost
@@ -361,7 +446,7 @@ class EventWindow:
             self.readers_lost += lost
         out: list[tuple] = []
         for chunk in self.chunks:
-            end = chunk.first_seq + len(chunk.raws)
+            end = chunk.first_seq + chunk.n
             if end <= seq:
                 continue
             start = max(seq - chunk.first_seq, 0)
@@ -376,6 +461,8 @@ class EventWindow:
         if n <= 0:
             return out
         for chunk in reversed(self.chunks):
+            if not chunk.n:
+                continue
             part = chunk.raws if keep is None else [r for r in chunk.raws if keep(r)]
             out[:0] = part[-(n - len(out)):]
             if len(out) >= n:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import fcntl
+import glob
 import os
 import select
 import subprocess
@@ -38,8 +39,8 @@ def _cstr(raw: bytes) -> str:
     return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
 
 
-def why_unavailable() -> str:
-    """Why /dev/saga is missing, with the fix."""
+def _no_modules() -> str | None:
+    """Why this kernel can load no module at all, or None."""
     if not os.path.exists("/proc/modules"):
         return "this kernel cannot load modules (built without CONFIG_MODULES): use the eBPF driver"
     try:
@@ -48,12 +49,32 @@ def why_unavailable() -> str:
                 return "module loading is disabled on this machine (kernel.modules_disabled=1): use the eBPF driver"
     except OSError:
         pass
+    return None
+
+
+def why_unavailable() -> str:
+    """Why /dev/saga is missing, with the fix."""
+    reason = _no_modules()
+    if reason:
+        return reason
     if os.path.isdir("/sys/module/saga"):
         return f"the saga module is loaded but {DEVICE} is missing (is udev running?)"
-    return "the saga module is not loaded: run `modprobe saga`"
+    return "the saga module is not loaded: start the daemon (systemctl start saga) or run `saga driver load`"
+
+
+def _not_found_fix() -> str:
+    """What to do when modprobe finds no saga.ko for this kernel: never "install saga-dkms" when it is."""
+    release = os.uname().release
+    if glob.glob("/usr/src/saga-*/dkms.conf"):
+        return (f"saga-dkms is installed but built no module for Linux {release}: install "
+                f"linux-headers-{release} (DKMS then builds it), or see `dkms status saga`")
+    return "install saga-dkms, or build it: make -C kmod"
 
 
 def _modprobe() -> None:
+    reason = _no_modules()
+    if reason:
+        raise DriverUnavailable(reason)
     try:
         proc = subprocess.run(["modprobe", "saga"], capture_output=True, text=True, timeout=60)
     except FileNotFoundError:
@@ -64,7 +85,7 @@ def _modprobe() -> None:
         lines = (proc.stderr or proc.stdout).strip().splitlines()
         reason = lines[-1] if lines else f"modprobe exited {proc.returncode}"
         if "not found" in reason:
-            reason += " (install saga-dkms, or build it: make -C kmod)"
+            reason += f" ({_not_found_fix()})"
         raise DriverUnavailable(f"cannot load the saga module: {reason}")
     for _ in range(50):  # udev creates the node
         if os.path.exists(DEVICE):

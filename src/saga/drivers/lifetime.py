@@ -204,7 +204,7 @@ def _kinds(kind: str) -> list[str]:
 
 def _need_root() -> None:
     if os.geteuid() != 0:
-        raise PermissionDenied("loading and unloading the capture driver needs root: run as root (sudo)")
+        raise PermissionDenied("the capture driver is root's to see, load and unload: run as root (sudo)")
 
 
 # -- what the daemon and `saga driver` use ------------------------------------------------
@@ -255,12 +255,12 @@ def own(kind: str = "auto", *, replay_path: str | None = None) -> Owned:
 
 def loaded() -> list[Loaded]:
     """The saga drivers loaded on this machine (module, eBPF program at this pin directory)."""
+    _need_root()      # the pins (bpffs, 0700) and /dev/saga are root's: anyone else would see none
     return [found for found in (b.loaded() for b in BACKENDS.values()) if found is not None]
 
 
 def load(kind: str = "auto") -> Loaded:
     """`saga driver load`: load a driver without a daemon (it captures; nobody reads the events)."""
-    _need_root()
     for found in loaded():
         if kind in ("auto", found.kind) and found.version == saga.__version__:
             return found
@@ -280,7 +280,6 @@ def load(kind: str = "auto") -> Loaded:
 
 def unload(kind: str = "auto") -> list[str]:
     """`saga driver unload`: unload what is loaded (both kinds for auto); refused while a daemon owns it."""
-    _need_root()
     done = []
     for found in loaded():
         if kind not in ("auto", found.kind):

@@ -40,8 +40,8 @@ from saga.rules.model import ACTION_NAMES, ACTIONS, Rule, check_list
 
 _ALL_FEATURES = (_uapi.SAGA_FEAT_PATHS | _uapi.SAGA_FEAT_DURATION | _uapi.SAGA_FEAT_COMPAT | _uapi.SAGA_FEAT_POLL
                  | _uapi.SAGA_FEAT_AUX | _uapi.SAGA_FEAT_CGROUP | _uapi.SAGA_FEAT_EXE | _uapi.SAGA_FEAT_TREE)
-_RULE_ID_AT = next(f.offset for f in _uapi.SAGA_EVENT.fields if f.name == "rule_id")
-_U32 = struct.Struct("<I")
+_RULE_ID = _uapi.SAGA_EVENT.field("rule_id")
+_RULE_ID_PACK = struct.Struct("<" + _RULE_ID.code).pack
 _EXECS = frozenset(syscalls.BY_NAME[n].slot for n in ("execve", "execveat"))
 
 
@@ -223,7 +223,7 @@ class ReplayDriver(Driver):
             self._totals["drops"] += 1
             return
         if raw[events.RULE_ID] != rule_id:
-            record = record[:_RULE_ID_AT] + _U32.pack(rule_id) + record[_RULE_ID_AT + 4:]
+            record = record[:_RULE_ID.offset] + _RULE_ID_PACK(rule_id) + record[_RULE_ID.offset + _RULE_ID.size:]
         self._ring.append(record)
         self._ring_used += len(record)
         self._totals["events"] += 1

@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable
 
 from saga.drivers.base import Driver
-from saga.errors import RulesLocked, UsageError
+from saga.errors import UsageError
 from saga.rules.model import Rule, check_list, same_rules
 from saga.store import Store
 from saga.store import rules as stored_rules
@@ -51,25 +51,20 @@ class RulesService:
         return new[0] if first else new[-1]
 
     def remove(self, rule_id: int) -> Rule:
-        removed: list[Rule] = []
-
-        def drop(old: list[Rule], _ids) -> list[Rule]:
-            removed.extend(r for r in old if r.id == rule_id)
-            if not removed:
-                raise UsageError(f"no rule with id {rule_id} (saga rules list shows the ids)")
-            return [r for r in old if r.id != rule_id]
-
-        self._change(drop)
-        return removed[0]
+        return self._remove(lambda r: r.id == rule_id, f"no rule with id {rule_id} (saga rules list shows the ids)")[0]
 
     def remove_key(self, key: str) -> list[Rule]:
+        return self._remove(lambda r: r.key == key, f"no rule has key {key!r}")
+
+    def _remove(self, matches: Callable[[Rule], bool], none: str) -> list[Rule]:
+        """Remove the rules `matches` picks (UsageError `none` when there are none); returns them."""
         removed: list[Rule] = []
 
         def drop(old: list[Rule], _ids) -> list[Rule]:
-            removed.extend(r for r in old if r.key == key)
+            removed[:] = [r for r in old if matches(r)]
             if not removed:
-                raise UsageError(f"no rule has key {key!r}")
-            return [r for r in old if r.key != key]
+                raise UsageError(none)
+            return [r for r in old if not matches(r)]
 
         self._change(drop)
         return removed
@@ -116,8 +111,7 @@ class RulesService:
 
     def _change(self, compute: Callable[[list[Rule], Callable[[Rule], Rule]], list[Rule]],
                 keep_ids: list[int] | None = None) -> list[Rule]:
-        if self.driver is not None and self.driver.info().locked:
-            raise RulesLocked("rules are locked (saga rules lock) until the driver is unloaded")
+        # Locked rules: the driver refuses the change (RulesLocked) before the commit, so nothing is stored.
         # The session is closed (rolled back) by any exception before the commit.
         with translate("changing the stored rules"), self.store.session(write=True) as s:
             hid = stored_rules.host_id(s, self.host)

@@ -34,26 +34,18 @@ _MERGED_CODES = columns.CALLS        # the columns a merge reads; those from CAL
 # The strings a writer remembers (paths, executables, units); past this many it starts afresh.
 CACHE_ENTRIES = 65536
 
-Read = tuple[bytes, Sequence | None]   # bytes read from a driver, and saga.events.parse of them (or None)
+# bytes read from a driver, and saga.events.parse of them, or their records' sizes (saga.events.sizes), or None
+Read = tuple[bytes, Sequence | np.ndarray | None]
 
 
-def sizes_of(buf: bytes, raws: Sequence | None) -> np.ndarray:
-    """Each record's size: from the parse when there is one, else read from the bytes."""
+def sizes_of(buf: bytes, raws: Sequence | np.ndarray | None) -> np.ndarray:
+    """Each record's size: given (the daemon's reads carry saga.events.sizes), from the parse when there is
+    one, else read from the bytes."""
+    if isinstance(raws, np.ndarray):
+        return raws
     if raws is not None:
         return np.fromiter(map(itemgetter(SIZE), raws), np.int64, count=len(raws))
-    fixed = events.FIXED
-    if len(buf) % fixed == 0:
-        heads = np.frombuffer(buf, "<u2")[::fixed // 2]
-        if (heads == fixed).all():
-            return np.full(len(heads), fixed, np.int64)
-    out, off = [], 0
-    while off < len(buf):
-        size = int.from_bytes(buf[off:off + 2], "little")
-        if size < fixed or size & 7 or off + size > len(buf):
-            raise events.RecordError(f"bad record size {size} at byte {off}")
-        out.append(size)
-        off += size
-    return np.array(out, np.int64)
+    return events.sizes(buf)
 
 
 class Strings:
@@ -331,6 +323,7 @@ class EventWriter:
         self.strings = Strings()
         self._conn: Connection | None = None
         self._small: list[Written] = []     # this writer's last batches, all small, in order
+        self.merge_events = MERGE_EVENTS    # merge small batches once they hold this many (a small disk: fewer)
 
     def _connection(self) -> Connection:
         if self._conn is None or self._conn.closed or self._conn.invalidated:
@@ -360,7 +353,7 @@ class EventWriter:
                 raise
             for w in written:
                 self._small = self._small + [w] if w.events < SMALL_BATCH else []
-            if sum(w.events for w in self._small) >= MERGE_EVENTS or len(self._small) >= MERGE_BATCHES:
+            if sum(w.events for w in self._small) >= self.merge_events or len(self._small) >= MERGE_BATCHES:
                 self._merge()
             return sum(w.events for w in written)
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from saga import _uapi, events
-from saga._uapi import Layout
+from saga.structs import Layout
 
 # Event ids: the batch's id shifted left by ID_SHIFT, plus the position in the batch.
 ID_SHIFT = 20

@@ -17,16 +17,17 @@ from saga.store import engine as _engine
 from saga.store import schema
 from saga.store.engine import WRITE
 from saga.store.errors import translate
-from saga.store.reader import no_archive
+from saga.store.reader import BUSY_TIMEOUT, no_archive
 
 
 class Store:
     def __init__(self, engine: Engine, url_text: str, url: URL | None = None, own: bool = False,
-                 gid: int | None = None) -> None:
+                 gid: int | None = None, busy_timeout: float = BUSY_TIMEOUT) -> None:
         self.url = url_text          # for messages: password hidden
         self._url = url
         self._own = own
         self._gid = gid
+        self._busy_timeout = busy_timeout
         self.path = _engine.sqlite_path(url) if url is not None else None   # the SQLite file, None for a server
         self._use(engine)
 
@@ -37,25 +38,25 @@ class Store:
 
     @classmethod
     def open(cls, url: str, *, create: bool = True, migrate: bool = True, own: bool = False,
-             gid: int | None = None) -> Store:
+             gid: int | None = None, busy_timeout: float = BUSY_TIMEOUT) -> Store:
         """Connect to `url` (a SQLAlchemy URL or a SQLite file path) with the schema current.
 
         create=False: a SQLite file that does not exist is an error rather than a new archive.
         own=True (the daemon): a SQLite archive is created, or narrowed to, mode 0600, or 0640 and group
-        `gid` when one may read it.
+        `gid` when one may read it.  busy_timeout: how long a SQLite writer waits for another's lock.
         """
         parsed = _engine.normalize_url(url)
         text = _engine.describe(parsed)
         if not create and parsed.get_backend_name() == "sqlite" and not os.path.exists(parsed.database or ""):
             raise no_archive(parsed.database or "")
-        return cls(cls._connect(parsed, text, create=create, migrate=migrate, own=own, gid=gid), text, parsed,
-                   own, gid)
+        return cls(cls._connect(parsed, text, create=create, migrate=migrate, own=own, gid=gid,
+                                busy_timeout=busy_timeout), text, parsed, own, gid, busy_timeout)
 
     @staticmethod
     def _connect(parsed: URL, text: str, *, create: bool = True, migrate: bool = True, own: bool = False,
-                 gid: int | None = None) -> Engine:
+                 gid: int | None = None, busy_timeout: float = BUSY_TIMEOUT) -> Engine:
         with translate(f"cannot open the database {text}"):
-            eng = _engine.create(parsed)
+            eng = _engine.create(parsed, busy_timeout)
             try:
                 path = _engine.sqlite_path(parsed)
                 if own and path is not None:
@@ -78,7 +79,7 @@ class Store:
         """Connect again, to a new archive if the file is gone (deleted, replaced, set aside)."""
         if self._url is None:
             raise StoreError("this store cannot be reopened")
-        engine = self._connect(self._url, self.url, own=self._own, gid=self._gid)
+        engine = self._connect(self._url, self.url, own=self._own, gid=self._gid, busy_timeout=self._busy_timeout)
         old = self.engine
         self._use(engine)
         old.dispose()

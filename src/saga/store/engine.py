@@ -62,13 +62,13 @@ def describe(url: URL) -> str:
     return url.render_as_string(hide_password=True)
 
 
-def create(url: URL) -> Engine:
+def create(url: URL, busy_timeout: float = BUSY_TIMEOUT) -> Engine:
     if url.get_backend_name() == "sqlite":
-        return _sqlite_engine(url)
+        return _sqlite_engine(url, busy_timeout)
     return create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=4)
 
 
-def _sqlite_engine(url: URL) -> Engine:
+def _sqlite_engine(url: URL, busy_timeout: float = BUSY_TIMEOUT) -> Engine:
     path = url.database
     if not path:                     # normalize_url refuses these; an Engine for one would be in memory
         raise StoreError("a SQLite database needs a file (sqlite:////path/saga.db)")
@@ -78,24 +78,26 @@ def _sqlite_engine(url: URL) -> Engine:
             os.makedirs(parent, mode=0o750, exist_ok=True)
         except OSError as exc:
             raise os_error(exc, f"cannot create {parent} for the database") from None
-    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT}, pool_size=2, max_overflow=4)
+    engine = create_engine(url, connect_args={"timeout": busy_timeout}, pool_size=2, max_overflow=4)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record) -> None:
         dbapi_conn.isolation_level = None   # saga emits BEGIN itself (below)
         cur = dbapi_conn.cursor()
         # A checkpoint copies the WAL into the database and syncs both: every 64 MiB of WAL
-        # rather than every 4 MiB (the default) costs the archiver a third less time.
-        # journal_size_limit: the WAL is cut back to 64 MiB after a checkpoint, not kept at its peak.
+        # rather than every 4 MiB (the default) costs the archiver a third less time (on a small
+        # filesystem, 1% of it: wal_bytes).  journal_size_limit: the WAL is cut back to that after a
+        # checkpoint, not kept at its peak.
         # auto_vacuum can only be chosen before the first table (a new, empty archive).
         # page_size too: 64 KiB pages write the archive's column blobs 2.4 times cheaper and read them
         # 1.8 times faster than 4 KiB ones (docs/store.md); an older archive keeps its own.
         if cur.execute("PRAGMA page_count").fetchone()[0] == 0:
             cur.execute(f"PRAGMA page_size={PAGE_SIZE}")
             cur.execute("PRAGMA auto_vacuum=INCREMENTAL")
-        checkpoint = (64 << 20) // cur.execute("PRAGMA page_size").fetchone()[0]    # pages in 64 MiB of WAL
+        wal = wal_bytes(parent)
+        checkpoint = max(wal // cur.execute("PRAGMA page_size").fetchone()[0], 1)   # pages in `wal` bytes
         for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "temp_store=MEMORY",
-                       "cache_size=-32768", f"wal_autocheckpoint={checkpoint}", f"journal_size_limit={64 << 20}"):
+                       "cache_size=-32768", f"wal_autocheckpoint={checkpoint}", f"journal_size_limit={wal}"):
             cur.execute("PRAGMA " + pragma)
         cur.close()
 
@@ -104,6 +106,19 @@ def _sqlite_engine(url: URL) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("saga_write") else "BEGIN")
 
     return engine
+
+
+WAL_BYTES = 64 << 20
+
+
+def wal_bytes(directory: str) -> int:
+    """How much WAL to let grow before a checkpoint: 64 MiB, but at most 1% of a small filesystem (at least
+    1 MiB), so that the WAL of a small disk cannot take the room the disk bounds keep (saga.daemon.bounds)."""
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return WAL_BYTES
+    return min(WAL_BYTES, max(st.f_blocks * st.f_frsize // 100, 1 << 20))
 
 
 # -- the SQLite file ----------------------------------------------------------------------------

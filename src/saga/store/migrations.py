@@ -31,10 +31,10 @@ from sqlalchemy import (
     text,
 )
 
-from saga._uapi import Field, Layout
 from saga.errors import StoreError
 from saga.store import archive, columns
 from saga.store.models import EventBatch, EventColumn, RuleKey, RuleRow, StringRow
+from saga.structs import Field, Layout
 
 Migration = Callable[[Connection], None]
 

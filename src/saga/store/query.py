@@ -16,7 +16,7 @@ database driver's own connection (saga.store.reader), no SQLAlchemy.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from fnmatch import translate as glob_regex
 from typing import TYPE_CHECKING, NamedTuple
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 _C = FIELD_CODES
 PAGE = 256                  # batch rows read per statement
 CHUNK = 4096                # events built per step when printing
+FEW_ROWS = 64               # rows of a batch read alone rather than with their whole columns
 _WILD = re.compile(r"[*?\[]")
 _EMPTY = np.zeros(0, np.int64)
 # What a line's call text depends on (render.call_text): the same key, the same text.  aux: 0, or the
@@ -167,6 +168,30 @@ class Batch:
             data = got.get(base + code)
             self._cols[code] = columns.zeros(code, self.n) if data is None else columns.decode(code, data, self.n)
 
+    def pick(self, codes: Sequence[int], pos: np.ndarray) -> dict[int, np.ndarray]:
+        """The values at positions `pos` of these per-event columns.  A few rows of columns not read yet are
+        read alone (substr of each column's bytes: PostgreSQL fetches only the chunks that hold them, and a
+        search that prints 7 events of a 65,536-event batch does not read its 10 MB); otherwise whole columns."""
+        want = [c for c in codes if c not in self._cols]
+        if len(pos) > FEW_ROWS or not want:
+            self.load(want)
+            return {c: self._cols[c][pos] for c in codes}
+        out = {c: self._cols[c][pos] for c in codes if c in self._cols}
+        base = self.id * COLUMN_SLOTS
+        width = {c: columns.element_type(c).itemsize * int(np.prod(columns.STORED[c].shape)) for c in want}
+        rows = [(base + c, int(p) * width[c] + 1, width[c]) for c in want for p in pos.tolist()]
+        values = ",".join(["(CAST(? AS BIGINT), CAST(? AS INTEGER), CAST(? AS INTEGER))"] * len(rows))
+        got = {(int(i), int(at)): bytes(data) for i, at, data in self.db.all(
+            "SELECT c.id, v.column2, substr(c.data, v.column2, v.column3) FROM event_columns c "
+            f"JOIN (VALUES {values}) AS v ON c.id = v.column1", [x for row in rows for x in row])}
+        for c in want:
+            parts = [got.get((base + c, int(p) * width[c] + 1)) for p in pos.tolist()]
+            if parts[0] is None:            # a column not stored: zeros
+                out[c] = columns.zeros(c, len(pos))
+            else:
+                out[c] = columns.decode(c, b"".join(x or bytes(width[c]) for x in parts), len(pos))
+        return out
+
     def failures(self, errno: int | None) -> np.ndarray:
         """The rows of the calls that failed (with this errno, when given), in archive order."""
         base = self.id * COLUMN_SLOTS + columns.FAILURES
@@ -199,6 +224,12 @@ class Rows:
         if self.failures is None:
             return self.batch.col(code)
         return self.failures[columns.CODE_NAMES[code]]
+
+    def fields(self, idx: np.ndarray) -> dict[int, np.ndarray]:
+        """Every per-event column (columns.EVENT_CODES) of the rows at these indexes."""
+        if self.failures is None:
+            return self.batch.pick(columns.EVENT_CODES, idx)
+        return {code: self.col(code)[idx] for code in columns.EVENT_CODES}
 
     def positions(self, idx: np.ndarray) -> np.ndarray:
         """The positions in the batch of these rows."""
@@ -404,13 +435,10 @@ class Search:
         """The events at these indexes of `rows`, as the live stream would have parsed them."""
         batch = rows.batch
         with translate("reading archived events"):
-            if rows.failures is None:
-                batch.load([*columns.EVENT_CODES, columns.EXES, columns.AUX_INDEX])
-            else:
-                batch.load([columns.EXES, columns.AUX_INDEX])
-            fields = {code: rows.col(code)[idx] for code in FIELD_CODES.values()}
+            batch.load([columns.EXES, columns.AUX_INDEX])
+            fields = rows.fields(idx)
             pos = rows.positions(idx)
-            p0, p1 = rows.col(columns.PATH0)[idx], rows.col(columns.PATH1)[idx]
+            p0, p1 = fields[columns.PATH0], fields[columns.PATH1]
             paths = None
             if p0.any() or p1.any():
                 known = self.strings(np.concatenate((p0, p1)).tolist())
@@ -460,18 +488,15 @@ class Search:
         search from its record, and every line is put together from columns (render.lines_of)."""
         batch = rows.batch
         with translate("reading archived events"):
-            if rows.failures is None:
-                batch.load([*columns.EVENT_CODES, columns.AUX_INDEX])
-            f = {code: rows.col(code)[idx] for code in FIELD_CODES.values()}
+            f = rows.fields(idx)
             pos = rows.positions(idx)
-            f[columns.PATH0], f[columns.PATH1] = rows.col(columns.PATH0)[idx], rows.col(columns.PATH1)[idx]
             calls = self._calls(batch, f, pos)
         return render.lines_of(f[_C["ts_ns"]], f[_C["cpu"]].tolist(), f[_C["pid"]].tolist(),
                                f[_C["tid"]].tolist(), f[_C["uid"]].tolist(), f[_C["comm"]], calls,
                                f[_C["duration_ns"]].tolist(), f[_C["flags"]].tolist())
 
     def _calls(self, batch: Batch, f: dict[int, np.ndarray], pos: np.ndarray) -> list[str]:
-        """render.call_text of each event; the distinct calls found with numpy, each rendered once."""
+        """render.call_text of each event, each distinct call rendered once (by its _CALL_KEY)."""
         n = len(pos)
         key = np.zeros(n, _CALL_KEY)
         for name in ("nr", "flags", "ret", "args"):
@@ -480,30 +505,34 @@ class Search:
         aux = self._aux(batch, pos) or {}
         if aux:         # a call with an aux blob is its own (argv, an address): never shared
             key["aux"][list(aux)] = pos[list(aux)] + 1
-        uniq, first, inverse = np.unique(key.view(f"V{_CALL_KEY.itemsize}"), return_index=True,
-                                         return_inverse=True)
-        keys: list[bytes] = uniq.tolist()
-        texts: list[str | None] = [self._call_texts.get(k) for k in keys]
-        missing = [u for u, t in enumerate(texts) if t is None]
-        if missing:
-            at = first[missing]
-            paths = None
-            p0, p1 = f[columns.PATH0][at], f[columns.PATH1][at]
-            if p0.any() or p1.any():
-                known = self.strings(np.concatenate((p0, p1)).tolist())
-                paths = [(known[a] if a else None, known[b] if b else None)
-                         for a, b in zip(p0.tolist(), p1.tolist(), strict=True)]
-            where = {int(i): j for j, i in enumerate(at.tolist())}
-            blobs = {where[i]: blob for i, blob in aux.items() if i in where}
-            raws = columns.raws({code: col[at] for code, col in f.items() if code in _RECORD_CODES}, len(at),
-                                paths, blobs or None)
-            if len(self._call_texts) + len(missing) > _CALLS_KEPT:
-                self._call_texts.clear()
-            for u, raw in zip(missing, raws, strict=True):
-                text = texts[u] = render.call_text(raw)
-                if not key["aux"][first[u]]:
-                    self._call_texts[keys[u]] = text
-        return np.array(texts, object)[inverse.reshape(-1)].tolist()
+        keys: list[bytes] = key.view(f"V{_CALL_KEY.itemsize}").tolist()
+        seen = self._call_texts
+        texts: list[str | None] = [seen.get(k) for k in keys]
+        if None not in texts:
+            return texts        # type: ignore[return-value]
+        firsts: dict[bytes, int] = {}
+        for i, (k, t) in enumerate(zip(keys, texts, strict=True)):
+            if t is None and k not in firsts:
+                firsts[k] = i
+        at = np.array(list(firsts.values()), np.int64)
+        paths = None
+        p0, p1 = f[columns.PATH0][at], f[columns.PATH1][at]
+        if p0.any() or p1.any():
+            known = self.strings(np.concatenate((p0, p1)).tolist())
+            paths = [(known[a] if a else None, known[b] if b else None)
+                     for a, b in zip(p0.tolist(), p1.tolist(), strict=True)]
+        where = {i: j for j, i in enumerate(firsts.values())}
+        blobs = {where[i]: blob for i, blob in aux.items() if i in where}
+        raws = columns.raws({code: col[at] for code, col in f.items() if code in _RECORD_CODES}, len(at),
+                            paths, blobs or None)
+        if len(seen) + len(firsts) > _CALLS_KEPT:
+            seen.clear()
+        new = {}
+        for (k, i), raw in zip(firsts.items(), raws, strict=True):
+            text = new[k] = render.call_text(raw)
+            if i not in aux:
+                seen[k] = text
+        return [new[k] if t is None else t for k, t in zip(keys, texts, strict=True)]
 
     def host_of(self, rows: Rows) -> str:
         return self.plan.hosts.get(rows.batch.host_id, "?")

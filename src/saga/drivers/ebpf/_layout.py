@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import struct
 
-from saga._uapi import Field, Layout
+from saga.structs import Field, Layout
 
 # Constants
 
