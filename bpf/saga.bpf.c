@@ -325,10 +325,8 @@ static __always_inline int action_of(__u32 slot, long ret, int ret_known, __u32 
 }
 
 /* Readers' own calls are counted, never logged. */
-static __always_inline int is_consumer(void)
+static __always_inline int is_consumer(__u32 tgid)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-
 #pragma unroll
 	for (int i = 0; i < SAGA_BPF_MAX_CONSUMERS; i++)
 		if (saga_config.consumers[i] == tgid)
@@ -443,13 +441,28 @@ static __always_inline void aux_fault(struct saga_bpf_pcpu *pc, struct saga_even
 }
 
 /* execve's argv: whole strings, up to SAGA_AUX_ARGV_MAX bytes and SAGA_AUX_ARGV_ARGS strings. */
+#define ARGV_BATCH	8	/* pointers read in one go: most calls have fewer arguments */
+
 struct argv_read {
 	char *dst;
 	__u64 argv;
 	__u32 len;
 	__u32 wide;		/* 8-byte pointers (native) or 4 (ia32) */
 	__u16 flags;
+	__u16 batched;		/* ptrs[] holds the first ARGV_BATCH pointers */
+	__u64 ptrs[ARGV_BATCH];
 };
+
+/* Pointer i of argv: from the batch read at the start, or one read of its own. */
+static __always_inline int argv_ptr(struct argv_read *a, __u32 i, __u64 *p)
+{
+	if (a->batched && i < ARGV_BATCH) {
+		*p = a->wide ? a->ptrs[i & (ARGV_BATCH - 1)] : ((__u32 *)a->ptrs)[i & (ARGV_BATCH - 1)];
+		return 0;
+	}
+	return a->wide ? bpf_probe_read_user(p, 8, (const void *)(a->argv + 8 * i))
+		       : bpf_probe_read_user(p, 4, (const void *)(a->argv + 4 * i));
+}
 
 static long argv_step(__u32 i, void *data)
 {
@@ -458,8 +471,7 @@ static long argv_step(__u32 i, void *data)
 	__u32 len = a->len;
 	long n;
 
-	if (a->wide ? bpf_probe_read_user(&p, 8, (const void *)(a->argv + 8 * i))
-		    : bpf_probe_read_user(&p, 4, (const void *)(a->argv + 4 * i))) {
+	if (argv_ptr(a, i, &p)) {
 		a->flags |= SAGA_EVF_AUX_FAULT;
 		return 1;
 	}
@@ -492,8 +504,16 @@ static __always_inline void read_argv(struct saga_bpf_pcpu *pc, struct saga_bpf_
 {
 	struct argv_read a = { .dst = aux_area(e), .argv = argv, .wide = !compat };
 
-	if (argv)
+	if (argv) {
+		/*
+		 * One read for the first pointers instead of one per string.  It
+		 * may fail where single reads would not (an array ending just
+		 * before an unmapped page): then each pointer is read alone.
+		 */
+		a.batched = !bpf_probe_read_user(a.ptrs, a.wide ? 8 * ARGV_BATCH : 4 * ARGV_BATCH,
+						 (const void *)argv);
 		bpf_loop(SAGA_AUX_ARGV_ARGS + 1, argv_step, &a, 0);
+	}
 	if (a.flags & SAGA_EVF_AUX_FAULT)
 		pc->aux_faults++;
 	e->ev.flags |= a.flags;
@@ -571,11 +591,10 @@ static __always_inline void exit_aux(struct saga_bpf_pcpu *pc, struct saga_bpf_e
 }
 
 /* Fill what is known only at the end of a call and put the record in the ring. */
-static __always_inline void emit(struct saga_bpf_pcpu *pc, struct saga_bpf_entry *e, long ret, __u64 duration,
-				 __u32 rule)
+static __always_inline void emit(struct task_struct *task, struct saga_bpf_pcpu *pc, struct saga_bpf_entry *e,
+				 long ret, __u64 duration, __u32 rule)
 {
 	struct saga_event *ev = &e->ev;
-	struct task_struct *task = bpf_get_current_task_btf();
 	const struct cred *cred = task->cred;
 	__u32 size, used;
 	__u64 flags = BPF_RB_NO_WAKEUP, avail;
@@ -655,6 +674,7 @@ static __always_inline void start_record(struct saga_bpf_entry *e, struct pt_reg
 static __always_inline void noreturn_call(struct pt_regs *regs, long nr, __u32 slot, int compat,
 					  int counted_elsewhere)
 {
+	struct task_struct *task;
 	struct saga_bpf_pcpu *pc;
 	struct saga_bpf_entry *e;
 	__u32 rule = 0;
@@ -667,14 +687,15 @@ static __always_inline void noreturn_call(struct pt_regs *regs, long nr, __u32 s
 		return;
 	if (!counted_elsewhere)
 		count(pc, slot, 0);
-	if (action != SAGA_ACT_LOG || is_consumer())
+	task = bpf_get_current_task_btf();
+	if (action != SAGA_ACT_LOG || is_consumer(task->tgid))
 		return;
 	e = bpf_map_lookup_elem(&scratch, &zero);
 	if (!e)
 		return;
 	start_record(e, regs, nr, slot, compat, bpf_ktime_get_ns());
 	e->ev.flags |= SAGA_EVF_NORETURN;
-	emit(pc, e, 0, 0, rule);
+	emit(task, pc, e, 0, 0, rule);
 }
 
 SEC("tp_btf/sys_enter")
@@ -700,7 +721,7 @@ int saga_sys_enter(__u64 *ctx)
 			noreturn_call(regs, nr, slot, compat, slot == SAGA_SLOT_EXIT || slot == SAGA_SLOT_EXIT_GROUP);
 		return 0;
 	}
-	if (action_of(slot, 0, 0, &rule) != SAGA_ACT_LOG || is_consumer()) {
+	if (action_of(slot, 0, 0, &rule) != SAGA_ACT_LOG || is_consumer(task->tgid)) {
 		/* Drop state a previous call may have left (rules changed in between). */
 		e = bpf_task_storage_get(&entries, task, 0, 0);
 		if (e)
@@ -764,12 +785,12 @@ int saga_sys_exit(__u64 *ctx)
 		e->valid = 0;
 		if (e->aux_room && ret >= 0)
 			exit_aux(pc, e, slot);
-		emit(pc, e, ret, bpf_ktime_get_ns() - e->mono_ns, rule);
+		emit(task, pc, e, ret, bpf_ktime_get_ns() - e->mono_ns, rule);
 		return 0;
 	}
 	if (e)
 		e->valid = 0;
-	if (is_consumer())
+	if (is_consumer(task->tgid))
 		return 0;
 	/* Entry not seen: log what the exit knows. */
 	e = bpf_map_lookup_elem(&scratch, &zero);
@@ -778,7 +799,7 @@ int saga_sys_exit(__u64 *ctx)
 	start_record(e, regs, nr, slot, compat, bpf_ktime_get_ns());
 	e->ev.flags |= SAGA_EVF_NO_ENTER;
 	pc->no_enter++;
-	emit(pc, e, ret, 0, rule);
+	emit(task, pc, e, ret, 0, rule);
 	return 0;
 }
 

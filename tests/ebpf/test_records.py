@@ -183,3 +183,17 @@ def test_cgroup_id_is_the_tasks_cgroup2_directory(drv, workload):
     with open("/proc/self/mounts") as f:
         mount = next(line.split()[1] for line in f if line.split()[2] == "cgroup2")
     assert {r[events.CGROUP_ID] for r in records(drv, pid=w.pid)} == {os.stat(mount + path).st_ino}
+
+
+def test_argv_ending_before_an_unreadable_page_is_read_whole(drv, workload):
+    """execve's argv array (3 pointers and the NULL) ends where a PROT_NONE page begins: a driver
+    that reads pointers ahead of the NULL (the eBPF driver reads the first 8 at once) must not report a fault."""
+    w = workload("argv-edge")
+    only(drv, w.pid, "execve")
+    faults = drv.stats().aux_faults
+    w.go(drv)
+    (r,) = records(drv, pid=w.pid)
+    assert events.argv_of(r) == [b"edge", b"of", b"the page"]
+    assert r[events.FLAGS] & (_uapi.SAGA_EVF_AUX_FAULT | _uapi.SAGA_EVF_AUX_TRUNC) == 0
+    assert r[events.RET] == -errno.ENOENT
+    assert drv.stats().aux_faults == faults

@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -105,6 +106,24 @@ static int signals(long n)
 	return handled == n ? 0 : 1;
 }
 
+/*
+ * execve (failing: ENOENT) with an argv array that ends where an unreadable
+ * page begins: a driver reading more pointers than the array holds faults.
+ */
+static void argv_edge(void)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	char *map = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	static char *const strings[] = { "edge", "of", "the page", NULL };
+	char **args;
+
+	if (map == MAP_FAILED || mprotect(map + page, page, PROT_NONE))
+		return;
+	args = (char **)(map + page - sizeof(strings));
+	memcpy(args, strings, sizeof(strings));
+	syscall(SYS_execve, "/nonexistent/saga-argv-edge", args, NULL);
+}
+
 int main(int argc, char **argv)
 {
 	char line[16];
@@ -157,6 +176,8 @@ int main(int argc, char **argv)
 			if (child < 0 || waitpid(child, NULL, 0) != child)
 				return 1;
 		}
+	} else if (!strcmp(mode, "argv-edge")) {
+		argv_edge();
 	} else if (strcmp(mode, "blocked")) {
 		return 64;
 	}
