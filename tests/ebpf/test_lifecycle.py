@@ -1,8 +1,10 @@
 """Loading, pinning, other processes, locking, drops and unloading."""
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import struct
 import subprocess
 import sys
 import time
@@ -15,7 +17,7 @@ from ruleids import numbered
 import saga
 from saga import _uapi, events
 from saga.drivers import open_driver
-from saga.drivers.ebpf import EbpfDriver, loader
+from saga.drivers.ebpf import EbpfDriver, libbpf, loader
 from saga.drivers.ebpf import layout as L
 from saga.errors import DriverUnavailable, RulesLocked
 from saga.rules import parse
@@ -137,9 +139,17 @@ def pinned_links(directory: str) -> dict[int, int]:
     drivers other processes load on the host meanwhile."""
     out = {}
     for name in [link for _, link in L.PROGS] + [L.ENTER_LINK_PIN]:
-        info = json.loads(subprocess.run(["bpftool", "-j", "link", "show", "pinned", os.path.join(directory, name)],
-                                         check=True, capture_output=True, text=True).stdout)
-        out[info["id"]] = info["prog_id"]
+        # Read through bpf(2), not `bpftool link show pinned`: Debian 13's bpftool exits 255 on these
+        # links under Linux 7.3 (the guest of tools/vmtest).
+        fd = libbpf.obj_get(os.path.join(directory, name))
+        try:
+            info = (ctypes.c_char * 64)()
+            n = ctypes.c_uint32(len(info))
+            libbpf.check(libbpf.lib().bpf_obj_get_info_by_fd(fd, info, ctypes.byref(n)), "link info")
+        finally:
+            os.close(fd)
+        link_id, prog_id = struct.unpack_from("<II", info, 4)   # struct bpf_link_info: type, id, prog_id
+        out[link_id] = prog_id
     return out
 
 
