@@ -9,6 +9,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 
 
 class PgError(RuntimeError):
@@ -75,3 +76,19 @@ class PgServer:
     def stop_server(self) -> None:
         """Take the server down, its data kept, as an outage would (tests/faults); start() brings it back."""
         self._run(pg_bin("pg_ctl"), "-D", self.data, "-m", "fast", "-w", "stop")
+
+
+def serving() -> Iterator[PgServer]:
+    """A test session's server (the body of its `pg_server` fixture): started once, stopped at the end;
+    a server that cannot start fails the tests that need it with the reason."""
+    import pytest  # here: bench/query uses this module without pytest
+
+    server = PgServer()
+    try:
+        try:
+            server.start()
+        except PgError as e:
+            pytest.fail(str(e))
+        yield server
+    finally:
+        server.stop()

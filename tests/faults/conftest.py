@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from fault_helpers import Daemons
-from pgserver import PgError, PgServer
+from pgserver import serving
 
 from saga.drivers.ebpf import loader
 
@@ -80,12 +80,4 @@ def daemons(tmp_path, bpffs):
 
 @pytest.fixture(scope="session")
 def pg_server():
-    server = PgServer()
-    try:
-        try:
-            server.start()
-        except PgError as e:
-            pytest.fail(str(e))
-        yield server
-    finally:
-        server.stop()
+    yield from serving()

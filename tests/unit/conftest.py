@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from pgserver import PgError, PgServer
+from pgserver import serving
 
 from saga import events
 from saga.drivers.replay import ReplayDriver
@@ -50,15 +50,7 @@ def sqlite_url(tmp_path) -> str:
 
 @pytest.fixture(scope="session")
 def pg_server():
-    server = PgServer()
-    try:
-        try:
-            server.start()
-        except PgError as e:
-            pytest.fail(str(e))
-        yield server
-    finally:
-        server.stop()
+    yield from serving()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
