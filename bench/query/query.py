@@ -218,21 +218,22 @@ def cpu_of(cmd: list[str], env: dict[str, str]) -> float:
 START_STEPS = [       # what a command pays before it searches, step by step (each includes the ones before)
     ("the interpreter (`python -c pass`)", "pass", {}),
     ("+ numpy, one BLAS thread (as saga sets it)", "import numpy", {"OPENBLAS_NUM_THREADS": "1"}),
-    ("+ saga's modules a search imports", "import saga.cli.main, saga.cli.search, saga.cli.guard, "
-     "saga.cli.context, saga.store.query, sqlite3", {}),
+    ("+ saga's modules a search imports, and the database's driver", "import saga.cli.main, saga.cli.search, "
+     "saga.cli.guard, saga.cli.context, saga.store.query, {driver}", {}),
 ]
 NUMPY_DEFAULT = ("numpy with its default BLAS threads (one per CPU; not what saga does)", "import numpy", {})
 
 
-def start_costs(env: dict[str, str], runs: int = 11) -> list[tuple[str, float]]:
-    """Median CPU seconds of each start step, and of numpy as it starts by default, alternating."""
+def start_costs(env: dict[str, str], driver: str, runs: int = 11) -> list[tuple[str, float]]:
+    """Median CPU seconds of each start step, and of numpy as it starts by default, alternating (driver:
+    the module that talks to the database, sqlite3 or psycopg)."""
     py = str(ROOT / ".venv/bin/python")
     steps = START_STEPS + [NUMPY_DEFAULT]
     base = {k: v for k, v in env.items() if k != "OPENBLAS_NUM_THREADS"}
     got: list[list[float]] = [[] for _ in steps]
     for _ in range(runs):
         for i, (_label, code, extra) in enumerate(steps):
-            got[i].append(cpu_of([py, "-c", code], {**base, **extra}))
+            got[i].append(cpu_of([py, "-c", code.format(driver=driver)], {**base, **extra}))
     return [(label, statistics.median(g)) for (label, _c, _e), g in zip(steps, got, strict=True)]
 
 
@@ -318,7 +319,7 @@ def run(args: argparse.Namespace, work: Path, url: str, kind: str, empty: Callab
             if word is not None:
                 g, g_cpu, _count = grep(word, text)
                 greps[name].append((g, g_cpu))
-    starts = start_costs(env)
+    starts = start_costs(env, "psycopg" if kind else "sqlite3")
     u = facts["usage"]
     print(f"Query on {'PostgreSQL' if kind else 'SQLite'}, {facts['events']:,} events over 24 hours "
           f"({u['batches']:,} batches, "
