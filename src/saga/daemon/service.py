@@ -27,7 +27,7 @@ from saga import config as configmod
 from saga import events, render
 from saga.config import Config
 from saga.daemon import losses
-from saga.daemon.archiver import Archiver, Retention
+from saga.daemon.archiver import LINGER_S, Archiver, Retention
 from saga.daemon.bounds import DiskBounds
 from saga.daemon.control import ControlServer
 from saga.daemon.enrich import Enricher
@@ -57,6 +57,11 @@ log = logging.getLogger("saga.daemon")
 # Driver errors after which reading can never work again.
 _FATAL_ERRNOS = {errno.ENODEV, errno.EBADF, errno.ENXIO}
 _READS_PER_WAKE = 64
+# A wake of the drain costs about the same for one record as for a thousand: after one that found little,
+# let records gather for a moment (the kernel's buffers hold seconds of a storm).  Waking for every few
+# records cost 4.7 us of CPU per event at 50,000 events/s against 1.1 at 200,000/s (bench/daemon).
+_LITTLE_BYTES = 256 << 10
+_GATHER_S = 0.02
 _LOOK_EVERY_S = 1.0           # how often the loss monitor looks at the counters
 NOTIFY_EVERY = 5.0            # seconds between STATUS= updates
 
@@ -214,7 +219,8 @@ class Daemon:
                 archiver = Archiver(store, host_id, enricher=enricher if c.daemon.enrich else None,
                                     max_queued=c.daemon.archive_queue, retention=self._retention(c),
                                     spool=spool,
-                                    new_archive=lambda: self._new_archive(store, host, driver))
+                                    new_archive=lambda: self._new_archive(store, host, driver),
+                                    linger=LINGER_S)
                 archiver.bounds = DiskBounds(store, c.store, warn_every=c.daemon.warn_interval)
                 if spool is not None:
                     self._replay(spool, store, host_id, archiver)
@@ -434,7 +440,7 @@ class Daemon:
         size = self.config.daemon.batch_bytes
         while True:
             await trio.lowlevel.wait_readable(fd)
-            got = False
+            got = 0
             for _ in range(_READS_PER_WAKE):
                 try:
                     buf = driver.read_raw(size, timeout=0)
@@ -451,7 +457,7 @@ class Daemon:
                     break
                 if spool is not None:
                     spool.in_hand(len(buf))      # a crash from here on is counted (spool.py)
-                got = True
+                got += len(buf)
                 try:
                     sizes = events.sizes(buf)       # not parsed: readers parse what they read
                 except events.RecordError as exc:   # a driver bug: say so, keep going
@@ -465,6 +471,8 @@ class Daemon:
                 await trio.lowlevel.checkpoint()
             if not got:
                 await trio.sleep(0.001)   # readable yet empty: do not spin
+            elif got < _LITTLE_BYTES:
+                await trio.sleep(_GATHER_S)
 
     async def _enrich(self) -> None:
         """Look up the processes and cgroups new events came from (in a thread): unit, container, namespace pids."""
