@@ -50,8 +50,8 @@ $(BPF_OBJ): bpf/saga.bpf.c bpf/*.h kmod/include/uapi/linux/saga.h kmod/saga_sysc
 
 render: $(RENDER_SO)
 
-$(RENDER_SO): src/saga/_render.c kmod/include/uapi/linux/saga.h
-	$(CC) -O2 -fPIC -shared -Wall -Wextra -Werror -Ikmod/include/uapi -o $@ src/saga/_render.c
+$(RENDER_SO): src/saga/_render.c kmod/include/uapi/linux/saga.h tools/build-render.sh
+	tools/build-render.sh $@
 
 # Regenerate the committed generated files (tests fail when they are stale).
 uapi:
