@@ -84,6 +84,8 @@ static int table_init(struct table *t, uint32_t slots, size_t arena)
 
 static void table_clear(struct table *t)
 {
+	if (!t->used)
+		return;
 	memset(t->slots, 0, (size_t)(t->mask + 1) * sizeof(*t->slots));
 	t->used = 0;
 	t->len = 0;
