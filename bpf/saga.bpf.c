@@ -366,80 +366,6 @@ static __always_inline void read_args(struct pt_regs *regs, int compat, __u64 *a
 	}
 }
 
-/*
- * Copy one path argument to buf; returns the bytes kept, its NUL included
- * (0: none).  A NULL pointer is no path, not a fault.
- */
-static __always_inline __u32 read_path(struct saga_bpf_pcpu *pc, struct saga_event *ev, char *buf, __u64 uptr)
-{
-	long n;
-
-	if (!uptr)
-		return 0;
-	n = bpf_probe_read_user_str(buf, SAGA_BPF_PATH_READ, (const void *)uptr);
-	if (n < 0) {
-		ev->flags |= SAGA_EVF_PATH_FAULT;
-		pc->path_faults++;
-		return 0;
-	}
-	if (n == 0) {	/* "": before 6.5 (or so) the helper counts no NUL for an empty string */
-		buf[0] = 0;
-		return 1;
-	}
-	if (n == SAGA_BPF_PATH_READ) {
-		ev->flags |= SAGA_EVF_PATH_TRUNC;
-		buf[SAGA_PATH_MAX - 1] = 0;
-		return SAGA_PATH_MAX;
-	}
-	return n;
-}
-
-/* Argument i (0-based) of the record, 0 when out of range. */
-static __always_inline __u64 arg_at(struct saga_event *ev, __u32 i)
-{
-	/* Keep the compiler from folding the check into the index math. */
-	asm volatile("" : "+r"(i));
-	if (i >= 6)
-		return 0;
-	return ev->args[i];
-}
-
-/* Paths of the call (per saga_slot_paths), copied right after the record's fixed part. */
-static __always_inline void read_paths(struct saga_bpf_pcpu *pc, struct saga_bpf_entry *e, __u32 slot)
-{
-	__u8 spec = saga_slot_paths[slot & (SAGA_NR_SLOTS - 1)];
-	__u32 len0 = 0, len1 = 0;
-
-	if (spec & 0xf) {
-		len0 = read_path(pc, &e->ev, e->data, arg_at(&e->ev, (spec & 0xf) - 1));
-		if (len0 > SAGA_PATH_MAX)
-			len0 = SAGA_PATH_MAX;
-	}
-	if (spec >> 4) {
-		len1 = read_path(pc, &e->ev, e->data + (len0 & 0x1ff), arg_at(&e->ev, (spec >> 4) - 1));
-		if (len1 > SAGA_PATH_MAX)
-			len1 = SAGA_PATH_MAX;
-	}
-	e->ev.path_len[0] = len0;
-	e->ev.path_len[1] = len1;
-}
-
-/* Where the aux blob goes: after the paths (at most SAGA_BPF_AUX_AT bytes of them). */
-static __always_inline char *aux_area(struct saga_bpf_entry *e)
-{
-	__u32 off = e->ev.path_len[0] + e->ev.path_len[1];
-
-	if (off > SAGA_BPF_AUX_AT)
-		off = SAGA_BPF_AUX_AT;
-	return e->data + off;
-}
-
-static __always_inline void aux_fault(struct saga_bpf_pcpu *pc, struct saga_event *ev)
-{
-	ev->flags |= SAGA_EVF_AUX_FAULT;
-	pc->aux_faults++;
-}
-
 /* execve's argv: whole strings, up to SAGA_AUX_ARGV_MAX bytes and SAGA_AUX_ARGV_ARGS strings. */
 #define ARGV_BATCH	8	/* pointers read in one go: most calls have fewer arguments */
 
@@ -492,8 +418,12 @@ static __always_inline int argv_ptr(struct argv_read *a, __u32 i, __u64 *p)
 		       : bpf_probe_read_user(p, 4, (const void *)(a->argv + 4 * i));
 }
 
-/* Read the window when the batched strings start within ARGV_WINDOW bytes of each other. */
-static __always_inline void argv_window(struct argv_read *a)
+/*
+ * Read the window when the batched strings start within ARGV_WINDOW bytes
+ * of each other; the call's path (extra, 0: none) joins them if it starts
+ * within the same window (system()'s "/bin/sh" and "sh", literals).
+ */
+static __always_inline void argv_window(struct argv_read *a, __u64 extra)
 {
 	struct argv_window *w;
 	__u64 lo = ~0ULL, hi = 0, p;
@@ -510,7 +440,16 @@ static __always_inline void argv_window(struct argv_read *a)
 			hi = p;
 		n++;
 	}
-	if (n < ARGV_WINDOW_MIN || hi - lo >= ARGV_WINDOW)
+	if (hi - lo >= ARGV_WINDOW)
+		return;
+	if (extra && n && (extra < lo ? hi - extra : extra - lo) < ARGV_WINDOW) {
+		if (extra < lo)
+			lo = extra;
+		if (extra > hi)
+			hi = extra;
+		n++;
+	}
+	if (n < ARGV_WINDOW_MIN)
 		return;
 	span = hi - lo + ARGV_TAIL;
 	if (span > ARGV_WINDOW)
@@ -524,11 +463,11 @@ static __always_inline void argv_window(struct argv_read *a)
 }
 
 /*
- * Copy the string at p to dst, at most room bytes with its NUL (the
- * helpers' contract): from the window when it holds the string whole, or
- * as much of it as room takes; else from user memory.
+ * Copy the string at p to dst, at most room bytes with its NUL, as
+ * bpf_probe_read_user_str does: from the window when it holds the string
+ * whole, or as much of it as room takes; else from user memory.
  */
-static __always_inline long argv_string(struct argv_read *a, char *dst, __u32 room, __u64 p)
+static __always_inline long window_str(struct argv_read *a, char *dst, __u32 room, __u64 p)
 {
 	__u64 off = p - a->lo;
 	__u32 lim;
@@ -550,6 +489,84 @@ static __always_inline long argv_string(struct argv_read *a, char *dst, __u32 ro
 	return bpf_probe_read_user_str(dst, room, (const void *)p);
 }
 
+/*
+ * Copy one path argument to buf; returns the bytes kept, its NUL included
+ * (0: none).  A NULL pointer is no path, not a fault.
+ */
+static __always_inline __u32 read_path(struct saga_bpf_pcpu *pc, struct saga_event *ev, char *buf, __u64 uptr,
+					struct argv_read *win)
+{
+	long n;
+
+	if (!uptr)
+		return 0;
+	n = win ? window_str(win, buf, SAGA_BPF_PATH_READ, uptr)
+		: bpf_probe_read_user_str(buf, SAGA_BPF_PATH_READ, (const void *)uptr);
+	if (n < 0) {
+		ev->flags |= SAGA_EVF_PATH_FAULT;
+		pc->path_faults++;
+		return 0;
+	}
+	if (n == 0) {	/* "": before 6.5 (or so) the helper counts no NUL for an empty string */
+		buf[0] = 0;
+		return 1;
+	}
+	if (n == SAGA_BPF_PATH_READ) {
+		ev->flags |= SAGA_EVF_PATH_TRUNC;
+		buf[SAGA_PATH_MAX - 1] = 0;
+		return SAGA_PATH_MAX;
+	}
+	return n;
+}
+
+/* Argument i (0-based) of the record, 0 when out of range. */
+static __always_inline __u64 arg_at(struct saga_event *ev, __u32 i)
+{
+	/* Keep the compiler from folding the check into the index math. */
+	asm volatile("" : "+r"(i));
+	if (i >= 6)
+		return 0;
+	return ev->args[i];
+}
+
+/* Paths of the call (per saga_slot_paths), copied right after the record's fixed part. */
+static __always_inline void read_paths(struct saga_bpf_pcpu *pc, struct saga_bpf_entry *e, __u32 slot,
+				       struct argv_read *win)
+{
+	__u8 spec = saga_slot_paths[slot & (SAGA_NR_SLOTS - 1)];
+	__u32 len0 = 0, len1 = 0;
+
+	if (spec & 0xf) {
+		len0 = read_path(pc, &e->ev, e->data, arg_at(&e->ev, (spec & 0xf) - 1), win);
+		if (len0 > SAGA_PATH_MAX)
+			len0 = SAGA_PATH_MAX;
+	}
+	if (spec >> 4) {
+		len1 = read_path(pc, &e->ev, e->data + (len0 & 0x1ff), arg_at(&e->ev, (spec >> 4) - 1),
+				 win);
+		if (len1 > SAGA_PATH_MAX)
+			len1 = SAGA_PATH_MAX;
+	}
+	e->ev.path_len[0] = len0;
+	e->ev.path_len[1] = len1;
+}
+
+/* Where the aux blob goes: after the paths (at most SAGA_BPF_AUX_AT bytes of them). */
+static __always_inline char *aux_area(struct saga_bpf_entry *e)
+{
+	__u32 off = e->ev.path_len[0] + e->ev.path_len[1];
+
+	if (off > SAGA_BPF_AUX_AT)
+		off = SAGA_BPF_AUX_AT;
+	return e->data + off;
+}
+
+static __always_inline void aux_fault(struct saga_bpf_pcpu *pc, struct saga_event *ev)
+{
+	ev->flags |= SAGA_EVF_AUX_FAULT;
+	pc->aux_faults++;
+}
+
 static long argv_step(__u32 i, void *data)
 {
 	struct argv_read *a = data;
@@ -568,7 +585,7 @@ static long argv_step(__u32 i, void *data)
 		return 1;
 	}
 	/* One byte more room than may be kept: a string that fits is told from one that does not. */
-	n = argv_string(a, a->dst + (len & (SAGA_AUX_ARGV_MAX - 1)), SAGA_AUX_ARGV_MAX + 1 - len, p);
+	n = window_str(a, a->dst + (len & (SAGA_AUX_ARGV_MAX - 1)), SAGA_AUX_ARGV_MAX + 1 - len, p);
 	if (n < 0) {
 		a->flags |= SAGA_EVF_AUX_FAULT;
 		return 1;
@@ -585,9 +602,22 @@ static long argv_step(__u32 i, void *data)
 	return 0;
 }
 
-static __always_inline void read_argv(struct saga_bpf_pcpu *pc, struct saga_bpf_entry *e, __u64 argv, int compat)
+static __always_inline void set_aux_kind(struct saga_event *ev, __u16 spec)
 {
-	struct argv_read a = { .dst = aux_area(e), .argv = argv, .wide = !compat };
+	ev->flags |= (spec & 7) << SAGA_EVF_AUX_SHIFT;
+}
+
+/*
+ * execve/execveat at entry: the argv pointers and the window first, so that
+ * the path can come from the window too, then the paths, then the strings
+ * (the aux blob follows the paths).
+ */
+static __always_inline void read_exec(struct saga_bpf_pcpu *pc, struct saga_bpf_entry *e, __u32 slot, __u16 spec,
+				      int compat)
+{
+	__u64 argv = arg_at(&e->ev, SAGA_AUXSPEC_PTR(spec));
+	__u8 paths = saga_slot_paths[slot & (SAGA_NR_SLOTS - 1)];
+	struct argv_read a = { .argv = argv, .wide = !compat };
 
 	if (argv) {
 		/*
@@ -598,9 +628,13 @@ static __always_inline void read_argv(struct saga_bpf_pcpu *pc, struct saga_bpf_
 		a.batched = !bpf_probe_read_user(a.ptrs, a.wide ? 8 * ARGV_BATCH : 4 * ARGV_BATCH,
 						 (const void *)argv);
 		if (a.batched)
-			argv_window(&a);
-		bpf_loop(SAGA_AUX_ARGV_ARGS + 1, argv_step, &a, 0);
+			argv_window(&a, (paths & 0xf) ? arg_at(&e->ev, (paths & 0xf) - 1) : 0);
 	}
+	read_paths(pc, e, slot, &a);
+	set_aux_kind(&e->ev, spec);
+	a.dst = aux_area(e);
+	if (argv)
+		bpf_loop(SAGA_AUX_ARGV_ARGS + 1, argv_step, &a, 0);
 	if (a.flags & SAGA_EVF_AUX_FAULT)
 		pc->aux_faults++;
 	e->ev.flags |= a.flags;
@@ -625,12 +659,7 @@ static __always_inline void read_blob(struct saga_bpf_pcpu *pc, struct saga_bpf_
 	e->ev.aux_len = n;
 }
 
-static __always_inline void set_aux_kind(struct saga_event *ev, __u16 spec)
-{
-	ev->flags |= (spec & 7) << SAGA_EVF_AUX_SHIFT;
-}
-
-/* The aux read at entry (saga_slot_aux), or for aux read at exit the buffer length it will have. */
+/* The aux read at entry (saga_slot_aux; argv: read_exec), or for aux read at exit the buffer length it will have. */
 static __always_inline void entry_aux(struct saga_bpf_pcpu *pc, struct saga_bpf_entry *e, __u16 spec, int compat)
 {
 	__u64 ptr = arg_at(&e->ev, SAGA_AUXSPEC_PTR(spec));
@@ -640,11 +669,6 @@ static __always_inline void entry_aux(struct saga_bpf_pcpu *pc, struct saga_bpf_
 	if (spec & SAGA_AUXSPEC_EXIT) {
 		if (ptr && len && !bpf_probe_read_user(&room, 4, (const void *)len))
 			e->aux_room = room;
-		return;
-	}
-	if ((spec & 7) == SAGA_AUX_ARGV) {
-		set_aux_kind(&e->ev, spec);
-		read_argv(pc, e, ptr, compat);
 		return;
 	}
 	if (!ptr)
@@ -820,9 +844,13 @@ int saga_sys_enter(__u64 *ctx)
 		pc = bpf_map_lookup_elem(&counters, &zero);
 		if (!pc)
 			return 0;
-		read_paths(pc, e, slot);
-		if (aux)
-			entry_aux(pc, e, aux, compat);
+		if ((aux & 7) == SAGA_AUX_ARGV && !(aux & SAGA_AUXSPEC_EXIT)) {
+			read_exec(pc, e, slot, aux, compat);
+		} else {
+			read_paths(pc, e, slot, 0);
+			if (aux)
+				entry_aux(pc, e, aux, compat);
+		}
 	}
 	e->valid = 1;
 	return 0;

@@ -127,7 +127,7 @@ static void argv_edge(void)
 /*
  * execve (failing: ENOENT) with argv strings laid out so that the eBPF
  * driver's one-read window (bpf/saga.bpf.c, argv_window) serves all, some
- * or none of them: packed together; a last string longer than the window
+ * or none of them: packed together, the path among them; a last string longer than the window
  * reads past its start; one string far from the others; strings packed at
  * the end of a page before an unreadable one (the window read faults); more
  * packed bytes than the blob keeps; empty strings.
@@ -147,8 +147,10 @@ static void argv_window(void)
 	memset(packed + 20, 'x', 200);
 	args[0] = packed, args[1] = packed + 4, args[2] = packed + 8, args[3] = packed + 14, args[4] = packed + 15;
 	args[5] = NULL;
-	syscall(SYS_execve, "/nonexistent/saga-argv-packed", args, NULL);
-	/* the last string runs 400 bytes past the window's tail */
+	/* the path among them (system()'s "/bin/sh" and "sh"): taken from the window too */
+	strcpy(packed + 300, "/nonexistent/saga-argv-packed");
+	syscall(SYS_execve, packed + 300, args, NULL);
+	/* the last string runs 400 bytes past the window's tail (the path: a literal, out of the window) */
 	memset(packed + 512, 'L', 400);
 	packed[912] = 0;
 	args[5] = packed + 512, args[6] = NULL;
