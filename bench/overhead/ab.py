@@ -10,21 +10,32 @@ the same machine: the comparison to trust for a change to the programs
 (docs/benchmarks.md).  Root; run through bench/overhead/ab (a private
 mount namespace).
 
-Usage: bench/overhead/ab [--rounds N] [--calls N] OBJ [OBJ...]
+With --lower-bound, the same rounds also measure bench/overhead/lower_bound.bpf.c:
+the least any two-program logger pays for an entry time, a duration and one
+136-byte ring record (its ring drained by a thread that reads what was written).
+
+Usage: bench/overhead/ab [--rounds N] [--calls N] [--lower-bound] OBJ [OBJ...]
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import mmap
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import overhead
 
 from saga import _uapi
+from saga.drivers.ebpf import libbpf
+
+HERE = Path(__file__).resolve().parent
+LOWER_BOUND = "lower bound: two programs, entry time, one ring record"
 
 
 def fmt(xs: list[float], digits: int = 0) -> str:
@@ -32,29 +43,85 @@ def fmt(xs: list[float], digits: int = 0) -> str:
     return f"{med:,.{digits}f} ({min(xs):,.{digits}f}..{max(xs):,.{digits}f})"
 
 
+def build_lower_bound() -> str:
+    out = overhead.BUILD / "lower_bound.bpf.o"
+    subprocess.run([str(overhead.ROOT / "tools" / "build-bpf.sh"), str(out), str(HERE / "lower_bound.bpf.c")],
+                   check=True, stdout=subprocess.DEVNULL)
+    return str(out)
+
+
+def _drain(fd: int, stop: threading.Event) -> None:
+    """Consume the lower bound's ring as a reader would: read what was written, then release it."""
+    size = libbpf.map_info(fd).max_entries
+    page = mmap.PAGESIZE
+    cons = mmap.mmap(fd, page, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
+    rest = mmap.mmap(fd, page + 2 * size, mmap.MAP_SHARED, mmap.PROT_READ, offset=page)
+    pos = 0
+    try:
+        while not stop.wait(0.002):
+            prod = int.from_bytes(rest[0:8], "little")
+            while pos < prod:
+                start = page + pos % size
+                n = min(prod - pos, size - pos % size)
+                bytes(rest[start:start + n])
+                pos += n
+            cons[0:8] = pos.to_bytes(8, "little")   # one 8-byte store: the kernel never sees a torn position
+    finally:
+        cons.close()
+        rest.close()
+
+
+@contextlib.contextmanager
+def lower_bound(bpffs: str, obj_path: str):
+    obj = libbpf.BpfObject(obj_path)
+    links = [os.path.join(bpffs, "lb_enter"), os.path.join(bpffs, "lb_exit")]
+    stop = threading.Event()
+    thread = None
+    try:
+        obj.load()
+        obj.attach_and_pin("lb_sys_enter", links[0])
+        obj.attach_and_pin("lb_sys_exit", links[1])
+        thread = threading.Thread(target=_drain, args=(obj.map_fd("lb_events"), stop), daemon=True)
+        thread.start()
+        yield
+    finally:
+        stop.set()
+        if thread is not None:
+            thread.join()
+        for link in links:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(link)
+        obj.close()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--calls", type=int, default=300_000, help="getppid calls per measurement")
+    ap.add_argument("--lower-bound", action="store_true", help="measure lower_bound.bpf.c in the same rounds")
     ap.add_argument("objects", nargs="+")
     opts = ap.parse_args()
     if os.geteuid() != 0:
         print("bench/overhead/ab needs root", file=sys.stderr)
         return 77
     loop, floor_obj = overhead.build()
+    lb_obj = build_lower_bound() if opts.lower_bound else None
     tmp = tempfile.mkdtemp(prefix="saga-ab-")
     bpffs = os.path.join(tmp, "bpffs")
     os.mkdir(bpffs)
     subprocess.run(["mount", "-t", "bpf", "bpf", bpffs], check=True)
     kinds = {"getppid": opts.calls, "execve": opts.calls // 15, "connect": opts.calls // 3}
-    res: dict[str, dict[str, list[float]]] = {o: {k: [] for k in (*kinds, "floor")} for o in opts.objects}
+    names = opts.objects + ([LOWER_BOUND] if lb_obj else [])
+    res: dict[str, dict[str, list[float]]] = {o: {k: [] for k in (*kinds, "floor")} for o in names}
     load0 = os.getloadavg()
     try:
         for r in range(opts.rounds):
-            order = opts.objects if r % 2 == 0 else opts.objects[::-1]
+            order = names if r % 2 == 0 else names[::-1]
             for obj in order:
                 before = set(overhead.bpf_progs())
-                with overhead.saga(bpffs, _uapi.SAGA_ACT_LOG, True, {}, Path(obj)):
+                setup = lower_bound(bpffs, lb_obj) if obj == LOWER_BOUND else \
+                    overhead.saga(bpffs, _uapi.SAGA_ACT_LOG, True, {}, Path(obj))
+                with setup:
                     ours = set(overhead.bpf_progs()) - before
                     with overhead.floor_prog(bpffs, floor_obj, "floor_beside"):
                         floor_ids = set(overhead.bpf_progs()) - before - ours
