@@ -20,6 +20,7 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
+import weakref
 from pathlib import Path
 
 from saga import decode, events, render, syscalls
@@ -100,6 +101,8 @@ class Renderer:
         self._ctx = self._lib.saga_render_new()
         if not self._ctx:
             raise MemoryError("saga_render_new")
+        # Its memory goes with it; not at exit, when the process gives everything back anyway.
+        weakref.finalize(self, self._lib.saga_render_free, self._ctx).atexit = False
         for slot in syscalls.BY_SLOT:
             mode = _ret_mode(slot)
             if mode != _RET_DEC:
@@ -112,20 +115,15 @@ class Renderer:
         self._state = (ctypes.c_uint64 * 3)()
         self._lock = threading.Lock()     # the C calls let go of the GIL; one pass at a time uses the context
 
-    def __del__(self) -> None:
-        ctx, self._ctx = getattr(self, "_ctx", None), None
-        if ctx:
-            self._lib.saga_render_free(ctx)
-
     def forget(self) -> None:
         """Drop every cached text (after saga.render's tables changed: tests)."""
         self._lib.saga_render_forget(self._ctx)
 
-    def lines(self, buf: bytes, start: int = 0, count: int | None = None) -> bytes:
+    def lines(self, buf: bytes | bytearray | memoryview, start: int = 0, count: int | None = None) -> bytes:
         """The lines (each ending in a newline) of `count` records (None: all) of buf from byte offset
         `start`, as saga.render.line prints them with saga.render.context_of as it is now."""
         with self._lock:
-            return self._lines(buf, start, count)
+            return self._lines(buf if type(buf) is bytes else bytes(buf), start, count)
 
     def _lines(self, buf: bytes, start: int, count: int | None) -> bytes:
         lib, ctx, st = self._lib, self._ctx, self._state

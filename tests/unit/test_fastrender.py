@@ -50,6 +50,10 @@ def test_the_recorded_workload_with_context_words(fast, recording, context):
     assert fast.lines(recording) == python_lines(recording)
 
 
+def test_any_bytes_like_buffer(fast, recording):
+    assert fast.lines(memoryview(recording)) == fast.lines(bytearray(recording)) == python_lines(recording)
+
+
 def test_a_part_of_a_run(fast, recording):
     sizes = events.sizes(recording)
     start, count = int(sizes[:17].sum()), 40
