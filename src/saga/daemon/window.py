@@ -7,7 +7,9 @@ in everything ever appended), so a reader can say where it stopped and
 learn how many events were dropped before it came back.
 
 Nothing is rendered (saga.render) until someone reads it: ingest only
-appends.  A chunk renders its lines when a reader needs them, and keeps
+appends.  A chunk renders its lines when a reader needs them (in C from
+its bytes, saga.fastrender, when the library is built; else in Python from
+its parsed events: the same lines), and keeps
 the text for the next reader (pipe readers and `cat`s share it); the texts
 kept by all chunks are bounded by `text_budget` bytes, the least recently
 rendered given up first (they are rendered again if read again).
