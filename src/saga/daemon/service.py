@@ -3,7 +3,7 @@
 Start: take the pidfile lock, open the store (schema brought up to date),
 open the driver with load=True, install the stored rules (the database is
 the source of truth), enable capture, start the archiver thread, then run
-on trio: the drain loop, idle rendering, the control socket and, when
+on trio: the drain loop, the control socket and, when
 available, sagafs.  SIGTERM/SIGINT: stop draining, unmount, write
 everything drained to the store, exit 0.  SIGHUP: reload the configuration
 and the rules.
@@ -24,7 +24,7 @@ import trio
 import trio.lowlevel
 
 from saga import config as configmod
-from saga import events, render
+from saga import events, fastrender, render
 from saga.config import Config
 from saga.daemon import losses
 from saga.daemon.archiver import LINGER_S, Archiver, Retention
@@ -243,6 +243,9 @@ class Daemon:
             archiver.start()
         if state.context:   # a recording's processes ran elsewhere: no unit or container for them
             render.context_of = enricher.where
+        if not fastrender.available():
+            log.warning("the compiled renderer cannot be used (%s): /sagafs renders its lines in Python, "
+                        "about 20 times slower", fastrender.why_not())
         self.state = state
         return state
 
