@@ -284,7 +284,8 @@ def report(rates, dr, fr, load_before, opts) -> None:
         fl = median(fr, rate, "us")
         print(f"| {rate:,}/s | {median(dr, rate, 'reached'):,.0f}/s | {spread(dr, rate, 'us')} | "
               f"{spread(dr, rate, 'us_archiver')} | {median(dr, rate, 'cpu_pct'):.0f}% | {spread(fr, rate, 'us')} | "
-              f"{median(fr, rate, 'cpu_pct'):.1f}% | {us / fl:.1f} | {sum(r[rate]['events'] for r in dr):,} | "
+              f"{median(fr, rate, 'cpu_pct'):.1f}% | {f'{us / fl:.1f}' if fl else 'n/a'} | "
+              f"{sum(r[rate]['events'] for r in dr):,} | "
               f"{sum(r[rate]['ring_drops'] for r in dr):,} | {sum(r[rate]['archive_drops'] for r in dr):,} | "
               f"{sum(r[rate]['readers_lost'] for r in dr):,} | {sum(r[rate]['ring_drops'] for r in fr):,} | "
               f"{'met' if us <= TARGET_US else 'NOT met'} |")
