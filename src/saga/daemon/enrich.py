@@ -142,14 +142,15 @@ class Enricher:
             out[pid] = info.exe if info else None
         return out
 
-    def note(self, pids: Sequence[int] | np.ndarray, cgroup_ids: Sequence[int] | np.ndarray) -> None:
+    def note(self, pids: Sequence[int] | np.ndarray, cgroup_ids: Sequence[int] | np.ndarray) -> bool:
         """Remember the pids and cgroup ids (of each event of a read: saga.events.pids, cgroup_ids) not looked
-        up yet (cheap: the event loop calls it)."""
+        up yet (cheap: the event loop calls it); True when some are waiting for a lookup."""
         self._pending.update(set(np.unique(np.asarray(pids)).tolist()).difference(self._cache))
         known = self.cgroups.cached
         for cgid, pid in last_of_each(cgroup_ids, pids).items():
             if known(cgid) is None:
                 self._pending_cgroups[cgid] = pid
+        return bool(self._pending or self._pending_cgroups)
 
     def take_pending(self) -> tuple[set[int], dict[int, int]]:
         pids, self._pending = self._pending, set()

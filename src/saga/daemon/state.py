@@ -60,6 +60,7 @@ class DaemonState:
     started_ns: int = field(default_factory=time.time_ns)
     ring_drops_at_start: int = 0        # the driver's drop counter when this daemon started
     _new_events: trio.Event = field(default_factory=trio.Event)
+    lookups_wanted: trio.Event = field(default_factory=trio.Event)   # the enricher noted pids or cgroups
 
     # -- ingest (drain loop only) ------------------------------------------------
     def ingest(self, buf: bytes, sizes: np.ndarray) -> None:
@@ -75,7 +76,8 @@ class DaemonState:
         where = spool.append(buf, n) if spool is not None and self.archiver is not None else None
         self.window.append(buf, sizes)
         if self.context:
-            self.enricher.note(events.pids(buf, sizes), events.cgroup_ids(buf, sizes))
+            if self.enricher.note(events.pids(buf, sizes), events.cgroup_ids(buf, sizes)):
+                self.lookups_wanted.set()
         if self.archiver is not None:
             queued = self.archiver.submit(buf, sizes, where)
             if spool is not None:

@@ -124,14 +124,9 @@ class Chunk:
         self.n += len(sizes)
 
     def seal(self) -> None:
-        """The chunk is full: one piece of bytes (and its parse, if any, a tuple the garbage collector skips:
-        a million events in lists would cost every full collection ~100 ms of traversal)."""
-        if len(self.bufs) > 1:
-            self.bufs = [b"".join(self.bufs)]
-            self.sizes = [np.concatenate(self.sizes)]
-            self._parsed_bufs = 1 if self._parsed_bufs else 0
-            if self._raws is not None and len(self._raws) < self.n:      # parsed in part: parse again on use
-                self.forget_raws()
+        """The chunk is full: its parse, if any, becomes a tuple the garbage collector skips (a million events
+        in lists would cost every full collection ~100 ms of traversal).  Its pieces of bytes stay as read:
+        joining them copied every event once more (bench/daemon: 12% of the drain's CPU at 50,000/s)."""
         if isinstance(self._raws, list):
             self._raws = tuple(self._raws)
 

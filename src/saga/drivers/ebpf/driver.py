@@ -275,6 +275,9 @@ class EbpfDriver(Driver):
     def read_raw(self, max_bytes: int = 1 << 20, timeout: float | None = 0.0) -> bytes:
         ring = self._reader()
         self._refresh_clock()
+        # The periodic tick is consumed before reading, so fileno() polls readable again only at the next
+        # tick or wakeup: left unread, it kept a caller polling fileno() awake however empty the ring was.
+        ring.drain_timer()
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             data, n = ring.read(max_bytes)
