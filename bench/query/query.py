@@ -207,6 +207,36 @@ def in_process(url: str, what: str, day: str, hour: str) -> tuple[float, float]:
     return time.perf_counter() - t0, time.process_time() - c0
 
 
+def cpu_of(cmd: list[str], env: dict[str, str]) -> float:
+    """CPU seconds (user + system) of a command, its output thrown away."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+
+
+START_STEPS = [       # what a command pays before it searches, step by step (each includes the ones before)
+    ("the interpreter (`python -c pass`)", "pass", {}),
+    ("+ numpy, one BLAS thread (as saga sets it)", "import numpy", {"OPENBLAS_NUM_THREADS": "1"}),
+    ("+ saga's modules a search imports, and the database's driver", "import saga.cli.main, saga.cli.search, "
+     "saga.cli.guard, saga.cli.context, saga.store.query, {driver}", {}),
+]
+NUMPY_DEFAULT = ("numpy with its default BLAS threads (one per CPU; not what saga does)", "import numpy", {})
+
+
+def start_costs(env: dict[str, str], driver: str, runs: int = 11) -> list[tuple[str, float]]:
+    """Median CPU seconds of each start step, and of numpy as it starts by default, alternating (driver:
+    the module that talks to the database, sqlite3 or psycopg)."""
+    py = str(ROOT / ".venv/bin/python")
+    steps = START_STEPS + [NUMPY_DEFAULT]
+    base = {k: v for k, v in env.items() if k != "OPENBLAS_NUM_THREADS"}
+    got: list[list[float]] = [[] for _ in steps]
+    for _ in range(runs):
+        for i, (_label, code, extra) in enumerate(steps):
+            got[i].append(cpu_of([py, "-c", code.format(driver=driver)], {**base, **extra}))
+    return [(label, statistics.median(g)) for (label, _c, _e), g in zip(steps, got, strict=True)]
+
+
 def size(url: str) -> int:
     """Bytes the archive takes: the SQLite file, or the PostgreSQL database."""
     if url.startswith("sqlite:///"):
@@ -277,6 +307,7 @@ def run(args: argparse.Namespace, work: Path, url: str, kind: str, empty: Callab
     loads = []
     for cmd, _word, _want in measures.values():         # bytecode compiled, pages cached: not measured
         run_cli(base + cmd, env)
+    print(f"bench/query {time.strftime('%Y-%m-%d %H:%M:%S %Z')}, uptime: {uptime()}\n", flush=True)
     for _ in range(args.rounds):
         for name, (cmd, word, want) in measures.items():
             loads.append(os.getloadavg()[0])
@@ -288,6 +319,7 @@ def run(args: argparse.Namespace, work: Path, url: str, kind: str, empty: Callab
             if word is not None:
                 g, g_cpu, _count = grep(word, text)
                 greps[name].append((g, g_cpu))
+    starts = start_costs(env, "psycopg" if kind else "sqlite3")
     u = facts["usage"]
     print(f"Query on {'PostgreSQL' if kind else 'SQLite'}, {facts['events']:,} events over 24 hours "
           f"({u['batches']:,} batches, "
@@ -328,6 +360,24 @@ def run(args: argparse.Namespace, work: Path, url: str, kind: str, empty: Callab
           f"(EventWriter.write, merges included; target ≤ 0.7).  Built in {facts.get('build_s', 0):.0f} s.")
     print(f"Matches: {facts['shadow_last_hour']} /etc/shadow calls in the last hour, {facts['eacces']} EACCES "
           f"in the day.")
+    print("\nA command's start, CPU (median of 11, alternating; each step includes the ones above):\n")
+    print("| step | CPU, ms |\n|---|---:|")
+    for label, cpu in starts:
+        print(f"| {label} | {cpu * 1000:.0f} |")
+    started = starts[len(START_STEPS) - 1][1]
+    for name, (cmd, word, _) in measures.items():
+        cpu = statistics.median(r[2] for r in runs[name])
+        line = f"`saga {cmd[0]}` {name}: {cpu * 1000:.0f} ms of CPU, {started * 1000:.0f} of them the start"
+        if word is not None:
+            gc = statistics.median(x[1] for x in greps[name])
+            line += (f"; grep -F takes {gc * 1000:.0f} ms of CPU, so the start alone allows at most "
+                     f"{gc / started:.1f}× grep by CPU")
+        print(f"- {line}")
+    print(f"\nuptime at the end: {uptime()}")
+
+
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
 if __name__ == "__main__":

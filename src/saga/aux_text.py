@@ -14,7 +14,6 @@ paths (saga.render.quote); JSON keeps their bytes (render.json_bytes).
 """
 from __future__ import annotations
 
-import socket
 import struct
 from collections.abc import Callable
 
@@ -46,6 +45,7 @@ def sockaddr_fields(blob: bytes) -> dict:
     """A socket address's fields by name (the JSON form): family, then port/addr, path, pid/groups ..."""
     if len(blob) < 2:
         return {"family": None, "bytes": blob.hex()}
+    import socket  # here: a search that prints no socket address does not load it
     fam = struct.unpack_from("<H", blob)[0]
     out: dict = {"family": decode.family(fam)}
     body = blob[2:]

@@ -8,11 +8,7 @@ a typo must not silently fall back to a default.
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import grp
 import os
-import socket
-import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,6 +121,7 @@ class StoreConfig:
 
     @property
     def host_name(self) -> str:
+        import socket
         return self.host or socket.gethostname()
 
 
@@ -186,6 +183,7 @@ def keep_running(old: Config, new: Config) -> Config:
 
 
 def _closest(word: str, choices) -> str:
+    import difflib
     hint = difflib.get_close_matches(word, list(choices), n=1)
     return f"; did you mean {hint[0]!r}?" if hint else ""
 
@@ -224,6 +222,7 @@ def from_dict(data: dict, source: str = "<config>") -> Config:
 
 def group_id(key: str, name: str) -> int:
     """The id of the group a key names (sagafs.group, store.group); an unknown group is a ConfigError."""
+    import grp
     try:
         return grp.getgrnam(name).gr_gid
     except KeyError:
@@ -231,12 +230,13 @@ def group_id(key: str, name: str) -> int:
 
 
 def load(path: str | None = None) -> Config:
-    """The configuration at `path`; the default path may be missing (defaults), an explicit one may not."""
+    """The configuration at `path`; the default path may be missing (defaults), an explicit one may not.
+    (difflib, grp, socket and tomllib are imported where used: `saga query` starts without most of them.)"""
     explicit = path is not None
     path = path or DEFAULT_PATH
     try:
         with open(path, "rb") as f:
-            data = tomllib.load(f)
+            raw = f.read()
     except FileNotFoundError:
         if explicit:
             raise ConfigError(f"{path}: no such configuration file") from None
@@ -245,6 +245,9 @@ def load(path: str | None = None) -> Config:
         raise ConfigError(f"{path}: is a directory, not a configuration file") from None
     except OSError as exc:
         raise from_oserror(exc, f"reading {path}", ConfigError) from None
+    import tomllib
+    try:
+        data = tomllib.loads(raw.decode())
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except tomllib.TOMLDecodeError as exc:

@@ -7,7 +7,6 @@ store applies the same filter to its columns (saga.store.query).
 """
 from __future__ import annotations
 
-import calendar
 import errno as _errno
 import re
 import time
@@ -100,6 +99,7 @@ def _parse_time(text: str, now_ns: int) -> int:
         except ValueError:
             continue
         if utc:
+            import calendar  # here: only a UTC time needs it
             secs = calendar.timegm(dt.timetuple())
         else:
             secs = int(time.mktime(dt.timetuple()))

@@ -13,9 +13,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from bpffs import private_bpffs
 from ebpf_helpers import Workload, drain, loaded
-
-from saga.drivers.ebpf import loader
 
 HERE = Path(__file__).parent
 
@@ -26,15 +25,8 @@ if os.geteuid() != 0:
 @pytest.fixture(scope="session")
 def bpffs():
     """A private BPF filesystem for this test session."""
-    root = tempfile.mkdtemp(prefix="saga-bpffs-")
-    subprocess.run(["mount", "-t", "bpf", "bpf", root], check=True)
-    try:
+    with private_bpffs() as root:
         yield root
-    finally:
-        for name in os.listdir(root):
-            loader.unload(os.path.join(root, name))
-        subprocess.run(["umount", root], check=False)
-        os.rmdir(root)
 
 
 @pytest.fixture(scope="session")

@@ -63,13 +63,19 @@ def run_while_switching(drv, w, rule_sets) -> tuple[list[tuple], int]:
 
 
 def test_every_call_logged_once_in_order_while_sets_change(drv, workload):
-    w = workload("seq", N, PAUSE_US)
-    drv.replace_rules(numbered([parse(x) for x in sets_logging(w.pid)[0]]))
-    before = drv.stats()
-    recs, changes = run_while_switching(drv, w, sets_logging(w.pid))
+    # Most of these sets log every call of the host: on a busy machine the drainer can fall behind and
+    # the ring drop (counted) records, which then cannot show whether a call was logged.  Such a run
+    # proves nothing either way; it is made again (three runs at most), and judged on one without drops.
+    for _ in range(3):
+        w = workload("seq", N, PAUSE_US)
+        drv.replace_rules(numbered([parse(x) for x in sets_logging(w.pid)[0]]))
+        before = drv.stats()
+        recs, changes = run_while_switching(drv, w, sets_logging(w.pid))
+        st = drv.stats()
+        if st.drops == before.drops:
+            break
+    assert st.drops == before.drops, "every run dropped records: the drainer could not keep up"
     assert changes >= 10, "the workload ended before the rules changed much: the test proves little"
-    st = drv.stats()
-    assert st.drops == before.drops     # first: a drop (counted) explains missing records, a loss does not
     assert_each_once_in_order([r[events.ARG0] for r in recs], N, st.missed - before.missed)
     assert st.per_slot[GETPPID][0] - before.per_slot.get(GETPPID, (0, 0))[0] >= len(recs)
 

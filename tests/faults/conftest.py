@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from bpffs import private_bpffs
 from fault_helpers import Daemons
 from pgserver import serving
 
@@ -47,15 +48,8 @@ def _unmount_under(root: str) -> None:
 
 @pytest.fixture(scope="session")
 def bpffs():
-    root = tempfile.mkdtemp(prefix="saga-fault-bpffs-")
-    subprocess.run(["mount", "-t", "bpf", "bpf", root], check=True)
-    try:
+    with private_bpffs("saga-fault-bpffs-") as root:
         yield root
-    finally:
-        for name in os.listdir(root):
-            loader.unload(os.path.join(root, name))
-        subprocess.run(["umount", root], check=False)
-        os.rmdir(root)
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from bpffs import private_bpffs
 from cgroup_fixture import service_cgroup
 from fuse_helpers import detach_mounts_under, read_available
 from waiting import wait_for
@@ -47,9 +48,11 @@ def root():
 
 @pytest.fixture(scope="module")
 def ebpf_daemon(root):
-    bpffs = root / "bpf"
-    bpffs.mkdir()
-    subprocess.run(["mount", "-t", "bpf", "bpf", str(bpffs)], check=True)
+    with private_bpffs(where=str(root)) as bpffs:
+        yield from _serve_ebpf(root, Path(bpffs))
+
+
+def _serve_ebpf(root, bpffs):
     mnt = root / "mnt"
     cfg = root / "saga.toml"
     cfg.write_text(f'[daemon]\nrun_dir = "{root}/run"\narchive = false\n[store]\nurl = "sqlite:///{root}/saga.db"\n'
@@ -68,8 +71,6 @@ def ebpf_daemon(root):
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
-        loader.unload(str(bpffs / "saga"))
-        subprocess.run(["umount", str(bpffs)], check=False)
         assert proc.returncode == 0, err
         assert mount_type(str(mnt)) is None
 

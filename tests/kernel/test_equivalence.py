@@ -15,9 +15,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tempfile
 
 import pytest
+from bpffs import private_bpffs
 from kernelutil import CALLS, Module, drain, only
 
 from saga import _uapi, syscalls
@@ -92,25 +92,14 @@ def kmod_run():
 
 
 @pytest.fixture
-def bpf_dir():
+def bpf_dir(monkeypatch):
     """A private bpffs under /tmp for the eBPF driver (SAGA_BPF_DIR); unloaded and unmounted afterwards."""
     if not loader.OBJECT.exists():
         pytest.fail(f"{loader.OBJECT} is missing: run `make bpf` on the host (tools/vmtest does)")
-    root = tempfile.mkdtemp(prefix="saga-bpffs-")
-    subprocess.run(["mount", "-t", "bpf", "bpf", root], check=True)
-    directory = os.path.join(root, "saga")
-    old = os.environ.get("SAGA_BPF_DIR")
-    os.environ["SAGA_BPF_DIR"] = directory
-    try:
+    with private_bpffs() as root:
+        directory = os.path.join(root, "saga")
+        monkeypatch.setenv("SAGA_BPF_DIR", directory)
         yield directory
-    finally:
-        loader.unload(directory)
-        if old is None:
-            os.environ.pop("SAGA_BPF_DIR", None)
-        else:
-            os.environ["SAGA_BPF_DIR"] = old
-        subprocess.run(["umount", root], check=False)
-        os.rmdir(root)
 
 
 def ebpf_run() -> tuple[dict[int, tuple[int, int]], list]:

@@ -95,19 +95,42 @@ def test_the_option_tables_are_the_typer_commands_options():
             assert getattr(p.default, "value", p.default) == o.default, o
 
 
-def test_a_plain_search_loads_neither_typer_nor_sqlalchemy(db):
+def _loaded(argv: list[str]) -> tuple[set[str], str]:
+    """The top-level modules `saga ARGV` loaded in a new interpreter, and its OPENBLAS_NUM_THREADS."""
     code = "\n".join([
-        "import sys",
+        "import os, sys",
         "from saga.cli.main import main",
-        f"sys.argv = ['saga', '--db', {db!r}, 'query', '-n', '2', '--errno', 'ENOENT']",
+        f"sys.argv = ['saga', *{argv!r}]",
         "try:",
         "    main()",
         "except SystemExit as e:",
-        "    assert e.code == 0, e.code",
-        "loaded = {m.split('.')[0] for m in sys.modules}",
-        "print(sorted(loaded & {'typer', 'click', 'pydantic', 'sqlalchemy', 'rich', 'psycopg'}))"])
-    env = {k: v for k, v in os.environ.items() if k != "SAGA_DB"}
+        "    assert e.code in (0, None), e.code",
+        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))",
+        "print(os.environ.get('OPENBLAS_NUM_THREADS'))"])
+    env = {k: v for k, v in os.environ.items() if k not in ("SAGA_DB", "OPENBLAS_NUM_THREADS")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          cwd=Path(__file__).parent, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines()[-1] == "[]"
+    modules, blas = out.stdout.splitlines()[-2:]
+    return set(modules.split()), blas
+
+
+# Not needed to search and print a SQLite archive: what each costs a command's start (docs/benchmarks.md).
+HEAVY = {"typer", "click", "pydantic", "sqlalchemy", "rich", "psycopg", "psutil", "pyfuse3", "trio"}
+NOT_TO_SEARCH = {"difflib", "json", "socket", "calendar", "shlex", "urllib", "ipaddress"}
+
+
+def test_a_plain_search_loads_neither_typer_nor_sqlalchemy_nor_what_it_does_not_use(db):
+    loaded, blas = _loaded(["--db", db, "query", "-n", "2", "--errno", "ENOENT"])
+    assert loaded & (HEAVY | NOT_TO_SEARCH) == set()
+    assert blas == "1"         # numpy's BLAS starts one thread, not one per CPU (they spin at start)
+    loaded, _ = _loaded(["--db", db, "report", "--by", "syscall"])
+    assert loaded & (HEAVY | NOT_TO_SEARCH) == set()
+    assert "json" in _loaded(["--db", db, "query", "-n", "2", "--json"])[0]    # the check can see a module
+
+
+def test_a_commands_help_loads_neither_numpy_nor_the_database_drivers():
+    for command in ("query", "report"):
+        loaded, _ = _loaded([command, "--help"])
+        assert "typer" in loaded
+        assert loaded & {"numpy", "sqlalchemy", "psycopg", "sqlite3", "psutil", "pyfuse3"} == set()

@@ -10,7 +10,6 @@ import io
 import logging
 import os
 import sys
-import traceback
 
 from saga.cli.output import error
 from saga.errors import EX_SOFTWARE, SagaError
@@ -40,6 +39,7 @@ def exit_code(exc: BaseException, debug: bool) -> int:
     if isinstance(exc, BrokenPipeError):
         quiet_stdout()
         return 0
+    import traceback  # here: only a failure needs it (a command's start)
     if isinstance(exc, SagaError):
         if debug:
             traceback.print_exception(exc)

@@ -10,9 +10,14 @@ the fast start does not understand, help included, goes to typer.
 """
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
+
+# saga multiplies no matrices: numpy's BLAS starting a thread per CPU, which spin while it loads,
+# cost a command ~40 ms of CPU on 2 CPUs (docs/benchmarks.md "Query"); one thread is enough.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 # The commands: name -> (module, attribute, a group of subcommands or one command), in help order.
 COMMANDS: dict[str, tuple[str, str, bool]] = {

@@ -106,6 +106,14 @@ def _choice(name: str, values: tuple[str, ...]) -> Any:
     return enum.Enum(name, {v: v for v in values}, type=str)
 
 
+def later(module: str, name: str) -> Callable[..., int]:
+    """A command's run function, imported when the command runs: its --help starts without numpy."""
+    def run(env: Any, **values: Any) -> int:
+        import importlib
+        return getattr(importlib.import_module(module), name)(env, **values)
+    return run
+
+
 def command(table: Sequence[Opt], run: Callable[..., int], doc: str) -> Callable[..., None]:
     """A typer command whose options are `table`'s: it runs `run(env, **values)` and exits with what that
     returns.  Its signature is made from the table, so every option is declared once."""

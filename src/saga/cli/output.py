@@ -5,13 +5,10 @@ that a command that does not need typer does not import it.
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Sequence
 from typing import TextIO
-
-from saga.render import printable
 
 PROG = "saga"
 RED, YELLOW, BOLD, RESET = "\x1b[31m", "\x1b[33m", "\x1b[1m", "\x1b[0m"
@@ -39,20 +36,25 @@ def out(text: str = "") -> None:
     _echo(text, sys.stdout)
 
 
+def _printable(text: str) -> str:
+    from saga.render import printable  # here: `saga COMMAND --help` starts without numpy
+    return printable(text)
+
+
 # Notes, warnings and errors are one line each, and may quote what a user or a process wrote: printable()
 # keeps a newline in it from starting a forged line and an escape sequence from reaching the terminal.
 
 def note(text: str) -> None:
     """Something the user should know that is not the result (stderr, so pipes stay clean)."""
-    _echo(f"{PROG}: {printable(text)}", sys.stderr)
+    _echo(f"{PROG}: {_printable(text)}", sys.stderr)
 
 
 def warn(text: str) -> None:
-    _echo(f"{PROG}: " + paint("warning:", YELLOW, sys.stderr) + f" {printable(text)}", sys.stderr)
+    _echo(f"{PROG}: " + paint("warning:", YELLOW, sys.stderr) + f" {_printable(text)}", sys.stderr)
 
 
 def error(text: str, prog: str = PROG) -> None:
-    _echo(paint(f"{prog}: {printable(text)}", RED + BOLD, sys.stderr), sys.stderr)
+    _echo(paint(f"{prog}: {_printable(text)}", RED + BOLD, sys.stderr), sys.stderr)
 
 
 def failed_line(line: str) -> str:
@@ -65,10 +67,12 @@ def failed_line(line: str) -> str:
 
 
 def json_out(obj) -> None:
+    import json  # here: only --json needs it (a command's start)
     _echo(json.dumps(obj, indent=2, sort_keys=False), sys.stdout)
 
 
 def json_line(obj) -> None:
+    import json
     sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
 
 

@@ -7,7 +7,6 @@ does is saga.cli.search.run_query.
 from __future__ import annotations
 
 from saga.cli import options
-from saga.cli.search import run_query
 
-query = options.command(options.QUERY, run_query,
+query = options.command(options.QUERY, options.later("saga.cli.search", "run_query"),
                         "Search the archive, in archive order. Exit status 1 when no event matches.")

@@ -7,7 +7,7 @@ query`); what the command does is saga.cli.search.run_report.
 from __future__ import annotations
 
 from saga.cli import options
-from saga.cli.search import run_report
 
-report = options.command(options.REPORT, run_report, "Summarise archived events: calls, failures, p50/p99/total "
-                         "latency per group. Exit 1 when none match.")
+report = options.command(options.REPORT, options.later("saga.cli.search", "run_report"),
+                         "Summarise archived events: calls, failures, p50/p99/total latency per group. "
+                         "Exit 1 when none match.")

@@ -7,7 +7,6 @@ are those of saga.cli.options.
 """
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -40,6 +39,7 @@ def build_filter(*, syscall: str | None = None, pid: int | None = None, ppid: in
 
 def print_archived(found: Iterable[Archived], as_json: bool, with_host: bool = False) -> int:
     """Print events as they come (flushed per batch); returns how many."""
+    import json  # here: only --json needs it (a command's start)
     write = sys.stdout.write
     red = not as_json and colour(sys.stdout)
     n = 0

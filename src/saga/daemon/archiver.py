@@ -280,7 +280,7 @@ class Archiver:
             exes = self.enricher.exes(np.unique(pids).tolist())
             units = self.enricher.units(pids, cgroup_ids)   # saga query --unit
         last = next((e.where for e in reversed(batch) if e.where is not None), None)
-        nbytes = sum(len(buf) for buf, _ in reads)     # an upper bound of what the write adds
+        nbytes = sum(len(buf) for buf, _ in reads)     # the records' bytes (the bounds scale them to stored ones)
         if self.bounds is not None:
             try:
                 self.bounds.before_write(self, nbytes)
@@ -295,6 +295,7 @@ class Archiver:
                 also = None
                 if last is not None and self.spool is not None:
                     also = functools.partial(cursor.write, host_id=self.host_id, value=self.spool.cursor_text(last))
+                stored_before = self._writer.stored_bytes       # (a replaced archive has a new writer)
                 self._writer.write(reads, exes, units, also=also)
             except (ArchiveCorrupt, ArchiveGone) as exc:
                 self._count_error(exc)
@@ -315,7 +316,7 @@ class Archiver:
             self.archived += n
             self.in_flight = 0
         if self.bounds is not None:
-            self.bounds.wrote(nbytes)
+            self.bounds.wrote(nbytes, self._writer.stored_bytes - stored_before)
         if self.spool is not None:
             self.spool.archived(n, unspooled=sum(e.n for e in batch if e.where is None))
             if last is not None:

@@ -3,12 +3,12 @@
 Modelled on auditd.conf: `store.max_size` is max_log_file, `space_left`
 and `admin_space_left` are auditd's, each with its action.  Every
 `store.bounds_interval` seconds (and at once when a write fails for lack
-of space) the archiver thread measures the archive (for SQLite: the file
-and its WAL, less the free pages inside; for PostgreSQL: the database) and
-the free space of the filesystem it is on, then:
+of space) the archiver thread measures the archive (the data the cap counts: SQLite's
+used pages, PostgreSQL's live rows; and the files' size) and the free space
+of the filesystem it is on, then:
 
-- above max_size: `prune` (default) removes the oldest batches until the
-  archive is back under 90% of the cap; `suspend` stops archiving new
+- above max_size: `prune` (default) removes the oldest batches whose bytes
+  bring the archive back under 90% of the cap (less than one batch below); `suspend` stops archiving new
   events (dropped, counted); `warn` only says so;
 - free space below space_left: `prune` (default) removes the oldest
   batches and gives the space back to the filesystem (checkpoint, then
@@ -72,7 +72,8 @@ class DiskBounds:
         self.warn_every = warn_every
         self.next_check = 0.0
         self.last: Measure | None = None     # the last measure (status shows it)
-        self._grown = 0                      # bytes written since it (an upper bound: raw records)
+        self._grown = 0                      # column bytes stored since it
+        self._per_record_byte = 1.0          # column bytes stored per record byte, in the last write
         self.pruned_for_size = 0          # events removed to keep the cap
         self.pruned_for_space = 0         # events removed to keep space_left free
         self.suspended: str | None = None
@@ -83,9 +84,13 @@ class DiskBounds:
     def measure(self) -> Measure:
         path = self.store.path
         if path is None:
+            # the files keep a deletion's room until VACUUM (then reuse it): the live rows are what the cap
+            # holds, or each check would find the database as big as before and prune again, down to nothing
             with translate("measuring the archive"), self.store.engine.connect() as conn:
                 size = int(conn.exec_driver_sql("SELECT pg_database_size(current_database())").scalar_one())
-            return Measure(size, size, None, None)
+                columns = int(conn.exec_driver_sql("SELECT pg_total_relation_size('event_columns')").scalar_one())
+                live = archive.live_bytes_pg(conn)
+            return Measure(size, min(size, size - columns + live), None, None)
         size = 0
         for suffix in ("", "-wal"):
             try:
@@ -180,8 +185,9 @@ class DiskBounds:
 
     def _prune(self, host_id: int | None, need, *, give_back: bool) -> int:
         """Remove the oldest batches until need(measure) (the bytes still to free) is <= 0 or the archive is
-        empty; returns the events removed.  Each round removes as many batches as the bytes needed take,
-        at the archive's average size per batch."""
+        empty; returns the events removed.  Each round removes the oldest batches whose stored columns
+        make up the bytes needed, at the archive's bytes per stored byte (its fixed part included: an
+        overestimate of what a deletion frees, so rounds end at most one batch below the target)."""
         removed = 0
         while True:
             m = self.measure()
@@ -192,9 +198,9 @@ class DiskBounds:
             held = archive.usage(self.store.engine, host_id)
             if not held.batches:
                 return removed
-            per_batch = max(m.used // max(held.batches, 1), 1)
-            step = min(max(-(-missing // per_batch), 1), PRUNE_STEP_MAX)
-            gone = archive.prune_oldest(self.store.engine, host_id, batches=step)
+            per_stored = max(m.used, 1) / max(held.stored_bytes, 1)
+            gone = archive.prune_oldest(self.store.engine, host_id, stored_bytes=int(missing / per_stored),
+                                        most=PRUNE_STEP_MAX)
             if not gone.batches:
                 return removed
             removed += gone.events
@@ -264,7 +270,7 @@ class DiskBounds:
         return max(min(limits), WRITE_MIN) if limits else None
 
     def before_write(self, archiver: Archiver, nbytes: int) -> None:
-        """Before a write of about nbytes: check now rather than at the next interval if it could take the
+        """Before a write of nbytes of records: check now rather than at the next interval if it could take the
         archive past its cap or the filesystem below space_left (a burst must not fill a small disk between
         two checks).  One statvfs; the full check only when it is close."""
         m = self.last
@@ -274,7 +280,8 @@ class DiskBounds:
         c = self.config
         cap = self._limit(c.max_size, m)
         space_left = self._limit(c.space_left, m)
-        if cap is not None and c.max_size_action == "prune" and m.used + self._grown + nbytes > cap:
+        if cap is not None and c.max_size_action == "prune" and \
+                m.used + self._grown + nbytes * self._per_record_byte > cap:
             self.check(archiver)
             return
         if self.store.path is None or space_left is None:
@@ -283,12 +290,16 @@ class DiskBounds:
             st = os.statvfs(os.path.dirname(self.store.path) or ".")
         except OSError:
             return
-        if st.f_bavail * st.f_frsize - nbytes < space_left:
+        if st.f_bavail * st.f_frsize - nbytes * self._per_record_byte < space_left:
             self.check(archiver)
 
-    def wrote(self, nbytes: int) -> None:
-        """A write of at most nbytes went in (counted against the cap until the next measure)."""
-        self._grown += nbytes
+    def wrote(self, nbytes: int, stored: int) -> None:
+        """A write of nbytes of records went in, stored as `stored` bytes of columns: counted against the
+        cap until the next measure.  Stored bytes, not the records': a failed call is stored twice (its
+        errno's rows), so an archive of failing calls grows about twice its records' bytes."""
+        self._grown += stored
+        if nbytes:
+            self._per_record_byte = stored / nbytes
 
     def failed(self, exc: SagaError) -> None:
         """A check that could not act (pruning on a disk already full ...): logged, rate-limited."""

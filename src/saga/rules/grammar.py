@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pwd
 import re
-import shlex
 
 from saga.errors import RuleError
 from saga.rules.model import Rule, check_list
@@ -18,7 +17,10 @@ _SAFE = re.compile(r"^[A-Za-z0-9_.:@+/%-]+$")
 
 
 def _quote(value: str) -> str:
-    return value if _SAFE.match(value) else shlex.quote(value)
+    if _SAFE.match(value):
+        return value
+    import shlex  # here: a search does not quote or split rules, and it costs a command's start
+    return shlex.quote(value)
 
 
 def format(rule: Rule, *, with_id: bool = False) -> str:  # noqa: A001 - the grammar's verb
@@ -60,6 +62,7 @@ def parse_uid(value: str) -> int:
 
 def words(text: str) -> list[str]:
     """The words of a line as a POSIX shell splits them; `#` outside quotes starts a comment."""
+    import shlex
     try:
         return shlex.split(text, comments=True)
     except ValueError as exc:

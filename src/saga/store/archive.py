@@ -324,6 +324,7 @@ class EventWriter:
         self._conn: Connection | None = None
         self._small: list[Written] = []     # this writer's last batches, all small, in order
         self.merge_events = MERGE_EVENTS    # merge small batches once they hold this many (a small disk: fewer)
+        self.stored_bytes = 0               # the column bytes this writer's writes stored (a size cap's estimate)
 
     def _connection(self) -> Connection:
         if self._conn is None or self._conn.closed or self._conn.invalidated:
@@ -351,6 +352,7 @@ class EventWriter:
                 self.strings.forget()   # ids taken in the failed transaction do not exist
                 self.close()            # a connection in an unknown state is not reused
                 raise
+            self.stored_bytes += sum(w.stored_bytes for w in written)
             for w in written:
                 self._small = self._small + [w] if w.events < SMALL_BATCH else []
             if sum(w.events for w in self._small) >= self.merge_events or len(self._small) >= MERGE_BATCHES:
@@ -435,22 +437,41 @@ def usage(engine: Engine, host_id: int | None = None) -> Usage:
     return Usage(int(n), int(ev), int(size))
 
 
-def prune_oldest(engine: Engine, host_id: int | None = None, *, batches: int = 1) -> Usage:
-    """Delete the oldest `batches` batches (one host's, or of any host); returns what went (for a size cap)."""
+def prune_oldest(engine: Engine, host_id: int | None = None, *, stored_bytes: int, most: int = 256) -> Usage:
+    """Delete the oldest batches (one host's, or of any host) until those deleted stored at least
+    `stored_bytes` of columns, at least one and at most `most` of them; returns what went (for a size cap:
+    the oldest batches are often merged ones, far bigger than the average, so a count would overshoot)."""
     b = EventBatch.__table__
-    stmt = select(b.c.id, b.c.events, b.c.stored_bytes).order_by(b.c.id).limit(batches)
+    stmt = select(b.c.id, b.c.events, b.c.stored_bytes).order_by(b.c.id).limit(most)
     if host_id is not None:
         stmt = stmt.where(b.c.host_id == host_id)
     with translate("pruning the archive"):
         with engine.connect() as conn:
-            rows = conn.execute(stmt).all()
+            rows, total = [], 0
+            for r in conn.execute(stmt):
+                rows.append(r)
+                total += r.stored_bytes
+                if total >= stored_bytes:
+                    break
         _delete_batches(engine, [r.id for r in rows])
-    return Usage(len(rows), sum(r.events for r in rows), sum(r.stored_bytes for r in rows))
+    return Usage(len(rows), sum(r.events for r in rows), total)
+
+
+PG_ROW_BYTES = 64     # a column row's tuple header, line pointer, key, toast pointer and index entry, roughly
+
+
+def live_bytes_pg(conn: Connection) -> int:
+    """PostgreSQL: the bytes the event columns' values take (compressed, as stored), a heap row and an
+    index entry for each; unlike the relation's size, it drops as soon as a deletion commits (the dead
+    rows' room stays in the files until VACUUM, then is reused)."""
+    c = EventColumn.__table__
+    stmt = select(func.coalesce(func.sum(func.pg_column_size(c.c.data) + PG_ROW_BYTES), 0))
+    return int(conn.execute(stmt).scalar_one())
 
 
 def count(engine: Engine, host_id: int | None = None) -> int:
     return usage(engine, host_id).events
 
 
-__all__ = ["EventWriter", "Strings", "Usage", "count", "event_id", "failed", "prune", "prune_oldest", "usage",
-           "write_batch"]
+__all__ = ["EventWriter", "Strings", "Usage", "count", "event_id", "failed", "live_bytes_pg", "prune", "prune_oldest",
+           "usage", "write_batch"]

@@ -17,7 +17,6 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from saga.errors import StoreError
 from saga.store.errors import translate
@@ -57,6 +56,7 @@ def locate(text: str) -> Location | None:
         return Location("sqlite", path, "sqlite:///" + path)
     if scheme in ("postgresql", "postgres", "postgresql+psycopg"):
         uri = "postgresql://" + rest
+        from urllib.parse import urlsplit  # here: SQLite's searches start without it (and ipaddress)
         try:
             urlsplit(uri).port         # noqa: B018 - a malformed one ('[::1', a bad port) raises here
         except ValueError:

@@ -7,7 +7,6 @@ counted apart at SAGA_COMPAT_BASE + their ia32 number, named `ia32:NAME`.
 """
 from __future__ import annotations
 
-import difflib
 import fnmatch
 from dataclasses import dataclass
 from functools import lru_cache
@@ -80,6 +79,7 @@ def lookup(name: str) -> Syscall | None:
 
 def suggest(name: str, n: int = 3) -> list[str]:
     """The closest known names, for 'did you mean' messages."""
+    import difflib  # here: only a mistake needs it, and it costs a command's start
     return difflib.get_close_matches(name, BY_NAME.keys(), n=n, cutoff=0.6)
 
 
