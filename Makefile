@@ -8,11 +8,13 @@ PY      := $(VENV)/bin/python
 PYTEST  := PYTHONDONTWRITEBYTECODE=1 $(PY) -m pytest -p no:cacheprovider
 BPF_DIR := src/saga/drivers/ebpf
 BPF_OBJ := $(BPF_DIR)/saga.bpf.o
+# The compiled renderer (saga.fastrender loads it with ctypes; the daemon renders in Python without it).
+RENDER_SO := src/saga/_render.so
 # Kernels the module is tested on: Debian 12's 6.1 and 6.1 PREEMPT_RT, Debian 13's
 # 6.12 and 6.12 PREEMPT_RT, trixie-backports' 7.x and 7.x PREEMPT_RT (tools/kernels.sh).
 TEST_KERNELS = $(shell tools/kernels.sh)
 
-.PHONY: help up down deps build kmod bpf uapi syscalls consts test test-unit test-host test-vm test-pkg bench deb clean
+.PHONY: help up down deps build kmod bpf render uapi syscalls consts test test-unit test-host test-vm test-pkg bench deb clean
 
 help:
 	@echo "make up      install what is needed, build, start saga (module or eBPF) and mount /sagafs"
@@ -33,7 +35,7 @@ down:
 deps:
 	tools/deps.sh base bpf
 
-build: bpf
+build: bpf render
 	@if [ -d /lib/modules/$$(uname -r)/build ]; then $(MAKE) --no-print-directory kmod KDIR=/lib/modules/$$(uname -r)/build; \
 	 else echo "build: no headers for $$(uname -r): module not built here (the eBPF driver needs none)"; fi
 
@@ -45,6 +47,11 @@ bpf: $(BPF_OBJ)
 
 $(BPF_OBJ): bpf/saga.bpf.c bpf/*.h kmod/include/uapi/linux/saga.h kmod/saga_syscalls.h tools/build-bpf.sh
 	tools/build-bpf.sh $@
+
+render: $(RENDER_SO)
+
+$(RENDER_SO): src/saga/_render.c kmod/include/uapi/linux/saga.h tools/build-render.sh
+	tools/build-render.sh $@
 
 # Regenerate the committed generated files (tests fail when they are stale).
 uapi:
@@ -93,4 +100,4 @@ deb:
 
 clean:
 	$(MAKE) -C kmod clean KDIR=$(firstword $(wildcard /lib/modules/*/build)) || true
-	rm -rf build dist $(BPF_OBJ)
+	rm -rf build dist $(BPF_OBJ) $(RENDER_SO)

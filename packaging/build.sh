@@ -61,7 +61,7 @@ for release in "${releases[@]}"; do
   mkdir -p "$src" "$out/$release"
   # What the packages are built from (no venv, no build output, no tests).
   cp -a pyproject.toml README.md src bpf kmod docs tools packaging "$src"/
-  find "$src" \( -name __pycache__ -o -name '*.o' -o -name '*.ko' -o -name '*.mod' -o -name '*.mod.c' \
+  find "$src" \( -name __pycache__ -o -name '*.o' -o -name '*.so' -o -name '*.ko' -o -name '*.mod' -o -name '*.mod.c' \
     -o -name '.*.cmd' -o -name Module.symvers -o -name modules.order \) -prune -exec rm -rf {} +
   cp -a packaging/debian "$src"/debian
   if [ "$version" != "$own" ]; then

@@ -96,10 +96,10 @@ def floor_prog(bpffs: str, obj_path: str, pin: str = "floor_link"):
 
 
 @contextlib.contextmanager
-def saga(bpffs: str, default_action: int, reader: bool, stats: dict):
+def saga(bpffs: str, default_action: int, reader: bool, stats: dict, obj_path: Path = loader.OBJECT):
     directory = os.path.join(bpffs, "saga")
     os.environ["SAGA_BPF_DIR"] = directory
-    loader.load(directory, default_action=default_action)
+    loader.load(directory, default_action=default_action, obj_path=obj_path)
     proc = None
     drv = EbpfDriver.open()
     try:

@@ -16,8 +16,11 @@ repeat their calls, so render.line finds most argument texts in its cache
 (a busy server repeats 85% of its argument lists, the ordinary programs of
 that test 23%); "arguments never seen before" empties that cache before
 every event, the worst case.  "context" renders with the daemon's
-unit/container lookup on (a process cache hit per event).  Best of
---rounds; every round runs every measure.
+unit/container lookup on (a process cache hit per event).  "saga.fastrender"
+renders the same events from their bytes in window-sized chunks of 4096
+(what the daemon does for /sagafs), warm, and with every cache emptied
+before each chunk (each chunk's distinct calls rendered by saga.render
+again).  Best of --rounds; every round runs every measure.
 """
 from __future__ import annotations
 
@@ -26,7 +29,9 @@ import gzip
 import time
 from pathlib import Path
 
-from saga import events, render, syscalls
+import numpy as np
+
+from saga import events, fastrender, render, syscalls
 from saga.drivers.replay import split_records
 from saga.events import ARG0, COMM, CPU, NR, PID, RET, TID, TS, UID
 
@@ -51,21 +56,44 @@ SERVER_MIX = (
 )
 
 
-def server_mix(n: int) -> list[tuple]:
+def server_mix_bytes(n: int) -> bytes:
     one = []
     for share, name, args, ret in SERVER_MIX:
         paths = ("/usr/lib/python3.11/http/server.py",) if name == "openat" else ()
         rec = events.pack(dict(nr=_S[name].slot, pid=4242, tid=4243, uid=33, comm="python3", args=args, ret=ret,
                                ts_ns=1_796_000_000_000_000_000, duration_ns=5000, paths=paths))
         one += [rec] * share
-    data = b"".join(one[i % len(one)] for i in range(n))
-    return events.parse(data)
+    return b"".join(one[i % len(one)] for i in range(n))
 
 
-def recorded(n: int) -> list[tuple]:
+def recorded_bytes(n: int) -> bytes:
     data = gzip.decompress((ROOT / "tests/data/workload.saga.gz").read_bytes())
     recs = [rec for rec, _ in split_records(data)]
-    return events.parse(b"".join(recs[i % len(recs)] for i in range(n)))
+    return b"".join(recs[i % len(recs)] for i in range(n))
+
+
+CHUNK = 4096     # events a window chunk holds: what the daemon renders in one C pass
+
+
+def c_chunks(buf: bytes) -> list[bytes]:
+    """buf cut into window-sized chunks of records."""
+    sizes = events.sizes(buf)
+    ends = np.cumsum(sizes)[CHUNK - 1::CHUNK].tolist() + [len(buf)]
+    starts = [0, *ends[:-1]]
+    return [buf[a:b] for a, b in zip(starts, ends, strict=True) if b > a]
+
+
+def timed_c(chunks: list[bytes], n: int, cold: bool) -> float:
+    """ns per event of saga.fastrender over window-sized chunks; cold: its cache emptied before each."""
+    fast = fastrender.Renderer()
+    fast.lines(chunks[0])
+    t = time.perf_counter()
+    for c in chunks:
+        if cold:
+            fast.forget()
+            render.clear_caches()
+        fast.lines(c)
+    return (time.perf_counter() - t) / n * 1e9
 
 
 def floor_line(raw: tuple) -> str:
@@ -90,7 +118,11 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=200_000)
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
-    corpora = {"recorded workload": recorded(args.events), "server mix": server_mix(args.events)}
+    data = {"recorded workload": recorded_bytes(args.events), "server mix": server_mix_bytes(args.events)}
+    corpora = {name: events.parse(buf) for name, buf in data.items()}
+    chunks = {name: c_chunks(buf) for name, buf in data.items()}
+    c_measures = {"saga.fastrender (C), 4096-event chunks": False,
+                  "saga.fastrender (C), every cache emptied before each chunk": True}
     where = ("unit=nginx.service", {"unit": "nginx.service", "container": None, "runtime": None, "pod": None,
                                     "cgroup": "/system.slice/nginx.service", "nspid": None})
     cache = {4242: where}
@@ -113,11 +145,14 @@ def main() -> None:
             finally:
                 render.context_of = None
             best[(cname, "render.line with context")] = min(best.get((cname, "render.line with context"), ns), ns)
+            for mname, cold in c_measures.items():
+                ns = timed_c(chunks[cname], len(raws), cold)
+                best[(cname, mname)] = min(best.get((cname, mname), ns), ns)
     print(f"Rendering {args.events:,} events per corpus, best of {args.rounds} (ns per event; "
           f"x = ratio to the floor of the same corpus)\n")
     print("| measure | " + " | ".join(corpora) + " |")
     print("|---|" + "---:|" * len(corpora))
-    for mname in (*measures, "render.line with context"):
+    for mname in (*measures, "render.line with context", *c_measures):
         cells = []
         for cname in corpora:
             ns = best[(cname, mname)]

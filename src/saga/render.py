@@ -42,10 +42,10 @@ from saga.events import (
 if TYPE_CHECKING:
     import numpy as np
 
-_EVF_NAMES = ((_uapi.SAGA_EVF_COMPAT, "ia32"), (_uapi.SAGA_EVF_PATH_TRUNC, "path-truncated"),
-              (_uapi.SAGA_EVF_PATH_FAULT, "path-fault"), (_uapi.SAGA_EVF_NO_ENTER, "no-enter"),
-              (_uapi.SAGA_EVF_NORETURN, "noreturn"), (_uapi.SAGA_EVF_AUX_TRUNC, "aux-truncated"),
-              (_uapi.SAGA_EVF_AUX_FAULT, "aux-fault"))
+EVF_NAMES = ((_uapi.SAGA_EVF_COMPAT, "ia32"), (_uapi.SAGA_EVF_PATH_TRUNC, "path-truncated"),
+             (_uapi.SAGA_EVF_PATH_FAULT, "path-fault"), (_uapi.SAGA_EVF_NO_ENTER, "no-enter"),
+             (_uapi.SAGA_EVF_NORETURN, "noreturn"), (_uapi.SAGA_EVF_AUX_TRUNC, "aux-truncated"),
+             (_uapi.SAGA_EVF_AUX_FAULT, "aux-fault"))
 _ESCAPES = {ord("\\"): "\\\\", ord('"'): '\\"', ord("\n"): "\\n", ord("\t"): "\\t", ord("\r"): "\\r"}
 
 
@@ -154,10 +154,20 @@ _ARGS_TEXT: dict[tuple, str] = {}
 _ARGS_TEXT_MAX = 8192
 
 
+_ON_CLEAR: list[Callable[[], None]] = []
+
+
+def on_clear(forget: Callable[[], None]) -> None:
+    """Call `forget` when the caches are cleared (saga.fastrender keeps argument texts too)."""
+    _ON_CLEAR.append(forget)
+
+
 def clear_caches() -> None:
     """Forget every formatter and argument text (after a change to saga.decode's tables: tests)."""
     _call_formatter.cache_clear()
     _ARGS_TEXT.clear()
+    for forget in _ON_CLEAR:
+        forget()
 
 
 def format_args(raw: tuple) -> str:
@@ -281,7 +291,7 @@ iso_time = _Clock()
 
 
 def flag_names(flags: int) -> list[str]:
-    return [name for bit, name in _EVF_NAMES if flags & bit]
+    return [name for bit, name in EVF_NAMES if flags & bit]
 
 
 # Where an event's process runs, from the daemon's process cache (saga.daemon.enrich.Enricher.where):
@@ -294,20 +304,23 @@ _NO_CONTEXT = {"unit": None, "container": None, "runtime": None, "pod": None, "c
 def line(raw: tuple) -> str:
     """One event as one line (no trailing newline)."""
     flags = raw[FLAGS] & ~_uapi.SAGA_EVF_AUX_MASK  # the aux kind is not a flag
-    name = _call_formatter(raw[NR])[0]
     where = context_of(raw) if context_of is not None else None
     words = f" {where[0]}" if where is not None and where[0] else ""
     text = (f"{iso_time(raw[TS])} cpu={raw[CPU]} pid={raw[PID]} tid={raw[TID]} uid={raw[UID]} "
-            f"comm={comm_token(raw[COMM])}{words} {name}({format_args(raw)}) = {format_ret(raw)} "
-            f"<{format_duration(raw)}>")
+            f"comm={comm_token(raw[COMM])}{words} {call_text(raw)} <{format_duration(raw)}>")
     if flags:
         text += " [" + ",".join(flag_names(flags)) + "]"
     return text
 
 
+def call_head(raw: tuple) -> str:
+    """`name(args)`."""
+    return f"{_call_formatter(raw[NR])[0]}({format_args(raw)})"
+
+
 def call_text(raw: tuple) -> str:
     """`name(args) = ret`: the part of a line that depends on the call alone, not on who made it or when."""
-    return f"{_call_formatter(raw[NR])[0]}({format_args(raw)}) = {format_ret(raw)}"
+    return f"{call_head(raw)} = {format_ret(raw)}"
 
 
 def lines_of(ts: np.ndarray, cpu: Sequence[int], pid: Sequence[int], tid: Sequence[int], uid: Sequence[int],

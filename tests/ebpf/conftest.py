@@ -35,16 +35,46 @@ def session_driver(bpffs):
         yield drv
 
 
+def _reset(drv) -> None:
+    drv.replace_rules([])
+    drv.set_enabled(True)
+    drain(drv)
+
+
 @pytest.fixture
 def drv(session_driver):
     """The shared instance with no rules, capture on, and the ring drained."""
     os.environ["SAGA_BPF_DIR"] = session_driver.directory
-    session_driver.replace_rules([])
-    session_driver.set_enabled(True)
-    drain(session_driver)
+    _reset(session_driver)
     yield session_driver
     session_driver.replace_rules([])
     session_driver.set_enabled(True)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem):
+    """Run a test on the shared driver again when it failed while the kernel skipped saga's programs.
+
+    From Linux 6.14 the syscall tracepoints are preemptible, and the kernel skips a program that is
+    already running on the CPU (counted: `missed`, docs/ebpf.md): a call whose entry program was
+    skipped has no entry state, one whose exit program was skipped no record.  A failure in a run with
+    such skips says nothing of saga, so the test is made again (three runs at most); a failure in a
+    run without them stands.
+    """
+    drv = pyfuncitem.funcargs.get("drv")
+    if drv is None:
+        return None
+    args = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
+    for attempt in range(3):
+        before = drv.stats().missed
+        try:
+            pyfuncitem.obj(**args)
+            return True
+        except AssertionError:
+            if attempt == 2 or drv.stats().missed == before:
+                raise
+            _reset(drv)
+    return True
 
 
 @pytest.fixture(scope="session")

@@ -197,3 +197,25 @@ def test_argv_ending_before_an_unreadable_page_is_read_whole(drv, workload):
     assert r[events.FLAGS] & (_uapi.SAGA_EVF_AUX_FAULT | _uapi.SAGA_EVF_AUX_TRUNC) == 0
     assert r[events.RET] == -errno.ENOENT
     assert drv.stats().aux_faults == faults
+
+
+def test_argv_strings_close_together_read_alike_whatever_their_layout(drv, workload):
+    """execve's strings packed (read with one window read, the path among them), partly beyond the
+    window, far apart, packed before an unreadable page (the window read faults) and longer than the
+    blob keeps: the path and the blob (whole strings within the bounds) are what one read per string
+    gives, every time."""
+    w = workload("argv-window")
+    only(drv, w.pid, "execve")
+    faults = drv.stats().aux_faults
+    w.go(drv)
+    recs = records(drv, pid=w.pid)
+    short = [b"one", b"two", b"three", b"", b"five"]
+    want = [short, short + [b"L" * 400], [b"one", b"far away", b"three", b"", b"five"],
+            [b"ab", b"cd", b"ef", b"gh"], [bytes([ord("a") + i]) * 99 for i in range(5)]]
+    assert [events.argv_of(r) for r in recs] == want
+    assert [events.path_bytes(r)[0] for r in recs] == \
+        [b"/nonexistent/saga-argv-" + k for k in (b"packed", b"long", b"far", b"edge", b"cut")]
+    assert [r[events.FLAGS] & (_uapi.SAGA_EVF_AUX_FAULT | _uapi.SAGA_EVF_AUX_TRUNC) for r in recs] == \
+        [0, 0, 0, 0, _uapi.SAGA_EVF_AUX_TRUNC]
+    assert all(r[events.RET] == -errno.ENOENT for r in recs)
+    assert drv.stats().aux_faults == faults

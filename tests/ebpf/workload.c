@@ -124,6 +124,56 @@ static void argv_edge(void)
 	syscall(SYS_execve, "/nonexistent/saga-argv-edge", args, NULL);
 }
 
+/*
+ * execve (failing: ENOENT) with argv strings laid out so that the eBPF
+ * driver's one-read window (bpf/saga.bpf.c, argv_window) serves all, some
+ * or none of them: packed together, the path among them; a last string longer than the window
+ * reads past its start; one string far from the others; strings packed at
+ * the end of a page before an unreadable one (the window read faults); more
+ * packed bytes than the blob keeps; empty strings.
+ */
+static void argv_window(void)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	char *map = mmap(NULL, 4 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	char *packed = map, *edge, *far = map + 2 * page;
+	char *args[40];
+	int n;
+
+	if (map == MAP_FAILED || mprotect(map + 3 * page, page, PROT_NONE))
+		return;
+	/* packed: "one" "two" "three" "" "five", then a NUL-free tail */
+	memcpy(packed, "one\0two\0three\0\0five\0", 20);
+	memset(packed + 20, 'x', 200);
+	args[0] = packed, args[1] = packed + 4, args[2] = packed + 8, args[3] = packed + 14, args[4] = packed + 15;
+	args[5] = NULL;
+	/* the path among them (system()'s "/bin/sh" and "sh"): taken from the window too */
+	strcpy(packed + 300, "/nonexistent/saga-argv-packed");
+	syscall(SYS_execve, packed + 300, args, NULL);
+	/* the last string runs 400 bytes past the window's tail (the path: a literal, out of the window) */
+	memset(packed + 512, 'L', 400);
+	packed[912] = 0;
+	args[5] = packed + 512, args[6] = NULL;
+	syscall(SYS_execve, "/nonexistent/saga-argv-long", args, NULL);
+	/* one string a page away from the rest */
+	strcpy(far, "far away");
+	args[1] = far, args[5] = NULL;
+	syscall(SYS_execve, "/nonexistent/saga-argv-far", args, NULL);
+	/* packed at the end of the page before the PROT_NONE one */
+	edge = map + 3 * page - 12;
+	memcpy(edge, "ab\0cd\0ef\0gh\0", 12);
+	args[0] = edge, args[1] = edge + 3, args[2] = edge + 6, args[3] = edge + 9, args[4] = NULL;
+	syscall(SYS_execve, "/nonexistent/saga-argv-edge", args, NULL);
+	/* 8 packed strings of 99 bytes and their NULs: the blob keeps 5 */
+	for (n = 0; n < 8; n++) {
+		memset(map + page + 100 * n, 'a' + n, 99);
+		map[page + 100 * n + 99] = 0;
+		args[n] = map + page + 100 * n;
+	}
+	args[8] = NULL;
+	syscall(SYS_execve, "/nonexistent/saga-argv-cut", args, NULL);
+}
+
 int main(int argc, char **argv)
 {
 	char line[16];
@@ -178,6 +228,8 @@ int main(int argc, char **argv)
 		}
 	} else if (!strcmp(mode, "argv-edge")) {
 		argv_edge();
+	} else if (!strcmp(mode, "argv-window")) {
+		argv_window();
 	} else if (strcmp(mode, "blocked")) {
 		return 64;
 	}

@@ -44,6 +44,23 @@ def test_everything_submitted_is_written_by_stop(store):
     assert a.dropped == 0 and a.queued == 0
 
 
+def test_a_small_queue_lingers_for_more_then_is_written_in_one_go(store):
+    """The daemon's archiver waits for LINGER_EVENTS (or LINGER_S): a write of a few events costs about what a
+    write of many does.  An hour's linger here, so that only reaching LINGER_EVENTS or a stop writes."""
+    from saga.daemon.archiver import LINGER_EVENTS
+    a = Archiver(store, _host(store), linger=3600)
+    a.start()
+    assert a.submit(*batch(100))                       # alone, it waits ...
+    assert a.submit(*batch(LINGER_EVENTS, 100))        # ... until enough have come: one write of both
+    deadline = time.monotonic() + 60
+    while a.archived < LINGER_EVENTS + 100 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert archive.usage(store.engine).batches == 1
+    assert a.submit(*batch(10, 10**6))                 # a stop writes what lingers
+    assert a.stop() == 0 and a.archived == LINGER_EVENTS + 110
+    assert archive.usage(store.engine).batches == 2
+
+
 def test_a_full_queue_drops_and_counts_without_blocking(store):
     a = Archiver(store, _host(store), max_queued=1000)   # not started: nothing drains the queue
     assert a.submit(*batch(800))

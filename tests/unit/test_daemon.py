@@ -355,3 +355,23 @@ def test_systemd_hears_ready_and_a_status_line(tmp_path, sqlite_url, recording, 
             r.stop()
         r.driver.close()
         listener.close()
+
+
+def test_without_the_compiled_renderer_the_daemon_says_so_once_and_renders_in_python(tmp_path, sqlite_url, recording,
+                                                                                       caplog, monkeypatch):
+    from saga import fastrender
+    for name, value in (("LIBRARY", tmp_path / "missing.so"), ("_tried", False), ("_lib", None), ("_shared", None)):
+        monkeypatch.setattr(fastrender, name, value)
+    d = Daemon(make_config(tmp_path, sqlite_url), Options(no_mount=True, reload_config=False),
+               driver=ReplayDriver(recording))
+    with caplog.at_level("WARNING", logger="saga.daemon"):
+        d.open()
+    try:
+        d.state.window.append(recording)
+        assert caplog.text.count("the compiled renderer cannot be used") == 1
+        assert f"{tmp_path / 'missing.so'} is missing (make build compiles it)" in caplog.text
+        text = d.state.window.snapshot().read_all()
+        assert text == "".join(render.line(r) + "\n" for r in events.parse(recording)).encode("utf-8",
+                                                                                              "surrogateescape")
+    finally:
+        d.close()

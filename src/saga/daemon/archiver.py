@@ -61,6 +61,13 @@ AT_STOP = "at_stop"                # the database still failed when the stop tim
 SUSPENDED = "suspended"            # archiving suspended by the disk bounds (saga.daemon.bounds)
 CAUSES = (QUEUE_FULL, STOPPING, BUG, AT_STOP, SUSPENDED)
 
+# A write costs about as much for a few hundred events as for ten thousand (a transaction, a batch's columns
+# and summaries, and the merge of small batches later), so the daemon's archiver waits for LINGER_EVENTS or
+# until its oldest queued read is LINGER_S old: at 50,000 events/s, writing as soon as anything was queued
+# cost 8.6 us of daemon CPU per event against 1.5 at 200,000/s (bench/daemon).
+LINGER_S = 0.5
+LINGER_EVENTS = archive.SMALL_BATCH
+
 
 def _name_thread(name: bytes) -> None:
     """The thread's name in /proc (top -H, bench/daemon's per-thread CPU): PR_SET_NAME, best effort."""
@@ -89,6 +96,7 @@ class Entry:
     buf: bytes | None
     sizes: np.ndarray | None
     where: Location | None          # where the spool holds it (None: memory only)
+    at: float = 0.0                 # when it was queued (time.monotonic(); 0: replayed, written at once)
 
     @property
     def nbytes(self) -> int:
@@ -98,8 +106,9 @@ class Entry:
 class Archiver:
     def __init__(self, store: Store, host_id: int, *, enricher: Enricher | None = None,
                  max_queued: int = 262_144, retention: Retention | None = None, spool: Spool | None = None,
-                 new_archive: Callable[[], int] | None = None) -> None:
+                 new_archive: Callable[[], int] | None = None, linger: float = 0.0) -> None:
         self.store = store
+        self.linger = linger             # seconds a small queue waits for more (LINGER_S in the daemon)
         self.host_id = host_id
         self.enricher = enricher
         self.max_queued = max_queued
@@ -151,13 +160,14 @@ class Archiver:
                 if where is None:          # nowhere to keep it
                     self.dropped_by[QUEUE_FULL] += n
                     return False
-                entry = Entry(n, None, None, where)     # the spool keeps it; memory does not
+                entry = Entry(n, None, None, where, time.monotonic())    # the spool keeps it; memory does not
             else:
-                entry = Entry(n, buf, sizes, where)
+                entry = Entry(n, buf, sizes, where, time.monotonic())
                 self.in_memory += n
             self._queue.append(entry)
             self.queued += n
-            self._cond.notify()
+            if len(self._queue) == 1 or self.queued - n < LINGER_EVENTS <= self.queued:
+                self._cond.notify()     # the archiver waits for a first read, or lingers for enough of them
         return True
 
     def submit_spooled(self, where: Location, n: int) -> None:
@@ -200,6 +210,11 @@ class Archiver:
                 if wait is not None and wait <= 0:
                     return []
                 self._cond.wait(wait)
+            while self.linger > 0 and not self._stopping and self.queued < LINGER_EVENTS:
+                left = self._queue[0].at + self.linger - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
             batch: list[Entry] = []
             n = nbytes = 0
             limit = self.bounds.write_limit() if self.bounds is not None else None

@@ -7,7 +7,9 @@ in everything ever appended), so a reader can say where it stopped and
 learn how many events were dropped before it came back.
 
 Nothing is rendered (saga.render) until someone reads it: ingest only
-appends.  A chunk renders its lines when a reader needs them, and keeps
+appends.  A chunk renders its lines when a reader needs them (in C from
+its bytes, saga.fastrender, when the library is built; else in Python from
+its parsed events: the same lines), and keeps
 the text for the next reader (pipe readers and `cat`s share it); the texts
 kept by all chunks are bounded by `text_budget` bytes, the least recently
 rendered given up first (they are rendered again if read again).
@@ -41,7 +43,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from saga import events, render
+from saga import events, fastrender, render
 from saga.events import NR, PID
 
 Render = Callable[[tuple], str]
@@ -163,13 +165,29 @@ class Chunk:
         start = self._text_events
         end = self.n if max_events is None else min(self.n, start + max_events)
         if end > start:
-            text = render_lines(self.raws[start:end], line)
+            fast = fastrender.shared() if line is render.line else None
+            text = self._lines_in_c(fast, start, end) if fast is not None else render_lines(self.raws[start:end], line)
             self._text.append(text)
             self._text_events = end
             self._text_bytes += len(text)
             if self.texts is not None:
                 self.texts.charge(self, len(text))
         return end - start
+
+    def _lines_in_c(self, fast: fastrender.Renderer, start: int, end: int) -> bytes:
+        """The lines of events [start, end) rendered from the bytes (saga.fastrender): nothing is parsed."""
+        out = []
+        seen = 0
+        for buf, sizes in zip(self.bufs, self.sizes, strict=True):
+            n = len(sizes)
+            if start < seen + n:
+                take = min(end, seen + n) - start
+                out.append(fast.lines(buf, int(sizes[:start - seen].sum()), take))
+                start += take
+                if start >= end:
+                    break
+            seen += n
+        return out[0] if len(out) == 1 else b"".join(out)
 
     def forget_text(self) -> int:
         """Give the rendered text up (it is rendered again if needed); returns its bytes."""
