@@ -27,7 +27,8 @@ from debroot import (  # noqa: E402
     chroot,
 )
 
-__all__ = ["BOOKWORM", "CACHE", "RELEASES", "Release", "SetupError", "base_root", "Machine", "version", "VOLATILE"]
+__all__ = ["BOOKWORM", "CACHE", "RELEASES", "Overlay", "Release", "SetupError", "base_root", "Machine", "version",
+           "VOLATILE"]
 
 # Paths whose contents change by merely running apt and dpkg, or are not files.
 VOLATILE = ("proc", "sys", "dev", "run", "tmp", "var/cache/apt", "var/cache/debconf", "var/cache/man",
