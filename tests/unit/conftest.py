@@ -11,6 +11,7 @@ from pgserver import serving
 
 from saga import events
 from saga.drivers.replay import ReplayDriver
+from saga.store import Store
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 WORKLOAD = DATA / "workload.saga.gz"     # tools/gen_fixture.py
@@ -44,6 +45,14 @@ def replay(recording):
 @pytest.fixture
 def sqlite_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path}/saga.db"
+
+
+@pytest.fixture
+def store(sqlite_url):
+    """A SQLite archive opened as the daemon opens its own (own=True)."""
+    st = Store.open(sqlite_url, own=True)
+    yield st
+    st.close()
 
 
 # -- PostgreSQL: a real server, started once per session in a temp dir (tests/common/pgserver.py) -------

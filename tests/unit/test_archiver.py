@@ -7,6 +7,7 @@ import threading
 import time
 
 import pytest
+from stores import host_in
 
 from saga import events
 from saga.daemon.archiver import Archiver, Retention
@@ -14,7 +15,6 @@ from saga.daemon.enrich import Enricher, ProcInfo
 from saga.errors import StoreError
 from saga.filters import EventFilter
 from saga.store import Store, archive, query
-from saga.store import rules as stored_rules
 
 
 @pytest.fixture
@@ -24,18 +24,13 @@ def store(sqlite_url):
     st.close()
 
 
-def _host(store):
-    with store.session() as s, s.begin():
-        return stored_rules.host_id(s, "h")
-
-
 def batch(n: int, start: int = 0, pid: int = 1) -> tuple[bytes, list[tuple]]:
     buf = b"".join(events.pack(dict(nr=0, pid=pid, ts_ns=10**18 + start + i)) for i in range(n))
     return buf, events.sizes(buf)
 
 
 def test_everything_submitted_is_written_by_stop(store):
-    a = Archiver(store, _host(store))
+    a = Archiver(store, host_in(store))
     a.start()
     for k in range(20):
         assert a.submit(*batch(500, k * 500))
@@ -48,7 +43,7 @@ def test_a_small_queue_lingers_for_more_then_is_written_in_one_go(store):
     """The daemon's archiver waits for LINGER_EVENTS (or LINGER_S): a write of a few events costs about what a
     write of many does.  An hour's linger here, so that only reaching LINGER_EVENTS or a stop writes."""
     from saga.daemon.archiver import LINGER_EVENTS
-    a = Archiver(store, _host(store), linger=3600)
+    a = Archiver(store, host_in(store), linger=3600)
     a.start()
     assert a.submit(*batch(100))                       # alone, it waits ...
     assert a.submit(*batch(LINGER_EVENTS, 100))        # ... until enough have come: one write of both
@@ -62,7 +57,7 @@ def test_a_small_queue_lingers_for_more_then_is_written_in_one_go(store):
 
 
 def test_a_full_queue_drops_and_counts_without_blocking(store):
-    a = Archiver(store, _host(store), max_queued=1000)   # not started: nothing drains the queue
+    a = Archiver(store, host_in(store), max_queued=1000)   # not started: nothing drains the queue
     assert a.submit(*batch(800))
     assert not a.submit(*batch(300))
     assert a.submit(*batch(200))
@@ -72,7 +67,7 @@ def test_a_full_queue_drops_and_counts_without_blocking(store):
 
 
 def test_a_failing_database_is_retried_then_reported_at_stop(store, monkeypatch):
-    a = Archiver(store, _host(store))
+    a = Archiver(store, host_in(store))
     calls = []
 
     def broken(reads, exes, units=None, also=None):
@@ -88,7 +83,7 @@ def test_a_failing_database_is_retried_then_reported_at_stop(store, monkeypatch)
 
 
 def test_recovery_after_database_errors(store, monkeypatch):
-    a = Archiver(store, _host(store))
+    a = Archiver(store, host_in(store))
     real = a._writer.write
     fails = threading.Semaphore(2)
 
@@ -105,7 +100,7 @@ def test_recovery_after_database_errors(store, monkeypatch):
 
 
 def test_retention_runs_in_the_archiver(store):
-    h = _host(store)
+    h = host_in(store)
     a = Archiver(store, h, retention=Retention(max_rows=100, interval_s=0.05))
     a._next_prune = 0
     a.start()
@@ -121,7 +116,7 @@ def test_retention_runs_in_the_archiver(store):
 
 
 def test_exe_comes_from_the_enricher(store):
-    h = _host(store)
+    h = host_in(store)
     a = Archiver(store, h, enricher=Enricher())
     a.start()
     a.submit(*batch(3, pid=os.getpid()))
@@ -156,7 +151,7 @@ def test_enricher_keeps_an_exited_process_and_notices_a_recycled_pid():
 
 
 def test_a_bug_in_one_batch_does_not_stop_the_archiver(store, monkeypatch):
-    a = Archiver(store, _host(store))
+    a = Archiver(store, host_in(store))
     real = a._writer.write
     first = threading.Event()
 
@@ -184,7 +179,7 @@ def _rows(url: str) -> int:
 
 def test_counters_add_up_at_every_moment(store):
     """submitted == archived + dropped + queued + in flight + left in the spool, sampled while it runs."""
-    a = Archiver(store, _host(store), max_queued=2000)
+    a = Archiver(store, host_in(store), max_queued=2000)
     a.start()
     bad = []
     done = threading.Event()
@@ -212,7 +207,7 @@ def test_a_lock_held_past_the_busy_timeout_is_retried_not_dropped(tmp_path, capl
 
     url = f"sqlite:///{tmp_path}/saga.db"
     st = Store.open(url, own=True, busy_timeout=0.1)
-    a = Archiver(st, _host(st))
+    a = Archiver(st, host_in(st))
     holder = sqlite3.connect(str(tmp_path / "saga.db"), isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")                     # another writer, holding the lock for a while
     a.start()
@@ -236,9 +231,9 @@ def test_a_deleted_archive_is_noticed_and_a_new_one_started(tmp_path):
 
     def new_archive():
         made.append(1)
-        return _host(st)
+        return host_in(st)
 
-    a = Archiver(st, _host(st), new_archive=new_archive)
+    a = Archiver(st, host_in(st), new_archive=new_archive)
     a.start()
     a.submit(*batch(10))
     wait = time.monotonic() + 10
@@ -266,7 +261,7 @@ def _corrupt(path: str) -> None:
 def test_a_corrupt_archive_is_set_aside_and_a_new_one_started(tmp_path):
     url = f"sqlite:///{tmp_path}/saga.db"
     st = Store.open(url, own=True)
-    a = Archiver(st, _host(st))
+    a = Archiver(st, host_in(st))
     a.start()
     for k in range(20):
         a.submit(*batch(500, k * 500))
@@ -274,7 +269,7 @@ def test_a_corrupt_archive_is_set_aside_and_a_new_one_started(tmp_path):
     st.close()
     _corrupt(f"{tmp_path}/saga.db")
     st = Store.open(url, own=True)
-    b = Archiver(st, _host(st), new_archive=lambda: _host(st))
+    b = Archiver(st, host_in(st), new_archive=lambda: host_in(st))
     b.start()                                             # quick_check at start finds the damage
     b.submit(*batch(30, 10**6))
     assert b.stop() == 0
@@ -289,7 +284,7 @@ def test_the_archive_and_its_side_files_are_private(tmp_path):
     open(f"{tmp_path}/saga.db", "w").close()
     os.chmod(f"{tmp_path}/saga.db", 0o644)                 # an archive made by an older saga
     st = Store.open(url, own=True)
-    a = Archiver(st, _host(st))
+    a = Archiver(st, host_in(st))
     a.start()
     a.submit(*batch(10))
     a.stop()

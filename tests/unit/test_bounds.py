@@ -7,6 +7,7 @@ import os
 import time
 
 import pytest
+from stores import host_in
 
 from saga import events
 from saga.config import StoreConfig, parse_size
@@ -14,7 +15,6 @@ from saga.daemon.archiver import Archiver
 from saga.daemon.bounds import CAP_TARGET, DiskBounds, Measure
 from saga.filters import EventFilter
 from saga.store import Store, archive, query
-from saga.store import rules as stored_rules
 
 
 def batch(n: int, start: int) -> tuple[bytes, list[tuple]]:
@@ -23,21 +23,9 @@ def batch(n: int, start: int) -> tuple[bytes, list[tuple]]:
     return buf, events.sizes(buf)
 
 
-@pytest.fixture
-def store(sqlite_url):
-    st = Store.open(sqlite_url, own=True)
-    yield st
-    st.close()
-
-
-def _host(store):
-    with store.session() as s, s.begin():
-        return stored_rules.host_id(s, "h")
-
-
 def _fill(store, writes: int, per: int = 2000, *, first: int = 0) -> Archiver:
     """An archiver that wrote `writes` batches of `per` events, numbered from `first`."""
-    a = Archiver(store, _host(store))
+    a = Archiver(store, host_in(store))
     a.start()
     for k in range(writes):
         done = k * per

@@ -360,7 +360,8 @@ def test_systemd_hears_ready_and_a_status_line(tmp_path, sqlite_url, recording, 
 def test_without_the_compiled_renderer_the_daemon_says_so_once_and_renders_in_python(tmp_path, sqlite_url, recording,
                                                                                        caplog, monkeypatch):
     from saga import fastrender
-    for name, value in (("LIBRARY", tmp_path / "missing.so"), ("_tried", False), ("_lib", None), ("_shared", None)):
+    for name, value in (("LIBRARY", tmp_path / "missing.so"), ("_tried", False), ("_lib", None), ("_why", ""),
+                        ("_shared", None)):
         monkeypatch.setattr(fastrender, name, value)
     d = Daemon(make_config(tmp_path, sqlite_url), Options(no_mount=True, reload_config=False),
                driver=ReplayDriver(recording))

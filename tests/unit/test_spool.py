@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import os
 
-import pytest
+from stores import host_in
 
 from saga import events
 from saga.daemon.archiver import Archiver
 from saga.daemon.spool import Spool, parse_cursor, whole_records
 from saga.filters import EventFilter
-from saga.store import Store, archive, cursor, query
-from saga.store import rules as stored_rules
+from saga.store import archive, cursor, query
 
 
 def read_of(n: int, start: int, paths: bool = False) -> tuple[bytes, list[tuple]]:
@@ -106,18 +105,6 @@ def test_a_full_spool_takes_nothing_more_and_archived_segments_go(tmp_path):
     sp.close()
 
 
-@pytest.fixture
-def store(sqlite_url):
-    st = Store.open(sqlite_url, own=True)
-    yield st
-    st.close()
-
-
-def _host(store):
-    with store.session() as s, s.begin():
-        return stored_rules.host_id(s, "h")
-
-
 def _spool_and_submit(a: Archiver, sp: Spool, read: tuple[bytes, list[tuple]]) -> None:
     buf, raws = read
     sp.in_hand(len(buf))
@@ -128,7 +115,7 @@ def _spool_and_submit(a: Archiver, sp: Spool, read: tuple[bytes, list[tuple]]) -
 
 def test_after_a_crash_the_archive_gets_each_event_exactly_once(store, tmp_path):
     """The cursor commits with the events: replay starts exactly where the archive stops."""
-    h = _host(store)
+    h = host_in(store)
     d = str(tmp_path / "spool")
     sp = Spool(d, 1 << 30, segment_bytes=1 << 14)
     sp.recover(None)
@@ -158,7 +145,7 @@ def test_after_a_crash_the_archive_gets_each_event_exactly_once(store, tmp_path)
 
 
 def test_reads_beyond_the_memory_bound_wait_in_the_spool_only(store, tmp_path):
-    h = _host(store)
+    h = host_in(store)
     sp = Spool(str(tmp_path / "spool"), 1 << 30)
     sp.recover(None)
     a = Archiver(store, h, spool=sp, max_queued=100)        # not started: everything waits
