@@ -156,8 +156,7 @@ class Renderer:
             elif status == _MISS_COMM:
                 text = render.comm_token(raw[events.COMM])
             else:
-                where = context_of(raw) if context_of is not None else None
-                text = f" {where[0]}" if where is not None and where[0] else ""
+                text = render.context_words(raw)
             data = text.encode("utf-8", "surrogateescape")
             if lib.saga_render_learn(ctx, (_CALL, _COMM, _WHERE)[status - 1], rec, data, len(data)) != 0:
                 # too big for the cache: this line in Python

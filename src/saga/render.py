@@ -304,13 +304,17 @@ _NO_CONTEXT = {"unit": None, "container": None, "runtime": None, "pod": None, "c
 def line(raw: tuple) -> str:
     """One event as one line (no trailing newline)."""
     flags = raw[FLAGS] & ~_uapi.SAGA_EVF_AUX_MASK  # the aux kind is not a flag
-    where = context_of(raw) if context_of is not None else None
-    words = f" {where[0]}" if where is not None and where[0] else ""
     text = (f"{iso_time(raw[TS])} cpu={raw[CPU]} pid={raw[PID]} tid={raw[TID]} uid={raw[UID]} "
-            f"comm={comm_token(raw[COMM])}{words} {call_text(raw)} <{format_duration(raw)}>")
+            f"comm={comm_token(raw[COMM])}{context_words(raw)} {call_text(raw)} <{format_duration(raw)}>")
     if flags:
         text += " [" + ",".join(flag_names(flags)) + "]"
     return text
+
+
+def context_words(raw: tuple) -> str:
+    """` unit=... container=...` for the event's process, from context_of ("" without any)."""
+    where = context_of(raw) if context_of is not None else None
+    return f" {where[0]}" if where is not None and where[0] else ""
 
 
 def call_head(raw: tuple) -> str:
