@@ -6,90 +6,27 @@ from __future__ import annotations
 import fcntl
 import os
 import pty
-import select
 import shutil
 import signal
 import struct
 import subprocess
 import sys
 import termios
-import time
 from pathlib import Path
 
 import pytest
+from cliserver import SAGA, WAIT, CommandServer, served_count, wait_exit
+from waiting import wait_for
 
 from saga.cli import client
 from saga.events import PID
 from saga.store import Store, archive
 from saga.store import rules as stored_rules
 
-SAGA = str(Path(sys.executable).with_name("saga"))
-WAIT = 120.0            # the longest any wait below may take on a loaded machine before the test fails
-
-
-def wait_for(what: str, ok) -> None:
-    """Wait until ok() is true (explicitly: it says what it waited for when it gives up)."""
-    deadline = time.monotonic() + WAIT
-    while not ok():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"waited {WAIT:g} s for {what}")
-        time.sleep(0.02)
-
-
-def wait_exit(pid: int) -> None:
-    """Wait until process `pid` (not a child of this one) has exited."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    try:
-        assert select.select([fd], [], [], WAIT)[0], f"process {pid} still runs after {WAIT:g} s"
-    finally:
-        os.close(fd)
-
-
-class Served:
-    """A private runtime directory ($XDG_RUNTIME_DIR), the environment of commands that use it, their server."""
-
-    def __init__(self, root: Path, **extra: str) -> None:
-        self.run = root / "run"
-        self.run.mkdir(mode=0o700)
-        self.dir = self.run / "saga"
-        self.env = {k: v for k, v in os.environ.items() if k != "SAGA_NO_SERVER"}
-        self.env.update({"XDG_RUNTIME_DIR": str(self.run), "SAGA_SERVER_IDLE": "3600", **extra})
-
-    def saga(self, *args: str, served: bool = True, **kw) -> subprocess.CompletedProcess:
-        env = dict(self.env) if served else {**self.env, "SAGA_NO_SERVER": "1"}
-        env.update(kw.pop("env", {}))
-        return subprocess.run([SAGA, *args], capture_output=True, env=env, **kw)
-
-    def log(self) -> str:
-        try:
-            return (self.dir / client.LOG).read_text()
-        except FileNotFoundError:
-            return ""
-
-    def pid(self) -> int:
-        return int((self.dir / client.LOCK).read_text())
-
-    def start(self) -> int:
-        """Start the server as a first command does (that command runs in its own process) and wait for it."""
-        assert self.saga("--version").returncode == 0
-        wait_for("the server to listen", lambda: "serving on" in self.log())
-        return self.pid()
-
-    def stop(self) -> str:
-        """SIGTERM the server, wait for it to end; its log."""
-        if (self.dir / client.LOCK).exists() and self.log().count("serving on") > self.log().count("stopped"):
-            pid = self.pid()
-            os.kill(pid, signal.SIGTERM)
-            wait_exit(pid)
-        return self.log()
-
 
 @pytest.fixture
 def served(tmp_path):
-    s = Served(tmp_path)
+    s = CommandServer(tmp_path)
     yield s
     s.stop()
 
@@ -104,10 +41,6 @@ def db(tmp_path, recording, raws) -> str:
         w.write([(recording, raws)], {raws[0][PID]: "/usr/bin/saga-fixture"})
         w.close()
     return url
-
-
-def served_count(log: str) -> int:
-    return sum(int(line.split("stopped after ")[1].split()[0]) for line in log.splitlines() if "stopped after" in line)
 
 
 def test_commands_print_fail_and_exit_the_same_through_the_server(served, db):
@@ -153,7 +86,7 @@ def test_a_reader_that_goes_away_early(served, db):
     assert served_count(served.stop()) == 1
 
 
-def _on_terminal(served: Served, args: list[str], env: dict[str, str], rows: int = 30, cols: int = 72):
+def _on_terminal(served: CommandServer, args: list[str], env: dict[str, str], rows: int = 30, cols: int = 72):
     """(exit status, what the terminal showed) of `saga ARGS` on a pseudo-terminal of rows x cols."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
@@ -192,7 +125,7 @@ def test_colour_and_terminal_width_on_a_terminal(served, db):
     assert served_count(served.stop()) == 8
 
 
-def _blocked(served: Served, db: str, **kw) -> tuple[subprocess.Popen, int]:
+def _blocked(served: CommandServer, db: str, **kw) -> tuple[subprocess.Popen, int]:
     """`saga query -n 0` writing into a pipe nobody reads, waited for until the pipe is full (the command is
     blocked in a write); (the process, the pipe's read end)."""
     r, w = os.pipe()
@@ -203,7 +136,7 @@ def _blocked(served: Served, db: str, **kw) -> tuple[subprocess.Popen, int]:
 
     def full() -> bool:
         return struct.unpack("i", fcntl.ioctl(r, termios.FIONREAD, b"\0\0\0\0"))[0] >= size
-    wait_for("the command to fill its pipe", full)
+    wait_for(full, WAIT, "the command to fill its pipe")
     return proc, r
 
 
@@ -237,7 +170,7 @@ def test_a_client_killed_takes_its_worker_with_it(served, db):
     server = served.start()
     proc, r = _blocked(served, db)
     children = Path(f"/proc/{server}/task/{server}/children")
-    wait_for("the worker", lambda: children.read_text().split())
+    wait_for(lambda: children.read_text().split(), WAIT, "the worker")
     worker = int(children.read_text().split()[0])
     proc.kill()
     proc.wait()
@@ -259,13 +192,13 @@ def test_a_server_of_another_installation_retires_for_the_client(served, db, tmp
     r = served.saga("--db", db, "query", "-n", "1")
     assert r.returncode == 0 and len(r.stdout.splitlines()) == 1
     wait_exit(first)
-    wait_for("a new server", lambda: served.log().count("serving on") == 2)
+    wait_for(lambda: served.log().count("serving on") == 2, WAIT, "a new server")
     second = served.pid()
     assert second != first
     r = served.saga("--db", db, "query", "-n", "1", env={"PYTHONOPTIMIZE": "1"})   # other interpreter flags
     assert r.returncode == 0 and len(r.stdout.splitlines()) == 1
     wait_exit(second)
-    wait_for("a third server", lambda: served.log().count("serving on") == 3)
+    wait_for(lambda: served.log().count("serving on") == 3, WAIT, "a third server")
     log = served.stop()
     assert log.count("leaving: a client") == 2 and served_count(log) == 1
 
@@ -304,18 +237,18 @@ def test_another_user_is_refused(served, db):
 
 
 def test_idle_server_leaves_and_removes_its_socket(tmp_path, db):
-    s = Served(tmp_path, SAGA_SERVER_IDLE="0.5")
+    s = CommandServer(tmp_path, SAGA_SERVER_IDLE="0.5")
     pid = s.start()
     wait_exit(pid)
     assert "leaving: idle" in s.log() and not (s.dir / client.SOCKET).exists()
     r = s.saga("--db", db, "query", "-n", "1")         # no server: runs here, starts one
     assert r.returncode == 0
-    wait_for("the new server", lambda: s.log().count("serving on") == 2)
+    wait_for(lambda: s.log().count("serving on") == 2, WAIT, "the new server")
     s.stop()
 
 
 def test_no_server_when_disabled_or_where_it_would_not_be_private(tmp_path, db):
-    s = Served(tmp_path)
+    s = CommandServer(tmp_path)
     assert s.saga("--db", db, "query", "-n", "1", served=False).returncode == 0
     assert not s.dir.exists()
     elsewhere = tmp_path / "elsewhere"
