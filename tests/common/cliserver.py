@@ -69,7 +69,9 @@ class CommandServer:
         listen; its pid."""
         before = self.log().count("serving on")
         assert self.saga("--version").returncode == 0
-        wait_for(lambda: self.log().count("serving on") > before, WAIT, "the command server to listen")
+        wait_for(lambda: self.log().count("serving on") > before or "Traceback" in self.log(), WAIT,
+                 "the command server to listen")
+        assert "Traceback" not in self.log(), self.log()
         return self.pid()
 
     def cpu(self) -> float:

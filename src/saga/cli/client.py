@@ -39,7 +39,8 @@ import sys
 import saga
 
 MAGIC = b"saga-cli 1\0"
-SOCKET, LOCK, LOG = "server.sock", "server.lock", "server.log"
+SOCKET, LOCK, LOG, BROKEN = "server.sock", "server.lock", "server.log", "server.broken"
+BROKEN_FOR = 600        # seconds a server that could not start is not started again by the same installation
 # Commands that stay in their own process: `daemon` is a service (systemd watches its pid, it handles
 # SIGHUP and SIGTERM itself) and `driver` loads and unloads kernel code; neither waits on its start.
 NOT_SERVED = frozenset({"daemon", "driver"})
@@ -244,7 +245,15 @@ def _served(sock: _socket.socket, argv: list[str], where: str, relay: _Relay) ->
 
 def spawn(where: str) -> None:
     """Start a server for the next commands, detached (its own session, stdio on /dev/null, its errors
-    appended to server.log in its directory); this process does not wait for it."""
+    appended to server.log in its directory), unless this installation's could not start lately (it left
+    server.broken); this process does not wait for it."""
+    import time
+    try:
+        with open(f"{where}/{BROKEN}", "rb") as f:
+            if f.read() == identity() and time.time() - os.fstat(f.fileno()).st_mtime < BROKEN_FOR:
+                return          # this installation's server could not start (server.log says why)
+    except OSError:
+        pass
     import subprocess  # here: only a start needs it (the interpreter's flags, to give the server the same)
     flags = subprocess._args_from_interpreter_flags()   # type: ignore[attr-defined]
     pid = os.fork()

@@ -422,9 +422,8 @@ def preload() -> None:
     import ctypes
 
     from saga import fastrender
-    if fastrender.LIBRARY.exists():     # mapped once; each worker decides (SAGA_PYTHON_RENDER) whether to use it
-        with contextlib.suppress(OSError):
-            _keep.append(ctypes.CDLL(str(fastrender.LIBRARY)))
+    with contextlib.suppress(OSError):  # mapped once; each worker decides (SAGA_PYTHON_RENDER) whether to use it
+        _keep.append(ctypes.CDLL(str(fastrender.LIBRARY)))
 
 
 _keep: list = []
@@ -445,8 +444,19 @@ def main() -> None:
     os.ftruncate(lock, 0)
     os.write(lock, b"%d\n" % os.getpid())     # for whoever must stop it (tests)
     me = client.identity()
-    preload()
-    server = Server(where, me, lock, float(os.environ.get("SAGA_SERVER_IDLE", "600")))
+    try:
+        preload()
+        server = Server(where, me, lock, float(os.environ.get("SAGA_SERVER_IDLE", "600")))
+    except Exception:
+        # Said in the log, and no command of this installation starts another for a while (each would fail
+        # the same way, at the cost of a start): the commands run in their own processes meanwhile.
+        import traceback
+        log(f"cannot serve:\n{traceback.format_exc()}")
+        with open(f"{where}/{client.BROKEN}", "wb") as f:
+            f.write(me)
+        raise SystemExit(1) from None
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(f"{where}/{client.BROKEN}")
     gc.freeze()
     log(f"serving on {server.path}")
     server.run()
