@@ -79,6 +79,12 @@ class CommandServer:
         fields = Path(f"/proc/{self.pid()}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+    def __enter__(self) -> CommandServer:
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.stop()
+
     def stop(self) -> str:
         """SIGTERM the server if it runs, wait for it to end; the log."""
         if self.running():

@@ -19,28 +19,17 @@ from cliserver import SAGA, WAIT, CommandServer, served_count, wait_exit
 from waiting import wait_for
 
 from saga.cli import client
-from saga.events import PID
-from saga.store import Store, archive
-from saga.store import rules as stored_rules
 
 
 @pytest.fixture
 def served(tmp_path):
-    s = CommandServer(tmp_path)
-    yield s
-    s.stop()
+    with CommandServer(tmp_path) as server:
+        yield server
 
 
 @pytest.fixture
-def db(tmp_path, recording, raws) -> str:
-    url = f"sqlite:///{tmp_path}/saga.db"
-    with Store.open(url) as st:
-        with st.session() as s, s.begin():
-            host = stored_rules.host_id(s, "h1")
-        w = archive.EventWriter(st.engine, host)
-        w.write([(recording, raws)], {raws[0][PID]: "/usr/bin/saga-fixture"})
-        w.close()
-    return url
+def db(archived_db) -> str:
+    return archived_db
 
 
 def test_commands_print_fail_and_exit_the_same_through_the_server(served, db):
