@@ -91,7 +91,10 @@ class Reader:
     def all(self, sql: str, params: Sequence = ()) -> list[tuple]:
         cur = self.conn.cursor()
         try:
-            cur.execute(self._sql(sql), tuple(params))
+            if self._pg:        # results in binary: bytea as its bytes, not as hex text to decode
+                cur.execute(self._sql(sql), tuple(params), binary=True)
+            else:
+                cur.execute(sql, tuple(params))
             return cur.fetchall()
         finally:
             cur.close()
@@ -115,6 +118,14 @@ class Reader:
                 blob.seek(at)
                 out.append(blob.read(width))
         return b"".join(out)
+
+    def among(self, column: str, values: Sequence[int]) -> tuple[str, list]:
+        """The condition `column` is one of `values` (not empty), and its parameters: one array on PostgreSQL
+        (the statement's text stays the same whatever the count: psycopg parses it once and prepares it),
+        a list of placeholders on SQLite."""
+        if self._pg:
+            return f"{column} = ANY(?)", [list(values)]
+        return f"{column} IN ({placeholders(len(values))})", list(values)
 
     def one(self, sql: str, params: Sequence = ()) -> tuple | None:
         rows = self.all(sql, params)
