@@ -383,6 +383,7 @@ class Search:
         self._taught = np.zeros(0, bool)      # by string id: the paths taught to the compiled renderer
         self._scope = fastrender.new_scope()  # what they are ids of, for it
         self.progress = progress      # called for each batch examined
+        self.first: list[int] = []    # per-batch columns the caller reads of every batch (read ahead)
 
     def _where(self) -> tuple[list[str], list]:
         flt, p = self.flt, self.plan
@@ -439,6 +440,7 @@ class Search:
         path columns of the batches whose path set holds a match, as many at once."""
         flt, p = self.flt, self.plan
         first = [columns.FAILURES + flt.errno] if flt.errno is not None else []
+        first += self.first
         first += [code for code, ids in ((columns.PATHSET, p.path_ids), (columns.EXES, p.exe_ids),
                                          (columns.UNITS, p.unit_ids)) if ids is not None]
         kept = [b for b in page if b is not None]
