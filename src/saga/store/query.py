@@ -50,6 +50,8 @@ _CALL_KEY = np.dtype([("nr", "<u2"), ("flags", "<u2"), ("ret", "<i8"), ("args", 
                       ("path1", "<u4"), ("aux", "<u8")])
 _RECORD_CODES = frozenset(FIELD_CODES[n] for n in ("nr", "flags", "ret", "args"))
 _CALLS_KEPT = 65536
+# The columns a line is made of (saga.fastrender.ROW_FIELDS): a search reads no others to print.
+_TEXT_CODES = tuple({**FIELD_CODES, "path0": columns.PATH0, "path1": columns.PATH1}[f] for f in fastrender.ROW_FIELDS)
 
 
 class Archived(NamedTuple):
@@ -252,14 +254,14 @@ class Rows:
         """The positions in the batch of these rows."""
         return idx if self.failures is None else self.failures["pos"][idx].astype(np.int64)
 
-    def table(self, idx: np.ndarray) -> np.ndarray:
-        """The rows at these indexes with every field, as failure rows (columns.FAILURE_ROW): the failures
-        as they were read, or the events' columns put together."""
+    def table(self, idx: np.ndarray, codes: Sequence[int] = columns.EVENT_CODES) -> np.ndarray:
+        """The rows at these indexes as failure rows (columns.FAILURE_ROW): the failures as they were read, or
+        these columns of the events put together (the others zero)."""
         if self.failures is not None:
             return self.failures if len(idx) == self.n else self.failures[idx]
-        out = np.empty(len(idx), columns.FAILURE_ROW)
+        out = np.zeros(len(idx), columns.FAILURE_ROW)
         out["pos"] = idx
-        for code, col in self.fields(idx).items():
+        for code, col in self.batch.pick(codes, idx).items():
             out[columns.CODE_NAMES[code]] = col
         return out
 
@@ -271,7 +273,7 @@ def _summary_skips(row: BatchRow, flt: EventFilter, p: Plan) -> bool:
         if not (present.astype(bool) & p.slots).any():
             return True
     if flt.errno is not None or flt.errors:
-        errnos = np.frombuffer(row.errnos, "<u2")
+        errnos = memoryview(row.errnos).cast("B").cast("H")    # u16 little-endian (saga runs little-endian)
         if not len(errnos) or (flt.errno is not None and flt.errno not in errnos):
             return True
     if p.rule_ids is not None:
@@ -352,6 +354,8 @@ def matches(rows: Rows, flt: EventFilter, p: Plan) -> np.ndarray:
         needle = flt.argv.encode("utf-8", "surrogateescape")
         steps.append(lambda: _argv_contains(b, needle)[rows.positions(np.arange(rows.n))] &
                      ((rows.col(_C["flags"]) & _AUX_MASK) >> _AUX_SHIFT == _AUX_ARGV))
+    if not steps:       # every row (a search of one errno in a batch inside its time range)
+        return np.arange(rows.n)
     for step in steps:
         if not narrow(step):
             return _EMPTY
@@ -587,7 +591,7 @@ class Search:
             return "".join([t + "\n" for rows, idx in block for t in self.lines(rows, idx)]).encode(
                 "utf-8", "surrogateescape")
         with translate("reading archived events"):
-            tables = [rows.table(idx) for rows, idx in block]
+            tables = [rows.table(idx, _TEXT_CODES) for rows, idx in block]
             starts = np.cumsum([0] + [len(t) for t in tables])
             # as bytes: np.concatenate of structured arrays compares their fields, 20 µs a part
             table = tables[0] if len(tables) == 1 else \
