@@ -617,7 +617,7 @@ class Search:
         new = new[new != 0].tolist()
         if new:
             known = self.strings(new)
-            fast.learn_paths(self._scope, new, [render.quote(_decode(known[i])) for i in new])
+            fast.learn_paths(self._scope, new, [known[i] for i in new])
             self._taught[new] = True
 
     def _record(self, batch: Batch, row: np.ndarray, marked: bool) -> tuple:
