@@ -427,7 +427,7 @@ class Search:
             with translate("searching the archive"):
                 page = [BatchRow._make(r) for r in self.db.all(sql, params)]
             kept = [None if _summary_skips(row, self.flt, self.plan) else Batch(self.db, row) for row in page]
-            for batch in self._read_ahead(kept):
+            for batch in self._read_ahead(kept, newest):
                 if self.progress is not None:
                     self.progress()
                 if batch is not None:
@@ -436,12 +436,13 @@ class Search:
                 return
             after = page[-1].id
 
-    def _read_ahead(self, page: list[Batch | None]) -> Iterator[Batch | None]:
+    def _read_ahead(self, page: list[Batch | None], newest: bool) -> Iterator[Batch | None]:
         """The batches of a page (None: skipped by its summaries), what the search reads of each first (the
         failure rows of its errno, the path sets, executables, units a filter names) read ahead for many
         batches in one statement (a statement per batch and column was most of a search on PostgreSQL: a
-        round trip each), AHEAD_BYTES at a time at most (their sizes read first); then, for a path search, the
-        path columns of the batches whose path set holds a match, as many at once."""
+        round trip each): on SQLite as the statement steps, a row at a time; on PostgreSQL AHEAD_BYTES at a
+        time at most (their sizes read first).  Then, for a path search, the path columns of the batches
+        whose path set holds a match, as many at once."""
         flt, p = self.flt, self.plan
         first = [columns.FAILURES + flt.errno] if flt.errno is not None else []
         first += self.first
@@ -451,17 +452,43 @@ class Search:
         if not first or len(kept) < 2:
             yield from page
             return
+        paths = p.path_ids is not None and flt.errno is None and not flt.errors
+        if self.db.steps:
+            yield from self._with_paths(self._stepped(page, first, newest)) if paths else \
+                self._stepped(page, first, newest)
+            return
         with translate("searching the archive"):
             among, params = self.db.among("id", [b.id * COLUMN_SLOTS + c for b in kept for c in first])
             sizes = dict(self.db.all(f"SELECT id, length(data) FROM event_columns WHERE {among}", params))
-        paths = p.path_ids is not None and flt.errno is None and not flt.errors
         for group in _groups(page, lambda b: sum(sizes.get(b.id * COLUMN_SLOTS + c, 0) for c in first)):
             self._fetch([b for b in group if b is not None], first)
             yield from self._with_paths(group) if paths else group
 
-    def _with_paths(self, group: list[Batch | None]) -> Iterator[Batch | None]:
-        """The group, the path columns of the batches whose path set holds a matching path read ahead."""
+    def _stepped(self, page: list[Batch | None], codes: list[int], newest: bool) -> Iterator[Batch | None]:
+        """The page, these columns of its batches read by one statement a row at a time (SQLite: the rows come
+        as it steps, in id order, so a batch's are read when it is reached and memory holds no more)."""
+        kept = [b for b in page if b is not None]
+        among, params = self.db.among("id", [b.id * COLUMN_SLOTS + c for b in kept for c in codes])
+        with translate("searching the archive"):
+            rows = self.db.stream(f"SELECT id, data FROM event_columns WHERE {among} ORDER BY id "
+                                  f"{'DESC' if newest else 'ASC'}", params)
+            try:
+                row = next(rows, None)
+                for batch in page:
+                    if batch is not None:
+                        base = batch.id * COLUMN_SLOTS
+                        batch.ahead.update(dict.fromkeys(codes))
+                        while row is not None and base <= row[0] < base + COLUMN_SLOTS:
+                            batch.ahead[row[0] - base] = row[1]
+                            row = next(rows, None)
+                    yield batch
+            finally:
+                rows.close()
+
+    def _with_paths(self, batches: Iterable[Batch | None]) -> Iterator[Batch | None]:
+        """The batches, the path columns of those whose path set holds a matching path read ahead."""
         ids = self.plan.path_ids if self.plan.path_ids is not None else _EMPTY
+        group = list(batches)
         found = {b.id for b in group if b is not None and np.isin(b.col(columns.PATHSET), ids).any()}
         ahead = _groups([b for b in group if b is not None and b.id in found], lambda b: 8 * b.n)
         for batch in group:
