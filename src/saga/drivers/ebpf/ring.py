@@ -139,6 +139,10 @@ class RingReader:
         self._ep.poll(-1 if timeout is None else timeout)
         self.drain_timer()
 
+    def set_period(self, period: float) -> None:
+        """The periodic check every `period` seconds from now on."""
+        _arm(self._timer, period)
+
     def drain_timer(self) -> None:
         try:
             os.read(self._timer, 8)
@@ -177,10 +181,18 @@ def periodic_timer(period: float) -> int:
     if fd < 0:
         err = ctypes.get_errno()
         raise OSError(err, f"timerfd_create: {os.strerror(err)}")
+    try:
+        _arm(fd, period)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _arm(fd: int, period: float) -> None:
+    """Make the timerfd expire every `period` seconds, the first time `period` seconds from now."""
     sec, nsec = int(period), int(period % 1 * 1e9)
     spec = _Itimerspec(_Timespec(sec, nsec), _Timespec(sec, nsec))
     if _libc.timerfd_settime(fd, 0, ctypes.byref(spec), None) < 0:
         err = ctypes.get_errno()
-        os.close(fd)
         raise OSError(err, f"timerfd_settime: {os.strerror(err)}")
-    return fd
