@@ -69,7 +69,7 @@ _GATHER_S = 0.02
 # runs every _LAZY_WAKE_S instead of every 50 ms: each wake costs the drain a fixed ~0.3 ms (20 a second were
 # 0.12 us per event at 50,000 events/s, and most of an idle daemon's CPU).  The ring's fill mark still wakes
 # the drain at once in a storm; a follower, a /sagafs file opened or `saga log` wakes it at once too.
-_LAZY_WAKE_S = 0.25
+LAZY_WAKE_S = 0.25
 _LOOK_EVERY_S = 1.0           # how often the loss monitor looks at the counters
 NOTIFY_EVERY = 5.0            # seconds between STATUS= updates
 
@@ -462,7 +462,7 @@ class Daemon:
             if lazy != state.drain_lazy:
                 state.drain_lazy = lazy
                 try:
-                    driver.set_wake_period(_LAZY_WAKE_S if lazy else None)
+                    driver.set_wake_period(LAZY_WAKE_S if lazy else None)
                 except DriverError as exc:
                     log.error("setting the driver's periodic check: %s", exc)
             with trio.CancelScope() as waiting:

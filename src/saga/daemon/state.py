@@ -80,11 +80,13 @@ class DaemonState:
         spool = self.spool
         where = spool.append(buf, n) if spool is not None and self.archiver is not None else None
         self.window.append(buf, sizes)
+        keys = None
         if self.context:
-            if self.enricher.note(events.pids(buf, sizes), events.cgroup_ids(buf, sizes)):
+            keys = (events.pids(buf, sizes), events.cgroup_ids(buf, sizes))
+            if self.enricher.note(*keys):
                 self.lookups_wanted.set()
         if self.archiver is not None:
-            queued = self.archiver.submit(buf, sizes, where)
+            queued = self.archiver.submit(buf, sizes, where, keys)   # the archiver's enricher needs them too
             if spool is not None:
                 spool.drained(n, dropped=0 if queued else n, unspooled=n if queued and where is None else 0)
         elif spool is not None:
@@ -108,10 +110,11 @@ class DaemonState:
         self._drained.set()
         self._drained = trio.Event()
 
-    async def catch_up(self, timeout: float = 0.5) -> None:
-        """Before a reader looks at the window (a /sagafs file opened, `saga log`): a lazy drain reads what
-        the ring holds first, so the reader sees events as fresh as when the drain is not lazy."""
-        if not self.drain_lazy:
+    async def catch_up(self, timeout: float = 0.1) -> None:
+        """Before a reader looks at the window (a /sagafs file opened, `saga log`): a lazy drain waiting for
+        its descriptor reads what the ring holds first, so the reader sees events as fresh as when the drain
+        is not lazy.  A drain at work (a storm) is not waited for: the open must answer at once."""
+        if not self.drain_lazy or self.drain_wait is None:
             return
         done = self._drained
         self.wake_drain()

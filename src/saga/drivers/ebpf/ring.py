@@ -47,7 +47,6 @@ WAKE_PERIOD_S = 0.05
 FIXED = _uapi.SAGA_EVENT.size   # sizeof(struct saga_event): a record without paths or aux
 UNIT = FIXED + HDR           # its footprint in the ring
 MIN_RUN = 8                  # shorter runs are not worth the set-up
-RUN_WINDOW = 4096            # records examined per run (bounds the work of a failed scan)
 
 
 class RingReader:
@@ -114,7 +113,7 @@ class RingReader:
 
     def _fixed_run(self, off: int, avail: int, room: int) -> int:
         """How many committed fixed-size records start at off (0 if fewer than MIN_RUN)."""
-        k = min(avail // UNIT, room, RUN_WINDOW)
+        k = min(avail // UNIT, room)     # one run for a whole read of fixed-size records: no join
         first = off // 4
         step = UNIT // 4
         if k < MIN_RUN or self._lens[first] != FIXED or self._lens[first + (MIN_RUN - 1) * step] != FIXED:
