@@ -16,14 +16,15 @@ database driver's own connection (saga.store.reader), no SQLAlchemy.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fnmatch import translate as glob_regex
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from saga import _uapi, render
+from saga import _uapi, fastrender, render
 from saga.errors import StoreError
 from saga.filters import EventFilter
 from saga.store import columns
@@ -37,6 +38,9 @@ if TYPE_CHECKING:
 _C = FIELD_CODES
 PAGE = 256                  # batch rows read per statement
 CHUNK = 4096                # events built per step when printing
+AHEAD_BYTES = 16 << 20      # column bytes read ahead for the next batches at most
+BLOCK_PARTS = 16            # parts of a block at most (each holds its batch's columns read so far)
+BLOCK_WAIT = 0.1            # seconds a block of matches waits for more before it is printed
 FEW_ROWS = 64               # rows of a batch read alone rather than with their whole columns
 _WILD = re.compile(r"[*?\[]")
 _EMPTY = np.zeros(0, np.int64)
@@ -148,6 +152,7 @@ class Batch:
         self.n = row.events
         self.row = row
         self._cols: dict[int, np.ndarray] = {}
+        self.ahead: dict[int, bytes | None] = {}    # columns read ahead with other batches' (None: not stored)
 
     def col(self, code: int) -> np.ndarray:
         arr = self._cols.get(code)
@@ -162,8 +167,11 @@ class Batch:
         if not want:
             return
         base = self.id * COLUMN_SLOTS
-        got = dict(self.db.all(f"SELECT id, data FROM event_columns WHERE id IN ({placeholders(len(want))})",
-                               [base + code for code in want]))
+        got = {base + c: self.ahead.pop(c) for c in want if c in self.ahead}
+        fetch = [base + c for c in want if base + c not in got]
+        if fetch:
+            among, params = self.db.among("id", fetch)
+            got.update(self.db.all(f"SELECT id, data FROM event_columns WHERE {among}", params))
         for code in want:
             data = got.get(base + code)
             self._cols[code] = columns.zeros(code, self.n) if data is None else columns.decode(code, data, self.n)
@@ -179,6 +187,11 @@ class Batch:
         out = {c: self._cols[c][pos] for c in codes if c in self._cols}
         base = self.id * COLUMN_SLOTS
         width = {c: columns.element_type(c).itemsize * int(np.prod(columns.STORED[c].shape)) for c in want}
+        if self.db.reads_pieces:
+            for c in want:
+                data = self.db.pieces(base + c, [p * width[c] for p in pos.tolist()], width[c])
+                out[c] = columns.zeros(c, len(pos)) if data is None else columns.decode(c, data, len(pos))
+            return out
         rows = [(base + c, int(p) * width[c] + 1, width[c]) for c in want for p in pos.tolist()]
         values = ",".join(["(CAST(? AS BIGINT), CAST(? AS INTEGER), CAST(? AS INTEGER))"] * len(rows))
         got = {(int(i), int(at)): bytes(data) for i, at, data in self.db.all(
@@ -196,8 +209,12 @@ class Batch:
         """The rows of the calls that failed (with this errno, when given), in archive order."""
         base = self.id * COLUMN_SLOTS + columns.FAILURES
         if errno is not None:
-            found = self.db.all("SELECT data FROM event_columns WHERE id = ?", (base + errno,))
-            return np.frombuffer(found[0][0], columns.FAILURE_ROW) if found else np.zeros(0, columns.FAILURE_ROW)
+            if columns.FAILURES + errno in self.ahead:
+                data = self.ahead.pop(columns.FAILURES + errno)
+            else:
+                found = self.db.all("SELECT data FROM event_columns WHERE id = ?", (base + errno,))
+                data = found[0][0] if found else None
+            return np.zeros(0, columns.FAILURE_ROW) if data is None else np.frombuffer(data, columns.FAILURE_ROW)
         parts = [np.frombuffer(data, columns.FAILURE_ROW) for (data,) in self.db.all(
             "SELECT data FROM event_columns WHERE id BETWEEN ? AND ?", (base + 1, base + columns.MAX_ERRNO))]
         if not parts:
@@ -234,6 +251,17 @@ class Rows:
     def positions(self, idx: np.ndarray) -> np.ndarray:
         """The positions in the batch of these rows."""
         return idx if self.failures is None else self.failures["pos"][idx].astype(np.int64)
+
+    def table(self, idx: np.ndarray) -> np.ndarray:
+        """The rows at these indexes with every field, as failure rows (columns.FAILURE_ROW): the failures
+        as they were read, or the events' columns put together."""
+        if self.failures is not None:
+            return self.failures if len(idx) == self.n else self.failures[idx]
+        out = np.empty(len(idx), columns.FAILURE_ROW)
+        out["pos"] = idx
+        for code, col in self.fields(idx).items():
+            out[columns.CODE_NAMES[code]] = col
+        return out
 
 
 def _summary_skips(row: BatchRow, flt: EventFilter, p: Plan) -> bool:
@@ -294,7 +322,7 @@ def matches(rows: Rows, flt: EventFilter, p: Plan) -> np.ndarray:
     if p.path_ids is not None:
         ids = p.path_ids
         steps.append(lambda: np.full(rows.n, np.isin(b.col(columns.PATHSET), ids).any()))
-        steps.append(lambda: np.isin(rows.col(columns.PATH0), ids) | np.isin(rows.col(columns.PATH1), ids))
+        steps.append(lambda: _holds_path(rows, ids))
     if p.exe_ids is not None:
         ids_e = p.exe_ids
         steps.append(lambda: np.isin(rows.col(_C["pid"]), b.keys_for(columns.EXES, ids_e)))
@@ -330,6 +358,13 @@ def matches(rows: Rows, flt: EventFilter, p: Plan) -> np.ndarray:
     return np.flatnonzero(mask)
 
 
+def _holds_path(rows: Rows, ids: np.ndarray) -> np.ndarray:
+    """Which events have a path among these ids."""
+    if rows.failures is None:
+        rows.batch.load([columns.PATH0, columns.PATH1])       # in one statement
+    return np.isin(rows.col(columns.PATH0), ids) | np.isin(rows.col(columns.PATH1), ids)
+
+
 def _equals(rows: Rows, code: int, want: int) -> Callable[[], np.ndarray]:
     return lambda: rows.col(code) == want
 
@@ -345,6 +380,8 @@ class Search:
         self._strings: dict[int, bytes] = {}
         self._names: dict[int, str] = {}      # executables' names by string id
         self._call_texts: dict[bytes, str] = {}   # render.call_text by _CALL_KEY
+        self._taught = np.zeros(0, bool)      # by string id: the paths taught to the compiled renderer
+        self._scope = fastrender.new_scope()  # what they are ids of, for it
         self.progress = progress      # called for each batch examined
 
     def _where(self) -> tuple[list[str], list]:
@@ -384,14 +421,58 @@ class Search:
             sql += f" ORDER BY id {'DESC' if newest else 'ASC'} LIMIT {PAGE}"
             with translate("searching the archive"):
                 page = [BatchRow._make(r) for r in self.db.all(sql, params)]
-            for row in page:
+            kept = [None if _summary_skips(row, self.flt, self.plan) else Batch(self.db, row) for row in page]
+            for batch in self._read_ahead(kept):
                 if self.progress is not None:
                     self.progress()
-                if not _summary_skips(row, self.flt, self.plan):
-                    yield Batch(self.db, row)
+                if batch is not None:
+                    yield batch
             if len(page) < PAGE:
                 return
             after = page[-1].id
+
+    def _read_ahead(self, page: list[Batch | None]) -> Iterator[Batch | None]:
+        """The batches of a page (None: skipped by its summaries), what the search reads of each first (the
+        failure rows of its errno, the path sets, executables, units a filter names) read ahead for many
+        batches in one statement (a statement per batch and column was most of a search on PostgreSQL: a
+        round trip each), AHEAD_BYTES at a time at most (their sizes read first); then, for a path search, the
+        path columns of the batches whose path set holds a match, as many at once."""
+        flt, p = self.flt, self.plan
+        first = [columns.FAILURES + flt.errno] if flt.errno is not None else []
+        first += [code for code, ids in ((columns.PATHSET, p.path_ids), (columns.EXES, p.exe_ids),
+                                         (columns.UNITS, p.unit_ids)) if ids is not None]
+        kept = [b for b in page if b is not None]
+        if not first or len(kept) < 2:
+            yield from page
+            return
+        with translate("searching the archive"):
+            among, params = self.db.among("id", [b.id * COLUMN_SLOTS + c for b in kept for c in first])
+            sizes = dict(self.db.all(f"SELECT id, length(data) FROM event_columns WHERE {among}", params))
+        paths = p.path_ids is not None and flt.errno is None and not flt.errors
+        for group in _groups(page, lambda b: sum(sizes.get(b.id * COLUMN_SLOTS + c, 0) for c in first)):
+            self._fetch([b for b in group if b is not None], first)
+            yield from self._with_paths(group) if paths else group
+
+    def _with_paths(self, group: list[Batch | None]) -> Iterator[Batch | None]:
+        """The group, the path columns of the batches whose path set holds a matching path read ahead."""
+        ids = self.plan.path_ids if self.plan.path_ids is not None else _EMPTY
+        found = {b.id for b in group if b is not None and np.isin(b.col(columns.PATHSET), ids).any()}
+        ahead = _groups([b for b in group if b is not None and b.id in found], lambda b: 8 * b.n)
+        for batch in group:
+            if batch is not None and batch.id in found and columns.PATH0 not in batch.ahead:
+                self._fetch([b for b in next(ahead) if b is not None], [columns.PATH0, columns.PATH1])
+            yield batch
+
+    def _fetch(self, batches: list[Batch], codes: list[int]) -> None:
+        """Read these columns of these batches in one statement, into each batch's `ahead`."""
+        if not batches:
+            return
+        with translate("searching the archive"):
+            among, params = self.db.among("id", [b.id * COLUMN_SLOTS + c for b in batches for c in codes])
+            got = dict(self.db.all(f"SELECT id, data FROM event_columns WHERE {among}", params))
+        for b in batches:
+            for c in codes:
+                b.ahead[c] = got.get(b.id * COLUMN_SLOTS + c)
 
     def rows_of(self, batch: Batch, *, failures: bool = False) -> Rows:
         """What of the batch the search examines: only the failures when the filter asks for failed calls
@@ -410,22 +491,22 @@ class Search:
             (f.since_ns is None or batch.row.min_ts >= f.since_ns) and \
             (f.until_ns is None or batch.row.max_ts <= f.until_ns)
 
-    def scan(self, *, newest: bool = False) -> Iterator[tuple[Rows, np.ndarray]]:
-        """(rows, indexes of its matches) for each batch with matches."""
+    def scan(self, *, newest: bool = False, idle: bool = False) -> Iterator[tuple[Rows, np.ndarray]]:
+        """(rows, indexes of its matches) for each batch with matches (idle: of every batch examined)."""
         for batch in self.batches(newest=newest):
             with translate("searching the archive"):
                 rows = self.rows_of(batch)
                 idx = matches(rows, self.flt, self.plan)
-            if len(idx):
+            if len(idx) or idle:
                 yield rows, idx
 
     def strings(self, ids) -> dict[int, bytes]:
         """Stored strings by id (cached for the search)."""
         want = sorted({int(i) for i in ids if i and int(i) not in self._strings})
         for i in range(0, len(want), 500):
-            part = want[i:i + 500]
+            among, params = self.db.among("id", want[i:i + 500])
             self._strings.update((int(k), bytes(v)) for k, v in self.db.all(
-                f"SELECT id, value FROM strings WHERE id IN ({placeholders(len(part))})", part))
+                f"SELECT id, value FROM strings WHERE {among}", params))
         missing = [i for i in want if i not in self._strings]
         if missing:
             raise StoreError(f"the archive is damaged: string {missing[0]} is missing")
@@ -495,6 +576,56 @@ class Search:
                                f[_C["tid"]].tolist(), f[_C["uid"]].tolist(), f[_C["comm"]], calls,
                                f[_C["duration_ns"]].tolist(), f[_C["flags"]].tolist())
 
+    def text(self, block: Sequence[tuple[Rows, np.ndarray]]) -> bytes:
+        """The lines of lines() of a block of parts, each ending in a newline, as bytes: rendered by the
+        compiled renderer from the rows' fields (saga.fastrender.Renderer.rows) when it is there, else by
+        lines()."""
+        fast = fastrender.shared()
+        if fast is None:
+            return "".join([t + "\n" for rows, idx in block for t in self.lines(rows, idx)]).encode(
+                "utf-8", "surrogateescape")
+        with translate("reading archived events"):
+            tables = [rows.table(idx) for rows, idx in block]
+            starts = np.cumsum([0] + [len(t) for t in tables])
+            # as bytes: np.concatenate of structured arrays compares their fields, 20 µs a part
+            table = tables[0] if len(tables) == 1 else \
+                np.frombuffer(b"".join([t.tobytes() for t in tables]), columns.FAILURE_ROW)
+            self._teach_paths(fast, table)
+
+            def record_of(i: int, marked: bool) -> tuple:
+                batch = block[int(np.searchsorted(starts, i, side="right")) - 1][0].batch
+                return self._record(batch, table[i:i + 1], marked)
+            return fast.rows(table, self._scope, record_of, lambda i: self.strings([i])[i])
+
+    def _teach_paths(self, fast: fastrender.Renderer, table: np.ndarray) -> None:
+        """Teach the renderer the quoted paths of these rows it has not been taught in this search, at once."""
+        ids = np.concatenate((table["path0"], table["path1"]))
+        if not len(ids):
+            return
+        top = int(ids.max())
+        if top >= len(self._taught):
+            grown = np.zeros(max(top + 1, 2 * len(self._taught)), bool)
+            grown[:len(self._taught)] = self._taught
+            self._taught = grown
+        new = np.unique(ids[~self._taught[ids]])
+        new = new[new != 0].tolist()
+        if new:
+            known = self.strings(new)
+            fast.learn_paths(self._scope, new, [render.quote(_decode(known[i])) for i in new])
+            self._taught[new] = True
+
+    def _record(self, batch: Batch, row: np.ndarray, marked: bool) -> tuple:
+        """The record of one failure row (fastrender.MARKS in place of its paths when marked)."""
+        fields = {code: row[columns.CODE_NAMES[code]] for code in columns.EVENT_CODES}
+        a, b = int(row["path0"][0]), int(row["path1"][0])
+        if marked:
+            first, second = fastrender.MARKS
+        else:
+            known = self.strings((a, b))
+            first, second = known.get(a, b""), known.get(b, b"")
+        paths = [(first if a else None, second if b else None)]
+        return columns.raws(fields, 1, paths, self._aux(batch, row["pos"].astype(np.int64)))[0]
+
     def _calls(self, batch: Batch, f: dict[int, np.ndarray], pos: np.ndarray) -> list[str]:
         """render.call_text of each event, each distinct call rendered once (by its _CALL_KEY)."""
         n = len(pos)
@@ -542,11 +673,13 @@ class Search:
         ret, flags = rows.col(_C["ret"])[idx], rows.col(_C["flags"])[idx]
         return (ret > -4096) & (ret < 0) & (flags & _uapi.SAGA_EVF_NORETURN == 0)   # saga.filters.failed
 
-    def parts(self, limit: int | None = None) -> Iterator[tuple[Rows, np.ndarray]]:
-        """The matches in archive order, at most CHUNK at a time: every one as found (limit None), or the
-        `limit` archived last."""
+    def parts(self, limit: int | None = None, *, idle: bool = False) -> Iterator[tuple[Rows, np.ndarray]]:
+        """The matches in archive order, at most CHUNK at a time: every one as found (limit None; idle: an
+        empty part for each batch examined without any), or the `limit` archived last."""
         if limit is None:
-            for rows, idx in self.scan():
+            for rows, idx in self.scan(idle=idle):
+                if not len(idx):
+                    yield rows, idx
                 for i in range(0, len(idx), CHUNK):
                     yield rows, idx[i:i + CHUNK]
             return
@@ -570,6 +703,43 @@ class Search:
     def last(self, limit: int) -> list[Archived]:
         """The `limit` matches archived last, oldest first."""
         return [a for rows, idx in self.parts(limit) for a in self.events(rows, idx)]
+
+
+def _groups(items: list[Batch | None], size: Callable[[Batch], int]) -> Iterator[list[Batch | None]]:
+    """The items in order, in groups whose sizes add up to AHEAD_BYTES or just over (None: no size)."""
+    group: list[Batch | None] = []
+    total = 0
+    for item in items:
+        group.append(item)
+        total += 0 if item is None else size(item)
+        if total >= AHEAD_BYTES:
+            yield group
+            group, total = [], 0
+    if group:
+        yield group
+
+
+def blocks(parts: Iterable[tuple[Rows, np.ndarray]]) -> Iterator[list[tuple[Rows, np.ndarray]]]:
+    """Parts gathered into blocks of up to CHUNK events (Search.text renders a block at a time: one string
+    lookup and one pass of the renderer for the matches of many small batches); a block is given as soon as
+    it is full, or once it has waited BLOCK_WAIT while the search went on (Search.parts(idle=True) gives
+    an empty part for each batch examined), so the first lines never wait for later matches."""
+    block: list[tuple[Rows, np.ndarray]] = []
+    n, started = 0, 0.0
+    for rows, idx in parts:
+        if len(idx):
+            if block and (n + len(idx) > CHUNK or len(block) >= BLOCK_PARTS):
+                yield block
+                block, n = [], 0
+            if not block:
+                started = time.monotonic()
+            block.append((rows, idx))
+            n += len(idx)
+        if block and (n >= CHUNK or time.monotonic() - started >= BLOCK_WAIT):
+            yield block
+            block, n = [], 0
+    if block:
+        yield block
 
 
 def search(db: Reader | Session, flt: EventFilter, limit: int | None = None) -> list[Archived]:

@@ -91,10 +91,41 @@ class Reader:
     def all(self, sql: str, params: Sequence = ()) -> list[tuple]:
         cur = self.conn.cursor()
         try:
-            cur.execute(self._sql(sql), tuple(params))
+            if self._pg:        # results in binary: bytea as its bytes, not as hex text to decode
+                cur.execute(self._sql(sql), tuple(params), binary=True)
+            else:
+                cur.execute(sql, tuple(params))
             return cur.fetchall()
         finally:
             cur.close()
+
+    @property
+    def reads_pieces(self) -> bool:
+        """Whether pieces() can read parts of a column without the rest (SQLite's incremental blob I/O)."""
+        return not self._pg and hasattr(self.conn, "blobopen")
+
+    def pieces(self, row_id: int, starts: Sequence[int], width: int) -> bytes | None:
+        """The `width` bytes at each offset of `starts` in the data of event_columns row `row_id`, joined; None
+        when there is no such row.  Only the pages that hold them are read: substr() would read the whole
+        column (a batch's `args` is 3 MB), for the few rows a path search prints (reads_pieces: SQLite)."""
+        try:
+            blob = self.conn.blobopen("event_columns", "data", row_id, readonly=True)
+        except sqlite3.OperationalError:        # no such row: a column of zeros, not stored
+            return None
+        with blob:
+            out = []
+            for at in starts:
+                blob.seek(at)
+                out.append(blob.read(width))
+        return b"".join(out)
+
+    def among(self, column: str, values: Sequence[int]) -> tuple[str, list]:
+        """The condition `column` is one of `values` (not empty), and its parameters: one array on PostgreSQL
+        (the statement's text stays the same whatever the count: psycopg parses it once and prepares it),
+        a list of placeholders on SQLite."""
+        if self._pg:
+            return f"{column} = ANY(?)", [list(values)]
+        return f"{column} IN ({placeholders(len(values))})", list(values)
 
     def one(self, sql: str, params: Sequence = ()) -> tuple | None:
         rows = self.all(sql, params)
