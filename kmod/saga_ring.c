@@ -261,22 +261,33 @@ static int rings_snapshot(u64 *w, u64 *w2, bool *held_any)
 	return n;
 }
 
-/* Copy the record at @c->tail to user space, wrapping at the ring's end. */
-static int cursor_copy(const struct saga_cursor *c, char __user *dst)
+/* Copy @len bytes of @r from @pos to user space, wrapping at the ring's end. */
+static int ring_copy_out(const struct saga_ring *r, unsigned long pos, char __user *dst, size_t len)
 {
-	unsigned long off = c->tail & ring_mask();
-	unsigned int first = min_t(unsigned int, c->size, saga_ring_bytes - off);
+	unsigned long off = pos & ring_mask();
+	size_t first = min_t(size_t, len, saga_ring_bytes - off);
 
-	if (copy_to_user(dst, c->r->data + off, first) ||
-	    (first < c->size && copy_to_user(dst + first, c->r->data, c->size - first)))
+	if (copy_to_user(dst, r->data + off, first) ||
+	    (first < len && copy_to_user(dst + first, r->data, len - first)))
 		return -EFAULT;
 	return 0;
 }
 
+/* The ring whose record comes after the heap's top one: one of its children. */
+static const struct saga_cursor *heap_second(unsigned int n)
+{
+	if (n < 2)
+		return NULL;
+	if (n == 2 || cursor_before(&saga_heap[1], &saga_heap[2]))
+		return &saga_heap[1];
+	return &saga_heap[2];
+}
+
 /*
  * Copy whole records to user space, at most @count bytes, the earliest key
- * first across every ring.  Records copied are consumed even when a later
- * one fails.
+ * first across every ring.  The top ring's records that come before every
+ * other ring's next one go in one copy.  Records copied are consumed even
+ * when a later copy fails.
  */
 static ssize_t rings_read_once(char __user *buf, size_t count)
 {
@@ -297,26 +308,41 @@ static ssize_t rings_read_once(char __user *buf, size_t count)
 		return n;
 	while (n > 0) {
 		struct saga_cursor *c = &saga_heap[0];
+		const struct saga_cursor *next = heap_second(n);
+		unsigned long start = c->tail;
+		unsigned int recs = 0;
+		size_t run = 0;
+		bool full = false, gone = false;
 		int ret;
 
-		if (c->size > count - done) {
-			if (!done)
-				err = -EINVAL;	/* the next record does not fit an empty buffer */
-			break;
-		}
-		if (cursor_copy(c, buf + done)) {
+		do {
+			if (c->size > count - done - run) {
+				full = true;
+				break;
+			}
+			run += c->size;
+			recs++;
+			c->tail += c->size;
+			ret = cursor_load(c);
+			if (ret < 0) {
+				err = ret;	/* the run up to the bad record still goes */
+				break;
+			}
+			gone = !ret || held(c->key, w, w2);
+		} while (!gone && !(next && cursor_before(next, c)));
+		if (run && ring_copy_out(c->r, start, buf + done, run)) {
+			c->tail = start;
 			err = -EFAULT;
 			break;
 		}
-		done += c->size;
-		records++;
-		c->tail += c->size;
-		ret = cursor_load(c);
-		if (ret < 0) {
-			err = ret;
+		done += run;
+		records += recs;
+		if (full || err) {
+			if (full && !done)
+				err = -EINVAL;	/* the next record does not fit an empty buffer */
 			break;
 		}
-		if (!ret || held(c->key, w, w2)) {
+		if (gone) {
 			smp_store_release(&c->r->tail, c->tail);
 			saga_heap[0] = saga_heap[--n];
 		}
