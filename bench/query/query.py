@@ -43,7 +43,7 @@ from saga import events, render
 from saga.filters import EventFilter, failed
 from saga.store import Store, archive, columns
 from saga.store import rules as stored_rules
-from saga.store.query import Search
+from saga.store.query import Search, blocks
 from saga.store.reader import open_reader
 from saga.store.report import By, summarize
 
@@ -200,8 +200,8 @@ def in_process(url: str, what: str, day: str, hour: str) -> tuple[float, float]:
             flt = EventFilter.build(path="/etc/shadow", since=hour) if what == "path" else \
                 EventFilter.build(errno="EACCES", since=day)
             search = Search(db, flt)
-            for rows, idx in search.parts():
-                search.lines(rows, idx)
+            for block in blocks(search.parts(idle=True)):
+                search.text(block)
         else:
             summarize(Search(db, EventFilter.build(since=day)), By.syscall)
     return time.perf_counter() - t0, time.process_time() - c0

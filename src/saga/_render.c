@@ -7,6 +7,12 @@
  * arguments, an odd comm, the context words of a pid), saga_render stops at that record and says
  * which; Python renders that text, teaches it (saga_learn) and resumes.  Built by `make build`
  * (src/saga/_render.so), one binary for every Python version: it links nothing but libc.
+ *
+ * saga_render_rows does the same for an archive search's matches (saga.store.query): rows of fixed
+ * fields (the layout of saga.store.columns.FAILURE_ROW, given by saga_render_row_layout) whose paths
+ * are string ids.  A call with paths is cached as a template (its text with each path left out) and
+ * each path's quoted text by its id, so the calls of a thousand files are one text and a thousand
+ * quoted paths, not a thousand texts.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -17,8 +23,16 @@
 
 #include <linux/saga.h>
 
-enum status { R_DONE, R_MISS_CALL, R_MISS_COMM, R_MISS_WHERE, R_FULL, R_BAD };
-enum kind { K_CALL, K_COMM, K_WHERE };
+enum status { R_DONE, R_MISS_CALL, R_MISS_COMM, R_MISS_WHERE, R_FULL, R_BAD, R_MISS_TEMPLATE, R_MISS_PATH };
+/* K_ROW: a row's call (its text, or its template), K_PATH: a quoted path by string id; K_ONCE: the text of
+ * the next row's call, not kept (a call with an aux blob: argv, an address). */
+enum kind { K_CALL, K_COMM, K_WHERE, K_ROW, K_PATH, K_ONCE, NTABLES = K_ONCE };
+/* The fields of a row saga_render_rows reads, in the order of saga_render_row_layout's offsets. */
+enum row_field { F_TS, F_NR, F_RET, F_PID, F_TID, F_UID, F_DURATION, F_FLAGS, F_CPU, F_ARGS, F_COMM, F_PATH0,
+		 F_PATH1, NFIELDS };
+/* In a template, a path's place: TEMPLATE_MARK then its index (0 or 1); no text saga prints holds a NUL. */
+#define TEMPLATE_MARK '\0'
+#define NO_REG 255
 /* How a slot's return value prints (saga.render.format_ret): decimal, an address in hex, or by a
  * printer of its own (then the cached text holds " = ret" too and the key holds the return value). */
 enum ret_mode { RET_DEC, RET_HEX, RET_TEXT };
@@ -40,7 +54,7 @@ struct table {
 };
 
 struct ctx {
-	struct table t[3];
+	struct table t[NTABLES];
 	uint8_t ret_mode[65536];
 	char errno_text[4096][24];     /* " -N NAME" is built from these: index = errno */
 	char flag_name[16][24];
@@ -50,6 +64,11 @@ struct ctx {
 	char date[32];
 	int date_len;
 	uint8_t key[MAX_KEY];
+	uint32_t row_off[NFIELDS], row_size;
+	uint8_t path_reg[65536][2];    /* the registers of a slot's path arguments (NO_REG: none): templates */
+	char *once;                    /* K_ONCE */
+	uint32_t once_len, once_cap;
+	int once_set;
 };
 
 static uint64_t hash_bytes(const uint8_t *p, size_t n)
@@ -186,6 +205,20 @@ static const struct entry *lookup(struct table *t, const uint8_t *key, uint32_t 
 	return e->key_len ? e : NULL;
 }
 
+/* The comm as it prints: its bytes (*comm NULL) or its quoted text from the comm table; -1 when that
+ * text has not been taught. */
+static int comm_of(struct ctx *c, const struct saga_event *ev, const struct entry **comm, uint32_t *len)
+{
+	*comm = NULL;
+	if (comm_plain(ev, len))
+		return 0;
+	*comm = lookup(&c->t[K_COMM], (const uint8_t *)ev->comm, SAGA_COMM_LEN);
+	if (!*comm)
+		return -1;
+	*len = (*comm)->text_len;
+	return 0;
+}
+
 static char *put_u64(char *p, uint64_t v)
 {
 	char tmp[20];
@@ -223,16 +256,26 @@ static char *put_time(struct ctx *c, char *p, uint64_t ts)
 	uint64_t sec = ts / 1000000000u;
 	uint32_t ns = (uint32_t)(ts % 1000000000u);
 
-	if (sec != c->sec || !c->date_len) {
+	if (sec / 86400 != c->sec / 86400 || !c->date_len) {   /* a new day: its date (UTC days are 86,400 s) */
 		time_t t = (time_t)sec;
 		struct tm tm;
 
 		gmtime_r(&t, &tm);
-		c->date_len = snprintf(c->date, sizeof(c->date), "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900,
-				       tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
-		c->sec = sec;
+		c->date_len = snprintf(c->date, sizeof(c->date), "%04d-%02d-%02dT", tm.tm_year + 1900, tm.tm_mon + 1,
+				       tm.tm_mday);
 	}
+	c->sec = sec;
 	p = put(p, c->date, (size_t)c->date_len);
+	sec %= 86400;
+	p[0] = (char)('0' + sec / 36000);
+	p[1] = (char)('0' + sec / 3600 % 10);
+	p[2] = ':';
+	p[3] = (char)('0' + sec % 3600 / 600);
+	p[4] = (char)('0' + sec % 600 / 60);
+	p[5] = ':';
+	p[6] = (char)('0' + sec % 60 / 10);
+	p[7] = (char)('0' + sec % 10);
+	p += 8;
 	*p++ = '.';
 	for (int i = 8; i >= 0; i--, ns /= 10)
 		p[i] = (char)('0' + ns % 10);
@@ -298,6 +341,49 @@ static char *put_flags(struct ctx *c, char *p, uint16_t flags)
 	return p;
 }
 
+void saga_render_free(struct ctx *c)
+{
+	if (!c)
+		return;
+	for (int i = 0; i < NTABLES; i++) {
+		free(c->t[i].slots);
+		free(c->t[i].arena);
+	}
+	free(c->once);
+	free(c);
+}
+
+/* A line up to its comm: time, cpu, pids, uid, comm (from the comm table when it must be quoted). */
+static char *put_who(struct ctx *c, char *p, const struct saga_event *ev, const struct entry *comm, uint32_t comm_len)
+{
+	p = put_time(c, p, ev->ts_ns);
+	p = PUT_LIT(p, " cpu=");
+	p = put_u64(p, ev->cpu);
+	p = PUT_LIT(p, " pid=");
+	p = put_u64(p, ev->pid);
+	p = PUT_LIT(p, " tid=");
+	p = put_u64(p, ev->tid);
+	p = PUT_LIT(p, " uid=");
+	p = put_u64(p, ev->uid);
+	p = PUT_LIT(p, " comm=");
+	return comm ? put(p, c->t[K_COMM].arena + comm->text_off, comm->text_len) : put(p, ev->comm, comm_len);
+}
+
+/* A line after its call's text: ` = ret` (unless the call's text has it), duration, flags, newline. */
+static char *put_end(struct ctx *c, char *p, const struct saga_event *ev)
+{
+	if (c->ret_mode[ev->nr] != RET_TEXT) {
+		p = PUT_LIT(p, " = ");
+		p = put_ret(c, p, ev);
+	}
+	p = PUT_LIT(p, " <");
+	p = put_duration(p, ev);
+	*p++ = '>';
+	p = put_flags(c, p, ev->flags);
+	*p++ = '\n';
+	return p;
+}
+
 struct ctx *saga_render_new(void)
 {
 	struct ctx *c = calloc(1, sizeof(*c));
@@ -305,27 +391,16 @@ struct ctx *saga_render_new(void)
 	if (!c)
 		return NULL;
 	if (table_init(&c->t[K_CALL], 1u << 16, 32u << 20) || table_init(&c->t[K_COMM], 1u << 12, 1u << 20)
-	    || table_init(&c->t[K_WHERE], 1u << 14, 4u << 20)) {
-		for (int i = 0; i < 3; i++) {
-			free(c->t[i].slots);
-			free(c->t[i].arena);
-		}
-		free(c);
+	    || table_init(&c->t[K_WHERE], 1u << 14, 4u << 20) || table_init(&c->t[K_ROW], 1u << 16, 16u << 20)
+	    || table_init(&c->t[K_PATH], 1u << 16, 8u << 20)) {
+		saga_render_free(c);
 		return NULL;
 	}
+	memset(c->path_reg, NO_REG, sizeof(c->path_reg));
 	return c;
 }
 
-void saga_render_free(struct ctx *c)
-{
-	if (!c)
-		return;
-	for (int i = 0; i < 3; i++) {
-		free(c->t[i].slots);
-		free(c->t[i].arena);
-	}
-	free(c);
-}
+
 
 /* Tables from saga.render: a slot's return mode, an errno's name, a flag bit's name. */
 void saga_render_ret_mode(struct ctx *c, uint32_t slot, uint32_t mode)
@@ -357,7 +432,7 @@ void saga_render_begin(struct ctx *c)
 
 void saga_render_forget(struct ctx *c)
 {
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < NTABLES; i++)
 		table_clear(&c->t[i]);
 }
 
@@ -416,13 +491,9 @@ int saga_render(struct ctx *c, const uint8_t *buf, size_t len, uint32_t max_reco
 			status = R_MISS_CALL;
 			break;
 		}
-		if (!comm_plain(&ev, &comm_len)) {
-			comm = lookup(&c->t[K_COMM], (const uint8_t *)ev.comm, SAGA_COMM_LEN);
-			if (!comm) {
-				status = R_MISS_COMM;
-				break;
-			}
-			comm_len = comm->text_len;
+		if (comm_of(c, &ev, &comm, &comm_len)) {
+			status = R_MISS_COMM;
+			break;
 		}
 		if (with_where) {
 			klen = where_key(c, &ev);
@@ -438,35 +509,231 @@ int saga_render(struct ctx *c, const uint8_t *buf, size_t len, uint32_t max_reco
 			status = R_FULL;
 			break;
 		}
-		p = put_time(c, p, ev.ts_ns);
-		p = PUT_LIT(p, " cpu=");
-		p = put_u64(p, ev.cpu);
-		p = PUT_LIT(p, " pid=");
-		p = put_u64(p, ev.pid);
-		p = PUT_LIT(p, " tid=");
-		p = put_u64(p, ev.tid);
-		p = PUT_LIT(p, " uid=");
-		p = put_u64(p, ev.uid);
-		p = PUT_LIT(p, " comm=");
-		p = comm ? put(p, c->t[K_COMM].arena + comm->text_off, comm->text_len)
-			 : put(p, ev.comm, comm_len);
+		p = put_who(c, p, &ev, comm, comm_len);
 		if (where)
 			p = put(p, c->t[K_WHERE].arena + where->text_off, where->text_len);
 		*p++ = ' ';
 		p = put(p, c->t[K_CALL].arena + call->text_off, call->text_len);
-		if (c->ret_mode[ev.nr] != RET_TEXT) {
-			p = PUT_LIT(p, " = ");
-			p = put_ret(c, p, &ev);
-		}
-		p = PUT_LIT(p, " <");
-		p = put_duration(p, &ev);
-		*p++ = '>';
-		p = put_flags(c, p, ev.flags);
-		*p++ = '\n';
+		p = put_end(c, p, &ev);
 		off += ev.size;
 		done++;
 	}
 	st[0] = off;
+	st[1] += done;
+	st[2] = (uint64_t)(p - out);
+	return status;
+}
+
+/* -- rows of the archive ------------------------------------------------------------------------- */
+
+/* Where each row_field is in a row (saga.store.columns.FAILURE_ROW), and a row's size. */
+int saga_render_row_layout(struct ctx *c, const uint32_t *offsets, uint32_t nfields, uint32_t size)
+{
+	if (nfields != NFIELDS)
+		return -1;
+	memcpy(c->row_off, offsets, sizeof(c->row_off));
+	c->row_size = size;
+	return 0;
+}
+
+/* The registers of a slot's first two path arguments: its calls with paths are cached as templates (a slot
+ * saga.render prints otherwise than each argument by itself is never given one). */
+void saga_render_path_regs(struct ctx *c, uint32_t slot, uint32_t reg0, uint32_t reg1)
+{
+	if (slot < 65536 && reg0 < 6) {
+		c->path_reg[slot][0] = (uint8_t)reg0;
+		c->path_reg[slot][1] = reg1 < 6 ? (uint8_t)reg1 : NO_REG;
+	}
+}
+
+#define ROW(type, r, f) ({ type v_; memcpy(&v_, (r) + c->row_off[f], sizeof(v_)); v_; })
+
+/* What a row's call text depends on: the slot, flags and registers, and the return value when the slot
+ * prints it by a printer of its own; then either the path ids (the whole text; with the scope they are ids
+ * of), or, for a template, which paths are there (the registers they were read from left out: their text
+ * does not show them). */
+static uint32_t row_key(struct ctx *c, const uint8_t *r, uint64_t scope, int *template)
+{
+	uint8_t *k = c->key;
+	uint16_t nr = ROW(uint16_t, r, F_NR), flags = ROW(uint16_t, r, F_FLAGS);
+	uint32_t path[2] = { ROW(uint32_t, r, F_PATH0), ROW(uint32_t, r, F_PATH1) };
+	uint64_t args[6];
+	int t = c->path_reg[nr][0] != NO_REG && !(flags & (SAGA_EVF_PATH_TRUNC | SAGA_EVF_AUX_MASK));
+
+	memcpy(args, r + c->row_off[F_ARGS], sizeof(args));
+	k[0] = (uint8_t)t;
+	memcpy(k + 1, &nr, 2);
+	memcpy(k + 3, &flags, 2);
+	k += 5;
+	if (t) {
+		for (int j = 0; j < 2; j++)
+			if (path[j] && c->path_reg[nr][j] != NO_REG)
+				args[c->path_reg[nr][j]] = 0;
+		*k++ = (uint8_t)((path[0] != 0) | (path[1] != 0) << 1);
+	} else {
+		memcpy(k, path, sizeof(path));
+		k += sizeof(path);
+		if (path[0] || path[1]) {
+			memcpy(k, &scope, 8);
+			k += 8;
+		}
+	}
+	memcpy(k, args, sizeof(args));
+	k += sizeof(args);
+	if (c->ret_mode[nr] == RET_TEXT) {
+		int64_t ret = ROW(int64_t, r, F_RET);
+
+		memcpy(k, &ret, 8);
+		k += 8;
+	}
+	*template = t;
+	return (uint32_t)(k - c->key);
+}
+
+/* Teach a row's text: K_ROW (its call, or its template: row_key decides which), K_COMM, or K_ONCE. */
+int saga_render_learn_row(struct ctx *c, int kind, const uint8_t *row, uint64_t scope, const char *text,
+			  uint32_t text_len)
+{
+	int template;
+
+	if (kind == K_ONCE) {
+		if (text_len > c->once_cap) {
+			char *bigger = realloc(c->once, text_len);
+
+			if (!bigger)
+				return -1;
+			c->once = bigger;
+			c->once_cap = text_len;
+		}
+		memcpy(c->once, text, text_len);
+		c->once_len = text_len;
+		c->once_set = 1;
+		return 0;
+	}
+	if (kind == K_COMM)
+		return table_put(&c->t[K_COMM], row + c->row_off[F_COMM], SAGA_COMM_LEN, text, text_len);
+	if (kind != K_ROW)
+		return -1;
+	return table_put(&c->t[K_ROW], c->key, row_key(c, row, scope, &template), text, text_len);
+}
+
+/* A path's key: the scope its id is of (one search: string ids are an archive's), the id. */
+static uint32_t path_key(struct ctx *c, uint64_t scope, uint32_t id)
+{
+	memcpy(c->key, &scope, 8);
+	memcpy(c->key + 8, &id, 4);
+	return 12;
+}
+
+/* Teach the quoted text of n paths by string id: texts back to back, ends[i] where the i-th ends. */
+int saga_render_learn_paths(struct ctx *c, uint64_t scope, uint32_t n, const uint32_t *ids, const char *texts,
+			    const uint32_t *ends)
+{
+	uint32_t start = 0;
+
+	for (uint32_t i = 0; i < n; start = ends[i], i++)
+		if (table_put(&c->t[K_PATH], c->key, path_key(c, scope, ids[i]), texts + start, ends[i] - start))
+			return -1;
+	return 0;
+}
+
+/* The lines of rows[st[0]:nrows] into out[st[2]:cap], as saga_render does for records (the same words,
+ * no context words: the archive keeps none); their path ids are of `scope`.  st[0] is the next row, st[1] counts the rows rendered,
+ * st[2] the bytes written.  Returns R_DONE, or why it stopped at row st[0]: R_MISS_CALL (its call's text:
+ * st[3] says K_ROW, or K_ONCE for a call with an aux blob), R_MISS_TEMPLATE (its template), R_MISS_COMM,
+ * R_MISS_PATH (st[3]: the string id), R_FULL. */
+int saga_render_rows(struct ctx *c, const uint8_t *rows, uint32_t nrows, uint64_t scope, char *out, size_t cap,
+		     uint64_t *st)
+{
+	uint32_t i = (uint32_t)st[0], done = 0;
+	char *p = out + st[2];
+	int status = R_DONE;
+
+	for (; i < nrows; i++) {
+		const uint8_t *r = rows + (size_t)i * c->row_size;
+		struct saga_event ev;
+		const struct entry *comm = NULL, *paths[2] = { NULL, NULL };
+		const char *call;
+		uint32_t call_len, comm_len, path[2] = { ROW(uint32_t, r, F_PATH0), ROW(uint32_t, r, F_PATH1) };
+		int template = 0;
+		size_t need;
+
+		ev.flags = ROW(uint16_t, r, F_FLAGS);
+		ev.nr = ROW(uint16_t, r, F_NR);
+		if (c->once_set) {
+			call = c->once;
+			call_len = c->once_len;
+		} else if (ev.flags & SAGA_EVF_AUX_MASK) {
+			status = R_MISS_CALL;
+			st[3] = K_ONCE;
+			break;
+		} else {
+			uint32_t klen = row_key(c, r, scope, &template);
+			const struct entry *e = lookup(&c->t[K_ROW], c->key, klen);
+
+			if (!e) {
+				status = template ? R_MISS_TEMPLATE : R_MISS_CALL;
+				st[3] = K_ROW;
+				break;
+			}
+			call = c->t[K_ROW].arena + e->text_off;
+			call_len = e->text_len;
+		}
+		if (template) {
+			for (int j = 0; j < 2; j++) {
+				if (!path[j] || c->path_reg[ev.nr][j] == NO_REG)
+					continue;
+				paths[j] = lookup(&c->t[K_PATH], c->key, path_key(c, scope, path[j]));
+				if (!paths[j]) {
+					status = R_MISS_PATH;
+					st[3] = path[j];
+					goto stop;
+				}
+			}
+		}
+		memcpy(ev.comm, r + c->row_off[F_COMM], SAGA_COMM_LEN);
+		if (comm_of(c, &ev, &comm, &comm_len)) {
+			status = R_MISS_COMM;
+			break;
+		}
+		need = 320 + comm_len + call_len + 32 * (size_t)c->nflags;
+		for (int j = 0; j < 2; j++)
+			need += paths[j] ? paths[j]->text_len : 0;
+		if ((size_t)(cap - (size_t)(p - out)) < need) {
+			status = R_FULL;
+			break;
+		}
+		/* as the record of the current ABI the row is (saga.store.columns.records: cpu is a u16 there) */
+		ev.ts_ns = ROW(uint64_t, r, F_TS);
+		ev.ret = ROW(int64_t, r, F_RET);
+		ev.pid = ROW(uint32_t, r, F_PID);
+		ev.tid = ROW(uint32_t, r, F_TID);
+		ev.uid = ROW(uint32_t, r, F_UID);
+		ev.cpu = (__typeof__(ev.cpu))ROW(uint32_t, r, F_CPU);
+		ev.duration_ns = ROW(uint64_t, r, F_DURATION);
+		p = put_who(c, p, &ev, comm, comm_len);
+		*p++ = ' ';
+		if (template) {
+			const char *end = call + call_len, *mark;
+
+			while ((mark = memchr(call, TEMPLATE_MARK, (size_t)(end - call))) && mark + 1 < end) {
+				const struct entry *e = paths[mark[1] & 1];
+
+				p = put(p, call, (size_t)(mark - call));
+				if (e)
+					p = put(p, c->t[K_PATH].arena + e->text_off, e->text_len);
+				call = mark + 2;
+			}
+			p = put(p, call, (size_t)(end - call));
+		} else {
+			p = put(p, call, call_len);
+		}
+		p = put_end(c, p, &ev);
+		c->once_set = 0;
+		done++;
+	}
+stop:
+	st[0] = i;
 	st[1] += done;
 	st[2] = (uint64_t)(p - out);
 	return status;

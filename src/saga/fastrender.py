@@ -10,6 +10,13 @@ process's context words.  The library caches them by everything they depend on; 
 text it has not got, it stops there, this module renders that text with saga.render, teaches it and
 resumes.  A server repeats its calls, so misses are few (bench/render).
 
+An archive search prints its matches the same way from rows of fields (Renderer.rows: the layout of
+saga.store.columns.FAILURE_ROW, paths as string ids): a call with paths is taught as a template, its
+text with a mark where each path goes, and each path's quoted text by its id, so the calls of a
+thousand files cost one text and a thousand quoted paths (saga.render.call_head of a record whose paths
+are MARKS shows where they go).  The slots whose text prints each path argument by itself get templates;
+the others are taught whole, by their path ids.
+
 The library is `_render.so` next to this file, built by `make build` and loaded with ctypes (it links
 only libc: one binary for every Python version).  Without it, or with SAGA_PYTHON_RENDER set in the
 environment (bench/sagafs measures both), `available()` is False and callers render in Python
@@ -18,22 +25,33 @@ environment (bench/sagafs measures both), `available()` is False and callers ren
 from __future__ import annotations
 
 import ctypes
+import itertools
 import os
 import threading
 import weakref
-from pathlib import Path
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from saga import decode, events, render, syscalls
 
-LIBRARY = Path(__file__).with_name("_render.so")
-_DONE, _MISS_CALL, _MISS_COMM, _MISS_WHERE, _FULL, _BAD = range(6)
-_CALL, _COMM, _WHERE = range(3)
+if TYPE_CHECKING:
+    import numpy as np
+
+LIBRARY = os.path.join(os.path.dirname(__file__), "_render.so")     # os.path: pathlib imports urllib (a search's start)
+_DONE, _MISS_CALL, _MISS_COMM, _MISS_WHERE, _FULL, _BAD, _MISS_TEMPLATE, _MISS_PATH = range(8)
+_CALL, _COMM, _WHERE, _ROW, _PATH, _ONCE = range(6)
 _RET_DEC, _RET_HEX, _RET_TEXT = range(3)
 _FLAGS = render.EVF_NAMES
+# The fields of a row Renderer.rows reads, in the order of _render.c's enum row_field.
+ROW_FIELDS = ("ts_ns", "nr", "ret", "pid", "tid", "uid", "duration_ns", "flags", "cpu", "args", "comm", "path0",
+              "path1")
+# The paths of the record a template is rendered from (where each path goes in the text).
+MARKS = (b"@saga:path0@", b"@saga:path1@")
+_NO_REG = 255
 
 
 class _Lib:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: str) -> None:
         lib = ctypes.CDLL(str(path))
         p, u32, i32, buf = ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_char_p
         lib.saga_render_new.restype = p
@@ -49,6 +67,16 @@ class _Lib:
         lib.saga_render.restype = i32
         lib.saga_render.argtypes = [p, buf, ctypes.c_size_t, u32, i32, p, ctypes.c_size_t,
                                     ctypes.POINTER(ctypes.c_uint64)]
+        lib.saga_render_row_layout.restype = i32
+        lib.saga_render_row_layout.argtypes = [p, ctypes.POINTER(ctypes.c_uint32), u32, u32]
+        lib.saga_render_path_regs.argtypes = [p, u32, u32, u32]
+        lib.saga_render_learn_row.restype = i32
+        u64 = ctypes.c_uint64
+        lib.saga_render_learn_row.argtypes = [p, i32, p, u64, buf, u32]
+        lib.saga_render_learn_paths.restype = i32
+        lib.saga_render_learn_paths.argtypes = [p, u64, u32, p, buf, p]
+        lib.saga_render_rows.restype = i32
+        lib.saga_render_rows.argtypes = [p, p, u32, u64, p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_uint64)]
         self.lib = lib
 
 
@@ -63,7 +91,7 @@ def _load() -> _Lib | None:
         _tried = True
         if os.environ.get("SAGA_PYTHON_RENDER"):
             _why = "SAGA_PYTHON_RENDER is set"
-        elif not LIBRARY.exists():
+        elif not os.path.exists(LIBRARY):
             _why = f"{LIBRARY} is missing (make build compiles it)"
         else:
             try:
@@ -90,6 +118,36 @@ def _ret_mode(slot: int) -> int:
     return _RET_HEX if name in decode.RETURNS_ADDRESS else _RET_DEC
 
 
+def path_registers(slot: int) -> tuple[int, ...]:
+    """The registers of the slot's first two path arguments when its calls can be taught as templates: their
+    text shows each path argument as its quoted path (saga.render._format_args) and nothing else of it;
+    () for the others (no path argument, a printer of the whole call or of its return value, an aux blob)."""
+    call = syscalls.BY_SLOT.get(slot)
+    if call is None or call.name in decode.CALLS or call.name in decode.RETURNS or render.aux_arg(slot) is not None:
+        return ()
+    return tuple(i for i, a in enumerate(call.args) if a.kind == "path")[:2]
+
+
+def _piece(raw: tuple) -> str:
+    """What the library keeps of a call: its whole text when its slot prints the return value by a printer
+    of its own, else `name(args)` (the library prints ` = ret`)."""
+    return render.call_text(raw) if _ret_mode(raw[events.NR]) == _RET_TEXT else render.call_head(raw)
+
+
+def template(raw: tuple) -> str:
+    """The template of a call whose present paths are MARKS: its text with a mark (NUL, then the path's
+    index) where each path it prints goes."""
+    text = render.call_head(raw)
+    if "\0" in text:
+        raise RuntimeError(f"saga.fastrender: no template for {text!r}")
+    for j in range(len(path_registers(raw[events.NR]))):
+        quoted = render.quote(MARKS[j].decode())
+        if text.count(quoted) > 1:
+            raise RuntimeError(f"saga.fastrender: no template for {text!r}")
+        text = text.replace(quoted, f"\0{chr(j)}")
+    return text
+
+
 class Renderer:
     """One C context: its caches, and an output buffer that grows to the largest run asked for."""
 
@@ -111,8 +169,13 @@ class Renderer:
             self._lib.saga_render_errno(self._ctx, err, decode.errno_name(err).encode())
         for bit, name in _FLAGS:
             self._lib.saga_render_flag(self._ctx, bit, name.encode())
+        for slot in syscalls.BY_SLOT:
+            regs = path_registers(slot)
+            if regs:
+                self._lib.saga_render_path_regs(self._ctx, slot, regs[0], regs[1] if len(regs) > 1 else _NO_REG)
         self._out = ctypes.create_string_buffer(1 << 20)
-        self._state = (ctypes.c_uint64 * 3)()
+        self._state = (ctypes.c_uint64 * 4)()
+        self._layout: object = None
         self._lock = threading.Lock()     # the C calls let go of the GIL; one pass at a time uses the context
 
     def forget(self) -> None:
@@ -152,7 +215,7 @@ class Renderer:
                 raise events.RecordError(f"bad record at byte {off}")
             (raw,) = events.parse(rec)
             if status == _MISS_CALL:
-                text = render.call_text(raw) if _ret_mode(raw[events.NR]) == _RET_TEXT else render.call_head(raw)
+                text = _piece(raw)
             elif status == _MISS_COMM:
                 text = render.comm_token(raw[events.COMM])
             else:
@@ -165,6 +228,83 @@ class Renderer:
                 st[0], st[1], st[2] = off + len(rec), st[1] + 1, 0
         pieces.append(ctypes.string_at(out, st[2]))
         return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+
+    def learn_paths(self, scope: int, ids: Sequence[int], texts: Sequence[str]) -> None:
+        """Teach the quoted text of these paths (by string id, of `scope`) in one call: Renderer.rows asks for
+        any it has not got, one at a time."""
+        with self._lock:
+            self._learn_paths(scope, ids, texts)
+
+    def rows(self, table: np.ndarray, scope: int, record_of: Callable[[int, bool], tuple],
+             path_of: Callable[[int], bytes]) -> bytes:
+        """The lines of the rows of `table` (a structured array with the fields of ROW_FIELDS: paths as string
+        ids), as saga.render.line prints the records they are.  scope: what the string ids are ids of (new_scope:
+        one per search; an id means another path in another archive); record_of(i, marked): the record of row
+        i (marked: MARKS in place of its paths); path_of(id): a path by its id."""
+        import numpy as np
+        table = np.ascontiguousarray(table)
+        with self._lock:
+            lib, ctx, st = self._lib, self._ctx, self._state
+            if self._layout != table.dtype:
+                fields = table.dtype.fields
+                if fields is None:
+                    raise TypeError("saga.fastrender: rows are a structured array")
+                offsets = (ctypes.c_uint32 * len(ROW_FIELDS))(*(fields[f][1] for f in ROW_FIELDS))
+                if lib.saga_render_row_layout(ctx, offsets, len(ROW_FIELDS), table.dtype.itemsize):
+                    raise RuntimeError("saga.fastrender: the library has other row fields")
+                self._layout = table.dtype
+            base = table.ctypes.data
+            st[0], st[1], st[2], st[3] = 0, 0, 0, 0
+            out = self._out
+            pieces: list[bytes] = []
+            while True:
+                status = lib.saga_render_rows(ctx, base, len(table), scope, out, len(out), st)
+                if status == _DONE:
+                    break
+                if status == _FULL:
+                    if st[2] == 0:
+                        out = self._out = ctypes.create_string_buffer(len(out) * 2)
+                        continue
+                    pieces.append(ctypes.string_at(out, st[2]))
+                    st[2] = 0
+                    continue
+                i = int(st[0])
+                row = base + i * table.dtype.itemsize
+                if status == _MISS_PATH:
+                    self._learn_paths(scope, [int(st[3])], [render.quote(
+                        path_of(int(st[3])).decode("utf-8", "surrogateescape"))])
+                    continue
+                if status == _MISS_COMM:
+                    kind, text = _COMM, render.comm_token(table["comm"][i].tobytes())
+                elif status == _MISS_TEMPLATE:
+                    kind, text = _ROW, template(record_of(i, True))
+                else:
+                    kind, text = int(st[3]), _piece(record_of(i, False))
+                data = text.encode("utf-8", "surrogateescape")
+                if lib.saga_render_learn_row(ctx, kind, row, scope, data, len(data)) != 0:
+                    # too big for the cache: this row's call alone
+                    data = _piece(record_of(i, False)).encode("utf-8", "surrogateescape")
+                    if kind == _COMM or lib.saga_render_learn_row(ctx, _ONCE, row, scope, data, len(data)) != 0:
+                        raise MemoryError("saga_render_learn_row")
+            pieces.append(ctypes.string_at(out, st[2]))
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+    def _learn_paths(self, scope: int, ids: Sequence[int], texts: Sequence[str]) -> None:
+        import numpy as np
+        data = [t.encode("utf-8", "surrogateescape") for t in texts]
+        ends = np.cumsum([len(d) for d in data], dtype=np.uint32)
+        keys = np.asarray(ids, np.uint32)
+        self._lib.saga_render_learn_paths(self._ctx, scope, len(keys), keys.ctypes.data, b"".join(data),
+                                          ends.ctypes.data)
+
+
+_scopes = itertools.count(1)
+
+
+def new_scope() -> int:
+    """A scope of string ids for Renderer.rows, never given before in this process (nor in its parent)."""
+    return next(_scopes)
 
 
 _shared: Renderer | None = None

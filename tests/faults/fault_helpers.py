@@ -18,7 +18,10 @@ from saga.store import Store, query
 
 SAGA = str(Path(sys.executable).with_name("saga"))
 BASE = 0x40000000                 # marker.c: marker i is close(BASE + i)
-RULES = "log close comm=sagamark key=marker\ncount all\n"
+# The marker's task name is its file's name, one per test session: two fault suites running at
+# once on one host (two engineers) would otherwise log and count each other's markers.
+MARKER = f"sagamk{os.urandom(4).hex()}"
+RULES = f"log close comm={MARKER} key=marker\ncount all\n"
 
 
 class DaemonProc:
@@ -111,7 +114,7 @@ class Daemons:
 
 def markers(marker_bin: str, first: int, count: int, rate: int = 0) -> subprocess.Popen:
     """Start the marker workload: markers first .. first + count - 1 at rate calls/s (0: flat out)."""
-    return subprocess.Popen([marker_bin, str(first), str(count), str(rate)], stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen([marker_bin, str(first), str(count), str(rate), MARKER], stdout=subprocess.PIPE, text=True)
 
 
 def run_markers(marker_bin: str, first: int, count: int, rate: int = 0) -> None:
@@ -123,7 +126,7 @@ def run_markers(marker_bin: str, first: int, count: int, rate: int = 0) -> None:
 def archived_markers(url: str) -> Counter:
     """How many times each marker is in the archive at url."""
     with Store.open(url) as st, st.session() as s:
-        return Counter(e.raw[ARG0] - BASE for e in query.search(s, EventFilter(comm="sagamark")))
+        return Counter(e.raw[ARG0] - BASE for e in query.search(s, EventFilter(comm=MARKER)))
 
 
 def status_json(d: DaemonProc) -> str:

@@ -1,9 +1,9 @@
 /*
  * The fault suite's marker workload: COUNT calls close(BASE + i), i = FIRST .. FIRST + COUNT - 1,
- * each failing with EBADF, at RATE calls per second (0: as fast as it can), under the name
- * "sagamark" (the tests' rule logs close by that name only).  Every event names its marker in
+ * each failing with EBADF, at RATE calls per second (0: as fast as it can), under the task name
+ * NAME (the tests' rule logs close by that name only), taken once the loader's own calls are done.  Every event names its marker in
  * its first argument, so an archive can be checked for each one: there once, or counted lost.
- *   marker FIRST COUNT RATE
+ *   marker FIRST COUNT RATE NAME
  */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -28,14 +28,14 @@ int main(int argc, char **argv)
 	long first, count, rate, done = 0;
 	long long t0;
 
-	if (argc != 4) {
-		fprintf(stderr, "usage: marker FIRST COUNT RATE\n");
+	if (argc != 5) {
+		fprintf(stderr, "usage: marker FIRST COUNT RATE NAME\n");
 		return 64;
 	}
 	first = atol(argv[1]);
 	count = atol(argv[2]);
 	rate = atol(argv[3]);
-	prctl(PR_SET_NAME, "sagamark", 0, 0, 0);
+	prctl(PR_SET_NAME, argv[4], 0, 0, 0);
 	t0 = now_ns();
 	while (done < count) {
 		long due = rate > 0 ? (long)((now_ns() - t0) * 1e-9 * rate) + 1 : count;

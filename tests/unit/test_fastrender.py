@@ -7,6 +7,7 @@ import ctypes
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 from saga import _uapi, decode, events, fastrender, render, syscalls
 from saga.daemon import window as windowmod
 from saga.daemon.window import EventWindow
+from saga.store import columns
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -130,6 +132,85 @@ def records(draw) -> bytes:
 def test_random_records(fast, context, recs):
     buf = b"".join(recs)
     assert fast.lines(buf) == python_lines(buf)
+
+
+class Rows:
+    """Records as an archive search gives them to Renderer.rows: failure rows (paths as ids), and what it
+    asks for on a miss (each record, its paths marked or not; a path by id)."""
+
+    def __init__(self, buf: bytes) -> None:
+        ex = columns.extract(buf, events.sizes(buf))
+        self.table = np.zeros(ex.n, columns.FAILURE_ROW)
+        self.table["pos"] = np.arange(ex.n)
+        for code, col in ex.fields.items():
+            self.table[columns.CODE_NAMES[code]] = col
+        self.strings: dict[int, bytes] = {}
+        ids: dict[bytes, int] = {}
+        for i, key in zip(ex.path_rows.tolist(), ex.path_keys, strict=True):
+            for j, path in enumerate(columns.split_key(key)):
+                if path is not None:
+                    self.table[f"path{j}"][i] = ids.setdefault(path, len(ids) + 1)
+                    self.strings[ids[path]] = path
+        self.aux = dict(zip(ex.aux_rows.tolist(), ex.aux, strict=True))
+
+    def record_of(self, i: int, marked: bool) -> tuple:
+        row = self.table[i:i + 1]
+        ids = (int(row["path0"][0]), int(row["path1"][0]))
+        paths = [tuple((fastrender.MARKS[j] if marked else self.strings[k]) if k else None
+                       for j, k in enumerate(ids))]
+        return columns.raws({c: row[columns.CODE_NAMES[c]] for c in columns.EVENT_CODES}, 1, paths,
+                            {0: self.aux[i]} if i in self.aux else None)[0]
+
+    def lines(self, fast: fastrender.Renderer, taught: int = 0) -> bytes:
+        """taught: how many of the paths are taught before (the others are asked for)."""
+        scope = fastrender.new_scope()      # the ids are this table's (1, 2, ... in each)
+        some = sorted(self.strings)[:taught]
+        fast.learn_paths(scope, some, [render.quote(self.strings[k].decode("utf-8", "surrogateescape"))
+                                       for k in some])
+        return fast.rows(self.table, scope, self.record_of, self.strings.__getitem__)
+
+
+def test_archive_rows_print_as_their_records(fast, recording):
+    """Renderer.rows: the recorded workload as an archive search's rows, paths asked for one at a time or
+    taught before, calls taught as templates or whole, calls with an aux blob alone; then from the cache."""
+    rows = Rows(recording)
+    assert rows.aux and rows.strings and any(fastrender.path_registers(int(nr)) for nr in rows.table["nr"])
+    fresh = fastrender.Renderer()
+    assert rows.lines(fresh) == python_lines(recording)
+    assert rows.lines(fresh) == python_lines(recording)
+    assert rows.lines(fastrender.Renderer(), taught=len(rows.strings)) == python_lines(recording)
+    small = fastrender.Renderer()
+    small._out = ctypes.create_string_buffer(64)
+    assert rows.lines(small, taught=5) == python_lines(recording)
+
+
+def test_path_ids_of_one_search_are_not_taken_for_another_s(fast):
+    """String ids are an archive's: the same ids in another scope (another search) are other paths."""
+    openat = syscalls.BY_NAME["openat"].slot
+    execve = syscalls.BY_NAME["execve"].slot        # no template: its text is kept by its path ids
+    for paths in ([b"/etc/passwd"], [b"/etc/shadow"], [b"/etc/passwd"]):
+        buf = b"".join(events.pack(dict(nr=nr, args=(2**32 - 100, 0x1234, 0), paths=paths)) for nr in (openat, execve))
+        rows = Rows(buf)
+        assert set(rows.strings) == {1}
+        assert rows.lines(fast) == python_lines(buf)
+
+
+def test_a_template_holds_each_path_where_the_call_prints_it():
+    openat = syscalls.BY_NAME["openat"].slot
+    assert fastrender.path_registers(openat) == (1,)
+    assert fastrender.path_registers(syscalls.BY_NAME["renameat2"].slot) == (1, 3)
+    assert fastrender.path_registers(syscalls.BY_NAME["read"].slot) == ()
+    assert fastrender.path_registers(syscalls.BY_NAME["execve"].slot) == ()       # its aux blob (argv)
+    (raw,) = events.parse(events.pack(dict(nr=openat, args=(2**32 - 100, 0x1234, 0o100, 0o644),
+                                           paths=[fastrender.MARKS[0]])))
+    assert fastrender.template(raw) == "openat(AT_FDCWD, \0\0, O_RDONLY|O_CREAT, 0644)"
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(records(), min_size=1, max_size=8), st.integers(0, 3))
+def test_random_records_as_archive_rows(fast, recs, taught):
+    buf = b"".join(recs)
+    assert Rows(buf).lines(fast, taught) == python_lines(buf)
 
 
 def test_the_window_renders_the_same_text_with_the_library_and_without(recording, monkeypatch):

@@ -8,7 +8,7 @@ from fnmatch import fnmatchcase
 import pytest
 from sqlalchemy import create_engine, inspect, text
 
-from saga import _uapi, events, rules, syscalls
+from saga import _uapi, events, fastrender, rules, syscalls
 from saga.drivers.replay import split_records
 from saga.errors import PermissionDenied, StoreError
 from saga.events import COMM, NR, PID, PPID, RET, TID, TS, UID
@@ -137,6 +137,14 @@ def test_lines_rendered_from_columns_are_the_lines_of_the_records(store_url, rec
                 search = query.Search(s, flt)
                 got = [line for rows, idx in search.parts(limit) for line in search.lines(rows, idx)]
                 assert got == want and want, flt
+                assert fastrender.shared() is not None, fastrender.why_not()
+                for fast in (True, False):          # Search.text: the compiled renderer's, and without it
+                    if not fast:
+                        monkeypatch.setattr(fastrender, "shared", lambda: None)
+                    search = query.Search(s, flt)
+                    text = b"".join(search.text(block) for block in query.blocks(search.parts(limit)))
+                    assert text.decode("utf-8", "surrogateescape") == "".join(t + "\n" for t in want), flt
+                monkeypatch.undo()
                 for rows, idx in search.parts(limit):
                     assert search.failed(rows, idx).tolist() == [failed(a.raw) for a in search.events(rows, idx)]
             monkeypatch.setattr(query, "_CALLS_KEPT", 3)      # a full cache starts over

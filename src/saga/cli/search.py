@@ -63,28 +63,42 @@ def print_archived(found: Iterable[Archived], as_json: bool, with_host: bool = F
 
 def print_found(search: Search, parts: Iterable[tuple[Rows, np.ndarray]], as_json: bool, with_host: bool,
                 progress: Progress) -> int:
-    """Print a search's matches, a part at a time as they are found (the progress display gone before the
-    first): lines rendered from their columns (Search.lines), JSON from their records; returns how many."""
+    """Print a search's matches, a block of parts at a time as they are found (saga.store.query.blocks; the
+    progress display gone before the first): lines rendered from their fields (Search.text), written as
+    bytes, one write per block; JSON from their records; returns how many."""
+    from saga.store.query import blocks
     red = not as_json and colour(sys.stdout)
     n = 0
-    for rows, idx in parts:
-        if not len(idx):
-            continue
+    for block in blocks(parts):
         progress.close()
         if as_json:
-            n += print_archived(search.events(rows, idx), True)
+            for rows, idx in block:
+                n += print_archived(search.events(rows, idx), True)
             continue
-        texts = search.lines(rows, idx)
-        if red:
-            texts = [failed_line(t) if bad else t for t, bad in zip(texts, search.failed(rows, idx).tolist(),
-                                                                       strict=True)]
-        if with_host:
-            prefix = f"{search.host_of(rows)}: "
-            texts = [prefix + t for t in texts]
-        sys.stdout.write("\n".join(texts) + "\n")
-        sys.stdout.flush()
-        n += len(texts)
+        data = search.text(block)
+        if red or with_host:
+            texts = data.decode("utf-8", "surrogateescape").split("\n")[:-1]
+            if red:
+                bad = [b for rows, idx in block for b in search.failed(rows, idx).tolist()]
+                texts = [failed_line(t) if b else t for t, b in zip(texts, bad, strict=True)]
+            if with_host:
+                hosts = [search.host_of(rows) for rows, idx in block for _ in range(len(idx))]
+                texts = [f"{h}: {t}" for h, t in zip(hosts, texts, strict=True)]
+            data = "".join([t + "\n" for t in texts]).encode("utf-8", "surrogateescape")
+        write_bytes(data)
+        n += sum(len(idx) for _, idx in block)
     return n
+
+
+def write_bytes(data: bytes) -> None:
+    """Write to standard output as bytes (the text layer flushed first), then flush."""
+    sys.stdout.flush()
+    raw = getattr(sys.stdout, "buffer", None)
+    if raw is None:         # a text stream without bytes under it (tests)
+        sys.stdout.write(data.decode("utf-8", "surrogateescape"))
+    else:
+        raw.write(data)
+        raw.flush()
 
 
 def run_query(env: Env, *, limit: int = 1000, as_json: bool = False, with_host: bool = False, **select) -> int:
@@ -99,7 +113,7 @@ def run_query(env: Env, *, limit: int = 1000, as_json: bool = False, with_host: 
                 picked[0] = (picked[0][0], picked[0][1][1:])
             shown = print_found(search, picked, as_json, with_host, progress)
         else:
-            shown = print_found(search, search.parts(), as_json, with_host, progress)
+            shown = print_found(search, search.parts(idle=True), as_json, with_host, progress)
     if not shown:
         note("no matching events")
         return NOTHING_MATCHED

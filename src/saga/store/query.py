@@ -16,14 +16,15 @@ database driver's own connection (saga.store.reader), no SQLAlchemy.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fnmatch import translate as glob_regex
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from saga import _uapi, render
+from saga import _uapi, fastrender, render
 from saga.errors import StoreError
 from saga.filters import EventFilter
 from saga.store import columns
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 _C = FIELD_CODES
 PAGE = 256                  # batch rows read per statement
 CHUNK = 4096                # events built per step when printing
+BLOCK_WAIT = 0.1            # seconds a block of matches waits for more before it is printed
 FEW_ROWS = 64               # rows of a batch read alone rather than with their whole columns
 _WILD = re.compile(r"[*?\[]")
 _EMPTY = np.zeros(0, np.int64)
@@ -179,6 +181,11 @@ class Batch:
         out = {c: self._cols[c][pos] for c in codes if c in self._cols}
         base = self.id * COLUMN_SLOTS
         width = {c: columns.element_type(c).itemsize * int(np.prod(columns.STORED[c].shape)) for c in want}
+        if self.db.reads_pieces:
+            for c in want:
+                data = self.db.pieces(base + c, [p * width[c] for p in pos.tolist()], width[c])
+                out[c] = columns.zeros(c, len(pos)) if data is None else columns.decode(c, data, len(pos))
+            return out
         rows = [(base + c, int(p) * width[c] + 1, width[c]) for c in want for p in pos.tolist()]
         values = ",".join(["(CAST(? AS BIGINT), CAST(? AS INTEGER), CAST(? AS INTEGER))"] * len(rows))
         got = {(int(i), int(at)): bytes(data) for i, at, data in self.db.all(
@@ -234,6 +241,17 @@ class Rows:
     def positions(self, idx: np.ndarray) -> np.ndarray:
         """The positions in the batch of these rows."""
         return idx if self.failures is None else self.failures["pos"][idx].astype(np.int64)
+
+    def table(self, idx: np.ndarray) -> np.ndarray:
+        """The rows at these indexes with every field, as failure rows (columns.FAILURE_ROW): the failures
+        as they were read, or the events' columns put together."""
+        if self.failures is not None:
+            return self.failures if len(idx) == self.n else self.failures[idx]
+        out = np.empty(len(idx), columns.FAILURE_ROW)
+        out["pos"] = idx
+        for code, col in self.fields(idx).items():
+            out[columns.CODE_NAMES[code]] = col
+        return out
 
 
 def _summary_skips(row: BatchRow, flt: EventFilter, p: Plan) -> bool:
@@ -345,6 +363,8 @@ class Search:
         self._strings: dict[int, bytes] = {}
         self._names: dict[int, str] = {}      # executables' names by string id
         self._call_texts: dict[bytes, str] = {}   # render.call_text by _CALL_KEY
+        self._taught: set[int] = set()        # the string ids of the paths taught to the compiled renderer
+        self._scope = fastrender.new_scope()  # what they are ids of, for it
         self.progress = progress      # called for each batch examined
 
     def _where(self) -> tuple[list[str], list]:
@@ -410,13 +430,13 @@ class Search:
             (f.since_ns is None or batch.row.min_ts >= f.since_ns) and \
             (f.until_ns is None or batch.row.max_ts <= f.until_ns)
 
-    def scan(self, *, newest: bool = False) -> Iterator[tuple[Rows, np.ndarray]]:
-        """(rows, indexes of its matches) for each batch with matches."""
+    def scan(self, *, newest: bool = False, idle: bool = False) -> Iterator[tuple[Rows, np.ndarray]]:
+        """(rows, indexes of its matches) for each batch with matches (idle: of every batch examined)."""
         for batch in self.batches(newest=newest):
             with translate("searching the archive"):
                 rows = self.rows_of(batch)
                 idx = matches(rows, self.flt, self.plan)
-            if len(idx):
+            if len(idx) or idle:
                 yield rows, idx
 
     def strings(self, ids) -> dict[int, bytes]:
@@ -495,6 +515,42 @@ class Search:
                                f[_C["tid"]].tolist(), f[_C["uid"]].tolist(), f[_C["comm"]], calls,
                                f[_C["duration_ns"]].tolist(), f[_C["flags"]].tolist())
 
+    def text(self, block: Sequence[tuple[Rows, np.ndarray]]) -> bytes:
+        """The lines of lines() of a block of parts, each ending in a newline, as bytes: rendered by the
+        compiled renderer from the rows' fields (saga.fastrender.Renderer.rows) when it is there, else by
+        lines()."""
+        fast = fastrender.shared()
+        if fast is None:
+            return "".join([t + "\n" for rows, idx in block for t in self.lines(rows, idx)]).encode(
+                "utf-8", "surrogateescape")
+        with translate("reading archived events"):
+            tables = [rows.table(idx) for rows, idx in block]
+            table = tables[0] if len(tables) == 1 else np.concatenate(tables)
+            starts = np.cumsum([0] + [len(t) for t in tables])
+            ids = np.unique(np.concatenate((table["path0"], table["path1"]))).tolist()
+            new = [i for i in ids if i and i not in self._taught]
+            if new:
+                known = self.strings(new)
+                fast.learn_paths(self._scope, new, [render.quote(_decode(known[i])) for i in new])
+                self._taught.update(new)
+
+            def record_of(i: int, marked: bool) -> tuple:
+                batch = block[int(np.searchsorted(starts, i, side="right")) - 1][0].batch
+                return self._record(batch, table[i:i + 1], marked)
+            return fast.rows(table, self._scope, record_of, lambda i: self.strings([i])[i])
+
+    def _record(self, batch: Batch, row: np.ndarray, marked: bool) -> tuple:
+        """The record of one failure row (fastrender.MARKS in place of its paths when marked)."""
+        fields = {code: row[columns.CODE_NAMES[code]] for code in columns.EVENT_CODES}
+        a, b = int(row["path0"][0]), int(row["path1"][0])
+        if marked:
+            first, second = fastrender.MARKS
+        else:
+            known = self.strings((a, b))
+            first, second = known.get(a, b""), known.get(b, b"")
+        paths = [(first if a else None, second if b else None)]
+        return columns.raws(fields, 1, paths, self._aux(batch, row["pos"].astype(np.int64)))[0]
+
     def _calls(self, batch: Batch, f: dict[int, np.ndarray], pos: np.ndarray) -> list[str]:
         """render.call_text of each event, each distinct call rendered once (by its _CALL_KEY)."""
         n = len(pos)
@@ -542,11 +598,13 @@ class Search:
         ret, flags = rows.col(_C["ret"])[idx], rows.col(_C["flags"])[idx]
         return (ret > -4096) & (ret < 0) & (flags & _uapi.SAGA_EVF_NORETURN == 0)   # saga.filters.failed
 
-    def parts(self, limit: int | None = None) -> Iterator[tuple[Rows, np.ndarray]]:
-        """The matches in archive order, at most CHUNK at a time: every one as found (limit None), or the
-        `limit` archived last."""
+    def parts(self, limit: int | None = None, *, idle: bool = False) -> Iterator[tuple[Rows, np.ndarray]]:
+        """The matches in archive order, at most CHUNK at a time: every one as found (limit None; idle: an
+        empty part for each batch examined without any), or the `limit` archived last."""
         if limit is None:
-            for rows, idx in self.scan():
+            for rows, idx in self.scan(idle=idle):
+                if not len(idx):
+                    yield rows, idx
                 for i in range(0, len(idx), CHUNK):
                     yield rows, idx[i:i + CHUNK]
             return
@@ -570,6 +628,29 @@ class Search:
     def last(self, limit: int) -> list[Archived]:
         """The `limit` matches archived last, oldest first."""
         return [a for rows, idx in self.parts(limit) for a in self.events(rows, idx)]
+
+
+def blocks(parts: Iterable[tuple[Rows, np.ndarray]]) -> Iterator[list[tuple[Rows, np.ndarray]]]:
+    """Parts gathered into blocks of up to CHUNK events (Search.text renders a block at a time: one string
+    lookup and one pass of the renderer for the matches of many small batches); a block is given as soon as
+    it is full, or once it has waited BLOCK_WAIT while the search went on (Search.parts(idle=True) gives
+    an empty part for each batch examined), so the first lines never wait for later matches."""
+    block: list[tuple[Rows, np.ndarray]] = []
+    n, started = 0, 0.0
+    for rows, idx in parts:
+        if len(idx):
+            if block and n + len(idx) > CHUNK:
+                yield block
+                block, n = [], 0
+            if not block:
+                started = time.monotonic()
+            block.append((rows, idx))
+            n += len(idx)
+        if block and (n >= CHUNK or time.monotonic() - started >= BLOCK_WAIT):
+            yield block
+            block, n = [], 0
+    if block:
+        yield block
 
 
 def search(db: Reader | Session, flt: EventFilter, limit: int | None = None) -> list[Archived]:

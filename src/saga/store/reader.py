@@ -96,6 +96,26 @@ class Reader:
         finally:
             cur.close()
 
+    @property
+    def reads_pieces(self) -> bool:
+        """Whether pieces() can read parts of a column without the rest (SQLite's incremental blob I/O)."""
+        return not self._pg and hasattr(self.conn, "blobopen")
+
+    def pieces(self, row_id: int, starts: Sequence[int], width: int) -> bytes | None:
+        """The `width` bytes at each offset of `starts` in the data of event_columns row `row_id`, joined; None
+        when there is no such row.  Only the pages that hold them are read: substr() would read the whole
+        column (a batch's `args` is 3 MB), for the few rows a path search prints (reads_pieces: SQLite)."""
+        try:
+            blob = self.conn.blobopen("event_columns", "data", row_id, readonly=True)
+        except sqlite3.OperationalError:        # no such row: a column of zeros, not stored
+            return None
+        with blob:
+            out = []
+            for at in starts:
+                blob.seek(at)
+                out.append(blob.read(width))
+        return b"".join(out)
+
     def one(self, sql: str, params: Sequence = ()) -> tuple | None:
         rows = self.all(sql, params)
         return rows[0] if rows else None
