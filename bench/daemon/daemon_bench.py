@@ -187,6 +187,7 @@ def daemon_round(work: Path, loop: str, rates: list[int], seconds: float) -> dic
                 "archive_drops": s1["archive"]["dropped"] - s0["archive"]["dropped"],
                 "readers_lost": s1["window"]["readers_lost"] - s0["window"]["readers_lost"],
                 "probes": probes,
+                "load": os.getloadavg()[0],
             }
         t = time.monotonic()
         subprocess.run(["cat", str(d.mnt / "log")], stdout=subprocess.DEVNULL, check=True, timeout=600)
@@ -289,6 +290,13 @@ def report(rates, dr, fr, load_before, opts) -> None:
               f"{sum(r[rate]['ring_drops'] for r in dr):,} | {sum(r[rate]['archive_drops'] for r in dr):,} | "
               f"{sum(r[rate]['readers_lost'] for r in dr):,} | {sum(r[rate]['ring_drops'] for r in fr):,} | "
               f"{'met' if us <= TARGET_US else 'NOT met'} |")
+    print("\nEach round (daemon µs/event, of which the archiver thread; the 1-minute load average at the end of "
+          "the rate's run):\n")
+    print("| round | " + " | ".join(f"{rate:,}/s" for rate in rates) + " |")
+    print("|---|" + "---|" * len(rates))
+    for k, r in enumerate(dr):
+        cells = (f"{r[rate]['us']:.2f} ({r[rate]['us_archiver']:.2f}), load {r[rate]['load']:.1f}" for rate in rates)
+        print(f"| {k + 1} | " + " | ".join(cells) + " |")
     probes = [p for r in dr for p in r[max(rates)]["probes"]]
     cat = statistics.median(r["cat_fresh"] for r in dr)
     print()

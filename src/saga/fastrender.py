@@ -230,11 +230,11 @@ class Renderer:
         return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
-    def learn_paths(self, scope: int, ids: Sequence[int], texts: Sequence[str]) -> None:
-        """Teach the quoted text of these paths (by string id, of `scope`) in one call: Renderer.rows asks for
-        any it has not got, one at a time."""
+    def learn_paths(self, scope: int, ids: Sequence[int], paths: Sequence[bytes]) -> None:
+        """Teach these paths (by string id, of `scope`) in one call: Renderer.rows asks for any it has not
+        got, one at a time."""
         with self._lock:
-            self._learn_paths(scope, ids, texts)
+            self._learn_paths(scope, ids, paths)
 
     def rows(self, table: np.ndarray, scope: int, record_of: Callable[[int, bool], tuple],
              path_of: Callable[[int], bytes]) -> bytes:
@@ -272,8 +272,7 @@ class Renderer:
                 i = int(st[0])
                 row = base + i * table.dtype.itemsize
                 if status == _MISS_PATH:
-                    self._learn_paths(scope, [int(st[3])], [render.quote(
-                        path_of(int(st[3])).decode("utf-8", "surrogateescape"))])
+                    self._learn_paths(scope, [int(st[3])], [path_of(int(st[3]))])
                     continue
                 if status == _MISS_COMM:
                     kind, text = _COMM, render.comm_token(table["comm"][i].tobytes())
@@ -290,13 +289,24 @@ class Renderer:
             pieces.append(ctypes.string_at(out, st[2]))
         return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
-    def _learn_paths(self, scope: int, ids: Sequence[int], texts: Sequence[str]) -> None:
+    def _learn_paths(self, scope: int, ids: Sequence[int], paths: Sequence[bytes]) -> None:
         import numpy as np
-        data = [t.encode("utf-8", "surrogateescape") for t in texts]
+        data = [quoted_path(p) for p in paths]
         ends = np.cumsum([len(d) for d in data], dtype=np.uint32)
         keys = np.asarray(ids, np.uint32)
         self._lib.saga_render_learn_paths(self._ctx, scope, len(keys), keys.ctypes.data, b"".join(data),
                                           ends.ctypes.data)
+
+
+_PLAIN = bytes(c for c in range(0x20, 0x7F) if c not in b'"\\')
+
+
+def quoted_path(path: bytes) -> bytes:
+    """saga.render.quote of a path, as bytes: a path of printable ASCII without a quote or a backslash is
+    itself in quotes, without decoding it (most paths); the others go through quote()."""
+    if not path.translate(None, _PLAIN):
+        return b'"' + path + b'"'
+    return render.quote(path.decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape")
 
 
 _scopes = itertools.count(1)

@@ -21,6 +21,7 @@ from waiting import wait_for
 from saga import events, render, rules, syscalls
 from saga.cli.context import Env
 from saga.cli.main import app
+from saga.daemon import service
 from saga.daemon.client import DaemonClient
 from saga.daemon.service import Daemon, Options
 from saga.drivers.replay import ReplayDriver
@@ -376,3 +377,38 @@ def test_without_the_compiled_renderer_the_daemon_says_so_once_and_renders_in_py
                                                                                               "surrogateescape")
     finally:
         d.close()
+
+
+class PeriodDriver(ReplayDriver):
+    """A replay driver that records the periodic check the daemon asks for (the eBPF driver's timer)."""
+
+    def __init__(self, recording):
+        super().__init__(recording)
+        self.periods: list[float | None] = []
+
+    def set_wake_period(self, seconds):
+        self.periods.append(seconds)
+
+
+def test_the_drain_is_lazy_only_while_nobody_follows(tmp_path, sqlite_url, recording, raws):
+    r = Running(tmp_path, sqlite_url, PeriodDriver(recording))
+    try:
+        wait_for(lambda: r.status()["drained"]["events"] == len(raws))
+        assert r.driver.periods[-1] == service.LAZY_WAKE_S        # nobody follows: the slow check
+        got: list[str] = []
+        reader = threading.Thread(target=lambda: got.extend(
+            r.cli("log", "-f", "-n", "0", "--syscall", "openat", "--count", "3").stdout.splitlines()))
+        reader.start()
+        wait_for(lambda: r.status()["daemon"]["followers"] == 1, what="the follower")
+        wait_for(lambda: r.driver.periods[-1] is None, what="the drain to leave its lazy pace")   # woken at once
+        r.driver.feed(recording)
+        reader.join(20)
+        assert got == [render.line(x) for x in raws if x[NR] == OPENAT][:3]
+        wait_for(lambda: r.status()["daemon"]["followers"] == 0, what="the follower to go")
+        r.driver.feed(recording)          # the next wake finds nobody following
+        wait_for(lambda: r.driver.periods[-1] == service.LAZY_WAKE_S, what="the lazy pace again")
+        assert r.stop() == 0
+    finally:
+        if r.thread.is_alive():
+            r.stop()
+        r.driver.close()

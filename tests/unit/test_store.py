@@ -431,3 +431,69 @@ def test_units_and_the_same_transaction_hook(store_url, recording, raws):
             assert [a.raw for a in _search(st, EventFilter.build(unit=unit))] == mine
         assert _search(st, EventFilter.build(unit="nginx.service")) == []
     assert seen == [True]
+
+
+def test_columns_read_ahead_for_many_batches_find_what_a_batch_at_a_time_finds(store_url, recording, raws,
+                                                                                monkeypatch):
+    """A search reads what it needs first of many batches at once (failure rows, path sets, then the path
+    columns where a path set holds a match), as the statement steps on SQLite, AHEAD_BYTES at a time on
+    PostgreSQL: a batch a group or all in one, it finds the events a search reading each batch alone finds,
+    and prints them the same."""
+    from saga.filters import failed as failed_call
+    from saga.render import line
+    enoent = [r for r in raws if r[RET] == -errno.ENOENT and failed_call(r)]
+    assert enoent and any(r[events.PATH_LEN0] for r in enoent)
+    ends = [0, *(int(e) for e in events.sizes(recording).cumsum())]
+    fetch, stepped = query.Search._fetch, query.Search._stepped
+    cut = len(raws) // 4
+    with Store.open(store_url) as st:
+        h = _host(st)
+        for i in range(0, len(raws), cut):          # a batch each
+            _archive(st, recording[ends[i]:ends[min(i + cut, len(raws))]], h, {raws[0][PID]: "/usr/bin/x"})
+        with st.session() as s:
+            assert len(list(query.Search(s, EventFilter()).batches())) == len(range(0, len(raws), cut)) > 2
+            flts = (EventFilter.build(errno="ENOENT"), EventFilter.build(path="/etc/*"),
+                    EventFilter.build(path="/etc/*", errno="ENOENT"), EventFilter.build(exe="/usr/bin/x"))
+            def found(flt: EventFilter) -> tuple[list, bytes]:
+                search = query.Search(s, flt)
+                text = b"".join(search.text(b) for b in query.blocks(search.parts()))
+                return [a.raw for a in query.Search(s, flt).stream()], text
+            fetched: list[int] = []
+            for flt in flts:
+                with monkeypatch.context() as m:
+                    m.setattr(query.Search, "_read_ahead", lambda self, page, newest: iter(page))
+                    alone, text = found(flt)
+                for ahead in (1, 1 << 30):
+                    fetched.clear()
+                    monkeypatch.setattr(query, "AHEAD_BYTES", ahead)
+                    monkeypatch.setattr(query.Search, "_fetch", lambda self, b, codes: fetched.append(len(b)) or
+                                        fetch(self, b, codes))
+                    monkeypatch.setattr(query.Search, "_stepped", lambda self, page, codes, newest: fetched.append(
+                        sum(b is not None for b in page)) or stepped(self, page, codes, newest))
+                    assert found(flt) == (alone, text), (flt, ahead)
+                    assert [a.raw for a in query.Search(s, flt).last(3)] == alone[-3:]      # from the newest back
+                    assert fetched and (max(fetched) > 1 or ahead == 1), (flt, fetched)
+                assert text.decode("utf-8", "surrogateescape") == "".join(line(r) + "\n" for r in alone)
+            assert [a.raw for a in query.Search(s, flts[0]).stream()] == enoent
+
+
+
+def test_blocks_gather_parts_until_full_or_until_they_have_waited(monkeypatch):
+    """query.blocks: parts go out together up to CHUNK events or BLOCK_PARTS parts, and a block goes as soon
+    as it has waited BLOCK_WAIT while the search examined batches without matches (idle parts)."""
+    import numpy as np
+    now = [0.0]
+    monkeypatch.setattr(query.time, "monotonic", lambda: now[0])
+
+    def parts():
+        yield "a", np.arange(3)
+        yield "idle", np.arange(0)
+        now[0] += query.BLOCK_WAIT
+        yield "idle", np.arange(0)             # a has waited: it goes
+        yield "b", np.arange(query.CHUNK - 1)
+        yield "c", np.arange(2)                # too many for b's block
+        for i in range(query.BLOCK_PARTS + 1):
+            yield f"d{i}", np.arange(1)
+    got = [[name for name, _ in block] for block in query.blocks(parts())]
+    assert got == [["a"], ["b"], ["c", *(f"d{i}" for i in range(query.BLOCK_PARTS - 1))],
+                   [f"d{i}" for i in range(query.BLOCK_PARTS - 1, query.BLOCK_PARTS + 1)]]

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from saga import events
-from saga.daemon.enrich import Enricher
+from saga.daemon.enrich import Enricher, last_of_each
 from saga.daemon.spool import Location, Spool
 from saga.errors import SagaError
 from saga.store import Store, archive, cursor
@@ -88,6 +88,10 @@ class Retention:
         return self.max_age_s > 0 or self.max_rows > 0
 
 
+# A read's records' pids and cgroup ids (saga.events.pids, cgroup_ids): the enricher's keys.
+Keys = tuple[np.ndarray, np.ndarray]
+
+
 @dataclass(slots=True)
 class Entry:
     """One read waiting for the archive: its records (and their sizes), in memory or only in the spool."""
@@ -97,6 +101,7 @@ class Entry:
     sizes: np.ndarray | None
     where: Location | None          # where the spool holds it (None: memory only)
     at: float = 0.0                 # when it was queued (time.monotonic(); 0: replayed, written at once)
+    keys: Keys | None = None        # its records' pids and cgroup ids, when the drain gathered them already
 
     @property
     def nbytes(self) -> int:
@@ -147,9 +152,9 @@ class Archiver:
         return sum(self.dropped_by.values())
 
     # -- event loop side -------------------------------------------------------
-    def submit(self, buf: bytes, sizes: np.ndarray, where: Location | None = None) -> bool:
-        """Queue one read (its bytes, its records' sizes, where the spool has it); False when it was dropped
-        (counted).  Never blocks."""
+    def submit(self, buf: bytes, sizes: np.ndarray, where: Location | None = None, keys: Keys | None = None) -> bool:
+        """Queue one read (its bytes, its records' sizes, where the spool has it, its pids and cgroup ids if
+        known); False when it was dropped (counted).  Never blocks."""
         n = len(sizes)
         with self._cond:
             self.submitted += n
@@ -162,7 +167,7 @@ class Archiver:
                     return False
                 entry = Entry(n, None, None, where, time.monotonic())    # the spool keeps it; memory does not
             else:
-                entry = Entry(n, buf, sizes, where, time.monotonic())
+                entry = Entry(n, buf, sizes, where, time.monotonic(), keys)
                 self.in_memory += n
             self._queue.append(entry)
             self.queued += n
@@ -290,10 +295,11 @@ class Archiver:
         exes: dict[int, str | None] = {}
         units: dict[int, str | None] = {}
         if self.enricher is not None:
-            pids = np.concatenate([events.pids(buf, sizes) for buf, sizes in reads])
-            cgroup_ids = np.concatenate([events.cgroup_ids(buf, sizes) for buf, sizes in reads])
-            exes = self.enricher.exes(np.unique(pids).tolist())
-            units = self.enricher.units(pids, cgroup_ids)   # saga query --unit
+            keys = [e.keys if e.keys is not None else (events.pids(buf, sizes), events.cgroup_ids(buf, sizes))
+                    for e, (buf, sizes) in zip(batch, reads, strict=True)]
+            cgroup_of = last_of_each(np.concatenate([k[0] for k in keys]), np.concatenate([k[1] for k in keys]))
+            exes = self.enricher.exes(cgroup_of)         # (its pids)
+            units = self.enricher.units_of(cgroup_of)    # saga query --unit
         last = next((e.where for e in reversed(batch) if e.where is not None), None)
         nbytes = sum(len(buf) for buf, _ in reads)     # the records' bytes (the bounds scale them to stored ones)
         if self.bounds is not None:

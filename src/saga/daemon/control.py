@@ -133,6 +133,7 @@ class ControlServer:
             raise UsageError("n must be a number >= 0")
         encode = _encoder(req.get("format", "line"))
         keep = EventFilter.from_json(req.get("filter") or {}).predicate()
+        await self.state.catch_up()       # the events the ring holds now are in the answer
         window = self.state.window
         seq = window.next_seq
         recent = window.last(n, keep)
@@ -142,6 +143,7 @@ class ControlServer:
             await _send(stream, {"end": True})
             return
         self.state.counters.followers += 1
+        self.state.wake_drain()           # a lazy drain reads often again while someone follows
         try:
             await self._follow(stream, seq, keep, encode)
         finally:

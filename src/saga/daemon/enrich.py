@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -202,8 +202,12 @@ class Enricher:
         """pid -> the unit or container name (Context.name) of the pids of a batch (each event's pid and cgroup
         id; saga query --unit): that of the cgroup of each pid's last call in the batch, else its process's;
         may read /proc and the cgroup tree."""
+        return self.units_of(last_of_each(pids, cgroup_ids))
+
+    def units_of(self, last: Mapping[int, int]) -> dict[int, str | None]:
+        """units() of a batch given as pid -> the cgroup id of its last call (last_of_each)."""
         out: dict[int, str | None] = {}
-        for pid, cgid in last_of_each(pids, cgroup_ids).items():
+        for pid, cgid in last.items():
             ctx = self.cgroups.resolve(cgid, pid) if cgid else None
             if ctx is None:
                 info = self.lookup(pid)

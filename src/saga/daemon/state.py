@@ -60,6 +60,11 @@ class DaemonState:
     started_ns: int = field(default_factory=time.time_ns)
     ring_drops_at_start: int = 0        # the driver's drop counter when this daemon started
     _new_events: trio.Event = field(default_factory=trio.Event)
+    # The drain is lazy while nobody follows the live stream (service.py, _drain): it reads the ring less
+    # often.  A reader about to look wakes it (wake_drain, catch_up).
+    drain_lazy: bool = False
+    drain_wait: trio.CancelScope | None = None      # the drain's wait for its descriptor, while it waits
+    _drained: trio.Event = field(default_factory=trio.Event)   # set after each pass of the drain
     lookups_wanted: trio.Event = field(default_factory=trio.Event)   # the enricher noted pids or cgroups
 
     # -- ingest (drain loop only) ------------------------------------------------
@@ -75,11 +80,13 @@ class DaemonState:
         spool = self.spool
         where = spool.append(buf, n) if spool is not None and self.archiver is not None else None
         self.window.append(buf, sizes)
+        keys = None
         if self.context:
-            if self.enricher.note(events.pids(buf, sizes), events.cgroup_ids(buf, sizes)):
+            keys = (events.pids(buf, sizes), events.cgroup_ids(buf, sizes))
+            if self.enricher.note(*keys):
                 self.lookups_wanted.set()
         if self.archiver is not None:
-            queued = self.archiver.submit(buf, sizes, where)
+            queued = self.archiver.submit(buf, sizes, where, keys)   # the archiver's enricher needs them too
             if spool is not None:
                 spool.drained(n, dropped=0 if queued else n, unspooled=n if queued and where is None else 0)
         elif spool is not None:
@@ -88,6 +95,31 @@ class DaemonState:
             spool.in_hand(0, 0)
         self._new_events.set()
         self._new_events = trio.Event()
+
+    def followed(self) -> bool:
+        """Does someone follow the live stream (`saga log -f`, a /sagafs/pipe reader)?"""
+        return bool(self.counters.followers or (self.sagafs is not None and self.sagafs.pipe_readers))
+
+    def wake_drain(self) -> None:
+        """A reader arrived: a lazy drain reads the ring now (and sees whether it is still lazy)."""
+        if self.drain_lazy and self.drain_wait is not None:
+            self.drain_wait.cancel()
+
+    def drained_pass(self) -> None:
+        """The drain finished a pass (whoever waits in catch_up goes on)."""
+        self._drained.set()
+        self._drained = trio.Event()
+
+    async def catch_up(self, timeout: float = 0.1) -> None:
+        """Before a reader looks at the window (a /sagafs file opened, `saga log`): a lazy drain waiting for
+        its descriptor reads what the ring holds first, so the reader sees events as fresh as when the drain
+        is not lazy.  A drain at work (a storm) is not waited for: the open must answer at once."""
+        if not self.drain_lazy or self.drain_wait is None:
+            return
+        done = self._drained
+        self.wake_drain()
+        with trio.move_on_after(timeout):
+            await done.wait()
 
     async def wait_for_events(self, after_seq: int) -> None:
         """Return once the window holds an event with sequence number >= after_seq."""

@@ -380,6 +380,7 @@ class EventWindow:
         if sizes is None:
             sizes = events.sizes(buf)
         tail = self.chunks[-1]
+        at = 0                   # where the rest of buf starts (each piece is copied once, the rest never)
         while len(sizes):
             room = self.chunk_events - tail.n
             if room <= 0:
@@ -388,13 +389,13 @@ class EventWindow:
                 self.chunks.append(tail)
                 room = self.chunk_events
             if len(sizes) <= room:
-                tail.add(buf, sizes)
+                tail.add(buf[at:] if at else buf, sizes)
                 self.next_seq += len(sizes)
                 break
-            cut = int(sizes[:room].sum())
-            tail.add(buf[:cut], sizes[:room])
+            cut = at + int(sizes[:room].sum())
+            tail.add(buf[at:cut], sizes[:room])
             self.next_seq += room
-            buf, sizes = buf[cut:], sizes[room:]
+            at, sizes = cut, sizes[room:]
         self._evict()
 
     def _evict(self) -> None:

@@ -87,6 +87,12 @@ class Driver(ABC):
         """Whole records (saga.events format), at most max_bytes; b"" if none came within timeout
         (None waits indefinitely).  The calling process is excluded from capture while it reads."""
 
+    def set_wake_period(self, seconds: float | None) -> None:
+        """How often fileno() polls readable for a trickle of records that has not reached the driver's
+        fill mark (None: the driver's default).  Only the eBPF driver has such a periodic check; the
+        others' descriptors poll readable as soon as a record waits, and ignore this."""
+        return None
+
     @abstractmethod
     def close(self) -> None: ...
 

@@ -232,7 +232,10 @@ class SagaFS(pyfuse3.Operations):
             pipe.uid = uid
             self.pipe_readers += 1
             self.user_pipe_readers += uid != 0
+            self.state.wake_drain()       # a lazy drain reads often again (a follower: service.py)
             return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False, nonseekable=True)
+        if access != os.O_WRONLY:
+            await self.state.catch_up()   # the events the ring holds now are in what this open shows
         content = None if access == os.O_WRONLY else _as_content(await f.read(self, node.value))
         lazy = isinstance(content, Snapshot)
         if lazy:

@@ -206,6 +206,10 @@ def _derive(cols: dict[int, np.ndarray], n: int) -> dict[str, object]:
             "rule_ids": _small_keys(cols[_RULE]).astype("<u4").tobytes()}
 
 
+# Built once: a statement built per batch cost more than its execution (SQLAlchemy's cache key of its values).
+_ADD_BATCH = EventBatch.__table__.insert().returning(EventBatch.__table__.c.id)
+
+
 def _insert(conn: Connection, host_id: int, n: int, cols: dict[int, np.ndarray]) -> Written:
     """Store a batch: its row and its columns (the derived ones computed here)."""
     summary = _derive(cols, n)
@@ -218,9 +222,8 @@ def _insert(conn: Connection, host_id: int, n: int, cols: dict[int, np.ndarray])
         flat = np.ascontiguousarray(arr.astype(columns.element_type(code), copy=False))
         blobs.append((code, flat.reshape(-1).view(np.uint8).data))     # the array's bytes, not a copy
     stored = sum(b.nbytes for _, b in blobs)
-    table = EventBatch.__table__
-    batch_id = conn.execute(table.insert().values(host_id=host_id, events=n, stored_bytes=stored, **summary)
-                            .returning(table.c.id)).scalar_one()
+    batch_id = conn.execute(_ADD_BATCH, {"host_id": host_id, "events": n, "stored_bytes": stored, **summary}
+                            ).scalar_one()
     dbapi = conn.connection.dbapi_connection
     if dbapi is None:
         raise StoreError("the database connection was closed")

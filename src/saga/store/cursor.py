@@ -7,7 +7,7 @@ reads the archive does not have.
 """
 from __future__ import annotations
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, bindparam, select
 
 from saga.store.errors import translate
 from saga.store.models import Meta
@@ -22,9 +22,14 @@ def read(engine: Engine, host_id: int) -> str | None:
         return conn.execute(select(Meta.value).where(Meta.key == _key(host_id))).scalar_one_or_none()
 
 
+# Built once (the archiver writes the cursor with every batch).
+_TABLE = Meta.__table__
+_SET = _TABLE.update().where(_TABLE.c.key == bindparam("b_key")).values(value=bindparam("b_value"))
+_ADD = _TABLE.insert()
+
+
 def write(conn: Connection, host_id: int, value: str) -> None:
     """Set the cursor in the caller's transaction (a writer's own connection: one writer per host)."""
-    table = Meta.__table__
     key = _key(host_id)
-    if not conn.execute(table.update().where(table.c.key == key).values(value=value)).rowcount:
-        conn.execute(table.insert().values(key=key, value=value))
+    if not conn.execute(_SET, {"b_key": key, "b_value": value}).rowcount:
+        conn.execute(_ADD, {"key": key, "value": value})

@@ -21,6 +21,7 @@ LOW = 7                     # the first bucket ends at 2^7 ns
 NBUCKETS = (41 - LOW) * BUCKETS_PER_DOUBLING + 1   # the last bucket: 2^41 ns (36 min) and longer
 UNTIMED = _uapi.SAGA_EVF_NO_ENTER | _uapi.SAGA_EVF_NORETURN
 _LOW32 = np.uint64(0xFFFFFFFF)
+_EXACT = 1 << 53            # float64 holds every integer below this
 
 
 def buckets(dur: np.ndarray) -> np.ndarray:
@@ -44,6 +45,8 @@ def percentile(hist: np.ndarray, timed: int, q: float) -> int | None:
 def exact_sum(groups: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
     """Per group, the sum of u64 values, exact (bincount adds in float64: the halves stay below 2^53)."""
     v = values.astype(np.uint64, copy=False)
+    if not len(v) or int(v.max()) < _EXACT // len(v):      # no sum reaches 2^53: float64 adds them exactly
+        return np.bincount(groups, weights=v.astype(np.float64), minlength=n).astype(np.uint64)
     lo = np.bincount(groups, weights=(v & _LOW32).astype(np.float64), minlength=n)
     hi = np.bincount(groups, weights=(v >> np.uint64(32)).astype(np.float64), minlength=n)
     return (hi.astype(np.uint64) << np.uint64(32)) + lo.astype(np.uint64)

