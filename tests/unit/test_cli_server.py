@@ -155,6 +155,23 @@ def test_sigterm_to_the_client_ends_it_as_it_would_end_alone(served, db):
     assert served_count(served.stop()) == 1
 
 
+def _state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def test_ctrl_z_stops_the_worker_and_fg_continues_it(served, db):
+    server = served.start()
+    proc, r = _blocked(served, db)
+    children = Path(f"/proc/{server}/task/{server}/children")
+    worker = int(children.read_text().split()[0])
+    proc.send_signal(signal.SIGTSTP)
+    wait_for(lambda: _state(worker) == "T", WAIT, "the worker to stop")
+    proc.send_signal(signal.SIGCONT)
+    wait_for(lambda: _state(worker) != "T", WAIT, "the worker to continue")
+    assert _drain(r) and proc.wait() == 0
+    assert served_count(served.stop()) == 1
+
+
 def test_a_client_killed_takes_its_worker_with_it(served, db):
     server = served.start()
     proc, r = _blocked(served, db)
