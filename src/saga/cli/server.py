@@ -50,6 +50,9 @@ SAME_STATUS = (b"Uid:", b"Gid:", b"Groups:", b"CapInh:", b"CapPrm:", b"CapEff:",
 NAMESPACES = ("cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts")
 LIMITS = tuple(getattr(resource, n) for n in dir(resource) if n.startswith("RLIMIT_"))
 CHECK_EVERY = 60.0
+# What the server prepared depends on this variable of its environment (saga.fastrender reads it once): a
+# client whose environment says otherwise is served by a server like itself.
+PREPARED_FOR = "SAGA_PYTHON_RENDER"
 
 
 def log(text: str) -> None:
@@ -307,7 +310,8 @@ class Server:
 
     def serve(self, conn: socket.socket, pid: int, ident: bytes, req: Request) -> None:
         try:
-            same = ident == self.me and context(pid) == self.context and not self.changed()
+            same = ident == self.me and context(pid) == self.context and not self.changed() and \
+                bool(req.env.get(os.fsencode(PREPARED_FOR))) == bool(os.environ.get(PREPARED_FOR))
         except OSError:                 # the client is gone
             conn.close()
             return
@@ -419,14 +423,13 @@ def preload() -> None:
             pass
         except Exception as exc:   # noqa: BLE001 - a module that fails here fails in the command, which says so
             log(f"preloading {name}: {type(exc).__name__}: {exc}")
-    import ctypes
-
     from saga import fastrender
-    with contextlib.suppress(OSError):  # mapped once; each worker decides (SAGA_PYTHON_RENDER) whether to use it
-        _keep.append(ctypes.CDLL(str(fastrender.LIBRARY)))
+    if not os.environ.get(PREPARED_FOR):
+        # The compiled renderer's tables, made once here rather than by each worker's first line (about 10 ms
+        # of a fresh worker); served only to clients that would use it (PREPARED_FOR is compared).
+        with contextlib.suppress(Exception):
+            fastrender.shared()
 
-
-_keep: list = []
 
 
 def main() -> None:
