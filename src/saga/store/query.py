@@ -651,11 +651,9 @@ class Search:
             table = tables[0] if len(tables) == 1 else \
                 np.frombuffer(b"".join([t.tobytes() for t in tables]), columns.FAILURE_ROW)
             self._teach_paths(fast, table)
-
-            def record_of(i: int, marked: bool) -> tuple:
-                batch = block[int(np.searchsorted(starts, i, side="right")) - 1][0].batch
-                return self._record(batch, table[i:i + 1], marked)
-            return fast.rows(table, self._scope, record_of, lambda i: self.strings([i])[i])
+            return fast.rows(table, self._scope,
+                             lambda idx, marked: self._records([b.batch for b, _ in block], starts, table, idx, marked),
+                             lambda i: self.strings([i])[i])
 
     def _teach_paths(self, fast: fastrender.Renderer, table: np.ndarray) -> None:
         """Teach the renderer the quoted paths of these rows it has not been taught in this search, at once."""
@@ -674,17 +672,26 @@ class Search:
             fast.learn_paths(self._scope, new, [known[i] for i in new])
             self._taught[new] = True
 
-    def _record(self, batch: Batch, row: np.ndarray, marked: bool) -> tuple:
-        """The record of one failure row (fastrender.MARKS in place of its paths when marked)."""
-        fields = {code: row[columns.CODE_NAMES[code]] for code in columns.EVENT_CODES}
-        a, b = int(row["path0"][0]), int(row["path1"][0])
-        if marked:
-            first, second = fastrender.MARKS
-        else:
-            known = self.strings((a, b))
-            first, second = known.get(a, b""), known.get(b, b"")
-        paths = [(first if a else None, second if b else None)]
-        return columns.raws(fields, 1, paths, self._aux(batch, row["pos"].astype(np.int64)))[0]
+    def _records(self, batches: list[Batch], starts: np.ndarray, table: np.ndarray, idx: np.ndarray,
+                 marked: bool) -> list[tuple]:
+        """The records of the rows of `table` at `idx` (sorted; the rows from starts[k] on are of batches[k]),
+        with fastrender.MARKS in place of their paths when marked."""
+        out: list[tuple] = []
+        for k, batch in enumerate(batches):
+            at = idx[(idx >= starts[k]) & (idx < starts[k + 1])]
+            if not len(at):
+                continue
+            rows = table[at]
+            a, b = rows["path0"].tolist(), rows["path1"].tolist()
+            if marked:
+                first, second = fastrender.MARKS
+                paths = [(first if x else None, second if y else None) for x, y in zip(a, b, strict=True)]
+            else:
+                known = self.strings(a + b)
+                paths = [(known[x] if x else None, known[y] if y else None) for x, y in zip(a, b, strict=True)]
+            fields = {code: rows[columns.CODE_NAMES[code]] for code in columns.EVENT_CODES}
+            out += columns.raws(fields, len(at), paths, self._aux(batch, rows["pos"].astype(np.int64)))
+        return out
 
     def _calls(self, batch: Batch, f: dict[int, np.ndarray], pos: np.ndarray) -> list[str]:
         """render.call_text of each event, each distinct call rendered once (by its _CALL_KEY)."""
