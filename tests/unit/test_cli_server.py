@@ -155,6 +155,23 @@ def test_sigterm_to_the_client_ends_it_as_it_would_end_alone(served, db):
     assert served_count(served.stop()) == 1
 
 
+def _state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def test_ctrl_z_stops_the_worker_and_fg_continues_it(served, db):
+    server = served.start()
+    proc, r = _blocked(served, db)
+    children = Path(f"/proc/{server}/task/{server}/children")
+    worker = int(children.read_text().split()[0])
+    proc.send_signal(signal.SIGTSTP)
+    wait_for(lambda: _state(worker) == "T", WAIT, "the worker to stop")
+    proc.send_signal(signal.SIGCONT)
+    wait_for(lambda: _state(worker) != "T", WAIT, "the worker to continue")
+    assert _drain(r) and proc.wait() == 0
+    assert served_count(served.stop()) == 1
+
+
 def test_a_client_killed_takes_its_worker_with_it(served, db):
     server = served.start()
     proc, r = _blocked(served, db)
@@ -212,14 +229,16 @@ def test_another_user_is_refused(served, db):
         except (BrokenPipeError, ConnectionResetError):
             print("answer", b"")
     """
-    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    # nobody, allowed to read and search any directory (the tree may be in one closed to others), not to write
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=+dac_read_search",
+              "--ambient-caps=+dac_read_search"]
     env = {**served.env, "PYTHONPATH": str(Path(client.__file__).parents[2])}
     plain = subprocess.run([*nobody, sys.executable, "-c", probe, sock], capture_output=True, env=env, text=True)
     assert plain.stdout == "no access\n", plain.stderr
     # With the right to pass the directory's permissions, the peer's uid is what refuses it.
-    caps = ["--inh-caps=+dac_override", "--ambient-caps=+dac_override"]
-    over = subprocess.run([*nobody, *caps, sys.executable, "-c", probe, sock], capture_output=True, env=env,
-                          text=True)
+    over = subprocess.run([*nobody[:4], "--inh-caps=+dac_read_search,+dac_override",
+                           "--ambient-caps=+dac_read_search,+dac_override", sys.executable, "-c", probe, sock],
+                          capture_output=True, env=env, text=True)
     assert over.stdout == "answer b''\n", over.stderr
     log = served.stop()
     assert "refused a connection from uid 65534" in log and served_count(log) == 0

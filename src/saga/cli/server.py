@@ -40,7 +40,7 @@ import saga
 from saga.cli import client
 
 MAX_WORKERS = 16
-PRELOAD = ("numpy", "sqlite3", "psycopg", "saga.cli.main", "saga.cli.options", "saga.cli.guard",
+PRELOAD = ("numpy", "numpy.ma", "sqlite3", "psycopg", "saga.cli.main", "saga.cli.options", "saga.cli.guard",
            "saga.cli.context", "saga.cli.search", "saga.store.query", "saga.store.reader", "saga.store.report",
            "saga.fastrender", "typer", "saga.cli.app", "saga.cli.status", "saga.cli.stats", "saga.cli.log",
            "saga.cli.rules", "saga.cli.query", "saga.cli.report")
