@@ -172,13 +172,15 @@ def build(url: str, n: int, text_path: Path, seed: int = 1) -> dict:
 def run_cli(args: list[str], env: dict[str, str]) -> tuple[float, float | None, float, int, int]:
     """(wall seconds, seconds to the first line or None, CPU seconds, peak RSS KiB, lines) of `saga ARGS`.
 
-    CPU and peak RSS are measured by /usr/bin/time: a child forked from this process would count this
-    process's memory before its exec.  When env lets saga use its command server, the command must be
-    served: the worker's CPU is added and its peak RSS counted (SAGA_SERVER_RUSAGE).
+    Peak RSS is measured by /usr/bin/time (a child forked from this process would count this process's
+    memory before its exec), CPU by this process's children's rusage (/usr/bin/time's own included: its
+    figures have 10 ms steps).  When env lets saga use its command server, the command must be served:
+    the worker's CPU is added and its peak RSS counted (SAGA_SERVER_RUSAGE).
     """
     usage_file = Path(os.environ.get("TMPDIR", "/tmp")) / f"saga-bench-usage.{os.getpid()}"
     worker_file = usage_file.with_suffix(".worker")
     served = "SAGA_NO_SERVER" not in env
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.Popen(["/usr/bin/time", "-f", "%M %U %S", "-o", str(usage_file), SAGA, *args],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
@@ -192,11 +194,12 @@ def run_cli(args: list[str], env: dict[str, str]) -> tuple[float, float | None, 
         lines += 1
     code = proc.wait()
     took = time.perf_counter() - t0
-    rss, user, system = usage_file.read_text().split()[-3:]
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    rss = usage_file.read_text().split()[-3]
     usage_file.unlink()
     if code not in (0, 1):
         raise SystemExit(f"bench/query: saga {' '.join(args)} exited {code}")
-    cpu, peak = float(user) + float(system), int(rss)
+    cpu, peak = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime, int(rss)
     if served:
         if not worker_file.exists():
             raise SystemExit(f"bench/query: saga {' '.join(args)} was not served by the command server")
