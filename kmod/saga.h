@@ -139,7 +139,13 @@ unsigned int saga_entries_used(void);
 /* ---- rings and readers (saga_ring.c) ---------------------------------- */
 int saga_rings_init(void);
 void saga_rings_exit(void);		/* after the probes are gone */
-/* Probe side: copy @size bytes into this CPU's ring; false when it has no room (the caller counts the drop). */
+/*
+ * Probe side: saga_ring_begin() before taking the record's timestamp (read()
+ * merges the rings by it), then saga_ring_write() always: it copies @size
+ * bytes into this CPU's ring, false when it has no room (the caller counts
+ * the drop).
+ */
+void saga_ring_begin(void);
 bool saga_ring_write(const void *rec, unsigned int size);
 ssize_t saga_rings_read(char __user *buf, size_t count, bool nonblock);
 __poll_t saga_rings_poll(struct file *file, struct poll_table_struct *wait);

@@ -318,9 +318,11 @@ static noinline void log_exit(struct pt_regs *regs, unsigned int slot, u16 flags
 {
 	struct saga_event *ev = (struct saga_event *)this_cpu_ptr(saga_scratch);
 	struct saga_entry *e = saga_entry_take(current);
-	u64 now = ktime_get_ns();
 	unsigned int i;
+	u64 now;
 
+	saga_ring_begin();	/* before the clock: read() orders records by it */
+	now = ktime_get_ns();
 	ev->nr = slot;
 	ev->orig_nr = (u16)id;
 	ev->ret = ret;
@@ -377,6 +379,7 @@ static noinline void noreturn_call(const struct saga_ruleset *rs, struct pt_regs
 	ev->flags = flags | SAGA_EVF_NORETURN;
 	ev->ret = 0;
 	ev->rule_id = v.ok_id;
+	saga_ring_begin();
 	ev->ts_ns = ktime_get_real_ns();
 	ev->duration_ns = 0;
 	fill_task(ev);

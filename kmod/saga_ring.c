@@ -2,11 +2,22 @@
 /*
  * saga: per-CPU event rings and the readers of /dev/saga.
  *
- * One byte ring per CPU of variable-size records (8-byte aligned, so a
- * record's first 8 bytes never wrap).  The producer is the probe running
- * on that CPU with preemption disabled, the consumer is read() under
- * saga_read_mutex: head and tail are each written by one side only and
- * published with release/acquire.  A full ring drops the record (counted).
+ * One byte ring per CPU of variable-size records (8-byte aligned, so no
+ * aligned 8-byte field of a record wraps).  The producer is the probe
+ * running on that CPU with preemption disabled, the consumer is read()
+ * under saga_read_mutex: head and tail are each written by one side only
+ * and published with release/acquire.  A full ring drops the record (counted).
+ *
+ * read() merges the rings by each record's write time (its key: ts_ns +
+ * duration_ns, CLOCK_REALTIME when the probe took its clock at exit, or at
+ * entry for the calls logged there).  So that a record can never come out
+ * after a later one, even across reads, a producer makes its seq odd before
+ * it reads the clock and even again once the record is published (or
+ * dropped); a read takes its watermark W from the clock first, waits out
+ * any write in progress, then snapshots the heads: every record not in the
+ * snapshot read the clock after W.  Records of the snapshot later than W
+ * (written during it) wait for the next read.  docs/kernel-abi.md states
+ * the guarantee.
  *
  * Wake-ups are batched: a producer whose write takes the fill past the
  * wake mark queues an irq_work (safe from probe context, and on
@@ -15,6 +26,8 @@
  * sleeping reader quickly without one wake-up per event.
  */
 #include <linux/vmalloc.h>
+#include <linux/slab.h>
+#include <linux/timekeeping.h>
 #include <linux/uaccess.h>
 #include <linux/irq_work.h>
 #include <linux/poll.h>
@@ -29,7 +42,17 @@
 struct saga_ring {
 	unsigned long head;	/* producer: next byte to write */
 	unsigned long tail;	/* consumer: next byte to read */
+	unsigned long seq;	/* producer: odd from before a record's timestamp to its publication */
 	char *data;
+};
+
+/* A ring in the merge: its next record (at tail, up to the snapshot's head) and its key. */
+struct saga_cursor {
+	u64 key;
+	unsigned long tail, head;
+	struct saga_ring *r;
+	unsigned int size;
+	unsigned int cpu;
 };
 
 static DEFINE_PER_CPU(struct saga_ring, saga_ring);
@@ -37,7 +60,7 @@ static DEFINE_MUTEX(saga_read_mutex);
 static DECLARE_WAIT_QUEUE_HEAD(saga_wait);
 static struct irq_work saga_wake_work;
 static struct timer_list saga_wake_timer;
-static unsigned int saga_next_cpu;	/* where the next read() starts: fairness */
+static struct saga_cursor *saga_heap;	/* nr_cpu_ids, a min-heap by key; under saga_read_mutex */
 
 u32 saga_reader_tgid[SAGA_MAX_READERS];
 static unsigned int saga_reader_refs[SAGA_MAX_READERS];
@@ -64,17 +87,32 @@ static void ring_put(struct saga_ring *r, unsigned long pos, const void *src, un
 		memcpy(r->data, src + first, len - first);
 }
 
+void saga_ring_begin(void)
+{
+	struct saga_ring *r = this_cpu_ptr(&saga_ring);
+
+	WRITE_ONCE(r->seq, r->seq + 1);
+	/* The caller's clock read comes after a reader can see the write begun
+	 * (pairs with the smp_mb() after the watermark in rings_snapshot()). */
+	smp_mb();
+}
+
 bool saga_ring_write(const void *rec, unsigned int size)
 {
 	struct saga_ring *r = this_cpu_ptr(&saga_ring);
 	unsigned long head = r->head;
 	unsigned long used = head - smp_load_acquire(&r->tail);
 	unsigned long mark = saga_ring_bytes / 4;
+	bool room = saga_ring_bytes - used >= size;
 
-	if (saga_ring_bytes - used < size)
+	WARN_ON_ONCE(!(r->seq & 1));	/* saga_ring_begin() was not called */
+	if (room) {
+		ring_put(r, head, rec, size);
+		smp_store_release(&r->head, head + size);
+	}
+	smp_store_release(&r->seq, r->seq + 1);	/* after the head: a reader that sees it sees the record */
+	if (!room)
 		return false;
-	ring_put(r, head, rec, size);
-	smp_store_release(&r->head, head + size);
 	/* Wake when this write crosses the mark; the timer covers the rest. */
 	if (used < mark && used + size >= mark && wq_has_sleeper(&saga_wait))
 		irq_work_queue(&saga_wake_work);
@@ -121,71 +159,200 @@ static void arm_wake_timer(void)
 }
 
 /*
- * Copy whole records of one ring to user space, at most @room bytes.
- * Returns bytes copied, or -EFAULT / -EINVAL (first record too big for
- * an empty buffer: the caller decides).
+ * The record at @c->tail: its size, checked against what the snapshot
+ * holds, and its key.  1: loaded; 0: the ring has nothing more up to the
+ * snapshot; -EIO: a corrupt record.  An aligned u64 of the record never
+ * wraps, the 16-bit size at its start neither.
  */
-static ssize_t ring_read(struct saga_ring *r, char __user *buf, size_t room, unsigned int *records)
+static int cursor_load(struct saga_cursor *c)
 {
-	unsigned long head = smp_load_acquire(&r->head);
-	unsigned long tail = r->tail;
-	size_t done = 0;
+	const char *data = c->r->data;
+	unsigned long off = c->tail & ring_mask();
+	unsigned int size;
 
-	while (tail != head) {
-		unsigned int off = tail & ring_mask();
-		unsigned int size = ((struct saga_event *)(r->data + off))->size;
-		unsigned int first = min_t(unsigned int, size, saga_ring_bytes - off);
-
-		if (WARN_ON_ONCE(size < sizeof(struct saga_event) || (size & 7)))
-			return -EIO;
-
-		if (size > room - done) {
-			if (!done)
-				return -EINVAL;
-			break;
-		}
-		if (copy_to_user(buf + done, r->data + off, first) ||
-		    (first < size && copy_to_user(buf + done + first, r->data, size - first)))
-			return -EFAULT;
-		done += size;
-		tail += size;
-		(*records)++;
-	}
-	smp_store_release(&r->tail, tail);
-	return done;
+	BUILD_BUG_ON(offsetof(struct saga_event, ts_ns) % 8 || offsetof(struct saga_event, duration_ns) % 8);
+	if (c->tail == c->head)
+		return 0;
+	size = ((const struct saga_event *)(data + off))->size;
+	if (WARN_ON_ONCE(size < sizeof(struct saga_event) || (size & 7) || size > c->head - c->tail))
+		return -EIO;
+	c->size = size;
+	c->key = *(const u64 *)(data + ((off + offsetof(struct saga_event, ts_ns)) & ring_mask())) +
+		 *(const u64 *)(data + ((off + offsetof(struct saga_event, duration_ns)) & ring_mask()));
+	return 1;
 }
 
+static bool cursor_before(const struct saga_cursor *a, const struct saga_cursor *b)
+{
+	return a->key < b->key || (a->key == b->key && a->cpu < b->cpu);
+}
+
+static void heap_down(struct saga_cursor *h, unsigned int n, unsigned int i)
+{
+	for (;;) {
+		unsigned int l = 2 * i + 1, m = i;
+
+		if (l < n && cursor_before(&h[l], &h[m]))
+			m = l;
+		if (l + 1 < n && cursor_before(&h[l + 1], &h[m]))
+			m = l + 1;
+		if (m == i)
+			return;
+		swap(h[i], h[m]);
+		i = m;
+	}
+}
+
+/*
+ * A record of the snapshot is held for the next read when its key is
+ * after the watermark @w but not after @w2, the clock once the heads were
+ * read: it was written during the snapshot.  A key after @w2 was written
+ * before CLOCK_REALTIME was stepped back: it is merged as it is.
+ */
+static bool held(u64 key, u64 w, u64 w2)
+{
+	return key > w && key <= w2;
+}
+
+/*
+ * Fill the heap with the rings that have a record to return now, and set
+ * the watermarks @w, @w2 for held(); *@held_any says whether some ring's
+ * next record was held.  Returns the heap's size, or -EIO.
+ */
+static int rings_snapshot(u64 *w, u64 *w2, bool *held_any)
+{
+	unsigned int n = 0, i;
+	int cpu, ret;
+
+	*held_any = false;
+	*w = ktime_get_real_ns();
+	smp_mb();	/* the seq loads come after the watermark (see saga_ring_begin()) */
+	for_each_possible_cpu(cpu) {
+		struct saga_ring *r = per_cpu_ptr(&saga_ring, cpu);
+		struct saga_cursor *c = &saga_heap[n];
+		unsigned long seq = smp_load_acquire(&r->seq);
+
+		/* A write in progress may hold a key before w: wait until it is
+		 * published (the probe holds its CPU with preemption disabled, so
+		 * not long).  A write begun since read its clock after w. */
+		if (seq & 1)
+			while (smp_load_acquire(&r->seq) == seq)
+				cpu_relax();
+		c->r = r;
+		c->cpu = cpu;
+		c->head = smp_load_acquire(&r->head);
+		c->tail = r->tail;
+		ret = cursor_load(c);
+		if (ret < 0)
+			return ret;
+		n += ret;
+	}
+	*w2 = ktime_get_real_ns();
+	for (i = 0; i < n; ) {
+		if (held(saga_heap[i].key, *w, *w2)) {
+			*held_any = true;
+			saga_heap[i] = saga_heap[--n];
+		} else {
+			i++;
+		}
+	}
+	for (i = n / 2; i-- > 0; )
+		heap_down(saga_heap, n, i);
+	return n;
+}
+
+/* Copy @len bytes of @r from @pos to user space, wrapping at the ring's end. */
+static int ring_copy_out(const struct saga_ring *r, unsigned long pos, char __user *dst, size_t len)
+{
+	unsigned long off = pos & ring_mask();
+	size_t first = min_t(size_t, len, saga_ring_bytes - off);
+
+	if (copy_to_user(dst, r->data + off, first) ||
+	    (first < len && copy_to_user(dst + first, r->data, len - first)))
+		return -EFAULT;
+	return 0;
+}
+
+/* The ring whose record comes after the heap's top one: one of its children. */
+static const struct saga_cursor *heap_second(unsigned int n)
+{
+	if (n < 2)
+		return NULL;
+	if (n == 2 || cursor_before(&saga_heap[1], &saga_heap[2]))
+		return &saga_heap[1];
+	return &saga_heap[2];
+}
+
+/*
+ * Copy whole records to user space, at most @count bytes, the earliest key
+ * first across every ring.  The top ring's records that come before every
+ * other ring's next one go in one copy.  Records copied are consumed even
+ * when a later copy fails.
+ */
 static ssize_t rings_read_once(char __user *buf, size_t count)
 {
-	unsigned int records = 0, i, n = nr_cpu_ids;
+	unsigned int records = 0, i;
 	size_t done = 0;
-	ssize_t got = 0;
-	bool too_small = false;
+	ssize_t err = 0;
+	bool held_any;
+	u64 w, w2;
+	int n, tries;
 
-	for (i = 0; i < n && done < count; i++) {
-		unsigned int cpu = (saga_next_cpu + i) % n;
-
-		if (!cpu_possible(cpu))
-			continue;
-		got = ring_read(per_cpu_ptr(&saga_ring, cpu), buf + done, count - done, &records);
-		if (got == -EINVAL) {
-			/* Does not fit what is left; stop if the buffer is too small for it. */
-			too_small = !done;
-			if (too_small)
-				break;
-			continue;
-		}
-		if (got < 0)
+	/* One retry: what the first snapshot held is older than the second's watermark. */
+	for (tries = 0; ; tries++) {
+		n = rings_snapshot(&w, &w2, &held_any);
+		if (n || !held_any || tries)
 			break;
-		done += got;
 	}
-	saga_next_cpu = (saga_next_cpu + 1) % n;
+	if (n < 0)
+		return n;
+	while (n > 0) {
+		struct saga_cursor *c = &saga_heap[0];
+		const struct saga_cursor *next = heap_second(n);
+		unsigned long start = c->tail;
+		unsigned int recs = 0;
+		size_t run = 0;
+		bool full = false, gone = false;
+		int ret;
+
+		do {
+			if (c->size > count - done - run) {
+				full = true;
+				break;
+			}
+			run += c->size;
+			recs++;
+			c->tail += c->size;
+			ret = cursor_load(c);
+			if (ret < 0) {
+				err = ret;	/* the run up to the bad record still goes */
+				break;
+			}
+			gone = !ret || held(c->key, w, w2);
+		} while (!gone && !(next && cursor_before(next, c)));
+		if (run && ring_copy_out(c->r, start, buf + done, run)) {
+			c->tail = start;
+			err = -EFAULT;
+			break;
+		}
+		done += run;
+		records += recs;
+		if (full || err) {
+			if (full && !done)
+				err = -EINVAL;	/* the next record does not fit an empty buffer */
+			break;
+		}
+		if (gone) {
+			smp_store_release(&c->r->tail, c->tail);
+			saga_heap[0] = saga_heap[--n];
+		}
+		heap_down(saga_heap, n, 0);
+	}
+	/* The rings still in the heap give back the room of what was copied. */
+	for (i = 0; i < n; i++)
+		smp_store_release(&saga_heap[i].r->tail, saga_heap[i].tail);
 	atomic64_add(records, &saga_read_events);
-	if (done)
-		return done;
-	if (too_small)
-		return -EINVAL;
-	return got < 0 ? got : 0;
+	return done ? done : err;
 }
 
 /* Sleep until a ring has data; the timer is armed once we are on the queue. */
@@ -243,10 +410,13 @@ int saga_rings_init(void)
 {
 	int cpu;
 
+	saga_heap = kvmalloc_array(nr_cpu_ids, sizeof(*saga_heap), GFP_KERNEL);
+	if (!saga_heap)
+		return -ENOMEM;
 	for_each_possible_cpu(cpu) {
 		struct saga_ring *r = per_cpu_ptr(&saga_ring, cpu);
 
-		r->head = r->tail = 0;
+		r->head = r->tail = r->seq = 0;
 		r->data = vmalloc_node(saga_ring_bytes, cpu_to_node(cpu));
 		if (!r->data) {
 			saga_rings_exit();
@@ -270,6 +440,8 @@ void saga_rings_exit(void)
 		vfree(r->data);
 		r->data = NULL;
 	}
+	kvfree(saga_heap);
+	saga_heap = NULL;
 }
 
 /*

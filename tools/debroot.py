@@ -187,7 +187,8 @@ def chroot(root: Path, cmd: list[str], *, env: dict | None = None, check: bool =
            capture: bool = False, timeout: float | None = 1800) -> subprocess.CompletedProcess:
     """Run cmd in root with /proc, /sys and /dev mounted for its duration."""
     full_env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
-                "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
+                "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
+                "SAGA_NO_SERVER": "1"}     # a saga command started in it starts no command server (docs/cli.md)
     full_env.update(env or {})
     mounts = [("proc", "proc", ["-t", "proc", "proc"]), ("sys", "sys", ["-t", "sysfs", "sysfs"]),
               ("dev", "dev", ["--bind", "/dev"]), ("dev/pts", "dev/pts", ["--bind", "/dev/pts"])]

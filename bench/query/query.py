@@ -13,15 +13,24 @@ reported.  The baseline, measured in the same run: the same
 events rendered in the /sagafs/log format into a text file (page cache
 warm), and `grep -F` of the same question over it.
 
-Each measure is the median of --rounds runs of the saga command (a new
-process: interpreter start, imports, the search and the printing), with
-its CPU time and peak RSS and, for `-n 0` searches, the time to its first
-line; the command runs from compiled bytecode, as an installed saga does
-(compiled once into --workdir: the tree itself is never written).  The
-targets are judged on the command.  "in-process" is the same search inside
-one process (Search.stream / report.summarize), without interpreter start
-and imports.  The archive and the text are kept in --workdir and reused
-when they match --events.
+Each measure is the median of --rounds runs of the saga command as an
+installed saga runs it after its first command: handed to the user's
+command server (docs/cli.md "The command server"; a private one in
+--workdir, started by an uncounted first command and stopped at the end),
+whose forked worker searches and prints; its CPU time is the client's, the
+worker's (the server reports it) and the server's own per command
+(accepting, checking, forking: its clock ticks over all the commands it
+ran, divided by their number), its peak RSS the larger of the client's and
+the worker's (which counts the pages it shares with the server), and, for
+`-n 0` searches, the time to its first line.  Beside it, the same command
+in its own process (SAGA_NO_SERVER=1: interpreter start, imports, the
+search and the printing), as before the server.  Both run from compiled
+bytecode, as an installed saga does (compiled once into --workdir: the
+tree itself is never written).  The targets are judged on the command
+through the server.  "in-process" is the same search inside one process
+(Search.stream / report.summarize), without interpreter start and imports.
+The archive and the text are kept in --workdir and reused when they match
+--events.
 """
 from __future__ import annotations
 
@@ -36,6 +45,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -47,7 +57,11 @@ from saga.store.query import Search, blocks
 from saga.store.reader import open_reader
 from saga.store.report import By, summarize
 
+if TYPE_CHECKING:
+    from cliserver import CommandServer
+
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests/common"))      # the command server and the PostgreSQL server of the tests
 SAGA = str(ROOT / ".venv/bin/saga")
 HOUR = 3600 * 10**9
 SPAN = 24 * HOUR
@@ -159,12 +173,16 @@ def run_cli(args: list[str], env: dict[str, str]) -> tuple[float, float | None, 
     """(wall seconds, seconds to the first line or None, CPU seconds, peak RSS KiB, lines) of `saga ARGS`.
 
     CPU and peak RSS are measured by /usr/bin/time: a child forked from this process would count this
-    process's memory before its exec.
+    process's memory before its exec.  When env lets saga use its command server, the command must be
+    served: the worker's CPU is added and its peak RSS counted (SAGA_SERVER_RUSAGE).
     """
     usage_file = Path(os.environ.get("TMPDIR", "/tmp")) / f"saga-bench-usage.{os.getpid()}"
+    worker_file = usage_file.with_suffix(".worker")
+    served = "SAGA_NO_SERVER" not in env
     t0 = time.perf_counter()
     proc = subprocess.Popen(["/usr/bin/time", "-f", "%M %U %S", "-o", str(usage_file), SAGA, *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            env={**env, "SAGA_SERVER_RUSAGE": str(worker_file)} if served else env)
     first = None
     lines = 0
     assert proc.stdout is not None
@@ -178,7 +196,14 @@ def run_cli(args: list[str], env: dict[str, str]) -> tuple[float, float | None, 
     usage_file.unlink()
     if code not in (0, 1):
         raise SystemExit(f"bench/query: saga {' '.join(args)} exited {code}")
-    return took, first, float(user) + float(system), int(rss), lines
+    cpu, peak = float(user) + float(system), int(rss)
+    if served:
+        if not worker_file.exists():
+            raise SystemExit(f"bench/query: saga {' '.join(args)} was not served by the command server")
+        w_user, w_system, w_rss = worker_file.read_text().split()
+        worker_file.unlink()
+        cpu, peak = cpu + float(w_user) + float(w_system), max(peak, int(w_rss))
+    return took, first, cpu, peak, lines
 
 
 def grep(word: str, path: Path) -> tuple[float, float, int]:
@@ -270,7 +295,6 @@ def main() -> None:
             (work / "facts.json").unlink(missing_ok=True)
         run(args, work, f"sqlite:///{db}", "", lambda: [p.unlink() for p in work.glob("archive.db*")])
         return
-    sys.path.insert(0, str(ROOT / "tests/common"))
     from pgserver import PgServer
     server = PgServer(str(work / "pg"))
     server.start()
@@ -293,6 +317,18 @@ def run(args: argparse.Namespace, work: Path, url: str, kind: str, empty: Callab
         meta.write_text(json.dumps(facts))
     base = ["--db", url]
     env = compiled(work)
+    alone = {**env, "SAGA_NO_SERVER": "1"}
+    from cliserver import CommandServer
+    server = CommandServer(work, env)
+    server.stop()                       # one an interrupted run left
+    try:
+        measure(args, work, url, kind, facts, text, base, alone, server)
+    finally:
+        server.stop()
+
+
+def measure(args: argparse.Namespace, work: Path, url: str, kind: str, facts: dict, text: Path, base: list[str],
+            alone: dict[str, str], server: CommandServer) -> None:
     # The day the archive covers and its last hour, as times (the archive may be reused on a later day).
     day, hour = f"@{facts['start_ns'] / 1e9:.9f}", f"@{(facts['start_ns'] + SPAN - HOUR) / 1e9:.9f}"
     measures = {
@@ -302,24 +338,34 @@ def run(args: argparse.Namespace, work: Path, url: str, kind: str, empty: Callab
         "report": (["report", "--since", day], None, None),
     }
     runs: dict[str, list] = {k: [] for k in measures}
+    own: dict[str, list] = {k: [] for k in measures}
     greps: dict[str, list] = {k: [] for k in measures}
     inproc: dict[str, list] = {k: [] for k in measures}
     loads = []
     for cmd, _word, _want in measures.values():         # bytecode compiled, pages cached: not measured
-        run_cli(base + cmd, env)
+        run_cli(base + cmd, alone)
+    server.start()                                      # as a user's first command starts it
+    for cmd, _word, _want in measures.values():         # the server's first worker of each: not measured
+        run_cli(base + cmd, server.env)
+    server_cpu, served = server.cpu(), 0
     print(f"bench/query {time.strftime('%Y-%m-%d %H:%M:%S %Z')}, uptime: {uptime()}\n", flush=True)
     for _ in range(args.rounds):
         for name, (cmd, word, want) in measures.items():
             loads.append(os.getloadavg()[0])
-            took, first, cpu, rss, lines = run_cli(base + cmd, env)
-            if want is not None and lines != want:
-                raise SystemExit(f"bench/query: {name}: {lines} lines, the archive holds {want} such events")
+            took, first, cpu, rss, lines = run_cli(base + cmd, server.env)
+            served += 1
+            alone_took, _first, alone_cpu, alone_rss, alone_lines = run_cli(base + cmd, alone)
+            for got in (lines, alone_lines):
+                if want is not None and got != want:
+                    raise SystemExit(f"bench/query: {name}: {got} lines, the archive holds {want} such events")
             runs[name].append((took, first, cpu, rss))
+            own[name].append((alone_took, alone_cpu, alone_rss))
             inproc[name].append(in_process(url, name, day, hour))
             if word is not None:
                 g, g_cpu, _count = grep(word, text)
                 greps[name].append((g, g_cpu))
-    starts = start_costs(env, "psycopg" if kind else "sqlite3")
+    share = (server.cpu() - server_cpu) / served      # the server's own CPU per command
+    starts = start_costs(alone, "psycopg" if kind else "sqlite3")
     u = facts["usage"]
     print(f"Query on {'PostgreSQL' if kind else 'SQLite'}, {facts['events']:,} events over 24 hours "
           f"({u['batches']:,} batches, "
@@ -327,15 +373,18 @@ def run(args: argparse.Namespace, work: Path, url: str, kind: str, empty: Callab
           f"{size(url) / 2**30:.2f} GiB; text {text.stat().st_size / 2**30:.2f} GiB), median of "
           f"{args.rounds} runs, load average {min(loads):.1f} to {max(loads):.1f} during the runs on "
           f"{os.cpu_count()} CPUs.\n")
-    print("| measure | saga command, s | first line, s | CPU, s | peak RSS, MB | in-process, s (CPU) | "
-          "grep -F, s (CPU) | × grep (command) | × grep (command CPU) | × grep (in-process) | target | met |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
+    print("| measure | saga command (server), s | first line, s | CPU, s | peak RSS, MB | own process, s (CPU) | "
+          "in-process, s (CPU) | grep -F, s (CPU) | × grep (command) | × grep (command CPU) | "
+          "× grep (own process) | × grep (in-process) | target | met |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
     for name, (cmd, word, _) in measures.items():
         took = statistics.median(r[0] for r in runs[name])
         firsts = [r[1] for r in runs[name] if r[1] is not None]
         first = statistics.median(firsts) if firsts and word is not None else None
-        cpu = statistics.median(r[2] for r in runs[name])
+        cpu = statistics.median(r[2] for r in runs[name]) + share
         rss = max(r[3] for r in runs[name]) / 1024
+        alone_took = statistics.median(r[0] for r in own[name])
+        alone_cpu = statistics.median(r[1] for r in own[name])
         ip = statistics.median(x[0] for x in inproc[name])
         ip_cpu = statistics.median(x[1] for x in inproc[name])
         met = {"time": took <= TARGETS[name], "RSS": rss <= RSS_TARGET_MB}
@@ -351,11 +400,14 @@ def run(args: argparse.Namespace, work: Path, url: str, kind: str, empty: Callab
             goal += f", first line ≤ 1 s, ≥ {RATIO_TARGET}× grep"
         verdict = "yes" if all(met.values()) else "**no** (" + ", ".join(
             f"{k}: {'yes' if v else 'no'}" for k, v in met.items()) + ")"
-        print(f"| `saga {' '.join(cmd)}` | {took:.2f} | {'' if first is None else f'{first:.2f}'} "
-              f"| {cpu:.2f} | {rss:.0f} | {ip:.3f} ({ip_cpu:.3f}) | "
+        print(f"| `saga {' '.join(cmd)}` | {took:.3f} | {'' if first is None else f'{first:.3f}'} "
+              f"| {cpu:.3f} | {rss:.0f} | {alone_took:.2f} ({alone_cpu:.2f}) | {ip:.3f} ({ip_cpu:.3f}) | "
               f"{'' if gw is None else f'{gw:.2f} ({gc:.2f})'} | {'' if gw is None else f'{gw / took:.1f}'} | "
-              f"{'' if gc is None else f'{gc / cpu:.1f}'} | {'' if gw is None else f'{gw / ip:.0f}'} | "
-              f"{goal} | {verdict} |")
+              f"{'' if gc is None else f'{gc / cpu:.1f}'} | {'' if gw is None else f'{gw / alone_took:.1f}'} | "
+              f"{'' if gw is None else f'{gw / ip:.0f}'} | {goal} | {verdict} |")
+    print(f"\nCPU of a command through the server: the client's and the worker's (median), plus the server's own "
+          f"{share * 1000:.1f} ms per command ({served} commands; clock ticks).  Peak RSS: the worker's, which "
+          f"counts the pages it shares with the server.")
     print(f"\nArchive write while building: {facts['write_cpu_s'] / facts['events'] * 1e6:.2f} µs of CPU per event "
           f"(EventWriter.write, merges included; target ≤ 0.7).  Built in {facts.get('build_s', 0):.0f} s.")
     print(f"Matches: {facts['shadow_last_hour']} /etc/shadow calls in the last hour, {facts['eacces']} EACCES "
@@ -366,8 +418,9 @@ def run(args: argparse.Namespace, work: Path, url: str, kind: str, empty: Callab
         print(f"| {label} | {cpu * 1000:.0f} |")
     started = starts[len(START_STEPS) - 1][1]
     for name, (cmd, word, _) in measures.items():
-        cpu = statistics.median(r[2] for r in runs[name])
-        line = f"`saga {cmd[0]}` {name}: {cpu * 1000:.0f} ms of CPU, {started * 1000:.0f} of them the start"
+        cpu = statistics.median(r[1] for r in own[name])
+        line = (f"`saga {cmd[0]}` {name} in its own process: {cpu * 1000:.0f} ms of CPU, {started * 1000:.0f} of "
+                f"them the start")
         if word is not None:
             gc = statistics.median(x[1] for x in greps[name])
             line += (f"; grep -F takes {gc * 1000:.0f} ms of CPU, so the start alone allows at most "

@@ -90,7 +90,7 @@ class Booted:
         """Run cmd in the container (all its namespaces, its root); stdout and stderr apart."""
         full = ["nsenter", f"--target={self.pid}", "--mount", "--uts", "--ipc", "--net", "--pid", "--cgroup",
                 "--root", "--wd", "--", "env", "-i", f"PATH={PATH}", "LANG=C.UTF-8", "HOME=/root",
-                "PYTHONDONTWRITEBYTECODE=1", *(f"{k}={v}" for k, v in (env or {}).items()), *cmd]
+                "PYTHONDONTWRITEBYTECODE=1", "SAGA_NO_SERVER=1", *(f"{k}={v}" for k, v in (env or {}).items()), *cmd]
         res = subprocess.run(full, capture_output=True, text=True, timeout=timeout, input=input)
         if check and res.returncode != 0:
             raise AssertionError(f"{' '.join(cmd)}: exit {res.returncode}\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")

@@ -11,7 +11,8 @@ from pgserver import serving
 
 from saga import events
 from saga.drivers.replay import ReplayDriver
-from saga.store import Store
+from saga.store import Store, archive
+from saga.store import rules as stored_rules
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 WORKLOAD = DATA / "workload.saga.gz"     # tools/gen_fixture.py
@@ -40,6 +41,21 @@ def replay(recording):
     drv = ReplayDriver(recording)
     yield drv
     drv.close()
+
+
+@pytest.fixture
+def archived_db(tmp_path, recording, raws) -> str:
+    """A SQLite archive of the recorded workload (host h1, the first process's executable known), and
+    tmp_path/saga.toml naming it."""
+    url = f"sqlite:///{tmp_path}/saga.db"
+    with Store.open(url) as st:
+        with st.session() as s, s.begin():
+            host = stored_rules.host_id(s, "h1")
+        w = archive.EventWriter(st.engine, host)
+        w.write([(recording, raws)], {raws[0][events.PID]: "/usr/bin/saga-fixture"})
+        w.close()
+    (tmp_path / "saga.toml").write_text(f'[store]\nurl = "{url}"\nhost = "h1"\n')
+    return url
 
 
 @pytest.fixture

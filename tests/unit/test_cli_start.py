@@ -13,22 +13,11 @@ from typer.testing import CliRunner
 from saga.cli import main as cli_main
 from saga.cli import options
 from saga.cli.app import build
-from saga.events import PID
-from saga.store import Store, archive
-from saga.store import rules as stored_rules
 
 
 @pytest.fixture
-def db(tmp_path, recording, raws) -> str:
-    url = f"sqlite:///{tmp_path}/saga.db"
-    with Store.open(url) as st:
-        with st.session() as s, s.begin():
-            host = stored_rules.host_id(s, "h1")
-        w = archive.EventWriter(st.engine, host)
-        w.write([(recording, raws)], {raws[0][PID]: "/usr/bin/saga-fixture"})
-        w.close()
-    (tmp_path / "saga.toml").write_text(f'[store]\nurl = "{url}"\nhost = "h1"\n')
-    return url
+def db(archived_db) -> str:
+    return archived_db
 
 
 def _fast(argv: list[str], capsys) -> tuple[int | None, str, str]:

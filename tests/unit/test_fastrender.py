@@ -165,9 +165,9 @@ class Rows:
         """taught: how many of the paths are taught before (the others are asked for)."""
         scope = fastrender.new_scope()      # the ids are this table's (1, 2, ... in each)
         some = sorted(self.strings)[:taught]
-        fast.learn_paths(scope, some, [render.quote(self.strings[k].decode("utf-8", "surrogateescape"))
-                                       for k in some])
-        return fast.rows(self.table, scope, self.record_of, self.strings.__getitem__)
+        fast.learn_paths(scope, some, [self.strings[k] for k in some])
+        return fast.rows(self.table, scope, lambda idx, marked: [self.record_of(int(i), marked) for i in idx],
+                         self.strings.__getitem__)
 
 
 def test_archive_rows_print_as_their_records(fast, recording):
@@ -193,6 +193,13 @@ def test_path_ids_of_one_search_are_not_taken_for_another_s(fast):
         rows = Rows(buf)
         assert set(rows.strings) == {1}
         assert rows.lines(fast) == python_lines(buf)
+
+
+@given(st.one_of(st.binary(max_size=40), st.text(max_size=20).map(lambda t: t.encode("utf-8", "surrogatepass")),
+                 st.sampled_from([b"/etc/passwd", b'a"b', b"a\\b", b"\x7f", b" ", b"\x1b[0m", b"\xc3\xa9"])))
+def test_a_path_is_quoted_as_render_quotes_it(path):
+    assert fastrender.quoted_path(path) == \
+        render.quote(path.decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape")
 
 
 def test_a_template_holds_each_path_where_the_call_prints_it():

@@ -436,14 +436,15 @@ def test_units_and_the_same_transaction_hook(store_url, recording, raws):
 def test_columns_read_ahead_for_many_batches_find_what_a_batch_at_a_time_finds(store_url, recording, raws,
                                                                                 monkeypatch):
     """A search reads what it needs first of many batches at once (failure rows, path sets, then the path
-    columns where a path set holds a match), AHEAD_BYTES at a time: a batch a group or all in one, it finds
-    the events a search reading each batch alone finds, and prints them the same."""
+    columns where a path set holds a match), as the statement steps on SQLite, AHEAD_BYTES at a time on
+    PostgreSQL: a batch a group or all in one, it finds the events a search reading each batch alone finds,
+    and prints them the same."""
     from saga.filters import failed as failed_call
     from saga.render import line
     enoent = [r for r in raws if r[RET] == -errno.ENOENT and failed_call(r)]
     assert enoent and any(r[events.PATH_LEN0] for r in enoent)
     ends = [0, *(int(e) for e in events.sizes(recording).cumsum())]
-    fetch = query.Search._fetch
+    fetch, stepped = query.Search._fetch, query.Search._stepped
     cut = len(raws) // 4
     with Store.open(store_url) as st:
         h = _host(st)
@@ -460,14 +461,17 @@ def test_columns_read_ahead_for_many_batches_find_what_a_batch_at_a_time_finds(s
             fetched: list[int] = []
             for flt in flts:
                 with monkeypatch.context() as m:
-                    m.setattr(query.Search, "_read_ahead", lambda self, page: iter(page))
+                    m.setattr(query.Search, "_read_ahead", lambda self, page, newest: iter(page))
                     alone, text = found(flt)
                 for ahead in (1, 1 << 30):
                     fetched.clear()
                     monkeypatch.setattr(query, "AHEAD_BYTES", ahead)
                     monkeypatch.setattr(query.Search, "_fetch", lambda self, b, codes: fetched.append(len(b)) or
                                         fetch(self, b, codes))
+                    monkeypatch.setattr(query.Search, "_stepped", lambda self, page, codes, newest: fetched.append(
+                        sum(b is not None for b in page)) or stepped(self, page, codes, newest))
                     assert found(flt) == (alone, text), (flt, ahead)
+                    assert [a.raw for a in query.Search(s, flt).last(3)] == alone[-3:]      # from the newest back
                     assert fetched and (max(fetched) > 1 or ahead == 1), (flt, fetched)
                 assert text.decode("utf-8", "surrogateescape") == "".join(line(r) + "\n" for r in alone)
             assert [a.raw for a in query.Search(s, flts[0]).stream()] == enoent
@@ -493,3 +497,35 @@ def test_blocks_gather_parts_until_full_or_until_they_have_waited(monkeypatch):
     got = [[name for name, _ in block] for block in query.blocks(parts())]
     assert got == [["a"], ["b"], ["c", *(f"d{i}" for i in range(query.BLOCK_PARTS - 1))],
                    [f"d{i}" for i in range(query.BLOCK_PARTS - 1, query.BLOCK_PARTS + 1)]]
+
+
+def test_a_batch_the_search_is_done_with_is_let_go(store_url, recording, raws, monkeypatch):
+    """Memory holds the batch being examined (and what is read ahead), not the batches before it: reading
+    ahead keeps no page of batches (each with the columns it read) alive."""
+    import gc
+    import weakref
+    ends = [0, *(int(e) for e in events.sizes(recording).cumsum())]
+    cut = len(raws) // 4
+    alive: weakref.WeakSet = weakref.WeakSet()
+    init = query.Batch.__init__
+
+    def counted(self, db, row):
+        init(self, db, row)
+        alive.add(self)
+    monkeypatch.setattr(query.Batch, "__init__", counted)
+    with Store.open(store_url) as st:
+        h = _host(st)
+        for i in range(0, len(raws), cut):
+            _archive(st, recording[ends[i]:ends[min(i + cut, len(raws))]], h)
+        with st.session() as s:
+            for flt in (EventFilter.build(errno="ENOENT"), EventFilter()):
+                search = query.Search(s, flt)
+                done: list[int] = []          # the batches examined before the current one
+                held = []
+                for rows, _idx in search.parts(idle=True):
+                    current = rows.batch.id
+                    del rows
+                    gc.collect()
+                    held.append([b.id for b in alive if b.id in done])
+                    done.append(current)
+                assert len(done) > 2 and not any(held), (flt, held)

@@ -7,13 +7,20 @@ click and the pydantic models typer checks each value with take longer to
 load than a search of the last hour takes.  Both ways run the same code
 (saga.cli.search) and end the same way (saga.cli.guard); a command line
 the fast start does not understand, help included, goes to typer.
+
+Before any of that, main() hands the command to the user's command server
+(saga.cli.client), whose worker runs run(); this module imports nothing
+else until it runs the command here.
 """
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:       # not imported: typing alone takes longer than handing a command to the server
+    from collections.abc import Callable, Sequence
+    from typing import Any
 
 # saga multiplies no matrices: numpy's BLAS starting a thread per CPU, which spin while it loads,
 # cost a command ~40 ms of CPU on 2 CPUs (docs/benchmarks.md "Query"); one thread is enough.
@@ -72,6 +79,16 @@ def _fast(name: str, args: Sequence[str], at: int) -> int | None:
 
 
 def main() -> None:
+    """The `saga` command: in a worker of the user's command server, or here when that cannot be."""
+    from saga.cli import client
+    code = client.hand_over(sys.argv)
+    if code is not None:
+        sys.exit(code)
+    run()
+
+
+def run() -> None:
+    """The command in sys.argv, in this process."""
     args = sys.argv[1:]
     at = command_at(args)
     name = args[at] if at is not None else None

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fnmatch import translate as glob_regex
@@ -39,7 +40,7 @@ _C = FIELD_CODES
 PAGE = 256                  # batch rows read per statement
 CHUNK = 4096                # events built per step when printing
 AHEAD_BYTES = 16 << 20      # column bytes read ahead for the next batches at most
-BLOCK_PARTS = 16            # parts of a block at most (each holds its batch's columns read so far)
+BLOCK_PARTS = 8             # parts of a block at most (each holds its batch's columns read so far)
 BLOCK_WAIT = 0.1            # seconds a block of matches waits for more before it is printed
 FEW_ROWS = 64               # rows of a batch read alone rather than with their whole columns
 _WILD = re.compile(r"[*?\[]")
@@ -50,6 +51,8 @@ _CALL_KEY = np.dtype([("nr", "<u2"), ("flags", "<u2"), ("ret", "<i8"), ("args", 
                       ("path1", "<u4"), ("aux", "<u8")])
 _RECORD_CODES = frozenset(FIELD_CODES[n] for n in ("nr", "flags", "ret", "args"))
 _CALLS_KEPT = 65536
+# The columns a line is made of (saga.fastrender.ROW_FIELDS): a search reads no others to print.
+_TEXT_CODES = tuple({**FIELD_CODES, "path0": columns.PATH0, "path1": columns.PATH1}[f] for f in fastrender.ROW_FIELDS)
 
 
 class Archived(NamedTuple):
@@ -252,14 +255,14 @@ class Rows:
         """The positions in the batch of these rows."""
         return idx if self.failures is None else self.failures["pos"][idx].astype(np.int64)
 
-    def table(self, idx: np.ndarray) -> np.ndarray:
-        """The rows at these indexes with every field, as failure rows (columns.FAILURE_ROW): the failures
-        as they were read, or the events' columns put together."""
+    def table(self, idx: np.ndarray, codes: Sequence[int] = columns.EVENT_CODES) -> np.ndarray:
+        """The rows at these indexes as failure rows (columns.FAILURE_ROW): the failures as they were read, or
+        these columns of the events put together (the others zero)."""
         if self.failures is not None:
             return self.failures if len(idx) == self.n else self.failures[idx]
-        out = np.empty(len(idx), columns.FAILURE_ROW)
+        out = np.zeros(len(idx), columns.FAILURE_ROW)
         out["pos"] = idx
-        for code, col in self.fields(idx).items():
+        for code, col in self.batch.pick(codes, idx).items():
             out[columns.CODE_NAMES[code]] = col
         return out
 
@@ -271,7 +274,7 @@ def _summary_skips(row: BatchRow, flt: EventFilter, p: Plan) -> bool:
         if not (present.astype(bool) & p.slots).any():
             return True
     if flt.errno is not None or flt.errors:
-        errnos = np.frombuffer(row.errnos, "<u2")
+        errnos = memoryview(row.errnos).cast("B").cast("H")    # u16 little-endian (saga runs little-endian)
         if not len(errnos) or (flt.errno is not None and flt.errno not in errnos):
             return True
     if p.rule_ids is not None:
@@ -352,6 +355,8 @@ def matches(rows: Rows, flt: EventFilter, p: Plan) -> np.ndarray:
         needle = flt.argv.encode("utf-8", "surrogateescape")
         steps.append(lambda: _argv_contains(b, needle)[rows.positions(np.arange(rows.n))] &
                      ((rows.col(_C["flags"]) & _AUX_MASK) >> _AUX_SHIFT == _AUX_ARGV))
+    if not steps:       # every row (a search of one errno in a batch inside its time range)
+        return np.arange(rows.n)
     for step in steps:
         if not narrow(step):
             return _EMPTY
@@ -383,6 +388,7 @@ class Search:
         self._taught = np.zeros(0, bool)      # by string id: the paths taught to the compiled renderer
         self._scope = fastrender.new_scope()  # what they are ids of, for it
         self.progress = progress      # called for each batch examined
+        self.first: list[int] = []    # per-batch columns the caller reads of every batch (read ahead)
 
     def _where(self) -> tuple[list[str], list]:
         flt, p = self.flt, self.plan
@@ -421,8 +427,8 @@ class Search:
             sql += f" ORDER BY id {'DESC' if newest else 'ASC'} LIMIT {PAGE}"
             with translate("searching the archive"):
                 page = [BatchRow._make(r) for r in self.db.all(sql, params)]
-            kept = [None if _summary_skips(row, self.flt, self.plan) else Batch(self.db, row) for row in page]
-            for batch in self._read_ahead(kept):
+            kept = deque(None if _summary_skips(row, self.flt, self.plan) else Batch(self.db, row) for row in page)
+            for batch in self._read_ahead(kept, newest):
                 if self.progress is not None:
                     self.progress()
                 if batch is not None:
@@ -431,37 +437,91 @@ class Search:
                 return
             after = page[-1].id
 
-    def _read_ahead(self, page: list[Batch | None]) -> Iterator[Batch | None]:
+    # The read-ahead steps take the batches from the front of a deque as they give them on: a batch the search
+    # is done with is held by none of them (its columns go with it).
+
+    def _read_ahead(self, page: deque[Batch | None], newest: bool) -> Iterator[Batch | None]:
         """The batches of a page (None: skipped by its summaries), what the search reads of each first (the
         failure rows of its errno, the path sets, executables, units a filter names) read ahead for many
         batches in one statement (a statement per batch and column was most of a search on PostgreSQL: a
-        round trip each), AHEAD_BYTES at a time at most (their sizes read first); then, for a path search, the
-        path columns of the batches whose path set holds a match, as many at once."""
+        round trip each): on SQLite as the statement steps, a row at a time; on PostgreSQL AHEAD_BYTES at a
+        time at most (their sizes read first).  Then, for a path search, the path columns of the batches
+        whose path set holds a match, as many at once."""
         flt, p = self.flt, self.plan
         first = [columns.FAILURES + flt.errno] if flt.errno is not None else []
+        first += self.first
         first += [code for code, ids in ((columns.PATHSET, p.path_ids), (columns.EXES, p.exe_ids),
                                          (columns.UNITS, p.unit_ids)) if ids is not None]
-        kept = [b for b in page if b is not None]
-        if not first or len(kept) < 2:
-            yield from page
+        if not first or sum(b is not None for b in page) < 2:
+            while page:
+                yield page.popleft()
             return
-        with translate("searching the archive"):
-            among, params = self.db.among("id", [b.id * COLUMN_SLOTS + c for b in kept for c in first])
-            sizes = dict(self.db.all(f"SELECT id, length(data) FROM event_columns WHERE {among}", params))
-        paths = p.path_ids is not None and flt.errno is None and not flt.errors
-        for group in _groups(page, lambda b: sum(sizes.get(b.id * COLUMN_SLOTS + c, 0) for c in first)):
-            self._fetch([b for b in group if b is not None], first)
-            yield from self._with_paths(group) if paths else group
+        batches = self._stepped(page, first, newest) if self.db.steps else self._grouped(page, first)
+        if p.path_ids is not None and flt.errno is None and not flt.errors:
+            batches = self._with_paths(batches)
+        yield from batches
 
-    def _with_paths(self, group: list[Batch | None]) -> Iterator[Batch | None]:
-        """The group, the path columns of the batches whose path set holds a matching path read ahead."""
+    def _stepped(self, page: deque[Batch | None], codes: list[int], newest: bool) -> Iterator[Batch | None]:
+        """The page, these columns of its batches read by one statement a row at a time (SQLite: the rows come
+        as it steps, in id order, so a batch's are read when it is reached and memory holds no more)."""
+        among, params = self.db.among("id", [b.id * COLUMN_SLOTS + c for b in page if b is not None for c in codes])
+        with translate("searching the archive"):
+            rows = self.db.stream(f"SELECT id, data FROM event_columns WHERE {among} ORDER BY id "
+                                  f"{'DESC' if newest else 'ASC'}", params)
+            try:
+                row = next(rows, None)
+                while page:
+                    batch = page.popleft()
+                    if batch is not None:
+                        base = batch.id * COLUMN_SLOTS
+                        batch.ahead.update(dict.fromkeys(codes))
+                        while row is not None and base <= row[0] < base + COLUMN_SLOTS:
+                            batch.ahead[row[0] - base] = row[1]
+                            row = next(rows, None)
+                    yield batch
+            finally:
+                rows.close()
+
+    def _grouped(self, page: deque[Batch | None], codes: list[int]) -> Iterator[Batch | None]:
+        """The page, these columns of its batches read AHEAD_BYTES at a time (their sizes read first)."""
+        with translate("searching the archive"):
+            among, params = self.db.among("id", [b.id * COLUMN_SLOTS + c for b in page if b is not None
+                                                 for c in codes])
+            sizes = dict(self.db.all(f"SELECT id, length(data) FROM event_columns WHERE {among}", params))
+        yield from self._in_groups(page, codes, lambda b: sum(sizes.get(b.id * COLUMN_SLOTS + c, 0) for c in codes))
+
+    def _with_paths(self, batches: Iterator[Batch | None]) -> Iterator[Batch | None]:
+        """The batches, both path columns of those whose path set holds a matching path read ahead, AHEAD_BYTES
+        at a time (the batches in between wait with their path sets only)."""
         ids = self.plan.path_ids if self.plan.path_ids is not None else _EMPTY
-        found = {b.id for b in group if b is not None and np.isin(b.col(columns.PATHSET), ids).any()}
-        ahead = _groups([b for b in group if b is not None and b.id in found], lambda b: 8 * b.n)
-        for batch in group:
-            if batch is not None and batch.id in found and columns.PATH0 not in batch.ahead:
-                self._fetch([b for b in next(ahead) if b is not None], [columns.PATH0, columns.PATH1])
-            yield batch
+        held: deque[Batch | None] = deque()
+        found: set[int] = set()
+        total = 0
+        for batch in batches:
+            held.append(batch)
+            if batch is not None and np.isin(batch.col(columns.PATHSET), ids).any():
+                found.add(batch.id)
+                total += 8 * batch.n
+            if total >= AHEAD_BYTES:
+                yield from self._in_groups(held, [columns.PATH0, columns.PATH1], lambda b: 8 * b.n, found)
+                found, total = set(), 0
+        yield from self._in_groups(held, [columns.PATH0, columns.PATH1], lambda b: 8 * b.n, found)
+
+    def _in_groups(self, page: deque[Batch | None], codes: list[int], size: Callable[[Batch], int],
+                   only: set[int] | None = None) -> Iterator[Batch | None]:
+        """The page, these columns of its batches (those in `only`) read in one statement for as many as
+        their sizes add up to AHEAD_BYTES."""
+        while page:
+            group: deque[Batch | None] = deque()
+            total = 0
+            while page and total < AHEAD_BYTES:
+                batch = page.popleft()
+                group.append(batch)
+                if batch is not None and (only is None or batch.id in only):
+                    total += size(batch)
+            self._fetch([b for b in group if b is not None and (only is None or b.id in only)], codes)
+            while group:
+                yield group.popleft()
 
     def _fetch(self, batches: list[Batch], codes: list[int]) -> None:
         """Read these columns of these batches in one statement, into each batch's `ahead`."""
@@ -585,17 +645,15 @@ class Search:
             return "".join([t + "\n" for rows, idx in block for t in self.lines(rows, idx)]).encode(
                 "utf-8", "surrogateescape")
         with translate("reading archived events"):
-            tables = [rows.table(idx) for rows, idx in block]
+            tables = [rows.table(idx, _TEXT_CODES) for rows, idx in block]
             starts = np.cumsum([0] + [len(t) for t in tables])
             # as bytes: np.concatenate of structured arrays compares their fields, 20 µs a part
             table = tables[0] if len(tables) == 1 else \
                 np.frombuffer(b"".join([t.tobytes() for t in tables]), columns.FAILURE_ROW)
             self._teach_paths(fast, table)
-
-            def record_of(i: int, marked: bool) -> tuple:
-                batch = block[int(np.searchsorted(starts, i, side="right")) - 1][0].batch
-                return self._record(batch, table[i:i + 1], marked)
-            return fast.rows(table, self._scope, record_of, lambda i: self.strings([i])[i])
+            return fast.rows(table, self._scope,
+                             lambda idx, marked: self._records([b.batch for b, _ in block], starts, table, idx, marked),
+                             lambda i: self.strings([i])[i])
 
     def _teach_paths(self, fast: fastrender.Renderer, table: np.ndarray) -> None:
         """Teach the renderer the quoted paths of these rows it has not been taught in this search, at once."""
@@ -611,20 +669,29 @@ class Search:
         new = new[new != 0].tolist()
         if new:
             known = self.strings(new)
-            fast.learn_paths(self._scope, new, [render.quote(_decode(known[i])) for i in new])
+            fast.learn_paths(self._scope, new, [known[i] for i in new])
             self._taught[new] = True
 
-    def _record(self, batch: Batch, row: np.ndarray, marked: bool) -> tuple:
-        """The record of one failure row (fastrender.MARKS in place of its paths when marked)."""
-        fields = {code: row[columns.CODE_NAMES[code]] for code in columns.EVENT_CODES}
-        a, b = int(row["path0"][0]), int(row["path1"][0])
-        if marked:
-            first, second = fastrender.MARKS
-        else:
-            known = self.strings((a, b))
-            first, second = known.get(a, b""), known.get(b, b"")
-        paths = [(first if a else None, second if b else None)]
-        return columns.raws(fields, 1, paths, self._aux(batch, row["pos"].astype(np.int64)))[0]
+    def _records(self, batches: list[Batch], starts: np.ndarray, table: np.ndarray, idx: np.ndarray,
+                 marked: bool) -> list[tuple]:
+        """The records of the rows of `table` at `idx` (sorted; the rows from starts[k] on are of batches[k]),
+        with fastrender.MARKS in place of their paths when marked."""
+        out: list[tuple] = []
+        for k, batch in enumerate(batches):
+            at = idx[(idx >= starts[k]) & (idx < starts[k + 1])]
+            if not len(at):
+                continue
+            rows = table[at]
+            a, b = rows["path0"].tolist(), rows["path1"].tolist()
+            if marked:
+                first, second = fastrender.MARKS
+                paths = [(first if x else None, second if y else None) for x, y in zip(a, b, strict=True)]
+            else:
+                known = self.strings(a + b)
+                paths = [(known[x] if x else None, known[y] if y else None) for x, y in zip(a, b, strict=True)]
+            fields = {code: rows[columns.CODE_NAMES[code]] for code in columns.EVENT_CODES}
+            out += columns.raws(fields, len(at), paths, self._aux(batch, rows["pos"].astype(np.int64)))
+        return out
 
     def _calls(self, batch: Batch, f: dict[int, np.ndarray], pos: np.ndarray) -> list[str]:
         """render.call_text of each event, each distinct call rendered once (by its _CALL_KEY)."""
@@ -703,20 +770,6 @@ class Search:
     def last(self, limit: int) -> list[Archived]:
         """The `limit` matches archived last, oldest first."""
         return [a for rows, idx in self.parts(limit) for a in self.events(rows, idx)]
-
-
-def _groups(items: list[Batch | None], size: Callable[[Batch], int]) -> Iterator[list[Batch | None]]:
-    """The items in order, in groups whose sizes add up to AHEAD_BYTES or just over (None: no size)."""
-    group: list[Batch | None] = []
-    total = 0
-    for item in items:
-        group.append(item)
-        total += 0 if item is None else size(item)
-        if total >= AHEAD_BYTES:
-            yield group
-            group, total = [], 0
-    if group:
-        yield group
 
 
 def blocks(parts: Iterable[tuple[Rows, np.ndarray]]) -> Iterator[list[tuple[Rows, np.ndarray]]]:

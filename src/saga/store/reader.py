@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -96,6 +96,21 @@ class Reader:
             else:
                 cur.execute(sql, tuple(params))
             return cur.fetchall()
+        finally:
+            cur.close()
+
+    @property
+    def steps(self) -> bool:
+        """Whether stream() gives the rows as the statement steps (SQLite), not once all are fetched."""
+        return not self._pg
+
+    def stream(self, sql: str, params: Sequence = ()) -> Generator[tuple, None, None]:
+        """The rows of a SELECT one at a time; other statements may run between them (SQLite steps it as they
+        are asked for: memory holds one row; psycopg fetches them all first)."""
+        cur = self.conn.cursor()
+        try:
+            cur.execute(self._sql(sql), tuple(params))
+            yield from cur
         finally:
             cur.close()
 

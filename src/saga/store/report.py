@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from saga import decode, syscalls
+from saga import _uapi, decode, syscalls
 from saga.store import columns, latency
 from saga.store.columns import FIELD_CODES, failed
 from saga.store.errors import translate
@@ -106,28 +106,49 @@ class _Groups(dict):
             grp.total_ns += int(t.total_ns[i])
             grp.hist += t.hist[i]
 
-    def add_stored(self, calls: np.ndarray, hist: np.ndarray, slots: np.ndarray | None) -> None:
-        """A batch's stored per-syscall tally (columns.CALLS, columns.LATENCY), for the slots wanted."""
-        for slot, n, f, timed, total in calls.tolist():
-            if slots is None or slots[slot]:
-                grp = self.group(slot)
-                grp.calls += n
-                grp.failures += f
-                grp.timed += timed
-                grp.total_ns += total
-        for slot, bucket, count in hist.tolist():
-            if slots is None or slots[slot]:
-                self[slot].hist[bucket] += count
+
+
+class _Stored:
+    """The stored per-syscall tallies of batches (columns.CALLS, columns.LATENCY), added up by slot in arrays
+    (a Python step per slot and bucket of each batch was most of a report of the day)."""
+
+    def __init__(self) -> None:
+        n = _uapi.SAGA_NR_SLOTS
+        self.counts = np.zeros((n, 3), np.int64)        # calls, failures, timed
+        self.total_ns = np.zeros(n, np.uint64)          # exact up to 2^64 ns (584 years) a slot
+        self.hist = np.zeros((n, latency.NBUCKETS), np.int64)
+
+    def add(self, calls: np.ndarray, hist: np.ndarray, slots: np.ndarray | None) -> None:
+        """A batch's stored tally, for the slots wanted."""
+        if slots is not None:
+            calls, hist = calls[slots[calls["slot"]]], hist[slots[hist["slot"]]]
+        at = calls["slot"].astype(np.intp)      # one row per slot in a batch: no slot twice
+        self.counts[at] += np.stack((calls["calls"], calls["failures"], calls["timed"]), axis=1)
+        self.total_ns[at] += calls["total_ns"]
+        np.add.at(self.hist, (hist["slot"].astype(np.intp), hist["bucket"].astype(np.intp)), hist["count"])
+
+    def into(self, groups: _Groups) -> None:
+        for slot in np.flatnonzero(self.counts[:, 0]).tolist():
+            grp = groups.group(slot)
+            calls, failures, timed = self.counts[slot].tolist()
+            grp.calls += calls
+            grp.failures += failures
+            grp.timed += timed
+            grp.total_ns += int(self.total_ns[slot])
+            grp.hist += self.hist[slot]
 
 
 def summarize(search: Search, by: By) -> list[Group]:
     """The groups of the search's matches, in no particular order."""
     groups = _Groups()
+    stored = _Stored()
+    if by is By.syscall:
+        search.first = [columns.CALLS, columns.LATENCY]     # read ahead for many batches at once
     for b in search.batches():
         with translate("summarizing the archive"):
             if by is By.syscall and search.whole(b):
                 b.load([columns.CALLS, columns.LATENCY])
-                groups.add_stored(b.col(columns.CALLS), b.col(columns.LATENCY), search.plan.slots)
+                stored.add(b.col(columns.CALLS), b.col(columns.LATENCY), search.plan.slots)
                 continue
             rows = search.rows_of(b, failures=by is By.errno)
             idx = matches(rows, search.flt, search.plan)
@@ -140,6 +161,7 @@ def summarize(search: Search, by: By) -> list[Group]:
             keys, at = _keys(by, rows, idx, ret, fail)
             if len(keys):
                 groups.add(latency.tally(keys, fail[at], flags[at], dur[at]))
+    stored.into(groups)
     return list(groups.values())
 
 

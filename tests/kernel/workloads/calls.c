@@ -18,6 +18,8 @@
  *   calls storm SECONDS      getppid and openat in a loop for SECONDS
  *   calls fuzz N SEED        N random ioctls on /dev/saga (random commands, sizes, bytes, pointers)
  *   calls hammer N CPU       on CPU only: N rounds of getppid, openat("/") and close
+ *   calls hop N              N getppid(i) calls (i in its first argument register), call i pinned
+ *                            to CPU i % 2 first, then exit_group(0) pinned to CPU N % 2
  *   calls swap FILE...       RULE_REPLACE with each FILE's rules in turn (struct saga_rule arrays
  *                            as the test packed them), as fast as the ioctl allows, until SIGTERM;
  *                            prints "ready" once running and "swaps=N" (successful ioctls) at the end
@@ -269,16 +271,22 @@ static void do_fuzz(long n, long seed)
 	close(fd);
 }
 
-static void do_hammer(long n, long cpu)
+static void pin(long cpu)
 {
 	cpu_set_t set;
 
 	CPU_ZERO(&set);
 	CPU_SET(cpu, &set);
+	/* Returns once the task runs on @cpu: the scheduler moves it before. */
 	if (sched_setaffinity(0, sizeof(set), &set)) {
 		perror("calls: sched_setaffinity");
 		exit(1);
 	}
+}
+
+static void do_hammer(long n, long cpu)
+{
+	pin(cpu);
 	for (long i = 0; i < n; i++) {
 		long fd;
 
@@ -287,6 +295,17 @@ static void do_hammer(long n, long cpu)
 		if (fd >= 0)
 			syscall(SYS_close, fd);
 	}
+}
+
+/* A task that changes CPUs between its calls: records of both rings, numbered. */
+static void do_hop(long n)
+{
+	for (long i = 0; i < n; i++) {
+		pin(i % 2);
+		syscall(SYS_getppid, i);
+	}
+	pin(n % 2);
+	syscall(SYS_exit_group, 0);
 }
 
 static volatile sig_atomic_t stop;
@@ -373,11 +392,13 @@ int main(int argc, char **argv)
 		do_mix(argv[2]);
 	else if (!strcmp(mode, "hammer") && argc == 4)
 		do_hammer(arg_num(argv[2]), arg_num(argv[3]));
+	else if (!strcmp(mode, "hop") && argc == 3)
+		do_hop(arg_num(argv[2]));
 	else if (!strcmp(mode, "swap") && argc >= 3)
 		do_swap(argc - 2, argv + 2);
 	else {
 		fprintf(stderr, "usage: calls getppid|bench|int80|fail N | open PATH | path LEN | fault | fork | exit CODE | signal N | "
-			"sleep MS | block N MS | storm SECONDS | fuzz N SEED | mix DIR | hammer N CPU | swap FILE...\n");
+			"sleep MS | block N MS | storm SECONDS | fuzz N SEED | mix DIR | hammer N CPU | hop N | swap FILE...\n");
 		return 64;
 	}
 	return 0;
