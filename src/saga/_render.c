@@ -69,6 +69,10 @@ struct ctx {
 	char *once;                    /* K_ONCE */
 	uint32_t once_len, once_cap;
 	int once_set;
+	/* the texts of the calls with an aux blob of the rows of a saga_render_rows pass (saga_render_aux) */
+	const uint32_t *aux_rows, *aux_ends;
+	const char *aux_text;
+	uint32_t aux_n, aux_at;
 };
 
 static uint64_t hash_bytes(const uint8_t *p, size_t n)
@@ -617,6 +621,18 @@ int saga_render_learn_row(struct ctx *c, int kind, const uint8_t *row, uint64_t 
 	return table_put(&c->t[K_ROW], c->key, row_key(c, row, scope, &template), text, text_len);
 }
 
+/* The call texts of the rows with an aux blob (argv, an address: each its own) for the next saga_render_rows
+ * pass: rows[] (ascending row numbers), their texts back to back, ends[i] where the i-th ends (n 0: none;
+ * the caller keeps them until the pass is done).  A row with an aux blob not among them is asked for. */
+void saga_render_aux(struct ctx *c, uint32_t n, const uint32_t *rows, const uint32_t *ends, const char *text)
+{
+	c->aux_rows = rows;
+	c->aux_ends = ends;
+	c->aux_text = text;
+	c->aux_n = n;
+	c->aux_at = 0;
+}
+
 /* A path's key: the scope its id is of (one search: string ids are an archive's), the id. */
 static uint32_t path_key(struct ctx *c, uint64_t scope, uint32_t id)
 {
@@ -664,9 +680,15 @@ int saga_render_rows(struct ctx *c, const uint8_t *rows, uint32_t nrows, uint64_
 			call = c->once;
 			call_len = c->once_len;
 		} else if (ev.flags & SAGA_EVF_AUX_MASK) {
-			status = R_MISS_CALL;
-			st[3] = K_ONCE;
-			break;
+			while (c->aux_at < c->aux_n && c->aux_rows[c->aux_at] < i)
+				c->aux_at++;
+			if (c->aux_at == c->aux_n || c->aux_rows[c->aux_at] != i) {
+				status = R_MISS_CALL;
+				st[3] = K_ONCE;
+				break;
+			}
+			call = c->aux_text + (c->aux_at ? c->aux_ends[c->aux_at - 1] : 0);
+			call_len = c->aux_ends[c->aux_at] - (c->aux_at ? c->aux_ends[c->aux_at - 1] : 0);
 		} else {
 			uint32_t klen = row_key(c, r, scope, &template);
 			const struct entry *e = lookup(&c->t[K_ROW], c->key, klen);

@@ -32,7 +32,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from saga import decode, events, render, syscalls
+from saga import _uapi, decode, events, render, syscalls
 
 if TYPE_CHECKING:
     import numpy as np
@@ -75,6 +75,7 @@ class _Lib:
         lib.saga_render_learn_row.argtypes = [p, i32, p, u64, buf, u32]
         lib.saga_render_learn_paths.restype = i32
         lib.saga_render_learn_paths.argtypes = [p, u64, u32, p, buf, p]
+        lib.saga_render_aux.argtypes = [p, u32, p, p, buf]
         lib.saga_render_rows.restype = i32
         lib.saga_render_rows.argtypes = [p, p, u32, u64, p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_uint64)]
         self.lib = lib
@@ -236,12 +237,13 @@ class Renderer:
         with self._lock:
             self._learn_paths(scope, ids, paths)
 
-    def rows(self, table: np.ndarray, scope: int, record_of: Callable[[int, bool], tuple],
+    def rows(self, table: np.ndarray, scope: int, records_of: Callable[[np.ndarray, bool], list[tuple]],
              path_of: Callable[[int], bytes]) -> bytes:
         """The lines of the rows of `table` (a structured array with the fields of ROW_FIELDS: paths as string
         ids), as saga.render.line prints the records they are.  scope: what the string ids are ids of (new_scope:
-        one per search; an id means another path in another archive); record_of(i, marked): the record of row
-        i (marked: MARKS in place of its paths); path_of(id): a path by its id."""
+        one per search; an id means another path in another archive); records_of(indexes, marked): the records
+        of these rows (marked: MARKS in place of their paths); path_of(id): a path by its id.  The calls with
+        an aux blob (argv, an address: each its own text) are rendered first, all at once."""
         import numpy as np
         table = np.ascontiguousarray(table)
         with self._lock:
@@ -256,6 +258,11 @@ class Renderer:
                 self._layout = table.dtype
             base = table.ctypes.data
             st[0], st[1], st[2], st[3] = 0, 0, 0, 0
+            aux = np.flatnonzero(table["flags"] & _uapi.SAGA_EVF_AUX_MASK).astype(np.uint32)
+            texts = [_piece(r).encode("utf-8", "surrogateescape") for r in records_of(aux, False)] if len(aux) else []
+            aux_ends = np.cumsum([len(t) for t in texts], dtype=np.uint32)
+            aux_text = b"".join(texts)
+            lib.saga_render_aux(ctx, len(aux), aux.ctypes.data, aux_ends.ctypes.data, aux_text)
             out = self._out
             pieces: list[bytes] = []
             while True:
@@ -274,19 +281,21 @@ class Renderer:
                 if status == _MISS_PATH:
                     self._learn_paths(scope, [int(st[3])], [path_of(int(st[3]))])
                     continue
+                one = np.array([i])
                 if status == _MISS_COMM:
                     kind, text = _COMM, render.comm_token(table["comm"][i].tobytes())
                 elif status == _MISS_TEMPLATE:
-                    kind, text = _ROW, template(record_of(i, True))
+                    kind, text = _ROW, template(records_of(one, True)[0])
                 else:
-                    kind, text = int(st[3]), _piece(record_of(i, False))
+                    kind, text = int(st[3]), _piece(records_of(one, False)[0])
                 data = text.encode("utf-8", "surrogateescape")
                 if lib.saga_render_learn_row(ctx, kind, row, scope, data, len(data)) != 0:
                     # too big for the cache: this row's call alone
-                    data = _piece(record_of(i, False)).encode("utf-8", "surrogateescape")
+                    data = _piece(records_of(one, False)[0]).encode("utf-8", "surrogateescape")
                     if kind == _COMM or lib.saga_render_learn_row(ctx, _ONCE, row, scope, data, len(data)) != 0:
                         raise MemoryError("saga_render_learn_row")
             pieces.append(ctypes.string_at(out, st[2]))
+            lib.saga_render_aux(ctx, 0, None, None, None)
         return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
     def _learn_paths(self, scope: int, ids: Sequence[int], paths: Sequence[bytes]) -> None:

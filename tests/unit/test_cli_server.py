@@ -229,14 +229,16 @@ def test_another_user_is_refused(served, db):
         except (BrokenPipeError, ConnectionResetError):
             print("answer", b"")
     """
-    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    # nobody, allowed to read and search any directory (the tree may be in one closed to others), not to write
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=+dac_read_search",
+              "--ambient-caps=+dac_read_search"]
     env = {**served.env, "PYTHONPATH": str(Path(client.__file__).parents[2])}
     plain = subprocess.run([*nobody, sys.executable, "-c", probe, sock], capture_output=True, env=env, text=True)
     assert plain.stdout == "no access\n", plain.stderr
     # With the right to pass the directory's permissions, the peer's uid is what refuses it.
-    caps = ["--inh-caps=+dac_override", "--ambient-caps=+dac_override"]
-    over = subprocess.run([*nobody, *caps, sys.executable, "-c", probe, sock], capture_output=True, env=env,
-                          text=True)
+    over = subprocess.run([*nobody[:4], "--inh-caps=+dac_read_search,+dac_override",
+                           "--ambient-caps=+dac_read_search,+dac_override", sys.executable, "-c", probe, sock],
+                          capture_output=True, env=env, text=True)
     assert over.stdout == "answer b''\n", over.stderr
     log = served.stop()
     assert "refused a connection from uid 65534" in log and served_count(log) == 0

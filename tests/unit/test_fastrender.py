@@ -166,7 +166,8 @@ class Rows:
         scope = fastrender.new_scope()      # the ids are this table's (1, 2, ... in each)
         some = sorted(self.strings)[:taught]
         fast.learn_paths(scope, some, [self.strings[k] for k in some])
-        return fast.rows(self.table, scope, self.record_of, self.strings.__getitem__)
+        return fast.rows(self.table, scope, lambda idx, marked: [self.record_of(int(i), marked) for i in idx],
+                         self.strings.__getitem__)
 
 
 def test_archive_rows_print_as_their_records(fast, recording):

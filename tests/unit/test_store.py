@@ -497,3 +497,35 @@ def test_blocks_gather_parts_until_full_or_until_they_have_waited(monkeypatch):
     got = [[name for name, _ in block] for block in query.blocks(parts())]
     assert got == [["a"], ["b"], ["c", *(f"d{i}" for i in range(query.BLOCK_PARTS - 1))],
                    [f"d{i}" for i in range(query.BLOCK_PARTS - 1, query.BLOCK_PARTS + 1)]]
+
+
+def test_a_batch_the_search_is_done_with_is_let_go(store_url, recording, raws, monkeypatch):
+    """Memory holds the batch being examined (and what is read ahead), not the batches before it: reading
+    ahead keeps no page of batches (each with the columns it read) alive."""
+    import gc
+    import weakref
+    ends = [0, *(int(e) for e in events.sizes(recording).cumsum())]
+    cut = len(raws) // 4
+    alive: weakref.WeakSet = weakref.WeakSet()
+    init = query.Batch.__init__
+
+    def counted(self, db, row):
+        init(self, db, row)
+        alive.add(self)
+    monkeypatch.setattr(query.Batch, "__init__", counted)
+    with Store.open(store_url) as st:
+        h = _host(st)
+        for i in range(0, len(raws), cut):
+            _archive(st, recording[ends[i]:ends[min(i + cut, len(raws))]], h)
+        with st.session() as s:
+            for flt in (EventFilter.build(errno="ENOENT"), EventFilter()):
+                search = query.Search(s, flt)
+                done: list[int] = []          # the batches examined before the current one
+                held = []
+                for rows, _idx in search.parts(idle=True):
+                    current = rows.batch.id
+                    del rows
+                    gc.collect()
+                    held.append([b.id for b in alive if b.id in done])
+                    done.append(current)
+                assert len(done) > 2 and not any(held), (flt, held)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fnmatch import translate as glob_regex
@@ -39,7 +40,7 @@ _C = FIELD_CODES
 PAGE = 256                  # batch rows read per statement
 CHUNK = 4096                # events built per step when printing
 AHEAD_BYTES = 16 << 20      # column bytes read ahead for the next batches at most
-BLOCK_PARTS = 16            # parts of a block at most (each holds its batch's columns read so far)
+BLOCK_PARTS = 8             # parts of a block at most (each holds its batch's columns read so far)
 BLOCK_WAIT = 0.1            # seconds a block of matches waits for more before it is printed
 FEW_ROWS = 64               # rows of a batch read alone rather than with their whole columns
 _WILD = re.compile(r"[*?\[]")
@@ -426,7 +427,7 @@ class Search:
             sql += f" ORDER BY id {'DESC' if newest else 'ASC'} LIMIT {PAGE}"
             with translate("searching the archive"):
                 page = [BatchRow._make(r) for r in self.db.all(sql, params)]
-            kept = [None if _summary_skips(row, self.flt, self.plan) else Batch(self.db, row) for row in page]
+            kept = deque(None if _summary_skips(row, self.flt, self.plan) else Batch(self.db, row) for row in page)
             for batch in self._read_ahead(kept, newest):
                 if self.progress is not None:
                     self.progress()
@@ -436,7 +437,10 @@ class Search:
                 return
             after = page[-1].id
 
-    def _read_ahead(self, page: list[Batch | None], newest: bool) -> Iterator[Batch | None]:
+    # The read-ahead steps take the batches from the front of a deque as they give them on: a batch the search
+    # is done with is held by none of them (its columns go with it).
+
+    def _read_ahead(self, page: deque[Batch | None], newest: bool) -> Iterator[Batch | None]:
         """The batches of a page (None: skipped by its summaries), what the search reads of each first (the
         failure rows of its errno, the path sets, executables, units a filter names) read ahead for many
         batches in one statement (a statement per batch and column was most of a search on PostgreSQL: a
@@ -448,33 +452,26 @@ class Search:
         first += self.first
         first += [code for code, ids in ((columns.PATHSET, p.path_ids), (columns.EXES, p.exe_ids),
                                          (columns.UNITS, p.unit_ids)) if ids is not None]
-        kept = [b for b in page if b is not None]
-        if not first or len(kept) < 2:
-            yield from page
+        if not first or sum(b is not None for b in page) < 2:
+            while page:
+                yield page.popleft()
             return
-        paths = p.path_ids is not None and flt.errno is None and not flt.errors
-        if self.db.steps:
-            yield from self._with_paths(self._stepped(page, first, newest)) if paths else \
-                self._stepped(page, first, newest)
-            return
-        with translate("searching the archive"):
-            among, params = self.db.among("id", [b.id * COLUMN_SLOTS + c for b in kept for c in first])
-            sizes = dict(self.db.all(f"SELECT id, length(data) FROM event_columns WHERE {among}", params))
-        for group in _groups(page, lambda b: sum(sizes.get(b.id * COLUMN_SLOTS + c, 0) for c in first)):
-            self._fetch([b for b in group if b is not None], first)
-            yield from self._with_paths(group) if paths else group
+        batches = self._stepped(page, first, newest) if self.db.steps else self._grouped(page, first)
+        if p.path_ids is not None and flt.errno is None and not flt.errors:
+            batches = self._with_paths(batches)
+        yield from batches
 
-    def _stepped(self, page: list[Batch | None], codes: list[int], newest: bool) -> Iterator[Batch | None]:
+    def _stepped(self, page: deque[Batch | None], codes: list[int], newest: bool) -> Iterator[Batch | None]:
         """The page, these columns of its batches read by one statement a row at a time (SQLite: the rows come
         as it steps, in id order, so a batch's are read when it is reached and memory holds no more)."""
-        kept = [b for b in page if b is not None]
-        among, params = self.db.among("id", [b.id * COLUMN_SLOTS + c for b in kept for c in codes])
+        among, params = self.db.among("id", [b.id * COLUMN_SLOTS + c for b in page if b is not None for c in codes])
         with translate("searching the archive"):
             rows = self.db.stream(f"SELECT id, data FROM event_columns WHERE {among} ORDER BY id "
                                   f"{'DESC' if newest else 'ASC'}", params)
             try:
                 row = next(rows, None)
-                for batch in page:
+                while page:
+                    batch = page.popleft()
                     if batch is not None:
                         base = batch.id * COLUMN_SLOTS
                         batch.ahead.update(dict.fromkeys(codes))
@@ -485,16 +482,46 @@ class Search:
             finally:
                 rows.close()
 
-    def _with_paths(self, batches: Iterable[Batch | None]) -> Iterator[Batch | None]:
-        """The batches, the path columns of those whose path set holds a matching path read ahead."""
+    def _grouped(self, page: deque[Batch | None], codes: list[int]) -> Iterator[Batch | None]:
+        """The page, these columns of its batches read AHEAD_BYTES at a time (their sizes read first)."""
+        with translate("searching the archive"):
+            among, params = self.db.among("id", [b.id * COLUMN_SLOTS + c for b in page if b is not None
+                                                 for c in codes])
+            sizes = dict(self.db.all(f"SELECT id, length(data) FROM event_columns WHERE {among}", params))
+        yield from self._in_groups(page, codes, lambda b: sum(sizes.get(b.id * COLUMN_SLOTS + c, 0) for c in codes))
+
+    def _with_paths(self, batches: Iterator[Batch | None]) -> Iterator[Batch | None]:
+        """The batches, both path columns of those whose path set holds a matching path read ahead, AHEAD_BYTES
+        at a time (the batches in between wait with their path sets only)."""
         ids = self.plan.path_ids if self.plan.path_ids is not None else _EMPTY
-        group = list(batches)
-        found = {b.id for b in group if b is not None and np.isin(b.col(columns.PATHSET), ids).any()}
-        ahead = _groups([b for b in group if b is not None and b.id in found], lambda b: 8 * b.n)
-        for batch in group:
-            if batch is not None and batch.id in found and columns.PATH0 not in batch.ahead:
-                self._fetch([b for b in next(ahead) if b is not None], [columns.PATH0, columns.PATH1])
-            yield batch
+        held: deque[Batch | None] = deque()
+        found: set[int] = set()
+        total = 0
+        for batch in batches:
+            held.append(batch)
+            if batch is not None and np.isin(batch.col(columns.PATHSET), ids).any():
+                found.add(batch.id)
+                total += 8 * batch.n
+            if total >= AHEAD_BYTES:
+                yield from self._in_groups(held, [columns.PATH0, columns.PATH1], lambda b: 8 * b.n, found)
+                found, total = set(), 0
+        yield from self._in_groups(held, [columns.PATH0, columns.PATH1], lambda b: 8 * b.n, found)
+
+    def _in_groups(self, page: deque[Batch | None], codes: list[int], size: Callable[[Batch], int],
+                   only: set[int] | None = None) -> Iterator[Batch | None]:
+        """The page, these columns of its batches (those in `only`) read in one statement for as many as
+        their sizes add up to AHEAD_BYTES."""
+        while page:
+            group: deque[Batch | None] = deque()
+            total = 0
+            while page and total < AHEAD_BYTES:
+                batch = page.popleft()
+                group.append(batch)
+                if batch is not None and (only is None or batch.id in only):
+                    total += size(batch)
+            self._fetch([b for b in group if b is not None and (only is None or b.id in only)], codes)
+            while group:
+                yield group.popleft()
 
     def _fetch(self, batches: list[Batch], codes: list[int]) -> None:
         """Read these columns of these batches in one statement, into each batch's `ahead`."""
@@ -624,11 +651,9 @@ class Search:
             table = tables[0] if len(tables) == 1 else \
                 np.frombuffer(b"".join([t.tobytes() for t in tables]), columns.FAILURE_ROW)
             self._teach_paths(fast, table)
-
-            def record_of(i: int, marked: bool) -> tuple:
-                batch = block[int(np.searchsorted(starts, i, side="right")) - 1][0].batch
-                return self._record(batch, table[i:i + 1], marked)
-            return fast.rows(table, self._scope, record_of, lambda i: self.strings([i])[i])
+            return fast.rows(table, self._scope,
+                             lambda idx, marked: self._records([b.batch for b, _ in block], starts, table, idx, marked),
+                             lambda i: self.strings([i])[i])
 
     def _teach_paths(self, fast: fastrender.Renderer, table: np.ndarray) -> None:
         """Teach the renderer the quoted paths of these rows it has not been taught in this search, at once."""
@@ -647,17 +672,26 @@ class Search:
             fast.learn_paths(self._scope, new, [known[i] for i in new])
             self._taught[new] = True
 
-    def _record(self, batch: Batch, row: np.ndarray, marked: bool) -> tuple:
-        """The record of one failure row (fastrender.MARKS in place of its paths when marked)."""
-        fields = {code: row[columns.CODE_NAMES[code]] for code in columns.EVENT_CODES}
-        a, b = int(row["path0"][0]), int(row["path1"][0])
-        if marked:
-            first, second = fastrender.MARKS
-        else:
-            known = self.strings((a, b))
-            first, second = known.get(a, b""), known.get(b, b"")
-        paths = [(first if a else None, second if b else None)]
-        return columns.raws(fields, 1, paths, self._aux(batch, row["pos"].astype(np.int64)))[0]
+    def _records(self, batches: list[Batch], starts: np.ndarray, table: np.ndarray, idx: np.ndarray,
+                 marked: bool) -> list[tuple]:
+        """The records of the rows of `table` at `idx` (sorted; the rows from starts[k] on are of batches[k]),
+        with fastrender.MARKS in place of their paths when marked."""
+        out: list[tuple] = []
+        for k, batch in enumerate(batches):
+            at = idx[(idx >= starts[k]) & (idx < starts[k + 1])]
+            if not len(at):
+                continue
+            rows = table[at]
+            a, b = rows["path0"].tolist(), rows["path1"].tolist()
+            if marked:
+                first, second = fastrender.MARKS
+                paths = [(first if x else None, second if y else None) for x, y in zip(a, b, strict=True)]
+            else:
+                known = self.strings(a + b)
+                paths = [(known[x] if x else None, known[y] if y else None) for x, y in zip(a, b, strict=True)]
+            fields = {code: rows[columns.CODE_NAMES[code]] for code in columns.EVENT_CODES}
+            out += columns.raws(fields, len(at), paths, self._aux(batch, rows["pos"].astype(np.int64)))
+        return out
 
     def _calls(self, batch: Batch, f: dict[int, np.ndarray], pos: np.ndarray) -> list[str]:
         """render.call_text of each event, each distinct call rendered once (by its _CALL_KEY)."""
@@ -736,20 +770,6 @@ class Search:
     def last(self, limit: int) -> list[Archived]:
         """The `limit` matches archived last, oldest first."""
         return [a for rows, idx in self.parts(limit) for a in self.events(rows, idx)]
-
-
-def _groups(items: list[Batch | None], size: Callable[[Batch], int]) -> Iterator[list[Batch | None]]:
-    """The items in order, in groups whose sizes add up to AHEAD_BYTES or just over (None: no size)."""
-    group: list[Batch | None] = []
-    total = 0
-    for item in items:
-        group.append(item)
-        total += 0 if item is None else size(item)
-        if total >= AHEAD_BYTES:
-            yield group
-            group, total = [], 0
-    if group:
-        yield group
 
 
 def blocks(parts: Iterable[tuple[Rows, np.ndarray]]) -> Iterator[list[tuple[Rows, np.ndarray]]]:
