@@ -401,6 +401,8 @@ struct ctx *saga_render_new(void)
 		return NULL;
 	}
 	memset(c->path_reg, NO_REG, sizeof(c->path_reg));
+	for (int err = 0; err < 4096; err++)   /* saga.decode.errno_name of an errno it has no name for */
+		snprintf(c->errno_text[err], sizeof(c->errno_text[err]), "E%d", err);
 	return c;
 }
 

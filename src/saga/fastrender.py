@@ -166,8 +166,9 @@ class Renderer:
             mode = _ret_mode(slot)
             if mode != _RET_DEC:
                 self._lib.saga_render_ret_mode(self._ctx, slot, mode)
-        for err in range(1, 4096):
-            self._lib.saga_render_errno(self._ctx, err, decode.errno_name(err).encode())
+        for err, name in decode.ERRNO_NAMES.items():    # the others print as the library has them: E<n>
+            if 0 < err < 4096:
+                self._lib.saga_render_errno(self._ctx, err, name.encode())
         for bit, name in _FLAGS:
             self._lib.saga_render_flag(self._ctx, bit, name.encode())
         for slot in syscalls.BY_SLOT:

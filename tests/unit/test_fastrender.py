@@ -85,6 +85,13 @@ def test_a_malformed_record_is_an_error(fast, recording):
         fast.lines(bytes(bad))
 
 
+def test_every_errno_prints_as_decode_names_it(fast):
+    """The library names the errnos saga.decode names and prints the others as decode.errno_name does."""
+    buf = b"".join(events.pack(dict(nr=syscalls.BY_NAME["openat"].slot, ret=-err)) for err in range(1, 4096))
+    assert fast.lines(buf) == python_lines(buf)
+    assert b" = -4095 E4095 " in fast.lines(buf)
+
+
 def test_changed_decode_tables_are_seen_after_clear_caches(fast, monkeypatch):
     shared = fastrender.shared()
     assert shared is not None
