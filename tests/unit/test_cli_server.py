@@ -137,19 +137,34 @@ def _drain(fd: int) -> bytes:
     return got
 
 
-def test_ctrl_c_to_the_client_stops_its_command(served, db):
-    served.start()
-    proc, r = _blocked(served, db)
+def _worker(server: int) -> int:
+    children = Path(f"/proc/{server}/task/{server}/children")
+    wait_for(lambda: children.read_text().split(), WAIT, "the worker")
+    return int(children.read_text().split()[0])
+
+
+def test_ctrl_c_to_the_client_stops_its_command(served):
+    """`saga rules check -` waiting for its stdin (the worker blocked reading it, seen in /proc): Ctrl-C ends
+    it as it ends the command alone, quietly, 130."""
+    server = served.start()
+    proc = subprocess.Popen([SAGA, "rules", "check", "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=served.env)
+    worker = _worker(server)
+    # read(2) (number 0) of fd 0: the command itself is waiting, its handlers in place
+    wait_for(lambda: Path(f"/proc/{worker}/syscall").read_text().startswith("0 0x0 "), WAIT,
+             "the worker to read its stdin")
     proc.send_signal(signal.SIGINT)
-    _drain(r)
-    assert (proc.wait(), proc.stderr.read()) == (130, b"")
+    assert (proc.wait(), proc.stdout.read(), proc.stderr.read()) == (130, b"", b"")
+    proc.stdin.close()
     assert served_count(served.stop()) == 1
 
 
 def test_sigterm_to_the_client_ends_it_as_it_would_end_alone(served, db):
-    served.start()
+    server = served.start()
     proc, r = _blocked(served, db)
+    worker = _worker(server)
     proc.send_signal(signal.SIGTERM)
+    wait_exit(worker)           # killed while blocked in its write (before the pipe is read: the write would end)
     _drain(r)
     assert proc.wait() == -signal.SIGTERM
     assert served_count(served.stop()) == 1
@@ -162,8 +177,7 @@ def _state(pid: int) -> str:
 def test_ctrl_z_stops_the_worker_and_fg_continues_it(served, db):
     server = served.start()
     proc, r = _blocked(served, db)
-    children = Path(f"/proc/{server}/task/{server}/children")
-    worker = int(children.read_text().split()[0])
+    worker = _worker(server)
     proc.send_signal(signal.SIGTSTP)
     wait_for(lambda: _state(worker) == "T", WAIT, "the worker to stop")
     proc.send_signal(signal.SIGCONT)
@@ -175,9 +189,7 @@ def test_ctrl_z_stops_the_worker_and_fg_continues_it(served, db):
 def test_a_client_killed_takes_its_worker_with_it(served, db):
     server = served.start()
     proc, r = _blocked(served, db)
-    children = Path(f"/proc/{server}/task/{server}/children")
-    wait_for(lambda: children.read_text().split(), WAIT, "the worker")
-    worker = int(children.read_text().split()[0])
+    worker = _worker(server)
     proc.kill()
     proc.wait()
     wait_exit(worker)           # hung up by the server when the client's connection closed

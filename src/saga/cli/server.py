@@ -155,7 +155,6 @@ def become(req: Request) -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     signal.set_wakeup_fd(-1)
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
     for i, fd in enumerate(req.fds[:3]):
         os.dup2(fd, i)
     os.fchdir(req.fds[3])
@@ -174,6 +173,8 @@ def become(req: Request) -> None:
     sys.stdin, sys.stdout, sys.stderr = streams
     sys.__stdin__, sys.__stdout__, sys.__stderr__ = streams  # type: ignore[misc]
     sys.argv = req.argv
+    # The client's signals were held since the fork (serve): they act now, as on the command itself.
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
 def _exit_code(exc: SystemExit) -> int:
@@ -322,10 +323,14 @@ class Server:
         if len(self.workers) >= MAX_WORKERS:
             self.reply(conn, b"refuse busy")
             return
+        # The client may relay a signal as soon as it has the worker's pid, maybe before the worker has put
+        # the command's handlers in place (the server's would swallow it): held until then (become).
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, client.RELAYED)
         worker = os.fork()
         if worker == 0:
             self.forget()
             work(req)
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
         with contextlib.suppress(OSError):     # here too, so that the client can signal the group at once
             os.setpgid(worker, worker)
         self.workers[worker] = Worker(worker, conn)
