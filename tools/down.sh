@@ -9,6 +9,9 @@ SAGA="$PWD/.venv/bin/saga"
 MOUNT=${SAGA_MOUNT:-/sagafs}
 RUN=/run/saga
 LINK=/usr/local/bin/saga
+# This script's own saga commands start no command server (docs/cli.md): one would outlive
+# `make up`/`make down` for its idle time; the daemon started here inherits it and never uses one.
+export SAGA_NO_SERVER=1
 
 [ "$(id -u)" = 0 ] || { echo "make down: needs root (sudo make down)" >&2; exit 77; }
 
