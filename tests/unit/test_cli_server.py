@@ -94,7 +94,7 @@ def _on_terminal(served: CommandServer, args: list[str], env: dict[str, str], ro
             break
         got += chunk
     os.close(master)
-    return proc.wait(), got
+    return proc.wait(WAIT), got
 
 
 def test_colour_and_terminal_width_on_a_terminal(served, db):
@@ -114,13 +114,21 @@ def test_colour_and_terminal_width_on_a_terminal(served, db):
     assert served_count(served.stop()) == 8
 
 
+def _signals_default() -> None:
+    """In a command these tests signal: the signals at their defaults, as a command started at a terminal has
+    them (a suite run in the background, `nohup make test &`, has SIGINT and SIGHUP ignored, and a signal the
+    command ignores is rightly not passed on)."""
+    for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGTERM, signal.SIGTSTP):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def _blocked(served: CommandServer, db: str, **kw) -> tuple[subprocess.Popen, int]:
     """`saga query -n 0` writing into a pipe nobody reads, waited for until the pipe is full (the command is
     blocked in a write); (the process, the pipe's read end)."""
     r, w = os.pipe()
     size = fcntl.fcntl(w, 1031, 4096)      # F_SETPIPE_SZ: a page (the command prints more)
     proc = subprocess.Popen([SAGA, "--db", db, "query", "-n", "0"], stdout=w, stderr=subprocess.PIPE,
-                            env=served.env, **kw)
+                            env=served.env, preexec_fn=_signals_default, **kw)
     os.close(w)
 
     def full() -> bool:
@@ -148,13 +156,13 @@ def test_ctrl_c_to_the_client_stops_its_command(served):
     it as it ends the command alone, quietly, 130."""
     server = served.start()
     proc = subprocess.Popen([SAGA, "rules", "check", "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=served.env)
+                            stderr=subprocess.PIPE, env=served.env, preexec_fn=_signals_default)
     worker = _worker(server)
     # read(2) (number 0) of fd 0: the command itself is waiting, its handlers in place
     wait_for(lambda: Path(f"/proc/{worker}/syscall").read_text().startswith("0 0x0 "), WAIT,
              "the worker to read its stdin")
     proc.send_signal(signal.SIGINT)
-    assert (proc.wait(), proc.stdout.read(), proc.stderr.read()) == (130, b"", b"")
+    assert (proc.wait(WAIT), proc.stdout.read(), proc.stderr.read()) == (130, b"", b"")
     proc.stdin.close()
     assert served_count(served.stop()) == 1
 
@@ -166,7 +174,7 @@ def test_sigterm_to_the_client_ends_it_as_it_would_end_alone(served, db):
     proc.send_signal(signal.SIGTERM)
     wait_exit(worker)           # killed while blocked in its write (before the pipe is read: the write would end)
     _drain(r)
-    assert proc.wait() == -signal.SIGTERM
+    assert proc.wait(WAIT) == -signal.SIGTERM
     assert served_count(served.stop()) == 1
 
 
@@ -182,7 +190,7 @@ def test_ctrl_z_stops_the_worker_and_fg_continues_it(served, db):
     wait_for(lambda: _state(worker) == "T", WAIT, "the worker to stop")
     proc.send_signal(signal.SIGCONT)
     wait_for(lambda: _state(worker) != "T", WAIT, "the worker to continue")
-    assert _drain(r) and proc.wait() == 0
+    assert _drain(r) and proc.wait(WAIT) == 0
     assert served_count(served.stop()) == 1
 
 
@@ -191,7 +199,7 @@ def test_a_client_killed_takes_its_worker_with_it(served, db):
     proc, r = _blocked(served, db)
     worker = _worker(server)
     proc.kill()
-    proc.wait()
+    proc.wait(WAIT)
     wait_exit(worker)           # hung up by the server when the client's connection closed
     os.close(r)
     assert served_count(served.stop()) == 1
