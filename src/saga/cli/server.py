@@ -40,7 +40,8 @@ import saga
 from saga.cli import client
 
 MAX_WORKERS = 16
-PRELOAD = ("numpy", "numpy.ma", "sqlite3", "psycopg", "saga.cli.main", "saga.cli.options", "saga.cli.guard",
+# saga.cli.main first: importing it limits numpy's BLAS to one thread, as a command has it, before numpy loads.
+PRELOAD = ("saga.cli.main", "numpy", "numpy.ma", "sqlite3", "psycopg", "saga.cli.options", "saga.cli.guard",
            "saga.cli.context", "saga.cli.search", "saga.store.query", "saga.store.reader", "saga.store.report",
            "saga.fastrender", "typer", "saga.cli.app", "saga.cli.status", "saga.cli.stats", "saga.cli.log",
            "saga.cli.rules", "saga.cli.query", "saga.cli.report")
@@ -420,7 +421,6 @@ class Server:
 
 def preload() -> None:
     """Import what commands use, as they would import it (one BLAS thread: saga.cli.main sets it)."""
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     for name in PRELOAD:
         try:
             importlib.import_module(name)
@@ -434,7 +434,6 @@ def preload() -> None:
         # of a fresh worker); served only to clients that would use it (PREPARED_FOR is compared).
         with contextlib.suppress(Exception):
             fastrender.shared()
-
 
 
 def main() -> None:
